@@ -1,0 +1,83 @@
+"""Backbone registry: every embedding model behind one interface.
+
+A backbone turns fixed-length windows of mono audio into embeddings::
+
+    bb = get_backbone("yamnet", model_path="yamnet.tflite")
+    emb = bb.embed(windows)  # windows: (n, bb.window_samples) float32 in [-1, 1]
+                             # emb:     (n, bb.embedding_dim) float32
+
+Backbones register themselves with :func:`register`; :data:`BACKBONES` is the one table
+of keys, and the tests load every key.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from birdclef.errors import BirdclefError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the pipeline needs to know to feed a backbone."""
+
+    name: str
+    sample_rate_hz: int
+    window_s: float
+    embedding_dim: int
+    hop_s: float = 1.0  # the pipeline's default stride between windows
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_s * self.sample_rate_hz))
+
+
+class Backbone(Protocol):
+    spec: BackboneSpec
+
+    def embed(self, windows: np.ndarray) -> np.ndarray:
+        """(n, spec.window_samples) float32 waveform → (n, spec.embedding_dim) float32."""
+        ...
+
+
+_FACTORIES: dict[str, Callable[..., Backbone]] = {}
+# key → module that registers it (imported lazily so heavy backends load only when asked for)
+BACKBONES: dict[str, str] = {
+    "melstats": "birdclef.backbones.melstats",
+    "yamnet": "birdclef.backbones.yamnet",
+}
+
+
+def register(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
+    """Class/function decorator: ``@register("yamnet")`` on a factory returning a Backbone."""
+
+    def deco(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        _FACTORIES[name] = factory
+        return factory
+
+    return deco
+
+
+def get_backbone(name: str, **kwargs) -> Backbone:
+    """Build the backbone registered as ``name`` (kwargs go to its factory, e.g. model_path)."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    if name not in _FACTORIES:
+        importlib.import_module(BACKBONES[name])
+    if name not in _FACTORIES:
+        raise BirdclefError(f"module {BACKBONES[name]} did not register backbone {name!r}")
+    return _FACTORIES[name](**kwargs)
+
+
+def backbone_spec(name: str, **kwargs) -> BackboneSpec:
+    """The spec of a backbone without loading heavy weights where the backbone allows it."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    module = importlib.import_module(BACKBONES[name])
+    spec = getattr(module, "SPEC", None)
+    if isinstance(spec, BackboneSpec):
+        return spec
+    return get_backbone(name, **kwargs).spec

@@ -1,0 +1,123 @@
+"""`birdclef` command line: the same stage functions the notebooks call."""
+from __future__ import annotations
+
+import argparse
+import ast
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _params(pairs: list[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"-p expects key=value, got {pair!r}")
+        key, val = pair.split("=", 1)
+        out[key.strip()] = _value(val)
+    return out
+
+
+def _stage_parser(sub: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_)
+    p.add_argument("--data-dir", required=True, help="competition root (holds taxonomy.csv)")
+    p.add_argument("--work-dir", required=True, help="where artefacts go")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config parameter, e.g. -p backbone=melstats -p epochs=20")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="birdclef", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo-data", help="write the embedded synthetic demo dataset")
+    d.add_argument("root")
+    d.add_argument("--n-classes", type=int, default=12)
+    d.add_argument("--recordings-per-class", type=int, default=8)
+    d.add_argument("--n-test-soundscapes", type=int, default=6)
+    d.add_argument("--n-train-soundscapes", type=int, default=4)
+    d.add_argument("--seed", type=int, default=0)
+
+    _stage_parser(sub, "preprocess", "embed train recordings (cached)")
+    _stage_parser(sub, "train", "train the head")
+    _stage_parser(sub, "submit", "write submission.csv")
+
+    s = sub.add_parser("score", help="score a submission against a solution (competition metric)")
+    s.add_argument("solution")
+    s.add_argument("submission")
+
+    n = _stage_parser(sub, "notebooks", "run the four notebooks with papermill")
+    n.add_argument("--only", nargs="*", help="subset of notebooks, e.g. 04_submit")
+
+    demo = sub.add_parser("demo", help="write the demo data and run the four notebooks on it")
+    demo.add_argument("--run-dir", default="runs/demo")
+    demo.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    if args.command == "demo-data":
+        from birdclef.demo import make_demo_dataset
+
+        summary = make_demo_dataset(args.root, n_classes=args.n_classes, recordings_per_class=args.recordings_per_class,
+                                    n_test_soundscapes=args.n_test_soundscapes,
+                                    n_train_soundscapes=args.n_train_soundscapes, seed=args.seed)
+        print(summary)
+        return 0
+    if args.command == "score":
+        import pandas as pd
+
+        from birdclef.evaluate import score
+
+        print(f"{score(pd.read_csv(args.solution, dtype={'row_id': str}), pd.read_csv(args.submission, dtype={'row_id': str})):.6f}")
+        return 0
+    if args.command == "demo":
+        from birdclef.demo import make_demo_dataset
+        from birdclef.pipeline import run_notebooks
+
+        run_dir = Path(args.run_dir)
+        t0 = time.perf_counter()
+        make_demo_dataset(run_dir / "data")
+        params = {"backbone": "melstats", **_params(args.param)}
+        run_notebooks(data_dir=(run_dir / "data").resolve(), work_dir=run_dir.resolve(), parameters=params)
+        print(f"demo finished in {time.perf_counter() - t0:.0f} s: {run_dir / 'submission.csv'}, "
+              f"executed notebooks in {run_dir / 'notebooks'}")
+        return 0
+
+    from birdclef.config import build_config
+
+    params = _params(args.param)
+    if args.command == "notebooks":
+        from birdclef.pipeline import NOTEBOOKS, run_notebooks
+
+        run_notebooks(data_dir=args.data_dir, work_dir=args.work_dir, parameters=params,
+                      notebooks=tuple(args.only) if args.only else NOTEBOOKS)
+        return 0
+    config = build_config(data_dir=args.data_dir, work_dir=args.work_dir, **params)
+    if args.command == "preprocess":
+        from birdclef.preprocess import run_preprocess
+
+        run_preprocess(config=config)
+    elif args.command == "train":
+        from birdclef.train import run_training
+
+        run_training(config=config)
+    elif args.command == "submit":
+        from birdclef.submission import run_submission
+
+        run_submission(config=config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

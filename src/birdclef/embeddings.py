@@ -1,0 +1,186 @@
+"""Embedding stage: recording → cleaned audio → frames → backbone embeddings, cached on disk.
+
+One cache folder per embedding configuration (``<work_dir>/embeddings/<key>/``, the key a
+hash of :data:`birdclef.config.EMBEDDING_FIELDS`), holding the resolved config and one
+``.npz`` per recording keyed by file identity (path, size, mtime). Entries are written
+atomically, so an interrupted run resumes: finished files are reused, partial ones never
+exist. A folder whose saved config differs is refused, never mixed.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from birdclef import audio
+from birdclef.backbones import Backbone, BackboneSpec, get_backbone
+from birdclef.config import EMBEDDING_FIELDS, Config
+from birdclef.errors import AudioError, CacheMismatchError
+from birdclef.io import read_json, write_json, write_npz
+from birdclef.speech import speech_fraction, speech_intervals
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+CHUNK_S = 60.0  # long recordings are decoded and cleaned in chunks of this length
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Cached result for one recording."""
+
+    embeddings: np.ndarray  # (n_frames, embedding_dim) float32
+    starts_s: np.ndarray  # (n_frames,) frame start times, seconds
+    speech: np.ndarray  # (n_frames,) fraction of each frame covered by speech, 0..1
+    duration_s: float
+
+
+class EmbeddingCache:
+    """The cache folder for one embedding configuration."""
+
+    def __init__(self, work_dir: str | Path, config: Config) -> None:
+        self.root = Path(work_dir) / "embeddings" / config.embedding_key()
+        self.settings = {k: getattr(config, k) for k in EMBEDDING_FIELDS} | {"cache_version": CACHE_VERSION}
+        meta = self.root / "config.json"
+        if meta.exists():
+            saved = read_json(meta)
+            if saved != self.settings:
+                raise CacheMismatchError(
+                    f"{self.root} was built under {saved}, not {self.settings}; "
+                    "delete it or use another work_dir"
+                )
+        else:
+            write_json(self.settings, meta)
+
+    def entry(self, path: str | Path) -> Path:
+        p = Path(path).resolve()
+        st = p.stat()
+        ident = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+        return self.root / f"{p.stem[:40]}-{hashlib.sha1(ident.encode()).hexdigest()[:12]}.npz"
+
+    def load(self, path: str | Path) -> Embedded | None:
+        f = self.entry(path)
+        if not f.exists():
+            return None
+        try:
+            with np.load(f) as z:
+                return Embedded(z["embeddings"].astype(np.float32), z["starts_s"], z["speech"], float(z["duration_s"]))
+        except (OSError, ValueError, KeyError) as err:  # a damaged entry is recomputed, not trusted
+            log.warning("cache entry %s unreadable (%s); recomputing", f, err)
+            return None
+
+    def save(self, path: str | Path, e: Embedded) -> None:
+        write_npz(
+            self.entry(path), embeddings=e.embeddings.astype(np.float16), starts_s=e.starts_s,
+            speech=e.speech, duration_s=np.float64(e.duration_s),
+        )
+
+
+def embed_recording(path: str | Path, *, backbone: Backbone, config: Config) -> Embedded:
+    """Decode, clean and embed one recording, chunk by chunk (bounded memory on long files).
+
+    Frames start every ``config.hop_s`` seconds from 0 while inside the recording; each is
+    ``backbone.spec.window_s`` long (zero-padded past the end).
+    """
+    spec: BackboneSpec = backbone.spec
+    info = audio.audio_info(path)
+    if info.frames <= 0:
+        raise AudioError(f"{path}: no audio samples")
+    duration_s = info.duration_s
+    hop = int(round(config.hop_s * spec.sample_rate_hz))
+    chunk_frames = max(1, int(CHUNK_S // config.hop_s))
+    total = audio.n_frames(int(round(duration_s * spec.sample_rate_hz)), hop)
+    embs, speech = [], []
+    for first in range(0, total, chunk_frames):
+        count = min(chunk_frames, total - first)
+        t0 = first * config.hop_s
+        x, sr = audio.read_audio(path, start_s=t0, duration_s=count * config.hop_s + spec.window_s)
+        x = audio.resample(x, sr, spec.sample_rate_hz)
+        if config.denoise:
+            x = audio.denoise(x, spec.sample_rate_hz)
+        x = audio.rms_normalise(x, config.rms_target_dbfs)
+        frames = audio.frame(x, window_samples=spec.window_samples, hop_samples=hop)[:count]
+        if len(frames) < count:  # the chunk ended early (decoder said fewer samples than header)
+            frames = np.concatenate([frames, np.zeros((count - len(frames), spec.window_samples), np.float32)])
+        embs.append(np.concatenate([backbone.embed(frames[i:i + BATCH]) for i in range(0, count, BATCH)]))
+        starts = np.arange(count) * config.hop_s
+        if config.vad:
+            intervals = speech_intervals(x, spec.sample_rate_hz, threshold=config.vad_threshold)
+            speech.append(speech_fraction(intervals, starts_s=starts, length_s=min(config.hop_s, spec.window_s)))
+        else:
+            speech.append(np.zeros(count, np.float32))
+    emb = np.concatenate(embs).astype(np.float32)
+    if not np.all(np.isfinite(emb)):
+        raise AudioError(f"{path}: backbone {spec.name} produced non-finite embeddings")
+    return Embedded(emb, np.arange(total) * config.hop_s, np.concatenate(speech), duration_s)
+
+
+def extract(
+    paths: Iterable[str | Path], *, config: Config, backbone: Backbone | None = None, desc: str = "embedding",
+) -> tuple[dict[str, Embedded], pd.DataFrame]:
+    """Embed every path (reusing the cache) → ({str(path): Embedded}, report).
+
+    The report has one row per path: path, status ('cached' | 'computed' | 'skipped'), reason.
+    Unusable files are skipped with a reason, never silently.
+    """
+    cache = EmbeddingCache(config.work_dir, config)
+    results: dict[str, Embedded] = {}
+    rows = []
+    paths = [Path(p) for p in paths]
+    for p in tqdm(paths, desc=desc, unit="file", mininterval=1.0):
+        try:
+            hit = cache.load(p) if p.is_file() else None
+            if hit is not None:
+                results[str(p)] = hit
+                rows.append((str(p), "cached", ""))
+                continue
+            if backbone is None:
+                backbone = get_backbone(config.backbone, model_path=config.backbone_path)
+            e = embed_recording(p, backbone=backbone, config=config)
+            cache.save(p, e)
+            results[str(p)] = e
+            rows.append((str(p), "computed", ""))
+        except (AudioError, OSError) as err:
+            log.warning("skipping %s: %s", p, err)
+            rows.append((str(p), "skipped", str(err)))
+    report = pd.DataFrame(rows, columns=["path", "status", "reason"])
+    return results, report
+
+
+def frames_in(e: Embedded, start_s: float, end_s: float) -> np.ndarray:
+    """Indices of frames starting in [start_s, end_s)."""
+    eps = 1e-6
+    return np.flatnonzero((e.starts_s >= start_s - eps) & (e.starts_s < end_s - eps))
+
+
+def pool_segments(e: Embedded, idx: np.ndarray, segment_frames: int) -> np.ndarray:
+    """Split frame indices into consecutive groups of ``segment_frames`` → (n_groups, k, dim).
+
+    A short tail group is filled by repeating its frames so every group has k frames.
+    """
+    groups = []
+    for i in range(0, len(idx), segment_frames):
+        g = idx[i:i + segment_frames]
+        if len(g) < segment_frames:
+            g = np.resize(g, segment_frames)
+        groups.append(e.embeddings[g])
+    if not groups:
+        return np.zeros((0, segment_frames, e.embeddings.shape[1]), np.float32)
+    return np.stack(groups)
+
+
+def n_windows(duration_s: float, window_s: float) -> int:
+    """Submission rows a soundscape gets: ceil(duration / window), at least 1.
+
+    A 60-s file gets 12 rows of 5 s; 62 s gets 13 (the last window partial); 3 s gets 1.
+    Durations are rounded to the millisecond first so 59.9999 s still gives 12.
+    """
+    return max(1, math.ceil(round(duration_s, 3) / window_s - 1e-9))

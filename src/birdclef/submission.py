@@ -1,0 +1,142 @@
+"""Submission stage: every test soundscape → 5-s windows → validated, atomically written CSV.
+
+Rows: ``<soundscape stem>_<end second>`` for every window a file's length implies
+(:func:`birdclef.embeddings.n_windows`: 60 s → 12 rows ending 5…60). Columns: ``row_id`` then
+one probability per taxonomy label in taxonomy order. Nothing is ever dropped: an unreadable
+soundscape gets the training prior (with a warning; ``strict=True`` raises instead).
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from birdclef import audio
+from birdclef.config import Config
+from birdclef.data import competition_paths, list_audio, load_taxonomy
+from birdclef.embeddings import extract, n_windows
+from birdclef.errors import AudioError, BirdclefError, SubmissionError
+from birdclef.evaluate import score
+from birdclef.infer import predict_windows, prior_windows
+from birdclef.io import atomic_path, write_csv
+from birdclef.model import load_head
+
+log = logging.getLogger(__name__)
+FALLBACK_DURATION_S = 60.0  # assumed length of a soundscape whose header cannot be read
+
+
+def row_ids(stem: str, count: int, window_s: float = 5.0) -> list[str]:
+    """['<stem>_5', '<stem>_10', …] for ``count`` windows of ``window_s`` seconds."""
+    return [f"{stem}_{int(round((i + 1) * window_s))}" for i in range(count)]
+
+
+def build_submission(window_probs: dict[str, np.ndarray], labels: list[str], window_s: float = 5.0) -> pd.DataFrame:
+    """{stem: (n_windows, n_classes)} → submission DataFrame (row_id + labels)."""
+    frames = []
+    for stem, prob in window_probs.items():
+        df = pd.DataFrame(np.asarray(prob, np.float64), columns=labels)
+        df.insert(0, "row_id", row_ids(stem, len(prob), window_s))
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["row_id", *labels])
+    return pd.concat(frames, ignore_index=True)
+
+
+def validate_submission(df: pd.DataFrame, labels: list[str], expected_row_ids: list[str]) -> None:
+    """Raise :class:`SubmissionError` unless rows, columns, order and values are all valid."""
+    want_cols = ["row_id", *labels]
+    if list(df.columns) != want_cols:
+        missing = [c for c in want_cols if c not in df.columns]
+        extra = [c for c in df.columns if c not in want_cols]
+        raise SubmissionError(f"columns wrong: missing {missing[:5]}, unexpected {extra[:5]}, or out of taxonomy order")
+    if list(df["row_id"]) != list(expected_row_ids):
+        missing = sorted(set(expected_row_ids) - set(df["row_id"]))
+        raise SubmissionError(f"rows wrong: {len(df)} rows vs {len(expected_row_ids)} expected; missing e.g. {missing[:3]}")
+    values = df[labels].to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise SubmissionError("submission has NaN or infinite probabilities")
+    if (values < 0).any() or (values > 1).any():
+        raise SubmissionError("submission probabilities must lie in [0, 1]")
+
+
+def write_submission(df: pd.DataFrame, path: str | Path) -> Path:
+    """Atomic write (temp file + rename): a kill leaves the old file or the new one."""
+    with atomic_path(path, ".csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    submission: pd.DataFrame
+    path: Path
+    score: float | None  # local score when the data folder has a solution.csv
+    fallbacks: pd.DataFrame  # soundscapes that got the prior: path, reason
+
+
+def _duration_or_fallback(path: Path) -> float:
+    try:
+        return audio.audio_info(path).duration_s
+    except AudioError:
+        return FALLBACK_DURATION_S
+
+
+def run_submission(
+    *, config: Config, model_dir: str | Path | None = None, test_dir: str | Path | None = None,
+    out_path: str | Path | None = None,
+) -> SubmissionResult:
+    """Predict every test soundscape and write ``<work_dir>/submission.csv``."""
+    paths = competition_paths(config.data_dir)
+    labels = load_taxonomy(paths.taxonomy)["primary_label"].tolist()
+    model_dir = Path(model_dir) if model_dir else Path(config.work_dir) / "model"
+    model, meta = load_head(model_dir / "head.pt")
+    if list(meta.labels) != labels:
+        raise BirdclefError(f"{model_dir} was trained on another taxonomy ({len(meta.labels)} classes, not {len(labels)})")
+    if meta.embedding_key != config.embedding_key():
+        raise BirdclefError(
+            f"{model_dir} was trained on embeddings {meta.embedding_key}, but this config gives "
+            f"{config.embedding_key()}: use the training run's backbone/denoise/vad settings"
+        )
+    files = list_audio(test_dir if test_dir is not None else paths.test_soundscapes)
+    if not files:
+        log.warning("no test soundscapes in %s (hidden while editing on Kaggle?): writing prior rows "
+                    "for the sample submission's row ids", test_dir or paths.test_soundscapes)
+    embedded, report = extract(files, config=config, desc="test soundscapes")
+    probs: dict[str, np.ndarray] = {}
+    fallbacks = []
+    for f in files:
+        e = embedded.get(str(f))
+        if e is None:
+            reason = report.loc[report["path"] == str(f), "reason"].iloc[0]
+            if config.strict:
+                raise BirdclefError(f"{f}: unreadable test soundscape ({reason}) and strict=True")
+            warnings.warn(f"{f.name}: unreadable ({reason}); writing prior probabilities", stacklevel=2)
+            fallbacks.append({"path": str(f), "reason": reason})
+            probs[f.stem] = prior_windows(meta, n_windows(_duration_or_fallback(f), config.window_s))
+        else:
+            probs[f.stem] = predict_windows(e, model, meta, window_s=config.window_s)
+    sub = build_submission(probs, labels, config.window_s)
+    expected = [r for f in files for r in row_ids(f.stem, len(probs[f.stem]), config.window_s)]
+    if not files and paths.sample_submission.exists():
+        sample_ids = pd.read_csv(paths.sample_submission, usecols=["row_id"], dtype=str)["row_id"].tolist()
+        sub = pd.DataFrame(prior_windows(meta, len(sample_ids)).astype(np.float64), columns=labels)
+        sub.insert(0, "row_id", sample_ids)
+        expected = sample_ids
+    validate_submission(sub, labels, expected)
+    out = Path(out_path) if out_path else Path(config.work_dir) / "submission.csv"
+    write_submission(sub, out)
+    fb = pd.DataFrame(fallbacks, columns=["path", "reason"])
+    if len(fb):
+        write_csv(fb, out.with_name("submission_fallbacks.csv"))
+    local = None
+    if paths.solution.exists() and files:
+        solution = pd.read_csv(paths.solution, dtype={"row_id": str})
+        local = score(solution, sub, row_id_column_name="row_id")
+    print(f"submission: {len(sub)} rows × {len(labels)} classes from {len(files)} soundscapes "
+          f"({len(fb)} fell back to the prior) → {out}"
+          + (f"; local score (macro ROC-AUC) {local:.4f}" if local is not None else ""))
+    return SubmissionResult(sub, out, local, fb)

@@ -1,0 +1,222 @@
+import ast
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from scipy.signal import butter, sosfiltfilt
+
+from birdclef import demo
+from birdclef.demo import DemoSummary, make_demo_dataset
+
+SMALL = dict(n_classes=6, recordings_per_class=2, recording_s=(4.0, 8.0), n_train_soundscapes=1,
+             n_test_soundscapes=2, speech_fraction=0.5, seed=7)
+TINY = dict(n_classes=3, recordings_per_class=1, recording_s=(3.0, 4.0), n_train_soundscapes=1,
+            n_test_soundscapes=1, soundscape_s=15.0, speech_fraction=1.0, seed=3)
+CSVS = ["taxonomy.csv", "train.csv", "sample_submission.csv", "solution.csv",
+        "train_soundscapes_solution.csv", "speech.csv"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, DemoSummary]:
+    root = tmp_path_factory.mktemp("demo")
+    return root, make_demo_dataset(root, **SMALL)
+
+
+def read(root: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(root / name, dtype=str, keep_default_na=False)
+
+
+def audio_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.ogg"))
+
+
+def test_layout_and_summary(dataset):
+    root, summary = dataset
+    for name in CSVS:
+        assert (root / name).is_file(), name
+    assert summary.root == root
+    assert summary.n_classes == 6 and summary.n_recordings == 12
+    assert summary.n_train_soundscapes == 1 and summary.n_test_soundscapes == 2
+    assert len(list((root / "train_audio").rglob("*.ogg"))) == 12
+    assert len(list((root / "train_soundscapes").glob("*.ogg"))) == 1
+    assert len(list((root / "test_soundscapes").glob("*.ogg"))) == 2
+    durations = sum(sf.info(p).frames / sf.info(p).samplerate for p in audio_files(root))
+    assert summary.total_audio_s == pytest.approx(durations, abs=0.01)
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_taxonomy_matches_the_competition_file(dataset):
+    root, _ = dataset
+    tax = read(root, "taxonomy.csv")
+    assert list(tax.columns) == demo.TAXONOMY_COLUMNS
+    labels = tax.primary_label.tolist()
+    assert labels == sorted(labels) and len(set(labels)) == 6
+    assert any(label.isdigit() for label in labels)  # iNat ids for non-birds
+    assert any(re.fullmatch(r"[a-z]{4,6}\d", label) for label in labels)  # eBird codes
+    assert set(tax.class_name) <= {"Aves", "Amphibia", "Insecta", "Mammalia"}
+    assert tax.common_name.str.endswith(" ").any()
+    assert tax.scientific_name.str.endswith(" ").any()
+    numeric = tax[tax.primary_label.str.isdigit()]
+    assert (numeric.primary_label == numeric.inat_taxon_id).all()
+
+
+def test_train_csv_rows_point_at_their_recordings(dataset):
+    root, _ = dataset
+    train = read(root, "train.csv")
+    tax = read(root, "taxonomy.csv").set_index("primary_label")
+    assert list(train.columns) == demo.TRAIN_COLUMNS
+    assert len(train) == 12
+    for row in train.itertuples():
+        assert re.fullmatch(rf"{re.escape(row.primary_label)}/(XC|iNat|CSA)\d+\.ogg", row.filename)
+        assert row.filename.split("/")[1].startswith(row.collection)
+        assert (root / "train_audio" / row.filename).is_file()
+        secondary = ast.literal_eval(row.secondary_labels)
+        assert isinstance(secondary, list)
+        assert set(secondary) <= set(tax.index) and row.primary_label not in secondary
+        assert isinstance(ast.literal_eval(row.type), list)
+        assert 0.0 <= float(row.rating) <= 5.0
+        assert row.common_name == tax.loc[row.primary_label, "common_name"]
+        assert row.scientific_name == tax.loc[row.primary_label, "scientific_name"]
+    assert set(train.collection) <= {"XC", "iNat", "CSA"}
+    assert (train.secondary_labels != "[]").any()
+    assert set(tax.index) == set(train.primary_label)
+
+
+def test_all_audio_is_32k_mono_vorbis(dataset):
+    root, _ = dataset
+    lo_s, _ = SMALL["recording_s"]
+    for path in audio_files(root):
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.format, info.subtype) == (32_000, 1, "OGG", "VORBIS")
+        wave, sr = sf.read(path, dtype="float32")
+        assert wave.ndim == 1 and np.isfinite(wave).all() and np.abs(wave).max() <= 1.0
+        if "soundscapes" in path.parent.name:
+            assert len(wave) == 60 * 32_000
+            assert re.fullmatch(r"H\d\d_20\d{6}_\d{6}", path.stem)
+        else:
+            assert len(wave) >= lo_s * 32_000 - 1
+
+
+def test_solution_has_one_row_per_window_in_taxonomy_order(dataset):
+    root, _ = dataset
+    labels = read(root, "taxonomy.csv").primary_label.tolist()
+    for folder, name in (("test_soundscapes", "solution.csv"),
+                         ("train_soundscapes", "train_soundscapes_solution.csv")):
+        solution = pd.read_csv(root / name, dtype={"row_id": str})
+        assert list(solution.columns) == ["row_id", *labels]
+        stems = sorted(p.stem for p in (root / folder).glob("*.ogg"))
+        assert solution.row_id.tolist() == [f"{s}_{end}" for s in stems for end in range(5, 61, 5)]
+        values = solution[labels].to_numpy()
+        assert values.dtype.kind == "i" and set(np.unique(values)) <= {0, 1}
+        assert values.sum() > 0
+
+
+def test_labelled_windows_are_louder_than_empty_ones(dataset):
+    root, _ = dataset
+    solution = pd.read_csv(root / "solution.csv", dtype={"row_id": str})
+    labels = solution.columns[1:]
+    loud, quiet = [], []
+    for stem in dict.fromkeys(r.rsplit("_", 1)[0] for r in solution.row_id):
+        wave, sr = sf.read(root / "test_soundscapes" / f"{stem}.ogg", dtype="float32")
+        rows = solution[solution.row_id.str.startswith(stem + "_")]
+        for k, positive in enumerate(rows[labels].sum(axis=1) > 0):
+            window = wave[k * 5 * sr:(k + 1) * 5 * sr]
+            (loud if positive else quiet).append(np.max(np.abs(window)) / np.median(np.abs(window)))
+    assert loud and quiet
+    assert np.median(loud) > np.median(quiet)
+
+
+def test_sample_submission(dataset):
+    root, _ = dataset
+    labels = read(root, "taxonomy.csv").primary_label.tolist()
+    sample = pd.read_csv(root / "sample_submission.csv", dtype={"row_id": str})
+    first = sorted(p.stem for p in (root / "test_soundscapes").glob("*.ogg"))[0]
+    assert list(sample.columns) == ["row_id", *labels]
+    assert sample.row_id.tolist() == [f"{first}_5", f"{first}_10", f"{first}_15"]
+    np.testing.assert_allclose(sample[labels].to_numpy(), 1 / len(labels))
+
+
+def test_speech_segments_hold_voice_band_energy(dataset):
+    root, _ = dataset
+    speech = pd.read_csv(root / "speech.csv")
+    assert list(speech.columns) == ["filename", "start_s", "end_s"]
+    # Half the recordings plus one train and one test soundscape.
+    assert len(speech) == 6 + 2
+    assert speech.filename.str.startswith("train_soundscapes/").sum() == 1
+    assert speech.filename.str.startswith("test_soundscapes/").sum() == 1
+    band = butter(4, [100, 4_000], btype="bandpass", fs=32_000, output="sos")
+    for row in speech.itertuples():
+        wave, sr = sf.read(root / row.filename, dtype="float64")
+        assert 0 <= row.start_s < row.end_s <= len(wave) / sr
+        assert 1.0 < row.end_s - row.start_s < 8.0
+        voiced = sosfiltfilt(band, wave)
+        start, end = int(row.start_s * sr), int(row.end_s * sr)
+        # Calls keep clear of speech, so the half second beside it is background only.
+        if end + int(0.75 * sr) <= len(wave):
+            nearby = voiced[end + sr // 4:end + 3 * sr // 4]
+        else:
+            nearby = voiced[start - 3 * sr // 4:start - sr // 4]
+        ratio_db = 10 * np.log10(np.mean(voiced[start:end] ** 2) / np.mean(nearby ** 2))
+        assert ratio_db > 6.0, (row.filename, ratio_db)
+
+
+def test_same_seed_same_dataset_other_seed_differs(tmp_path):
+    first = make_demo_dataset(tmp_path / "a", **TINY)
+    make_demo_dataset(tmp_path / "b", **TINY)
+    other = make_demo_dataset(tmp_path / "c", **{**TINY, "seed": 4})
+    assert first.total_audio_s > 0
+    for name in CSVS:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    files_a = audio_files(tmp_path / "a")
+    assert [p.relative_to(tmp_path / "a") for p in files_a] == \
+        [p.relative_to(tmp_path / "b") for p in audio_files(tmp_path / "b")]
+    for path in files_a:
+        twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
+        np.testing.assert_array_equal(sf.read(path)[0], sf.read(twin)[0])
+    assert (tmp_path / "a" / "train.csv").read_bytes() != (tmp_path / "c" / "train.csv").read_bytes()
+    assert other.total_audio_s != first.total_audio_s
+    # Regenerating into the same folder is allowed and changes nothing.
+    before = (tmp_path / "a" / "solution.csv").read_bytes()
+    make_demo_dataset(tmp_path / "a", **TINY)
+    assert (tmp_path / "a" / "solution.csv").read_bytes() == before
+
+
+def test_refuses_a_folder_holding_other_audio(tmp_path):
+    stray = tmp_path / "train_audio" / "abc1" / "XC1.ogg"
+    stray.parent.mkdir(parents=True)
+    sf.write(stray, np.zeros(3_200, np.float32), 32_000, format="OGG", subtype="VORBIS")
+    with pytest.raises(FileExistsError, match="XC1.ogg"):
+        make_demo_dataset(tmp_path, **TINY)
+
+
+def test_no_speech_needs_no_tts(tmp_path, monkeypatch):
+    def unavailable(*_args, **_kwargs):
+        raise AssertionError("tts must not be called when speech_fraction == 0")
+
+    monkeypatch.setattr(demo, "synthesize_batch", unavailable)
+    make_demo_dataset(tmp_path, **{**TINY, "speech_fraction": 0.0})
+    speech = pd.read_csv(tmp_path / "speech.csv")
+    assert list(speech.columns) == ["filename", "start_s", "end_s"] and speech.empty
+
+
+@pytest.mark.parametrize("bad", [
+    {"n_classes": 1},
+    {"n_classes": 2.5},
+    {"recordings_per_class": 0},
+    {"recording_s": (10.0, 5.0)},
+    {"recording_s": (1.0, 2.0)},
+    {"recording_s": 8.0},
+    {"n_train_soundscapes": -1},
+    {"n_test_soundscapes": 0},
+    {"soundscape_s": 62.0},
+    {"soundscape_s": 0},
+    {"speech_fraction": 1.5},
+    {"seed": -1},
+])
+def test_bad_arguments_raise_value_error(tmp_path, bad):
+    with pytest.raises(ValueError):
+        make_demo_dataset(tmp_path, **{**TINY, **bad})
+    assert not any(tmp_path.iterdir())  # nothing written before the check

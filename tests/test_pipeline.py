@@ -1,0 +1,68 @@
+"""The stage functions end to end on the tiny demo (melstats backbone: no weights needed)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from birdclef.config import build_config
+from birdclef.data import competition_paths, list_audio, load_taxonomy
+from birdclef.embeddings import EmbeddingCache, extract
+from birdclef.errors import CacheMismatchError
+from birdclef.preprocess import run_preprocess
+from birdclef.submission import run_submission
+from birdclef.train import run_training
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_demo, tmp_path_factory):
+    work = tmp_path_factory.mktemp("run")
+    config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="melstats", epochs=15)
+    pre = run_preprocess(config=config)
+    result = run_training(config=config, progress=False)
+    return config, pre, result
+
+
+def test_preprocess_embeds_every_recording_and_finds_speech(trained, tiny_demo):
+    config, pre, _ = trained
+    n = len(pd.read_csv(tiny_demo / "train.csv"))
+    assert len(pre.manifest) == n and len(pre.skipped) == 0
+    spoken = {f.removeprefix("train_audio/") for f in pd.read_csv(tiny_demo / "speech.csv")["filename"]}
+    with_speech = pre.manifest[pre.manifest["filename"].isin(spoken)]
+    assert len(with_speech) and (with_speech["speech_frames"] > 0).mean() >= 0.5
+    assert (pre.manifest[~pre.manifest["filename"].isin(spoken)]["speech_frames"] == 0).mean() >= 0.8
+
+
+def test_training_learns_and_saves_artefacts(trained):
+    config, _, result = trained
+    assert result.metrics["val_auc"] > 0.7
+    for name in ("head.pt", "config.json", "metrics.json", "history.csv", "per_class_auc.csv"):
+        assert (result.out_dir / name).exists()
+    assert len(result.history) == config.epochs
+
+
+def test_submission_is_complete_valid_and_scored(trained, tiny_demo):
+    config, _, _ = trained
+    result = run_submission(config=config)
+    labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
+    sub = pd.read_csv(result.path, dtype={"row_id": str})
+    assert list(sub.columns) == ["row_id", *labels]
+    stems = [p.stem for p in list_audio(competition_paths(tiny_demo).test_soundscapes)]
+    assert sub["row_id"].tolist() == [f"{s}_{e}" for s in stems for e in (5, 10, 15, 20)]
+    values = sub[labels].to_numpy()
+    assert np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1
+    assert result.score is not None and result.score > 0.5
+
+
+def test_rerun_reuses_the_cache(trained, tiny_demo):
+    config, _, _ = trained
+    files = list_audio(competition_paths(tiny_demo).test_soundscapes)
+    _, report = extract(files, config=config)
+    assert set(report["status"]) == {"cached"}
+
+
+def test_cache_built_under_another_config_is_refused(trained):
+    config, _, _ = trained
+    cache = EmbeddingCache(config.work_dir, config)
+    settings = cache.root / "config.json"
+    settings.write_text(settings.read_text().replace('"denoise": true', '"denoise": false'))
+    with pytest.raises(CacheMismatchError, match="built under"):
+        EmbeddingCache(config.work_dir, config)

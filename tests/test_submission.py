@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from birdclef.data import load_taxonomy
+from birdclef.embeddings import n_windows
+from birdclef.errors import SubmissionError
+from birdclef.submission import build_submission, row_ids, validate_submission, write_submission
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def real_labels():
+    return load_taxonomy(FIXTURES / "taxonomy_2025.csv")["primary_label"].tolist()
+
+
+def test_row_ids_end_seconds():
+    assert row_ids("H02_20230420_074000", 12)[:2] == ["H02_20230420_074000_5", "H02_20230420_074000_10"]
+    assert row_ids("x", 12)[-1] == "x_60"
+
+
+@pytest.mark.parametrize("duration,rows", [(60.0, 12), (59.9999, 12), (62.0, 13), (3.0, 1), (0.1, 1), (120.0, 24)])
+def test_rows_a_duration_implies(duration, rows):
+    assert n_windows(duration, 5.0) == rows
+
+
+def test_real_taxonomy_gives_the_sample_submission_header():
+    labels = real_labels()
+    assert len(labels) == 206
+    rng = np.random.default_rng(0)
+    sub = build_submission({"soundscape_1": rng.random((12, 206)), "soundscape_2": rng.random((12, 206))}, labels)
+    header = pd.read_csv(FIXTURES / "sample_submission_header_2025.csv", dtype=str).columns.tolist()
+    assert list(sub.columns) == header and len(header) == 207
+    validate_submission(sub, labels, row_ids("soundscape_1", 12) + row_ids("soundscape_2", 12))
+
+
+def _valid(labels=("a", "b")):
+    sub = build_submission({"s": np.full((12, len(labels)), 0.5)}, list(labels))
+    return sub, list(labels), row_ids("s", 12)
+
+
+@pytest.mark.parametrize("breakage", [
+    lambda s: s.iloc[:-1],  # a lost row
+    lambda s: s.iloc[::-1],  # rows out of order
+    lambda s: s[["row_id", "b", "a"]],  # columns out of taxonomy order
+    lambda s: s.drop(columns=["b"]),
+    lambda s: s.assign(a=np.nan),
+    lambda s: s.assign(a=1.5),
+    lambda s: s.assign(a=-0.1),
+])
+def test_validate_rejects(breakage):
+    sub, labels, expected = _valid()
+    validate_submission(sub, labels, expected)
+    with pytest.raises(SubmissionError):
+        validate_submission(breakage(sub), labels, expected)
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
+    sub, *_ = _valid()
+    out = write_submission(sub, tmp_path / "submission.csv")
+    before = out.read_text()
+
+    def boom(self, *a, **k):
+        Path(a[0]).write_text("row_id,a\nhalf")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_submission(sub.assign(a=0.1), out)
+    assert out.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["submission.csv"]
