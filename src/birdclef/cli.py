@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--run-dir", default="runs/demo")
     demo.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
 
+    from birdclef.kaggle import add_cli as add_kaggle_cli
+
+    add_kaggle_cli(sub)  # birdclef kaggle build|resolve
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -93,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo finished in {time.perf_counter() - t0:.0f} s: {run_dir / 'submission.csv'}, "
               f"executed notebooks in {run_dir / 'notebooks'}")
         return 0
+
+    if args.command == "kaggle":
+        from birdclef.kaggle import run_cli as run_kaggle_cli
+
+        return run_kaggle_cli(args)
 
     from birdclef.config import build_config
 

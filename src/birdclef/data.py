@@ -161,4 +161,8 @@ def list_audio(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    for p in found:
+        if not p.is_file():
+            log.warning("%s is named like audio but is not a file; ignored", p)
+    return [p for p in found if p.is_file()]

@@ -672,8 +672,10 @@ def make_demo_dataset(
     spoken intro is lengthened when needed to keep 2 s of calls beside it. `speech_fraction` of
     the recordings (and, when it is > 0, one train and one test soundscape) contain speech
     synthesised by espeak-ng; `speech.csv` lists each as (filename relative to `root`, start_s,
-    end_s). Raises ValueError on bad sizes, FileExistsError when `root` holds other audio,
-    :class:`birdclef.tts.TTSUnavailable` when speech is asked for and espeak-ng cannot load.
+    end_s). Labels sort as strings; from 3 classes on they mix eBird codes and numeric iNat ids.
+    Rerunning with the same arguments rewrites the same files; raises ValueError on bad sizes,
+    FileExistsError when `root` holds other audio, :class:`birdclef.tts.TTSUnavailable` when
+    speech is asked for and espeak-ng cannot load.
     """
     _validate(n_classes, recordings_per_class, recording_s, n_train_soundscapes, n_test_soundscapes,
               soundscape_s, speech_fraction, seed)
@@ -685,6 +687,8 @@ def make_demo_dataset(
     rec_path = {r.index: root / "train_audio" / r.filename for r in recordings}
     sc_path = {s.index: root / f"{s.split}_soundscapes" / f"{s.stem}.ogg" for s in soundscapes}
     _refuse_stale_audio(root, set(rec_path.values()) | set(sc_path.values()))
+    for folder in ("train_audio", "train_soundscapes", "test_soundscapes"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
 
     texts = sorted({x.speech_text for x in [*recordings, *soundscapes] if x.speech_text})
     waves = dict(zip(texts, synthesize_batch(texts, sample_rate_hz=sr))) if texts else {}

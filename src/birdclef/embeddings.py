@@ -123,36 +123,91 @@ def embed_recording(path: str | Path, *, backbone: Backbone, config: Config) -> 
     return Embedded(emb, np.arange(total) * config.hop_s, np.concatenate(speech), duration_s)
 
 
+def _embed_or_reason(path: Path, backbone: Backbone, config: Config) -> Embedded | str:
+    try:
+        return embed_recording(path, backbone=backbone, config=config)
+    except (AudioError, OSError) as err:
+        return str(err)
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(config: Config) -> None:
+    """One interpreter per worker, one thread each: workers × threads never exceed the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER["config"] = config
+    _WORKER["backbone"] = get_backbone(config.backbone, model_path=config.backbone_path)
+
+
+def _worker_embed(path: str) -> tuple[str, Embedded | str]:
+    config = _WORKER["config"]
+    result = _embed_or_reason(Path(path), _WORKER["backbone"], config)
+    if isinstance(result, Embedded):  # written by the worker: the parent only collects
+        EmbeddingCache(config.work_dir, config).save(path, result)
+    return path, result
+
+
 def extract(
     paths: Iterable[str | Path], *, config: Config, backbone: Backbone | None = None, desc: str = "embedding",
+    progress: bool = True,
 ) -> tuple[dict[str, Embedded], pd.DataFrame]:
     """Embed every path (reusing the cache) → ({str(path): Embedded}, report).
 
-    The report has one row per path: path, status ('cached' | 'computed' | 'skipped'), reason.
-    Unusable files are skipped with a reason, never silently.
+    The report has one row per path, in input order: path, status ('cached' | 'computed' |
+    'skipped'), reason. Unusable files are skipped with a reason, never silently. With
+    ``config.n_workers > 1`` uncached files are embedded by a process pool (spawned
+    interpreters, one torch thread each); each finished file is cached at once, so an
+    interrupted run resumes where it stopped.
     """
     cache = EmbeddingCache(config.work_dir, config)
-    results: dict[str, Embedded] = {}
-    rows = []
     paths = [Path(p) for p in paths]
-    for p in tqdm(paths, desc=desc, unit="file", mininterval=1.0):
-        try:
-            hit = cache.load(p) if p.is_file() else None
-            if hit is not None:
-                results[str(p)] = hit
-                rows.append((str(p), "cached", ""))
-                continue
+    results: dict[str, Embedded] = {}
+    status: dict[str, tuple[str, str]] = {}
+    todo = []
+    for p in paths:
+        hit = cache.load(p) if p.is_file() else None
+        if hit is not None:
+            results[str(p)] = hit
+            status[str(p)] = ("cached", "")
+        else:
+            todo.append(p)
+    bar = tqdm(total=len(todo), desc=desc, unit="file", mininterval=1.0, disable=not progress or not todo)
+    workers = min(config.n_workers, len(todo))
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(config,)) as pool:
+            futures = [pool.submit(_worker_embed, str(p)) for p in todo]
+            for fut in as_completed(futures):
+                key, result = fut.result()
+                _collect(key, result, results, status)
+                bar.update()
+    else:
+        for p in todo:
             if backbone is None:
                 backbone = get_backbone(config.backbone, model_path=config.backbone_path)
-            e = embed_recording(p, backbone=backbone, config=config)
-            cache.save(p, e)
-            results[str(p)] = e
-            rows.append((str(p), "computed", ""))
-        except (AudioError, OSError) as err:
-            log.warning("skipping %s: %s", p, err)
-            rows.append((str(p), "skipped", str(err)))
-    report = pd.DataFrame(rows, columns=["path", "status", "reason"])
+            result = _embed_or_reason(p, backbone, config)
+            if isinstance(result, Embedded):
+                cache.save(p, result)
+            _collect(str(p), result, results, status)
+            bar.update()
+    bar.close()
+    report = pd.DataFrame([(str(p), *status[str(p)]) for p in paths], columns=["path", "status", "reason"])
     return results, report
+
+
+def _collect(key: str, result: Embedded | str, results: dict, status: dict) -> None:
+    if isinstance(result, Embedded):
+        results[key] = result
+        status[key] = ("computed", "")
+    else:
+        log.warning("skipping %s: %s", key, result)
+        status[key] = ("skipped", result)
 
 
 def frames_in(e: Embedded, start_s: float, end_s: float) -> np.ndarray:

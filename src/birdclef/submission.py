@@ -19,7 +19,7 @@ from birdclef import audio
 from birdclef.config import Config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.embeddings import extract, n_windows
-from birdclef.errors import AudioError, BirdclefError, SubmissionError
+from birdclef.errors import AudioError, BirdclefError, SchemaError, SubmissionError
 from birdclef.evaluate import score
 from birdclef.infer import predict_windows, prior_windows
 from birdclef.io import atomic_path, write_csv
@@ -135,7 +135,10 @@ def run_submission(
     local = None
     if paths.solution.exists() and files:
         solution = pd.read_csv(paths.solution, dtype={"row_id": str})
-        local = score(solution, sub, row_id_column_name="row_id")
+        try:
+            local = score(solution, sub, row_id_column_name="row_id")
+        except SchemaError as err:  # the file is written and valid; only the local score is unavailable
+            warnings.warn(f"{paths.solution} does not fit these soundscapes, not scored: {err}", stacklevel=2)
     print(f"submission: {len(sub)} rows × {len(labels)} classes from {len(files)} soundscapes "
           f"({len(fb)} fell back to the prior) → {out}"
           + (f"; local score (macro ROC-AUC) {local:.4f}" if local is not None else ""))

