@@ -4,8 +4,14 @@ from birdclef.config import build_config, resume_config
 from birdclef.io import write_json
 
 
-def test_seed_recipe_is_the_public_notebook():
+def test_default_backbone_is_birdnet_with_the_seed_training_settings():
     c = build_config()
+    assert c.backbone == "birdnet"
+    assert (c.loss, c.segment_s, c.hidden_sizes, c.dropout, c.learning_rate) == ("ce", 1.0, (512, 256), 0.3, 1e-3)
+
+
+def test_seed_recipe_is_the_public_notebook():
+    c = build_config(recipe="seed")
     assert (c.backbone, c.loss, c.segment_s, c.hidden_sizes, c.dropout, c.learning_rate, c.class_weight) == (
         "yamnet", "ce", 1.0, (512, 256), 0.3, 1e-3, "balanced")
     assert c.denoise and c.vad

@@ -66,3 +66,15 @@ def test_cache_built_under_another_config_is_refused(trained):
     settings.write_text(settings.read_text().replace('"denoise": true', '"denoise": false'))
     with pytest.raises(CacheMismatchError, match="built under"):
         EmbeddingCache(config.work_dir, config)
+
+
+def test_parallel_extraction_matches_serial(tiny_demo, tmp_path):
+    files = sorted((tiny_demo / "train_audio").rglob("*.ogg"))[:8]
+    serial, _ = extract(files, config=build_config(work_dir=str(tmp_path / "a"), backbone="melstats", n_workers=1),
+                        progress=False)
+    parallel, report = extract(files, config=build_config(work_dir=str(tmp_path / "b"), backbone="melstats",
+                                                          n_workers=2), progress=False)
+    assert list(report["path"]) == [str(f) for f in files] and set(report["status"]) == {"computed"}
+    for f in files:
+        np.testing.assert_allclose(parallel[str(f)].embeddings, serial[str(f)].embeddings, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(parallel[str(f)].speech, serial[str(f)].speech)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 CHUNK_S = 60.0  # long recordings are decoded and cleaned in chunks of this length
 BATCH = 64
+MIN_FILES_PER_WORKER = 4  # below this, spawning interpreters costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class EmbeddingCache:
         return self.root / f"{p.stem[:40]}-{hashlib.sha1(ident.encode()).hexdigest()[:12]}.npz"
 
     def load(self, path: str | Path) -> Embedded | None:
+        """The cached result, or None (not cached, damaged, or ``path`` is not a file)."""
+        if not Path(path).is_file():
+            return None
         f = self.entry(path)
         if not f.exists():
             return None
@@ -168,14 +173,14 @@ def extract(
     status: dict[str, tuple[str, str]] = {}
     todo = []
     for p in paths:
-        hit = cache.load(p) if p.is_file() else None
+        hit = cache.load(p)
         if hit is not None:
             results[str(p)] = hit
             status[str(p)] = ("cached", "")
         else:
             todo.append(p)
     bar = tqdm(total=len(todo), desc=desc, unit="file", mininterval=1.0, disable=not progress or not todo)
-    workers = min(config.n_workers, len(todo))
+    workers = min(config.n_workers or os.cpu_count() or 1, len(todo) // MIN_FILES_PER_WORKER)
     if workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
