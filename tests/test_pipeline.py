@@ -78,3 +78,15 @@ def test_parallel_extraction_matches_serial(tiny_demo, tmp_path):
     for f in files:
         np.testing.assert_allclose(parallel[str(f)].embeddings, serial[str(f)].embeddings, rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(parallel[str(f)].speech, serial[str(f)].speech)
+
+
+def test_inference_skips_vad_and_training_asks_for_it(tiny_demo, tmp_path):
+    f = sorted((tiny_demo / "train_audio").rglob("*.ogg"))[:1]
+    config = build_config(work_dir=str(tmp_path), backbone="melstats", n_workers=1)
+    quick, _ = extract(f, config=config, need_speech=False, progress=False)
+    assert np.isnan(quick[str(f[0])].speech).all()
+    cache = EmbeddingCache(config.work_dir, config)
+    assert cache.load(f[0]) is not None and cache.load(f[0], need_speech=True) is None
+    full, report = extract(f, config=config, progress=False)  # training needs the mask: recomputed
+    assert report["status"].tolist() == ["computed"] and full[str(f[0])].has_speech_mask
+    np.testing.assert_allclose(full[str(f[0])].embeddings, quick[str(f[0])].embeddings)

@@ -41,8 +41,12 @@ class Embedded:
 
     embeddings: np.ndarray  # (n_frames, embedding_dim) float32
     starts_s: np.ndarray  # (n_frames,) frame start times, seconds
-    speech: np.ndarray  # (n_frames,) fraction of each frame covered by speech, 0..1
+    speech: np.ndarray  # (n_frames,) fraction of each frame covered by speech, 0..1; NaN: not computed
     duration_s: float
+
+    @property
+    def has_speech_mask(self) -> bool:
+        return not np.isnan(self.speech).any()
 
 
 class EmbeddingCache:
@@ -68,8 +72,9 @@ class EmbeddingCache:
         ident = f"{p}|{st.st_size}|{st.st_mtime_ns}"
         return self.root / f"{p.stem[:40]}-{hashlib.sha1(ident.encode()).hexdigest()[:12]}.npz"
 
-    def load(self, path: str | Path) -> Embedded | None:
-        """The cached result, or None (not cached, damaged, or ``path`` is not a file)."""
+    def load(self, path: str | Path, *, need_speech: bool = False) -> Embedded | None:
+        """The cached result, or None (not cached, damaged, ``path`` is not a file, or
+        ``need_speech`` and the entry was computed without its speech mask)."""
         if not Path(path).is_file():
             return None
         f = self.entry(path)
@@ -77,10 +82,11 @@ class EmbeddingCache:
             return None
         try:
             with np.load(f) as z:
-                return Embedded(z["embeddings"].astype(np.float32), z["starts_s"], z["speech"], float(z["duration_s"]))
+                e = Embedded(z["embeddings"].astype(np.float32), z["starts_s"], z["speech"], float(z["duration_s"]))
         except (OSError, ValueError, KeyError) as err:  # a damaged entry is recomputed, not trusted
             log.warning("cache entry %s unreadable (%s); recomputing", f, err)
             return None
+        return None if need_speech and not e.has_speech_mask else e
 
     def save(self, path: str | Path, e: Embedded) -> None:
         write_npz(
@@ -89,11 +95,13 @@ class EmbeddingCache:
         )
 
 
-def embed_recording(path: str | Path, *, backbone: Backbone, config: Config) -> Embedded:
+def embed_recording(path: str | Path, *, backbone: Backbone, config: Config, need_speech: bool = True) -> Embedded:
     """Decode, clean and embed one recording, chunk by chunk (bounded memory on long files).
 
     Frames start every ``config.hop_s`` seconds from 0 while inside the recording; each is
-    ``backbone.spec.window_s`` long (zero-padded past the end).
+    ``backbone.spec.window_s`` long (zero-padded past the end). The speech mask costs a VAD
+    pass; with ``need_speech=False`` (inference: every window is predicted anyway) it is left
+    NaN, or 0 when ``config.vad`` is off.
     """
     spec: BackboneSpec = backbone.spec
     info = audio.audio_info(path)
@@ -117,7 +125,9 @@ def embed_recording(path: str | Path, *, backbone: Backbone, config: Config) -> 
             frames = np.concatenate([frames, np.zeros((count - len(frames), spec.window_samples), np.float32)])
         embs.append(np.concatenate([backbone.embed(frames[i:i + BATCH]) for i in range(0, count, BATCH)]))
         starts = np.arange(count) * config.hop_s
-        if config.vad:
+        if config.vad and not need_speech:
+            speech.append(np.full(count, np.nan, np.float32))
+        elif config.vad:
             intervals = speech_intervals(x, spec.sample_rate_hz, threshold=config.vad_threshold)
             speech.append(speech_fraction(intervals, starts_s=starts, length_s=min(config.hop_s, spec.window_s)))
         else:
@@ -128,9 +138,9 @@ def embed_recording(path: str | Path, *, backbone: Backbone, config: Config) -> 
     return Embedded(emb, np.arange(total) * config.hop_s, np.concatenate(speech), duration_s)
 
 
-def _embed_or_reason(path: Path, backbone: Backbone, config: Config) -> Embedded | str:
+def _embed_or_reason(path: Path, backbone: Backbone, config: Config, need_speech: bool = True) -> Embedded | str:
     try:
-        return embed_recording(path, backbone=backbone, config=config)
+        return embed_recording(path, backbone=backbone, config=config, need_speech=need_speech)
     except (AudioError, OSError) as err:
         return str(err)
 
@@ -147,9 +157,9 @@ def _worker_init(config: Config) -> None:
     _WORKER["backbone"] = get_backbone(config.backbone, model_path=config.backbone_path)
 
 
-def _worker_embed(path: str) -> tuple[str, Embedded | str]:
+def _worker_embed(path: str, need_speech: bool) -> tuple[str, Embedded | str]:
     config = _WORKER["config"]
-    result = _embed_or_reason(Path(path), _WORKER["backbone"], config)
+    result = _embed_or_reason(Path(path), _WORKER["backbone"], config, need_speech)
     if isinstance(result, Embedded):  # written by the worker: the parent only collects
         EmbeddingCache(config.work_dir, config).save(path, result)
     return path, result
@@ -157,7 +167,7 @@ def _worker_embed(path: str) -> tuple[str, Embedded | str]:
 
 def extract(
     paths: Iterable[str | Path], *, config: Config, backbone: Backbone | None = None, desc: str = "embedding",
-    progress: bool = True,
+    progress: bool = True, need_speech: bool = True,
 ) -> tuple[dict[str, Embedded], pd.DataFrame]:
     """Embed every path (reusing the cache) → ({str(path): Embedded}, report).
 
@@ -165,7 +175,8 @@ def extract(
     'skipped'), reason. Unusable files are skipped with a reason, never silently. With
     ``config.n_workers > 1`` uncached files are embedded by a process pool (spawned
     interpreters, one torch thread each); each finished file is cached at once, so an
-    interrupted run resumes where it stopped.
+    interrupted run resumes where it stopped. ``need_speech=False`` skips the VAD pass for
+    files whose speech mask is not used (test soundscapes).
     """
     cache = EmbeddingCache(config.work_dir, config)
     paths = [Path(p) for p in paths]
@@ -173,7 +184,7 @@ def extract(
     status: dict[str, tuple[str, str]] = {}
     todo = []
     for p in paths:
-        hit = cache.load(p)
+        hit = cache.load(p, need_speech=need_speech)
         if hit is not None:
             results[str(p)] = hit
             status[str(p)] = ("cached", "")
@@ -187,7 +198,7 @@ def extract(
 
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                  initargs=(config,)) as pool:
-            futures = [pool.submit(_worker_embed, str(p)) for p in todo]
+            futures = [pool.submit(_worker_embed, str(p), need_speech) for p in todo]
             for fut in as_completed(futures):
                 key, result = fut.result()
                 _collect(key, result, results, status)
@@ -196,7 +207,7 @@ def extract(
         for p in todo:
             if backbone is None:
                 backbone = get_backbone(config.backbone, model_path=config.backbone_path)
-            result = _embed_or_reason(p, backbone, config)
+            result = _embed_or_reason(p, backbone, config, need_speech)
             if isinstance(result, Embedded):
                 cache.save(p, result)
             _collect(str(p), result, results, status)
