@@ -139,13 +139,29 @@ def _kill_when(proc, ready, timeout=120):
     proc.wait()
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _pool_workers() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "multiprocessing.spawn"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
 @pytest.mark.slow
 def test_kill_during_extraction_then_rerun_resumes(tiny_demo, tmp_path):
     work = tmp_path / "run"
+    workers_before = _pool_workers()
     proc = _start("preprocess", "run_preprocess", tiny_demo, work)
     entries = lambda: list((work / "embeddings").glob("*/*.npz")) if (work / "embeddings").exists() else []  # noqa
     _kill_when(proc, lambda: len([e for e in entries() if not e.name.startswith(".")]) >= 3)
     done_before = {e.name for e in entries() if not e.name.startswith(".")}
+    time.sleep(2.5)  # the pool's workers notice the parent is gone and exit
+    orphans = [p for p in _pool_workers() - workers_before if _parent(p) == 1]
+    assert not orphans, f"worker processes {orphans} outlived their killed parent"
     config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="melstats")
     pre = run_preprocess(config=config)
     n = len(pd.read_csv(tiny_demo / "train.csv"))

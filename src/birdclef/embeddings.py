@@ -12,6 +12,7 @@ import hashlib
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -150,9 +151,19 @@ _WORKER: dict = {}
 
 def _worker_init(config: Config) -> None:
     """One interpreter per worker, one thread each: workers × threads never exceed the cores."""
+    import threading
+
     import torch
 
     torch.set_num_threads(1)
+    parent = os.getppid()
+
+    def exit_when_orphaned() -> None:  # a kill -9 of the parent must not leave workers behind
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=exit_when_orphaned, daemon=True).start()
     _WORKER["config"] = config
     _WORKER["backbone"] = get_backbone(config.backbone, model_path=config.backbone_path)
 
