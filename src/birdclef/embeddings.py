@@ -133,7 +133,8 @@ def embed_recording(path: str | Path, *, backbone: Backbone, config: Config, nee
             speech.append(speech_fraction(intervals, starts_s=starts, length_s=min(config.hop_s, spec.window_s)))
         else:
             speech.append(np.zeros(count, np.float32))
-    emb = np.concatenate(embs).astype(np.float32)
+    # stored as float16: round here too, so a first run and a cached rerun give identical results
+    emb = np.concatenate(embs).astype(np.float16).astype(np.float32)
     if not np.all(np.isfinite(emb)):
         raise AudioError(f"{path}: backbone {spec.name} produced non-finite embeddings")
     return Embedded(emb, np.arange(total) * config.hop_s, np.concatenate(speech), duration_s)

@@ -1,33 +1,64 @@
 """Inference: a soundscape's cached embeddings → one probability row per submission window."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
+from birdclef.config import Config
 from birdclef.embeddings import Embedded, frames_in, n_windows, pool_segments
 from birdclef.model import HeadMeta, MLPHead, predict
+from birdclef.postprocess import average, blend_zero_shot, smooth_windows
 
 
-def predict_windows(e: Embedded, model: MLPHead, meta: HeadMeta, *, window_s: float = 5.0) -> np.ndarray:
+def predict_windows(
+    e: Embedded, model: MLPHead, meta: HeadMeta, *, window_s: float = 5.0, shifts_s: Sequence[float] = (0.0,),
+) -> np.ndarray:
     """(n_windows(duration), n_classes) probabilities.
 
     Each window's frames are cut into the head's segments (``meta.segment_frames`` frames,
-    as in training); segment probabilities are averaged over the window.
+    as in training); segment probabilities are averaged over the window. Each test-time shift
+    ``s`` scores the window moved by ``s`` seconds (frames starting in [start + s, end + s),
+    clipped to the soundscape); the shifts' probabilities are averaged.
     """
     count = n_windows(e.duration_s, window_s)
     segments, owner = [], []
-    for w in range(count):
-        idx = frames_in(e, w * window_s, (w + 1) * window_s)
-        if len(idx) == 0:  # a window past the last frame start: use the last frame
-            idx = np.array([len(e.starts_s) - 1])
-        segs = pool_segments(e, idx, meta.segment_frames)
-        segments.append(segs)
-        owner.extend([w] * len(segs))
+    for k, shift in enumerate(shifts_s):
+        for w in range(count):
+            idx = frames_in(e, w * window_s + shift, (w + 1) * window_s + shift)
+            if len(idx) == 0:  # a window past the last frame start (or shifted off the start): the nearest frame
+                idx = np.array([0 if (w + 1) * window_s + shift <= 0 else len(e.starts_s) - 1])
+            segs = pool_segments(e, idx, meta.segment_frames)
+            segments.append(segs)
+            owner.extend([k * count + w] * len(segs))
     prob = predict(model, meta, np.concatenate(segments))
     owner_arr = np.asarray(owner)
-    out = np.zeros((count, prob.shape[1]), np.float32)
-    for w in range(count):
-        out[w] = prob[owner_arr == w].mean(axis=0)
-    return out
+    n = len(shifts_s) * count
+    sums = np.zeros((n, prob.shape[1]), np.float64)
+    np.add.at(sums, owner_arr, prob)
+    means = sums / np.bincount(owner_arr, minlength=n)[:, None]  # per (shift, window): mean over its segments
+    return means.reshape(len(shifts_s), count, -1).mean(axis=0).astype(np.float32)
+
+
+def soundscape_probabilities(
+    embedded: Sequence[Embedded], heads: Sequence[tuple[MLPHead, HeadMeta]], config: Config,
+    *, zero_shot: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """One soundscape → (n_windows, n_classes) after every post-processing step of ``config``.
+
+    ``embedded[i]`` is the soundscape under head ``i``'s embedding settings (ensemble members
+    may use different backbones). Steps: each head with the test-time shifts
+    (``tta_shifts_s``) → mean over heads → blend with the backbone's zero-shot scores
+    (``zero_shot = (scores (n_windows, n_classes), mapped (n_classes,) bool)``, weight
+    ``zero_shot_weight``) → smoothing across neighbouring windows (``smoothing_kernel``).
+    """
+    if len(embedded) != len(heads) or not heads:
+        raise ValueError(f"{len(embedded)} embeddings for {len(heads)} heads")
+    prob = average([predict_windows(e, m, meta, window_s=config.window_s, shifts_s=config.tta_shifts_s)
+                    for e, (m, meta) in zip(embedded, heads)])
+    if zero_shot is not None and config.zero_shot_weight > 0:
+        prob = blend_zero_shot(prob, zero_shot[0], zero_shot[1], config.zero_shot_weight)
+    return smooth_windows(prob, config.smoothing_kernel)
 
 
 def prior_windows(meta: HeadMeta, count: int) -> np.ndarray:

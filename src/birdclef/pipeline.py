@@ -1,11 +1,11 @@
-"""Run the four notebooks headlessly, in order, with papermill."""
+"""Run the notebooks headlessly, in order, with papermill."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 from typing import Any
 
-NOTEBOOKS = ("01_eda", "02_preprocess", "03_train", "04_submit")
+NOTEBOOKS = ("01_eda", "02_preprocess", "03_train", "04_submit", "05_report")
 
 
 def notebooks_dir() -> Path:

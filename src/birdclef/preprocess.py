@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PreprocessResult:
-    manifest: pd.DataFrame  # filename, primary_label, secondary_labels, path, duration_s, n_frames, speech_frames, status
+    manifest: pd.DataFrame  # filename, primary_label, secondary_labels, author, path, duration_s, n_frames, speech_frames, status
     skipped: pd.DataFrame  # filename, reason
     out_dir: Path
 
@@ -55,7 +55,8 @@ def run_preprocess(*, config: Config) -> PreprocessResult:
             continue
         rows.append({
             "filename": rec.filename, "primary_label": rec.primary_label,
-            "secondary_labels": "|".join(rec.secondary_list), "path": str(f),
+            "secondary_labels": "|".join(rec.secondary_list), "author": str(getattr(rec, "author", "") or ""),
+            "path": str(f),
             "duration_s": round(e.duration_s, 3), "n_frames": len(e.starts_s),
             "speech_frames": int((e.speech > config.max_speech_fraction).sum()), "status": rep["status"],
         })
@@ -65,7 +66,20 @@ def run_preprocess(*, config: Config) -> PreprocessResult:
     write_csv(manifest, out / "manifest.csv")
     write_csv(skipped_df, out / "skipped.csv")
     write_json(config.to_dict(), out / "config.json")
+    soundscapes = _embed_train_soundscapes(config)
     n_cached = int((manifest["status"] == "cached").sum()) if len(manifest) else 0
     print(f"preprocess: {len(manifest)} recordings embedded ({n_cached} from cache), "
-          f"{len(skipped_df)} skipped (see {out / 'skipped.csv'})")
+          f"{len(skipped_df)} skipped (see {out / 'skipped.csv'})"
+          + (f"; {soundscapes} train soundscapes embedded for pseudo-labelling / scoring" if soundscapes else ""))
     return PreprocessResult(manifest, skipped_df, out)
+
+
+def _embed_train_soundscapes(config: Config) -> int:
+    """Embed the train soundscapes when training will read them: for pseudo-labelling, or to be
+    scored when their truth is known (the demo). Returns how many were embedded (or cached)."""
+    from birdclef.pseudo import SOLUTION_FILE, soundscape_files
+
+    if not config.pseudo_rounds and not (Path(config.data_dir) / SOLUTION_FILE).exists():
+        return 0
+    embedded, _ = extract(soundscape_files(config), config=config, desc="train soundscapes")
+    return len(embedded)

@@ -7,6 +7,7 @@ soundscape gets the training prior (with a warning; ``strict=True`` raises inste
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass
@@ -16,14 +17,16 @@ import numpy as np
 import pandas as pd
 
 from birdclef import audio
-from birdclef.config import Config
+from birdclef.config import EMBEDDING_FIELDS, Config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.embeddings import extract, n_windows
 from birdclef.errors import AudioError, BirdclefError, SchemaError, SubmissionError
 from birdclef.evaluate import score
-from birdclef.infer import predict_windows, prior_windows
-from birdclef.io import atomic_path, write_csv
-from birdclef.model import load_head
+from birdclef.infer import prior_windows, soundscape_probabilities
+from birdclef.io import atomic_path, read_json, write_csv
+from birdclef.model import HeadMeta, MLPHead, load_head
+from birdclef.runs import record_run
+from birdclef.zeroshot import load_zero_shot
 
 log = logging.getLogger(__name__)
 FALLBACK_DURATION_S = 60.0  # assumed length of a soundscape whose header cannot be read
@@ -85,40 +88,78 @@ def _duration_or_fallback(path: Path) -> float:
         return FALLBACK_DURATION_S
 
 
+def _ensemble(config: Config, model_dir: Path, labels: list[str]) -> list[tuple[MLPHead, HeadMeta, Config]]:
+    """(head, meta, embedding config) of ``model_dir`` and of every ``config.ensemble_model_dirs`` member.
+
+    Each member is applied to the embeddings it was trained on (its saved backbone and cleaning
+    settings), read from or written to this run's embedding cache.
+    """
+    members = []
+    for i, d in enumerate([model_dir, *map(Path, config.ensemble_model_dirs)]):
+        model, meta = load_head(d / "head.pt")
+        if list(meta.labels) != labels:
+            raise BirdclefError(f"{d} was trained on another taxonomy ({len(meta.labels)} classes, not {len(labels)})")
+        if i == 0:
+            member = config
+        elif (d / "config.json").exists():
+            saved = read_json(d / "config.json")
+            member = dataclasses.replace(config, **{k: saved[k] for k in EMBEDDING_FIELDS if k in saved})
+        else:
+            raise BirdclefError(f"ensemble member {d} has no config.json beside head.pt: cannot embed for it")
+        if meta.embedding_key != member.embedding_key():
+            raise BirdclefError(
+                f"{d} was trained on embeddings {meta.embedding_key}, but this config gives "
+                f"{member.embedding_key()}: use the training run's backbone/denoise/vad settings"
+            )
+        members.append((model, meta, member))
+    return members
+
+
 def run_submission(
     *, config: Config, model_dir: str | Path | None = None, test_dir: str | Path | None = None,
     out_path: str | Path | None = None,
 ) -> SubmissionResult:
-    """Predict every test soundscape and write ``<work_dir>/submission.csv``."""
+    """Predict every test soundscape and write ``<work_dir>/submission.csv``.
+
+    Window probabilities are post-processed as ``config`` says (:func:`birdclef.infer.soundscape_probabilities`:
+    test-time shifts, ensemble mean over ``model_dir`` and ``ensemble_model_dirs``, zero-shot
+    blend, smoothing). A row is appended to the runs table.
+    """
     paths = competition_paths(config.data_dir)
-    labels = load_taxonomy(paths.taxonomy)["primary_label"].tolist()
+    taxonomy = load_taxonomy(paths.taxonomy)
+    labels = taxonomy["primary_label"].tolist()
     model_dir = Path(model_dir) if model_dir else Path(config.work_dir) / "model"
-    model, meta = load_head(model_dir / "head.pt")
-    if list(meta.labels) != labels:
-        raise BirdclefError(f"{model_dir} was trained on another taxonomy ({len(meta.labels)} classes, not {len(labels)})")
-    if meta.embedding_key != config.embedding_key():
-        raise BirdclefError(
-            f"{model_dir} was trained on embeddings {meta.embedding_key}, but this config gives "
-            f"{config.embedding_key()}: use the training run's backbone/denoise/vad settings"
-        )
+    members = _ensemble(config, model_dir, labels)
+    meta = members[0][1]
     files = list_audio(test_dir if test_dir is not None else paths.test_soundscapes)
     if not files:
         log.warning("no test soundscapes in %s (hidden while editing on Kaggle?): writing prior rows "
                     "for the sample submission's row ids", test_dir or paths.test_soundscapes)
-    embedded, report = extract(files, config=config, desc="test soundscapes")
+    by_key: dict[str, tuple[dict, pd.DataFrame]] = {}
+    for _, m_meta, member in members:
+        if m_meta.embedding_key not in by_key:
+            # need_speech=False: every window is predicted, so the VAD pass would be wasted
+            by_key[m_meta.embedding_key] = extract(files, config=member, desc=f"test soundscapes ({member.backbone})",
+                                                   need_speech=False)
+    zero_shot = load_zero_shot(config, taxonomy) if config.zero_shot_weight > 0 and files else None
+    heads = [(m, m_meta) for m, m_meta, _ in members]
     probs: dict[str, np.ndarray] = {}
     fallbacks = []
     for f in files:
-        e = embedded.get(str(f))
-        if e is None:
+        embedded = [by_key[m_meta.embedding_key][0].get(str(f)) for _, m_meta, _ in members]
+        if any(e is None for e in embedded):
+            report = next(rep for emb, rep in by_key.values() if str(f) not in emb)
             reason = report.loc[report["path"] == str(f), "reason"].iloc[0]
             if config.strict:
                 raise BirdclefError(f"{f}: unreadable test soundscape ({reason}) and strict=True")
             warnings.warn(f"{f.name}: unreadable ({reason}); writing prior probabilities", stacklevel=2)
             fallbacks.append({"path": str(f), "reason": reason})
             probs[f.stem] = prior_windows(meta, n_windows(_duration_or_fallback(f), config.window_s))
-        else:
-            probs[f.stem] = predict_windows(e, model, meta, window_s=config.window_s)
+            continue
+        zs = None
+        if zero_shot is not None:
+            zs = (zero_shot.window_scores(f), zero_shot.mapped)
+        probs[f.stem] = soundscape_probabilities(embedded, heads, config, zero_shot=zs)
     sub = build_submission(probs, labels, config.window_s)
     expected = [r for f in files for r in row_ids(f.stem, len(probs[f.stem]), config.window_s)]
     if not files and paths.sample_submission.exists():
@@ -139,6 +180,9 @@ def run_submission(
             local = score(solution, sub, row_id_column_name="row_id")
         except SchemaError as err:  # the file is written and valid; only the local score is unavailable
             warnings.warn(f"{paths.solution} does not fit these soundscapes, not scored: {err}", stacklevel=2)
+    record_run(config, stage="submit", metrics={"local_score": local, "n_rows": len(sub), "n_soundscapes": len(files),
+                                                "n_fallbacks": len(fb), "n_models": len(members),
+                                                "zero_shot_classes": 0 if zero_shot is None else int(zero_shot.mapped.sum())})
     print(f"submission: {len(sub)} rows × {len(labels)} classes from {len(files)} soundscapes "
           f"({len(fb)} fell back to the prior) → {out}"
           + (f"; local score (macro ROC-AUC) {local:.4f}" if local is not None else ""))

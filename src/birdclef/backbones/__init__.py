@@ -46,7 +46,9 @@ class Backbone(Protocol):
 _FACTORIES: dict[str, Callable[..., Backbone]] = {}
 # key → module that registers it (imported lazily so heavy backends load only when asked for)
 BACKBONES: dict[str, str] = {
+    "birdnet": "birdclef.backbones.birdnet",
     "melstats": "birdclef.backbones.melstats",
+    "perch": "birdclef.backbones.perch",
     "yamnet": "birdclef.backbones.yamnet",
 }
 

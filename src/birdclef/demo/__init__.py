@@ -1,0 +1,33 @@
+"""The embedded demo dataset: a small, seeded stand-in for the BirdCLEF 2025 competition data.
+
+:func:`make_demo_dataset` writes the competition layout under a root folder::
+
+    taxonomy.csv  train.csv  sample_submission.csv
+    train_audio/<primary_label>/<stem>.ogg      focal recordings, 32 kHz mono Vorbis
+    train_soundscapes/<site>_<date>_<time>.ogg  60-s soundscapes
+    test_soundscapes/<site>_<date>_<time>.ogg
+    solution.csv                     hidden-style truth for test_soundscapes (one row per 5-s window)
+    train_soundscapes_solution.csv   the same for train_soundscapes (for pseudo-labelling)
+    speech.csv                       where real spoken words (espeak-ng) were inserted
+
+Each species has a call shape from one family (harmonic tones, FM sweeps, trills, pulse
+trains, insect buzzes, frog croaks) with its own parameters, jittered per call. Species come in
+confusable pairs (same family, pitch 8-15 % apart), so a classifier does well but not perfectly.
+Same seed → byte-identical CSVs and identical decoded audio.
+
+The parts, in the order the data flows: :mod:`~birdclef.demo.species` (the taxonomy),
+:mod:`~birdclef.demo.calls` (call shapes), :mod:`~birdclef.demo.noise` (backgrounds),
+:mod:`~birdclef.demo.plan` (which files hold what), :mod:`~birdclef.demo.render` (mixing the
+audio, window labels) and :mod:`~birdclef.demo.dataset` (:func:`make_demo_dataset`, the CSVs);
+:mod:`~birdclef.demo.common` holds the shared constants.
+"""
+from __future__ import annotations
+
+from birdclef.demo.common import LABEL_OVERLAP_S, MIN_CALL_S, SAMPLE_RATE_HZ, SPEECH_GUARD_S, WINDOW_S
+from birdclef.demo.dataset import TAXONOMY_COLUMNS, TRAIN_COLUMNS, DemoSummary, make_demo_dataset
+from birdclef.demo.species import CLASS_NAME, FAMILIES
+
+__all__ = [
+    "CLASS_NAME", "FAMILIES", "LABEL_OVERLAP_S", "MIN_CALL_S", "SAMPLE_RATE_HZ", "SPEECH_GUARD_S",
+    "TAXONOMY_COLUMNS", "TRAIN_COLUMNS", "WINDOW_S", "DemoSummary", "make_demo_dataset",
+]

