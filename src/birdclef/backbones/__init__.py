@@ -17,7 +17,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from birdclef.errors import BirdclefError
+from birdclef.errors import BackboneUnavailable, BirdclefError
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,16 @@ class BackboneSpec:
     @property
     def window_samples(self) -> int:
         return int(round(self.window_s * self.sample_rate_hz))
+
+    def check(self, windows: np.ndarray) -> np.ndarray:
+        """``windows`` as float32 (n, window_samples), or a ValueError naming the expected shape."""
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim != 2 or windows.shape[1] != self.window_samples:
+            raise ValueError(
+                f"{self.name} expects (n, {self.window_samples}) windows "
+                f"({self.window_s} s at {self.sample_rate_hz} Hz), got shape {windows.shape}"
+            )
+        return windows
 
 
 class Backbone(Protocol):
@@ -51,6 +61,26 @@ BACKBONES: dict[str, str] = {
     "perch": "birdclef.backbones.perch",
     "yamnet": "birdclef.backbones.yamnet",
 }
+
+
+def open_tflite(path, *, num_threads: int | None = None):
+    """An ai-edge-litert Interpreter that keeps intermediate tensors readable (not yet allocated).
+
+    Embeddings are intermediate tensors, so ``experimental_preserve_all_tensors`` is needed; its
+    memory cost grows with the batch size (each backbone chooses its batch accordingly).
+    """
+    import warnings
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        raise BackboneUnavailable(f"reading {path} needs ai-edge-litert (pip install ai-edge-litert): {exc}") from exc
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+            return Interpreter(model_path=str(path), num_threads=num_threads, experimental_preserve_all_tensors=True)
+    except (RuntimeError, ValueError) as exc:
+        raise BackboneUnavailable(f"{path} is not a loadable TFLite model: {exc}") from exc
 
 
 def register(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:

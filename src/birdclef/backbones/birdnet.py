@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from birdclef.backbones import BackboneSpec, register
+from birdclef.backbones import BackboneSpec, open_tflite, register
 from birdclef.errors import BackboneUnavailable, SchemaError
 
 SPEC = BackboneSpec(
@@ -175,29 +174,14 @@ class BirdNET:
         return embeddings, sigmoid(logits)
 
     def _run(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        windows = np.asarray(windows, dtype=np.float32)
-        if windows.ndim != 2 or windows.shape[1] != SPEC.window_samples:
-            raise ValueError(
-                f"birdnet expects (n, {SPEC.window_samples}) windows "
-                f"({SPEC.window_s} s at {SPEC.sample_rate_hz} Hz), got shape {windows.shape}"
-            )
+        windows = SPEC.check(windows)
         return self._runner(windows)
 
 
 def _tflite_runner(path: Path, *, batch_size: int, num_threads: int | None) -> _Runner:
+    # preserve_all_tensors' memory cost per batch item is what BATCH_SIZE = 1 keeps small
+    interpreter = open_tflite(path, num_threads=num_threads)
     try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:
-        raise BackboneUnavailable(
-            f"reading {path} needs ai-edge-litert (pip install ai-edge-litert): {exc}"
-        ) from exc
-    try:
-        with warnings.catch_warnings():
-            # The memory cost the interpreter warns about is what BATCH_SIZE = 1 keeps small.
-            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
-            interpreter = Interpreter(
-                model_path=str(path), num_threads=num_threads, experimental_preserve_all_tensors=True
-            )
         (inp,) = interpreter.get_input_details()
         if list(inp["shape"][1:]) != [SPEC.window_samples] or inp["dtype"] != np.float32:
             raise BackboneUnavailable(

@@ -27,9 +27,7 @@ class MelStats:
 
     def embed(self, windows: np.ndarray) -> np.ndarray:
         """(n, 32000) float32 → (n, 256) float32."""
-        windows = np.asarray(windows, dtype=np.float32)
-        if windows.ndim != 2 or windows.shape[1] != SPEC.window_samples:
-            raise ValueError(f"melstats expects (n, {SPEC.window_samples}) windows, got {windows.shape}")
+        windows = SPEC.check(windows)
         if len(windows) == 0:
             return np.zeros((0, SPEC.embedding_dim), np.float32)
         with torch.inference_mode():

@@ -75,12 +75,7 @@ class Perch:
         return embeddings, logits
 
     def _run(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        windows = np.asarray(windows, dtype=np.float32)
-        if windows.ndim != 2 or windows.shape[1] != SPEC.window_samples:
-            raise ValueError(
-                f"perch expects (n, {SPEC.window_samples}) windows "
-                f"({SPEC.window_s} s at {SPEC.sample_rate_hz} Hz), got shape {windows.shape}"
-            )
+        windows = SPEC.check(windows)
         if len(windows) == 0:
             # K is only known from a model call; an empty input gets an empty logits block.
             return np.zeros((0, 0), np.float32), np.zeros((0, SPEC.embedding_dim), np.float32)

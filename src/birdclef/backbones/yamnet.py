@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import csv
 import os
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from birdclef.backbones import BackboneSpec, register
+from birdclef.backbones import BackboneSpec, open_tflite, register
 from birdclef.errors import BackboneUnavailable, SchemaError
 
 SPEC = BackboneSpec(
@@ -74,12 +73,7 @@ class YAMNet:
         return embeddings, scores
 
     def _run(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        windows = np.asarray(windows, dtype=np.float32)
-        if windows.ndim != 2 or windows.shape[1] != SPEC.window_samples:
-            raise ValueError(
-                f"yamnet expects (n, {SPEC.window_samples}) windows "
-                f"({SPEC.window_s} s at {SPEC.sample_rate_hz} Hz), got shape {windows.shape}"
-            )
+        windows = SPEC.check(windows)
         scores = np.empty((len(windows), N_CLASSES), np.float32)
         embeddings = np.empty((len(windows), SPEC.embedding_dim), np.float32)
         for i, window in enumerate(windows):
@@ -88,18 +82,8 @@ class YAMNet:
 
 
 def _tflite_runner(path: Path) -> _Runner:
+    interpreter = open_tflite(path)  # the embedding is an intermediate tensor; 4-MB model, batch 1
     try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:
-        raise BackboneUnavailable(
-            f"reading {path} needs ai-edge-litert (pip install ai-edge-litert): {exc}"
-        ) from exc
-    try:
-        # Without preserve_all_tensors the interpreter reuses the embedding's buffer; the
-        # memory warning it raises is moot for a 4-MB model.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
-            interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
         interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
         raise BackboneUnavailable(f"{path} is not a loadable TFLite model: {exc}") from exc
