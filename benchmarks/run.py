@@ -66,6 +66,18 @@ def stage_rows(soundscape: Path, backbones: list[str]) -> list[tuple[str, float]
     speech_intervals(x16, 16000)
     t, _ = timed(speech_intervals, x16, 16000)
     rows.append(("VAD (Silero, 16 kHz)", ratio(t)))
+
+    def chain(rate: int, vad: bool) -> None:
+        y, r = audio.read_audio(soundscape)
+        y = audio.rms_normalise(audio.denoise(audio.resample(y, r, rate), rate))
+        if vad:
+            speech_intervals(y, rate)
+
+    for rate in (16000, 48000):
+        for vad in (False, True):
+            t, _ = timed(chain, rate, vad)
+            rows.append((f"preprocessing chain at {rate // 1000} kHz: decode → resample → denoise → RMS"
+                         + (" → VAD (training)" if vad else " (inference)"), ratio(t)))
     for name in backbones:
         try:
             bb = get_backbone(name, model_path=model_path(name))
