@@ -169,7 +169,8 @@ def main() -> None:
         "| stage | × real time |", "|---|---:|",
         *[f"| {name} | {r:,.0f} |" for name, r in rows], "",
         f"## End-to-end submission stage ({args.n_soundscapes} × 60-s soundscapes, all {cores} cores)", "",
-        "decode → denoise → VAD → embed → head → validated CSV; cold = empty cache, cached = rerun.", "",
+        "decode → resample → denoise → embed → head → validated CSV (no VAD: its mask is unused at inference); "
+        "cold = empty cache, cached = rerun; peak RSS of the largest process (parent or worker).", "",
         "| backbone | cold × real time | cached × real time | cached speed-up | peak RSS (MiB) | 700 soundscapes, cold (min) |",
         "|---|---:|---:|---:|---:|---:|",
         *[f"| {n} | {c:,.0f} | {w:,.0f} | {s:,.1f}× | {p:,.0f} | {m:,.1f} |" for n, c, w, s, p, m in e2e], "",
