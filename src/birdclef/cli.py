@@ -94,8 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         make_demo_dataset(run_dir / "data")
         params = _params(args.param)  # the notebooks' defaults: BirdNET, offline from its wheel
         run_notebooks(data_dir=(run_dir / "data").resolve(), work_dir=run_dir.resolve(), parameters=params)
+        import pandas as pd
+
+        from birdclef.evaluate import score
+
+        local = score(pd.read_csv(run_dir / "data" / "solution.csv", dtype={"row_id": str}),
+                      pd.read_csv(run_dir / "submission.csv", dtype={"row_id": str}))
         print(f"demo finished in {time.perf_counter() - t0:.0f} s: {run_dir / 'submission.csv'}, "
               f"executed notebooks in {run_dir / 'notebooks'}")
+        print(f"local score (competition metric, macro ROC-AUC on the demo's test soundscapes): {local:.4f}")
         return 0
 
     if args.command == "kaggle":
