@@ -1,4 +1,5 @@
 """Window probabilities: segments, test-time shifts, ensembles, zero-shot blending, smoothing."""
+import pytest
 import numpy as np
 import torch
 
@@ -52,3 +53,24 @@ def test_soundscape_probabilities_ensemble_blend_and_smooth_in_that_order():
     blended = np.mean(each, 0)
     blended[:, 0] = 0.9
     np.testing.assert_allclose(out, smooth_windows(blended, (0.25, 0.5, 0.25)), rtol=1e-5)
+
+
+def test_max_pool_counts_a_call_in_one_segment_fully():
+    import torch
+
+    from birdclef.embeddings import Embedded
+    from birdclef.infer import predict_windows
+    from birdclef.model import HeadMeta, MLPHead
+
+    head = MLPHead(2, 2, (), 0.0)
+    with torch.no_grad():
+        head.mlp[0].weight.copy_(torch.tensor([[10.0, 0.0], [0.0, 10.0]]))
+        head.mlp[0].bias.zero_()
+    meta = HeadMeta(2, ("a", "b"), (), 0.0, "bce", 1, "k")
+    emb = np.zeros((5, 2), np.float32)
+    emb[:, 1] = -1.0
+    emb[2] = [1.0, -1.0]  # class a sounds in one second of five
+    e = Embedded(emb, np.arange(5.0), np.zeros(5, np.float32), 5.0)
+    mean = predict_windows(e, head, meta, pool="mean")[0, 0]
+    peak = predict_windows(e, head, meta, pool="max")[0, 0]
+    assert peak == pytest.approx(1 / (1 + np.exp(-10)), rel=1e-5) and mean == pytest.approx((4 * 0.5 + peak) / 5, rel=1e-5)

@@ -23,7 +23,7 @@ _SEED: dict[str, Any] = dict(
     backbone="yamnet", denoise=True, vad=True, segment_s=1.0, crop_stride_s=None, loss="ce",
     hidden_sizes=(512, 256), dropout=0.3, learning_rate=1e-3, class_weight="balanced",
     balanced_sampling=False, smoothing_kernel=(1.0,), tta_shifts_s=(0.0,), zero_shot_weight=0.0,
-    pseudo_rounds=0,
+    pseudo_rounds=0, window_pool="mean",
 )
 IMPROVEMENTS: dict[str, Any] = dict(
     loss="bce", secondary_weight=0.5, smoothing_kernel=(0.25, 0.5, 0.25),
@@ -38,10 +38,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 # Fields that change what the embedding stage writes (and so key its cache).
 EMBEDDING_FIELDS = ("backbone", "backbone_path", "denoise", "vad", "hop_s", "rms_target_dbfs")
 # Fields that only change how a trained head is applied: a training checkpoint ignores them.
-SUBMISSION_FIELDS = ("smoothing_kernel", "tta_shifts_s", "zero_shot_weight", "ensemble_model_dirs", "strict",
+SUBMISSION_FIELDS = ("window_pool", "smoothing_kernel", "tta_shifts_s", "zero_shot_weight", "ensemble_model_dirs", "strict",
                      "run_name", "runs_table")
 LOSSES = ("ce", "bce", "focal")
 GROUPS = ("recording", "author")
+POOLS = ("mean", "max")
 _TUPLE_FIELDS = {"hidden_sizes": int, "smoothing_kernel": float, "tta_shifts_s": float, "ensemble_model_dirs": str}
 
 
@@ -89,6 +90,7 @@ class Config:
     # submission: post-processing of window probabilities
     smoothing_kernel: tuple[float, ...] = (1.0,)  # weights over neighbouring windows, centred; (1.0,): off
     tta_shifts_s: tuple[float, ...] = (0.0,)  # window offsets averaged at test time (multiples of hop_s)
+    window_pool: str = "mean"  # how a 5-s window's segment probabilities combine: mean | max
     zero_shot_weight: float = 0.0  # blend weight of the backbone's own species scores, mapped classes only
     ensemble_model_dirs: tuple[str, ...] = ()  # more trained model folders whose probabilities are averaged in
     run_name: str = ""  # label of this run in the runs table
@@ -129,6 +131,8 @@ class Config:
         k = self.smoothing_kernel
         if len(k) % 2 == 0 or any(w < 0 for w in k) or sum(k) <= 0:
             raise ValueError(f"smoothing_kernel must have an odd number of non-negative weights with a positive sum, got {k}")
+        if self.window_pool not in POOLS:
+            raise ValueError(f"unknown window_pool {self.window_pool!r}; known: {', '.join(map(repr, POOLS))}")
         if not self.tta_shifts_s:
             raise ValueError("tta_shifts_s needs at least one offset; (0.0,) means no test-time shift")
         for s in self.tta_shifts_s:

@@ -58,6 +58,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                                                                      class_weight="none")),
     "improved+tta": ("improved + test-time shifts −1, 0, +1 s", dict(recipe="improved", tta_shifts_s=(-1.0, 0.0, 1.0))),
     "improved+ensemble": ("improved + 3-fold ensemble", dict(recipe="improved", ensemble_folds=3)),
+    "max": ("max over a window's segments instead of the mean", dict(window_pool="max")),
+    "improved+max": ("improved + max over a window's segments", dict(recipe="improved", window_pool="max")),
 }
 
 
@@ -107,7 +109,7 @@ class Benchmark:
 
         settings = config.training_dict()
         if config.pseudo_rounds:  # pseudo labels are post-processed predictions: those settings train too
-            settings |= {k: v for k, v in config.to_dict().items() if k in ("smoothing_kernel", "tta_shifts_s")}
+            settings |= {k: v for k, v in config.to_dict().items() if k in ("window_pool", "smoothing_kernel", "tta_shifts_s")}
         key = json.dumps(settings, sort_keys=True, default=str)
         if key not in self.trained:
             run_training(config=config, progress=False)

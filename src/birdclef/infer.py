@@ -13,11 +13,13 @@ from birdclef.postprocess import average, blend_zero_shot, smooth_windows
 
 def predict_windows(
     e: Embedded, model: MLPHead, meta: HeadMeta, *, window_s: float = 5.0, shifts_s: Sequence[float] = (0.0,),
+    pool: str = "mean",
 ) -> np.ndarray:
     """(n_windows(duration), n_classes) probabilities.
 
     Each window's frames are cut into the head's segments (``meta.segment_frames`` frames,
-    as in training); segment probabilities are averaged over the window. Each test-time shift
+    as in training); segment probabilities are averaged over the window (``pool="max"``: their
+    maximum, so a call in one second of the window counts fully). Each test-time shift
     ``s`` scores the window moved by ``s`` seconds (frames starting in [start + s, end + s),
     clipped to the soundscape); the shifts' probabilities are averaged.
     """
@@ -34,10 +36,17 @@ def predict_windows(
     prob = predict(model, meta, np.concatenate(segments))
     owner_arr = np.asarray(owner)
     n = len(shifts_s) * count
-    sums = np.zeros((n, prob.shape[1]), np.float64)
-    np.add.at(sums, owner_arr, prob)
-    means = sums / np.bincount(owner_arr, minlength=n)[:, None]  # per (shift, window): mean over its segments
-    return means.reshape(len(shifts_s), count, -1).mean(axis=0).astype(np.float32)
+    if pool == "max":
+        pooled = np.zeros((n, prob.shape[1]), np.float64)
+        np.maximum.at(pooled, owner_arr, prob)
+    elif pool == "mean":
+        pooled = np.zeros((n, prob.shape[1]), np.float64)
+        np.add.at(pooled, owner_arr, prob)
+        pooled /= np.bincount(owner_arr, minlength=n)[:, None]
+    else:
+        raise ValueError(f"unknown pool {pool!r}; known: 'mean', 'max'")
+    # per (shift, window) pooled over its segments, then averaged over the shifts
+    return pooled.reshape(len(shifts_s), count, -1).mean(axis=0).astype(np.float32)
 
 
 def soundscape_probabilities(
@@ -54,7 +63,8 @@ def soundscape_probabilities(
     """
     if len(embedded) != len(heads) or not heads:
         raise ValueError(f"{len(embedded)} embeddings for {len(heads)} heads")
-    prob = average([predict_windows(e, m, meta, window_s=config.window_s, shifts_s=config.tta_shifts_s)
+    prob = average([predict_windows(e, m, meta, window_s=config.window_s, shifts_s=config.tta_shifts_s,
+                                    pool=config.window_pool)
                     for e, (m, meta) in zip(embedded, heads)])
     if zero_shot is not None and config.zero_shot_weight > 0:
         prob = blend_zero_shot(prob, zero_shot[0], zero_shot[1], config.zero_shot_weight)
