@@ -38,11 +38,10 @@ def timed(fn, *args, repeat: int = 3, **kwargs) -> tuple[float, object]:
 
 
 def model_path(name: str) -> str | None:
-    if name == "yamnet":
-        env = os.environ.get("BIRDCLEF_YAMNET")
-        local = REPO.parent / "shared" / "models" / "yamnet.tflite"
-        return env or (str(local) if local.exists() else None)
-    return None
+    """The weights a backbone needs here (only YAMNet needs a file; see birdclef.experiments)."""
+    from birdclef.experiments import yamnet_path
+
+    return yamnet_path() if name == "yamnet" else None
 
 
 def stage_rows(soundscape: Path, backbones: list[str]) -> list[tuple[str, float]]:

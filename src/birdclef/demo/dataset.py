@@ -14,6 +14,7 @@ from birdclef.demo.common import SAMPLE_RATE_HZ, WINDOW_S
 from birdclef.demo.plan import _plan_recordings, _plan_soundscapes, _Recording, _Soundscape
 from birdclef.demo.render import _render_recording, _render_soundscape, _window_labels
 from birdclef.demo.species import _make_taxonomy
+from birdclef.io import atomic_path
 from birdclef.tts import synthesize_batch
 
 TAXONOMY_COLUMNS = ["primary_label", "inat_taxon_id", "scientific_name", "common_name", "class_name"]
@@ -36,23 +37,13 @@ class DemoSummary:
 
 
 def _write_audio(path: Path, wave: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, ".ogg") as tmp:
         sf.write(tmp, wave, SAMPLE_RATE_HZ, format="OGG", subtype="VORBIS")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, ".csv") as tmp:
         tmp.write_bytes(frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _validate(n_classes, recordings_per_class, recording_s, n_train_soundscapes, n_test_soundscapes,
