@@ -224,8 +224,75 @@ def test_no_speech_needs_no_tts(tmp_path, monkeypatch):
     {"soundscape_s": 0},
     {"speech_fraction": 1.5},
     {"seed": -1},
+    {"conditions": "jungle"},
+    {"conditions": {"call_gap_s": (1, 2)}},
+    {"conditions": demo.Conditions(call_gap_s=(3.0, 1.0))},
+    {"conditions": demo.Conditions(soundscape_snr_db=5.0)},
+    {"conditions": demo.Conditions(species_per_soundscape=(1.5, 3))},
+    {"conditions": demo.Conditions(distance="yes")},
 ])
 def test_bad_arguments_raise_value_error(tmp_path, bad):
     with pytest.raises(ValueError):
         make_demo_dataset(tmp_path, **{**TINY, **bad})
     assert not any(tmp_path.iterdir())  # nothing written before the check
+
+
+def test_presets_name_valid_arguments():
+    assert demo.CONDITIONS["demo"] == demo.Conditions()  # the default writes what it always wrote
+    assert set(demo.PRESETS) == {"demo", "field"} and demo.PRESETS["demo"] == {}
+    for conditions in demo.CONDITIONS.values():
+        conditions.validate()
+    field = demo.CONDITIONS["field"]
+    assert field.distance and field.soundscape_snr_db[1] < demo.Conditions().soundscape_snr_db[1]
+
+
+def test_distance_absorbs_high_frequencies_and_adds_a_tail():
+    from birdclef.demo.render import _at_distance
+
+    sr = 32_000
+    t = np.arange(sr) / sr
+    kept = {}
+    for freq in (1_000, 12_000):
+        tone = np.sqrt(2) * np.sin(2 * np.pi * freq * t)
+        far = _at_distance(tone, np.random.default_rng(1))
+        assert len(far) > len(tone) + 0.15 * sr  # the reverberant tail
+        assert np.sqrt(np.mean(far[len(tone) + sr // 20:] ** 2)) > 1e-3
+        kept[freq] = np.sqrt(np.mean(far[: len(tone)] ** 2))
+    assert kept[12_000] < 0.8 * kept[1_000]
+
+
+def _active_fraction(wave: np.ndarray, floor_ratio: float = 4.0) -> float:
+    """Share of 50-ms frames well above the recording's quietest decile."""
+    frames = wave[: len(wave) // 1600 * 1600].reshape(-1, 1600)
+    power = np.mean(frames ** 2, axis=1)
+    return float(np.mean(power > floor_ratio * np.quantile(power, 0.1)))
+
+
+def test_conditions_shape_recordings_and_soundscapes(tmp_path):
+    args = dict(n_classes=6, recordings_per_class=2, recording_s=(12.0, 12.0), n_train_soundscapes=0,
+                n_test_soundscapes=2, soundscape_s=30.0, speech_fraction=0.0, seed=5)
+    dense = demo.Conditions(call_gap_s=(0.2, 0.2), species_per_soundscape=(6, 6), soundscape_snr_db=(20.0, 20.0))
+    sparse = demo.Conditions(call_gap_s=(6.0, 6.0), species_per_soundscape=(1, 1), soundscape_snr_db=(20.0, 20.0),
+                             distance=True)
+    for name, cond in (("dense", dense), ("sparse", sparse)):
+        make_demo_dataset(tmp_path / name, **args, conditions=cond)
+    active = {name: np.mean([_active_fraction(sf.read(p, dtype="float64")[0])
+                             for p in sorted((tmp_path / name / "train_audio").rglob("*.ogg"))])
+              for name in ("dense", "sparse")}
+    assert active["sparse"] < 0.7 * active["dense"], active
+    for name, n_species in (("dense", 6), ("sparse", 1)):
+        solution = pd.read_csv(tmp_path / name / "solution.csv", dtype={"row_id": str})
+        stems = solution.row_id.str.rsplit("_", n=1).str[0]
+        present = solution.drop(columns="row_id").groupby(stems).max().sum(axis=1)
+        assert (present == n_species).all(), (name, present.tolist())
+
+
+def test_cli_writes_a_preset_with_overrides(tmp_path):
+    from birdclef.cli import main
+
+    assert main(["demo-data", str(tmp_path), "--preset", "field", "--n-classes", "3", "--recordings-per-class", "1",
+                 "--n-test-soundscapes", "1", "--n-train-soundscapes", "0"]) == 0
+    assert len(read(tmp_path, "taxonomy.csv")) == 3 and len(read(tmp_path, "train.csv")) == 3
+    solution = pd.read_csv(tmp_path / "solution.csv", dtype={"row_id": str})
+    assert len(solution) == 12
+    assert (solution.drop(columns="row_id").max() == 1).all()  # field: at least 3 species per soundscape

@@ -42,10 +42,12 @@ def main(argv: list[str] | None = None) -> int:
 
     d = sub.add_parser("demo-data", help="write the embedded synthetic demo dataset")
     d.add_argument("root")
-    d.add_argument("--n-classes", type=int, default=12)
-    d.add_argument("--recordings-per-class", type=int, default=8)
-    d.add_argument("--n-test-soundscapes", type=int, default=6)
-    d.add_argument("--n-train-soundscapes", type=int, default=4)
+    d.add_argument("--preset", choices=["demo", "field"], default="demo",
+                   help="demo: what `make demo` writes; field: the model-quality benchmark (harder, larger)")
+    d.add_argument("--n-classes", type=int, help="default: the preset's")
+    d.add_argument("--recordings-per-class", type=int, help="default: the preset's")
+    d.add_argument("--n-test-soundscapes", type=int, help="default: the preset's")
+    d.add_argument("--n-train-soundscapes", type=int, help="default: the preset's")
     d.add_argument("--seed", type=int, default=0)
 
     _stage_parser(sub, "preprocess", "embed train recordings (cached)")
@@ -71,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     if args.command == "demo-data":
-        from birdclef.demo import make_demo_dataset
+        from birdclef.demo import PRESETS, make_demo_dataset
 
-        summary = make_demo_dataset(args.root, n_classes=args.n_classes, recordings_per_class=args.recordings_per_class,
-                                    n_test_soundscapes=args.n_test_soundscapes,
-                                    n_train_soundscapes=args.n_train_soundscapes, seed=args.seed)
+        given = {k: getattr(args, k) for k in ("n_classes", "recordings_per_class", "n_test_soundscapes",
+                                               "n_train_soundscapes") if getattr(args, k) is not None}
+        summary = make_demo_dataset(args.root, **{**PRESETS[args.preset], **given, "seed": args.seed})
         print(summary)
         return 0
     if args.command == "score":

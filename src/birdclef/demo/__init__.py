@@ -23,11 +23,13 @@ audio, window labels) and :mod:`~birdclef.demo.dataset` (:func:`make_demo_datase
 """
 from __future__ import annotations
 
-from birdclef.demo.common import LABEL_OVERLAP_S, MIN_CALL_S, SAMPLE_RATE_HZ, SPEECH_GUARD_S, WINDOW_S
-from birdclef.demo.dataset import TAXONOMY_COLUMNS, TRAIN_COLUMNS, DemoSummary, make_demo_dataset
+from birdclef.demo.common import (CONDITIONS, LABEL_OVERLAP_S, MIN_CALL_S, SAMPLE_RATE_HZ, SPEECH_GUARD_S, WINDOW_S,
+                                  Conditions)
+from birdclef.demo.dataset import PRESETS, TAXONOMY_COLUMNS, TRAIN_COLUMNS, DemoSummary, make_demo_dataset
 from birdclef.demo.species import CLASS_NAME, FAMILIES
 
 __all__ = [
-    "CLASS_NAME", "FAMILIES", "LABEL_OVERLAP_S", "MIN_CALL_S", "SAMPLE_RATE_HZ", "SPEECH_GUARD_S",
-    "TAXONOMY_COLUMNS", "TRAIN_COLUMNS", "WINDOW_S", "DemoSummary", "make_demo_dataset",
+    "CLASS_NAME", "CONDITIONS", "FAMILIES", "LABEL_OVERLAP_S", "MIN_CALL_S", "PRESETS", "SAMPLE_RATE_HZ",
+    "SPEECH_GUARD_S", "TAXONOMY_COLUMNS", "TRAIN_COLUMNS", "WINDOW_S", "Conditions", "DemoSummary",
+    "make_demo_dataset",
 ]

@@ -3,9 +3,11 @@ the per-window labels of a soundscape's calls."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import butter, fftconvolve, sosfilt
 
 from birdclef.demo.calls import _call
-from birdclef.demo.common import LABEL_OVERLAP_S, MIN_CALL_S, SAMPLE_RATE_HZ, SPEECH_GUARD_S, WINDOW_S, _rng
+from birdclef.demo.common import (LABEL_OVERLAP_S, MIN_CALL_S, SAMPLE_RATE_HZ, SPEECH_GUARD_S, WINDOW_S,
+                                  Conditions, _rng)
 from birdclef.demo.noise import _background
 from birdclef.demo.plan import _Recording, _Soundscape
 from birdclef.demo.species import _Species
@@ -43,7 +45,23 @@ def _place_speech(speech: np.ndarray, level: float) -> np.ndarray:
     return voiced / (np.sqrt(np.mean(voiced ** 2)) + 1e-12) * level
 
 
-def _render_recording(rec: _Recording, speech: np.ndarray | None, seed: int
+def _at_distance(call: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A unit-RMS call as a distant microphone hears it: high frequencies absorbed (first-order
+    low-pass at 4-10 kHz, so high-pitched calls arrive weaker) and a reverberant tail (decaying
+    noise, RT60 0.2-0.8 s, 30-100 % of the direct level). Longer than `call` by the tail."""
+    sr = SAMPLE_RATE_HZ
+    direct = sosfilt(butter(1, rng.uniform(4_000, 10_000), btype="lowpass", fs=sr, output="sos"), call)
+    rt60_s = rng.uniform(0.2, 0.8)
+    t = np.arange(int(rt60_s * sr)) / sr
+    response = rng.standard_normal(len(t)) * 10 ** (-3 * t / rt60_s)
+    tail = fftconvolve(direct, response)
+    tail *= rng.uniform(0.3, 1.0) * np.sqrt(np.mean(direct ** 2)) / (np.sqrt(np.mean(tail ** 2)) + 1e-12)
+    out = tail
+    out[: len(direct)] += direct
+    return out.astype(np.float32)
+
+
+def _render_recording(rec: _Recording, speech: np.ndarray | None, seed: int, cond: Conditions = Conditions()
                       ) -> tuple[np.ndarray, tuple[float, float] | None]:
     """(n_samples,) float32 recording and the (start_s, end_s) of its inserted speech, if any."""
     sr = SAMPLE_RATE_HZ
@@ -73,23 +91,26 @@ def _render_recording(rec: _Recording, speech: np.ndarray | None, seed: int
     while hi_s - t >= MIN_CALL_S or placed == 0:
         call = _call(rec.species, rng, max_s=max(hi_s - t, 0.3))
         _mix_in(mix, call * bg_rms * _db(snr_db + rng.normal(0, 1.5)), int(t * sr))
-        t += len(call) / sr + rng.uniform(0.3, 2.5)
+        t += len(call) / sr + rng.uniform(*cond.call_gap_s)
         placed += 1
     for other in rec.secondary:  # quieter calls of the secondary species
         for _ in range(int(rng.integers(1, 3))):
             call = _call(other, rng, max_s=hi_s - lo_s)
             start_s = rng.uniform(lo_s, max(hi_s - len(call) / sr, lo_s))
-            level = _db(max(snr_db - rng.uniform(6, 12), -10.0))
+            level = _db(max(snr_db - rng.uniform(*cond.secondary_drop_db), -10.0))
             _mix_in(mix, call * bg_rms * level, int(start_s * sr))
     return _finish(mix), span
 
 
 def _render_soundscape(sc: _Soundscape, taxonomy: list[_Species], speech: np.ndarray | None,
-                       soundscape_s: float, seed: int
+                       soundscape_s: float, seed: int, cond: Conditions = Conditions()
                        ) -> tuple[np.ndarray, list[tuple[int, float, float]], tuple[float, float] | None]:
-    """(n_samples,) float32 soundscape, its calls as (class index, start_s, end_s), speech span."""
+    """(n_samples,) float32 soundscape, its calls as (class index, start_s, end_s), speech span.
+
+    A call's span is its direct sound; with ``cond.distance`` its reverberant tail rings on past it."""
     sr = SAMPLE_RATE_HZ
     rng = _rng(seed, 5, sc.index)
+    far = _rng(seed, 6, sc.index)  # its own stream: the "demo" conditions draw exactly what they always did
     n = int(round(soundscape_s * sr))
     bg_rms = _db(rng.uniform(-42, -30))
     mix = _background(rng, n) * bg_rms
@@ -102,7 +123,8 @@ def _render_soundscape(sc: _Soundscape, taxonomy: list[_Species], speech: np.nda
         span = (start / sr, (start + len(voice)) / sr)
         blocked.append((span[0] - SPEECH_GUARD_S, span[1] + SPEECH_GUARD_S))
     events = []
-    n_species = int(rng.integers(2, min(6, len(taxonomy)) + 1))
+    lo, hi = (int(v) for v in cond.species_per_soundscape)
+    n_species = int(rng.integers(min(lo, len(taxonomy)), min(hi, len(taxonomy)) + 1))
     for c in sorted(rng.choice(len(taxonomy), n_species, replace=False).tolist()):
         center_s = rng.uniform(0, soundscape_s)
         for _ in range(int(rng.integers(1, 6))):
@@ -115,7 +137,8 @@ def _render_soundscape(sc: _Soundscape, taxonomy: list[_Species], speech: np.nda
             else:
                 continue
             start = int(round(start_s * sr))
-            _mix_in(mix, call * bg_rms * _db(rng.uniform(-5, 20)), start)
+            gain = _db(rng.uniform(*cond.soundscape_snr_db))
+            _mix_in(mix, (_at_distance(call, far) if cond.distance else call) * bg_rms * gain, start)
             events.append((c, start / sr, (start + len(call)) / sr))
     return _finish(mix), events, span
 
