@@ -40,6 +40,10 @@ def test_explicit_parameters_override_the_recipe_and_lists_become_tuples():
     (dict(pseudo_threshold=1.0), "pseudo_threshold"),
     (dict(pseudo_max_per_class=0), "pseudo_max_per_class"),
     (dict(crop_stride_s=0.0), "crop_stride_s"),
+    (dict(segment_cleaning=1.0), "segment_cleaning"),
+    (dict(cleaned_as="noise"), "cleaned_as"),
+    (dict(recipe="improved", loss="ce"), "multi-label loss"),
+    (dict(head_pool="sum"), "head_pool"),
 ])
 def test_bad_quality_parameters_are_refused(params, message):
     with pytest.raises(ValueError, match=message):
@@ -51,7 +55,8 @@ def test_submission_fields_do_not_key_training_but_training_fields_do():
     assert base.training_dict() == build_config(recipe="improved", smoothing_kernel=(1.0,), zero_shot_weight=0.4,
                                                 run_name="x").training_dict()
     assert base.training_dict() != build_config(recipe="improved", pseudo_threshold=0.3).training_dict()
-    assert base.embedding_key() == build_config(recipe="improved", loss="ce", pseudo_rounds=0).embedding_key()
+    assert base.embedding_key() == build_config(recipe="improved", loss="ce", cleaned_as="drop",
+                                                           pseudo_rounds=0).embedding_key()
 
 
 def test_saved_config_round_trips(tmp_path):

@@ -12,7 +12,7 @@ def cfg(**params):
     """Configs for stub embeddings with one frame per second (the default backbone's hop differs)."""
     return build_config(**{"hop_s": 1.0, **params})
 from birdclef.embeddings import Embedded, pool_segments
-from birdclef.train import Examples, _epoch_order, _loss, build_examples, crops, split_folds, train_head
+from birdclef.train import Examples, _epoch_order, _loss, build_examples, crops, split_folds, train_head, validation_targets
 
 LABELS = ["a", "b", "c"]
 
@@ -139,3 +139,81 @@ def test_extra_examples_train_but_never_validate():
     _, _, plain = train_head(ex, LABELS, cfg(epochs=2, val_fraction=0.34), progress=False)
     assert metrics["n_train_examples"] == plain["n_train_examples"] + 5
     assert metrics["n_val_examples"] == plain["n_val_examples"] and metrics["n_pseudo_examples"] == 5
+
+
+def _weak_examples(n_rec=12, per_rec=10, dim=4, seed=0):
+    """Recordings whose label holds only for their first half of segments (the calls); the second
+    half is background noise under the same weak label."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(n_rec):
+        c = r % 3
+        for s in range(per_rec):
+            x = rng.standard_normal(dim).astype(np.float32)
+            if s < per_rec // 2:
+                x[c] += 4.0
+            rows.append((x, c, f"rec{r}", s < per_rec // 2))
+    x = np.stack([r[0] for r in rows])[:, None]
+    primary = np.array([r[1] for r in rows])
+    groups = np.array([r[2] for r in rows], dtype=object)
+    ex = Examples(x, np.eye(3, dtype=np.float32)[primary], primary, groups, groups, np.ones(len(rows), np.float32))
+    return ex, np.array([r[3] for r in rows])
+
+
+@pytest.mark.parametrize("cleaned_as", ["drop", "background"])
+def test_cleaning_finds_the_background_segments_of_every_recording(cleaned_as):
+    from birdclef.train import clean_segments, head_meta
+
+    ex, is_call = _weak_examples()
+    config = cfg(loss="bce", epochs=20, batch_size=16, val_fraction=0.34, segment_cleaning=0.5, cleaned_as=cleaned_as)
+    model, _, _ = train_head(ex, LABELS, config, progress=False)
+    cleaned, counts = clean_segments(ex, model, head_meta(ex, LABELS, config), config)
+    tr, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
+    if cleaned_as == "drop":
+        hit = cleaned.weights == 0
+        np.testing.assert_array_equal(cleaned.targets, ex.targets)
+    else:
+        hit = cleaned.targets.sum(axis=1) == 0
+        np.testing.assert_array_equal(cleaned.weights, ex.weights)
+    assert counts == {"n_cleaned_segments": int(hit.sum()), "cleaned_as": cleaned_as}
+    assert hit[tr].sum() == len(tr) // 2 and hit[va].sum() == len(va) // 2  # half of each recording (10 segments)
+    assert (~is_call[hit]).mean() > 0.9  # and it is the background half
+    kept, y = validation_targets(cleaned, va, 3)  # what the validation AUC is computed on
+    if cleaned_as == "drop":
+        assert set(kept) == set(va[~hit[va]]) and (y.sum(axis=1) == 1).all()
+    else:
+        np.testing.assert_array_equal(kept, va)
+        np.testing.assert_array_equal(y.sum(axis=1) == 0, hit[va])
+    np.testing.assert_array_equal(cleaned.x, ex.x)
+
+
+def test_cleaning_keeps_one_segment_of_a_short_recording():
+    from birdclef.train import clean_segments, head_meta
+
+    ex, _ = _weak_examples(per_rec=1)
+    config = cfg(loss="bce", epochs=1, val_fraction=0.34, segment_cleaning=0.9)
+    model, _, _ = train_head(ex, LABELS, config, progress=False)
+    _, counts = clean_segments(ex, model, head_meta(ex, LABELS, config), config)
+    assert counts["n_cleaned_segments"] == 0
+
+
+def test_training_with_cleaning_beats_weak_labels_on_calls_vs_background():
+    """Held-out recordings with the same structure: after cleaning, background segments score
+    lower for the recording's class (they were taught as negatives), calls still high."""
+    from birdclef.model import predict
+    from birdclef.train import clean_segments, head_meta
+
+    ex, _ = _weak_examples(n_rec=30)
+    test, is_call = _weak_examples(n_rec=12, seed=1)
+    gaps = {}
+    for cleaning in (0.0, 0.5):
+        config = cfg(loss="bce", epochs=20, batch_size=16, val_fraction=0.34, segment_cleaning=cleaning,
+                     cleaned_as="background")
+        meta = head_meta(ex, LABELS, config)
+        model, _, _ = train_head(ex, LABELS, config, progress=False)
+        train_ex = clean_segments(ex, model, meta, config)[0] if cleaning else ex
+        model, _, _ = train_head(train_ex, LABELS, config, progress=False)
+        own = predict(model, meta, test.x)[np.arange(len(test.x)), test.primary]
+        gaps[cleaning] = (float(own[is_call].mean() - own[~is_call].mean()), float(own[~is_call].mean()))
+    # measured: gap 0.64 → 0.83, background 0.30 → 0.04
+    assert gaps[0.5][0] > gaps[0.0][0] + 0.1 and gaps[0.5][1] < 0.5 * gaps[0.0][1], gaps

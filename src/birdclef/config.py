@@ -26,8 +26,8 @@ _SEED: dict[str, Any] = dict(
     pseudo_rounds=0, window_pool="mean",
 )
 IMPROVEMENTS: dict[str, Any] = dict(
-    loss="bce", secondary_weight=0.5, smoothing_kernel=(0.25, 0.5, 0.25),
-    pseudo_rounds=2, pseudo_threshold=0.1, pseudo_weight=0.5,
+    loss="bce", secondary_weight=0.5, segment_cleaning=0.5, cleaned_as="background",
+    smoothing_kernel=(0.25, 0.5, 0.25), pseudo_rounds=2, pseudo_threshold=0.1, pseudo_weight=0.5,
 )
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -43,6 +43,7 @@ SUBMISSION_FIELDS = ("window_pool", "smoothing_kernel", "tta_shifts_s", "zero_sh
 LOSSES = ("ce", "bce", "focal")
 GROUPS = ("recording", "author")
 POOLS = ("mean", "max")
+HEAD_POOLS = ("mean", "attention")  # the same as birdclef.model.HEAD_POOLS (config imports no torch)
 _TUPLE_FIELDS = {"hidden_sizes": int, "smoothing_kernel": float, "tta_shifts_s": float, "ensemble_model_dirs": str}
 
 
@@ -64,7 +65,8 @@ class Config:
     n_workers: int = 0  # processes for embedding; 0 = one per core
     # training
     recipe: str = "default"
-    segment_s: float = 1.0  # length of one training example (embeddings mean-pooled over it)
+    segment_s: float = 1.0  # length of one training example (its frames pooled by head_pool)
+    head_pool: str = "mean"  # "mean": embeddings averaged over a segment (seed); "attention": per-frame logits, attention-weighted
     crop_stride_s: float | None = None  # start of one training crop every this many s; None: segment_s (no overlap)
     window_s: float = 5.0  # submission window
     loss: Literal["ce", "bce", "focal"] = "ce"  # ce: single-label softmax; bce / focal: multi-label sigmoid
@@ -76,6 +78,8 @@ class Config:
     epochs: int = 30
     batch_size: int = 256
     class_weight: Literal["balanced", "none"] = "balanced"
+    segment_cleaning: float = 0.0  # share of each training recording's least-confident segments cleaned after a first fit
+    cleaned_as: Literal["drop", "background"] = "drop"  # cleaned segments: dropped, or all-negative targets (bce/focal)
     balanced_sampling: bool = False  # draw each epoch's examples with equal probability per primary class
     group_by: Literal["recording", "author"] = "recording"  # what validation folds keep together
     val_fraction: float = 0.2  # one fold of round(1 / val_fraction) is validation
@@ -131,6 +135,14 @@ class Config:
         k = self.smoothing_kernel
         if len(k) % 2 == 0 or any(w < 0 for w in k) or sum(k) <= 0:
             raise ValueError(f"smoothing_kernel must have an odd number of non-negative weights with a positive sum, got {k}")
+        if not 0 <= self.segment_cleaning < 1:
+            raise ValueError(f"segment_cleaning must be in [0, 1), got {self.segment_cleaning}")
+        if self.cleaned_as not in ("drop", "background"):
+            raise ValueError(f"unknown cleaned_as {self.cleaned_as!r}; known: 'drop', 'background'")
+        if self.cleaned_as == "background" and self.loss == "ce":
+            raise ValueError('cleaned_as="background" needs a multi-label loss (bce or focal): CE has no all-negative target')
+        if self.head_pool not in HEAD_POOLS:
+            raise ValueError(f"unknown head_pool {self.head_pool!r}; known: {', '.join(map(repr, HEAD_POOLS))}")
         if self.window_pool not in POOLS:
             raise ValueError(f"unknown window_pool {self.window_pool!r}; known: {', '.join(map(repr, POOLS))}")
         if not self.tta_shifts_s:

@@ -23,17 +23,29 @@ class HeadMeta:
     segment_frames: int
     embedding_key: str
     prior: tuple[float, ...] = ()  # class frequencies in training; the fallback for unreadable soundscapes
+    pool: str = "mean"  # how a segment's frames combine: "mean" (embeddings) or "attention" (frame logits)
+
+
+HEAD_POOLS = ("mean", "attention")
 
 
 class MLPHead(nn.Module):
     """(batch, frames, dim) or (batch, dim) → (batch, n_classes) logits.
 
-    Frames are mean-pooled, standardised with the training set's statistics (buffers), then
-    dim→h1→ReLU→dropout→h2→ReLU→dropout→classes (the seed recipe: 1024→512→256→classes).
+    ``pool="mean"`` (the seed recipe): frames are mean-pooled, standardised with the training
+    set's statistics (buffers), then dim→h1→ReLU→dropout→h2→ReLU→dropout→classes
+    (1024→512→256→classes). ``pool="attention"``: the same MLP scores every frame, and a
+    per-class attention over the frames (softmax over time of a linear map of the last hidden
+    layer, as in sound-event-detection heads) weights the frame logits into the segment's, so a
+    call filling one second of a 5-s segment is not averaged away by four seconds of background.
     """
 
-    def __init__(self, in_dim: int, n_classes: int, hidden_sizes: tuple[int, ...] = (512, 256), dropout: float = 0.3):
+    def __init__(self, in_dim: int, n_classes: int, hidden_sizes: tuple[int, ...] = (512, 256), dropout: float = 0.3,
+                 pool: str = "mean"):
         super().__init__()
+        if pool not in HEAD_POOLS:
+            raise ValueError(f"unknown head pool {pool!r}; known: {', '.join(map(repr, HEAD_POOLS))}")
+        self.pool = pool
         layers: list[nn.Module] = []
         d = in_dim
         for h in hidden_sizes:
@@ -41,18 +53,30 @@ class MLPHead(nn.Module):
             d = h
         layers.append(nn.Linear(d, n_classes))
         self.mlp = nn.Sequential(*layers)
+        if pool == "attention":
+            self.attention = nn.Linear(d, n_classes)
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
 
     def set_standardisation(self, x: np.ndarray) -> None:
-        """Fit the input standardisation on pooled training features (n, dim)."""
+        """Fit the input standardisation on training examples, (n, frames, dim) or (n, dim): on the
+        pooled features for ``pool="mean"``, on the frames for ``pool="attention"``."""
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x.mean(axis=1) if self.pool == "mean" else x.reshape(-1, x.shape[-1])
         self.mean.copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
         self.std.copy_(torch.as_tensor(x.std(0) + 1e-6, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3:
-            x = x.mean(dim=1)
-        return self.mlp((x - self.mean) / self.std)
+        if self.pool == "mean":
+            if x.dim() == 3:
+                x = x.mean(dim=1)
+            return self.mlp((x - self.mean) / self.std)
+        if x.dim() == 2:
+            x = x[:, None]
+        hidden = self.mlp[:-1]((x - self.mean) / self.std)  # (batch, frames, h)
+        weights = torch.softmax(self.attention(hidden).clamp(-10, 10), dim=1)  # (batch, frames, classes)
+        return (weights * self.mlp[-1](hidden)).sum(dim=1)
 
 
 def probabilities(logits: torch.Tensor, loss: str) -> torch.Tensor:
@@ -70,7 +94,7 @@ def load_head(path: str | Path) -> tuple[MLPHead, HeadMeta]:
     m = blob["meta"]
     meta = HeadMeta(**{**m, "labels": tuple(m["labels"]), "hidden_sizes": tuple(m["hidden_sizes"]),
                        "prior": tuple(m.get("prior", ()))})
-    model = MLPHead(meta.in_dim, len(meta.labels), meta.hidden_sizes, meta.dropout)
+    model = MLPHead(meta.in_dim, len(meta.labels), meta.hidden_sizes, meta.dropout, pool=meta.pool)
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model, meta

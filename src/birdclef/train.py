@@ -131,7 +131,7 @@ def _loss(config: Config, class_weights: torch.Tensor):
     """
     def ce(logits, targets, primary, sw):
         per = F.cross_entropy(logits, primary, weight=class_weights, reduction="none")
-        return (per * sw).sum() / (class_weights[primary] * sw).sum()
+        return (per * sw).sum() / (class_weights[primary] * sw).sum().clamp_min(1e-12)
 
     def multi(logits, targets, primary, sw):
         per = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
@@ -179,8 +179,8 @@ def train_head(
         tr = np.concatenate([tr, len(ex) + np.arange(len(extra))])
         ex = concat_examples([ex, extra])
     n_classes = len(labels)
-    model = MLPHead(ex.x.shape[-1], n_classes, config.hidden_sizes, config.dropout)
-    model.set_standardisation(ex.x[tr].mean(axis=1))
+    model = MLPHead(ex.x.shape[-1], n_classes, config.hidden_sizes, config.dropout, pool=config.head_pool)
+    model.set_standardisation(ex.x[tr])
     w = torch.from_numpy(_class_weights(ex, tr, n_classes, config))
     criterion = _loss(config, w)
     targets, primary = torch.from_numpy(ex.targets), torch.from_numpy(ex.primary).long()
@@ -190,7 +190,7 @@ def train_head(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.learning_rate, total_steps=config.epochs * steps)
     x_all = torch.from_numpy(ex.x)
     meta = head_meta(ex, labels, config)
-    y_val = np.eye(n_classes, dtype=np.float32)[ex.primary[va]]
+    va, y_val = validation_targets(ex, va, n_classes)
     history, best_auc, best_state, start = [], -np.inf, None, 1
     fingerprint = {"config": config.training_dict(), "n_examples": int(len(ex.x)),
                    "x_sum": float(ex.x.sum(dtype=np.float64)), "t_sum": float(ex.targets.sum(dtype=np.float64))}
@@ -247,6 +247,40 @@ def train_head(
     return model, hist, metrics
 
 
+def clean_segments(ex: Examples, model: MLPHead, meta: HeadMeta, config: Config) -> tuple[Examples, dict]:
+    """Weak-label cleaning: a focal recording's label is the whole file's, but its calls fill only
+    part of it. Score every segment with a first ``model``; in each recording the
+    ``segment_cleaning`` share with the lowest probability of the recording's primary label (at
+    least one segment is kept) is dropped (weight 0) or, with ``cleaned_as="background"``, kept
+    with all-zero targets (multi-label losses only). Validation recordings are cleaned the same
+    way (the first model never trained on them), so the validation AUC that picks the best epoch
+    measures what training now asks for. Returns the new examples and counts for the metrics."""
+    own = predict(model, meta, ex.x)[np.arange(len(ex)), ex.primary]
+    noisy = []
+    for group in np.unique(ex.groups):
+        members = np.flatnonzero(ex.groups == group)
+        n_drop = min(int(np.floor(config.segment_cleaning * len(members))), len(members) - 1)
+        if n_drop > 0:
+            noisy.append(members[np.argsort(own[members], kind="stable")[:n_drop]])
+    noisy_idx = np.concatenate(noisy) if noisy else np.zeros(0, np.int64)
+    weights, targets = ex.weights.copy(), ex.targets.copy()
+    if config.cleaned_as == "background":
+        targets[noisy_idx] = 0.0
+    else:
+        weights[noisy_idx] = 0.0
+    cleaned = Examples(ex.x, targets, ex.primary, ex.groups, ex.fold_groups, weights)
+    return cleaned, {"n_cleaned_segments": int(len(noisy_idx)), "cleaned_as": config.cleaned_as}
+
+
+def validation_targets(ex: Examples, va: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(validation indices that count, their (n, n_classes) 0/1 truth): the primary label, none
+    for a background example (all-zero targets), and weight-0 (dropped) examples left out."""
+    va = va[ex.weights[va] > 0]
+    y = np.eye(n_classes, dtype=np.float32)[ex.primary[va]]
+    y[ex.targets[va].max(axis=1) <= 0] = 0.0
+    return va, y
+
+
 def _load_checkpoint(path: Path, fingerprint: dict) -> dict | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
@@ -263,7 +297,7 @@ def head_meta(ex: Examples, labels: list[str], config: Config) -> HeadMeta:
     prior = np.bincount(ex.primary, minlength=len(labels)) / len(ex.primary)
     return HeadMeta(prior=tuple(float(p) for p in prior), in_dim=int(ex.x.shape[-1]), labels=tuple(labels),
                     hidden_sizes=tuple(config.hidden_sizes), dropout=config.dropout, loss=config.loss,
-                    segment_frames=config.segment_frames, embedding_key=config.embedding_key())
+                    segment_frames=config.segment_frames, embedding_key=config.embedding_key(), pool=config.head_pool)
 
 
 def load_manifest(config: Config) -> pd.DataFrame:
@@ -284,8 +318,13 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     cache = EmbeddingCache(config.work_dir, config)
     ex, skipped = build_examples(load_manifest(config), cache, labels, config)
     out = Path(config.work_dir) / "model"
-    model, hist, metrics = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint.pt")
     meta = head_meta(ex, labels, config)
+    cleaning = {}
+    if config.segment_cleaning > 0:
+        first, _, _ = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint_uncleaned.pt")
+        ex, cleaning = clean_segments(ex, first, meta, config)
+    model, hist, metrics = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint.pt")
+    metrics |= cleaning
     rounds = None
     if config.pseudo_rounds:
         model, hist, metrics, rounds = pseudo.pseudo_label(ex, labels, config, model, hist, metrics,
@@ -293,8 +332,8 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     else:
         metrics |= pseudo.soundscape_metrics(model, meta, config)
     _, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
+    va, y_val = validation_targets(ex, va, len(labels))
     prob = predict(model, meta, ex.x[va])
-    y_val = np.eye(len(labels), dtype=np.float32)[ex.primary[va]]
     per_class = per_class_auc(y_val, prob, labels)
     save_head(model, meta, out / "head.pt")
     write_json(config.to_dict(), out / "config.json")
