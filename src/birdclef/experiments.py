@@ -197,6 +197,18 @@ def rounds_table(rounds: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def invalid_variants(names: list[str], base: dict[str, Any]) -> dict[str, str]:
+    """{variant: why} for the variants whose config ``base`` (backbone, epochs, ...) refuses."""
+    invalid = {}
+    for name in names:
+        params = {k: v for k, v in VARIANTS[name][1].items() if k != "ensemble_folds"}
+        try:
+            build_config(**{**base, **params})
+        except ValueError as err:
+            invalid[name] = str(err)
+    return invalid
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/quality", help="folder for the data, the runs and comparison.md")
@@ -219,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.backbone == "yamnet" and path is None:
         raise SystemExit("YAMNet weights not found: set BIRDCLEF_YAMNET to yamnet.tflite, or pass --backbone melstats")
     out = Path(args.out)
-    bench = Benchmark(out, base=dict(recipe="seed", backbone=args.backbone, backbone_path=path, epochs=args.epochs,
-                                     n_workers=1), dataset=args.dataset)
+    base = dict(recipe="seed", backbone=args.backbone, backbone_path=path, epochs=args.epochs, n_workers=1)
+    invalid = invalid_variants(names, base)
+    if invalid:  # refused before any work, e.g. 1-s test-time shifts on a backbone with a 2.5-s hop
+        raise SystemExit("variant(s) not valid for this backbone:\n" + "\n".join(f"  {n}: {why}" for n, why in invalid.items()))
+    bench = Benchmark(out, base=base, dataset=args.dataset)
     rows = []
     for seed in args.seeds:
         for name in names:
