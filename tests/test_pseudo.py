@@ -84,3 +84,30 @@ def test_fold_ensemble_submission_is_valid_scored_and_recorded(improved, tiny_de
     np.testing.assert_allclose(same.submission[labels].to_numpy(), single.submission[labels].to_numpy(), atol=2e-3)
     submits = load_runs(config.work_dir).query("stage == 'submit'")
     assert submits["n_models"].tolist()[-3:] == [1, 2, 2] and submits["local_score"].notna().all()
+
+
+def test_improved_training_cleans_half_of_each_recording_and_writes_the_table(improved):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from birdclef import plots
+
+    config, result = improved
+    table = pd.read_csv(result.out_dir / "cleaning.csv")
+    assert list(table.columns) == ["filename", "segment", "label", "probability", "cleaned"]
+    assert result.metrics["n_cleaned_segments"] == int(table["cleaned"].sum()) > 0
+    for _, rows in table.groupby("filename"):
+        assert rows["cleaned"].sum() == min(len(rows) // 2, len(rows) - 1)  # segment_cleaning=0.5
+        assert list(rows["segment"]) == list(range(len(rows)))
+        if rows["cleaned"].any():  # the cleaned ones are the least like the label
+            assert rows.loc[rows["cleaned"], "probability"].max() <= rows.loc[~rows["cleaned"], "probability"].min()
+    fig = plots.plot_cleaning(table, n=3)
+    assert len(fig.axes) == 3
+
+
+def test_training_without_cleaning_removes_a_stale_cleaning_table(improved, tmp_path):
+    config, result = improved
+    plain = build_config(**{**config.to_dict(), "segment_cleaning": 0.0, "pseudo_rounds": 0})
+    again = run_training(config=plain, progress=False)
+    assert again.out_dir == result.out_dir and not (again.out_dir / "cleaning.csv").exists()
+    assert "n_cleaned_segments" not in again.metrics

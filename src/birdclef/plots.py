@@ -117,3 +117,21 @@ def plot_soundscape(prob: pd.DataFrame, truth: pd.DataFrame | None = None, *, to
     ax.set(xlabel="window end (s)", title="window probabilities")
     fig.tight_layout()
     return fig
+
+
+def plot_cleaning(table: pd.DataFrame, *, n: int = 6):
+    """Weak-label cleaning (``model/cleaning.csv``): for the ``n`` longest recordings, the first
+    fit's probability of the recording's label per segment; cleaned segments in grey."""
+    names = table.groupby("filename").size().sort_values(ascending=False).index[:n]
+    fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.3 * len(names) + 0.6), sharex=True, squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        rows = table[table["filename"] == name]
+        colors = np.where(rows["cleaned"].astype(bool), "lightgrey", "tab:green")
+        ax.bar(rows["segment"], rows["probability"], color=colors, width=0.9)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("p(label)", fontsize=8)
+        ax.set_title(f"{name}  ({int(rows['cleaned'].sum())} of {len(rows)} segments cleaned)", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("segment")
+    fig.suptitle("weak-label cleaning: kept (green) and cleaned (grey) segments", fontsize=10)
+    fig.tight_layout()
+    return fig

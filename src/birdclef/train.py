@@ -272,6 +272,17 @@ def clean_segments(ex: Examples, model: MLPHead, meta: HeadMeta, config: Config)
     return cleaned, {"n_cleaned_segments": int(len(noisy_idx)), "cleaned_as": config.cleaned_as}
 
 
+def cleaning_table(ex: Examples, model: MLPHead, meta: HeadMeta, cleaned: Examples) -> pd.DataFrame:
+    """One row per segment: filename, segment (its order in the recording), label, the first
+    fit's probability of the recording's label, and whether cleaning took it."""
+    own = predict(model, meta, ex.x)[np.arange(len(ex)), ex.primary]
+    table = pd.DataFrame({"filename": ex.groups.astype(str), "label": np.asarray(meta.labels)[ex.primary],
+                          "probability": own.astype(np.float64),
+                          "cleaned": (cleaned.weights == 0) | (cleaned.targets.max(axis=1) <= 0)})
+    table.insert(1, "segment", table.groupby("filename").cumcount())
+    return table
+
+
 def validation_targets(ex: Examples, va: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """(validation indices that count, their (n, n_classes) 0/1 truth): the primary label, none
     for a background example (all-zero targets), and weight-0 (dropped) examples left out."""
@@ -319,18 +330,20 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     ex, skipped = build_examples(load_manifest(config), cache, labels, config)
     out = Path(config.work_dir) / "model"
     meta = head_meta(ex, labels, config)
-    cleaning = {}
+    cleaning, cleaned_table = {}, None
     if config.segment_cleaning > 0:
         first, _, _ = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint_uncleaned.pt")
-        ex, cleaning = clean_segments(ex, first, meta, config)
+        cleaned, cleaning = clean_segments(ex, first, meta, config)
+        cleaned_table = cleaning_table(ex, first, meta, cleaned)
+        ex = cleaned
     model, hist, metrics = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint.pt")
-    metrics |= cleaning
     rounds = None
     if config.pseudo_rounds:
         model, hist, metrics, rounds = pseudo.pseudo_label(ex, labels, config, model, hist, metrics,
                                                            progress=progress, out_dir=out)
     else:
         metrics |= pseudo.soundscape_metrics(model, meta, config)
+    metrics |= cleaning
     _, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
     va, y_val = validation_targets(ex, va, len(labels))
     prob = predict(model, meta, ex.x[va])
@@ -344,6 +357,11 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     write_csv(skipped, out / "skipped.csv")
     if rounds is not None:
         write_csv(rounds, out / "pseudo_rounds.csv")
+    cleaning_csv = out / "cleaning.csv"
+    if cleaned_table is not None:
+        write_csv(cleaned_table, cleaning_csv)
+    elif cleaning_csv.exists():  # a previous run's table would describe other examples
+        cleaning_csv.unlink()
     runs.record_run(config, stage="train", metrics=metrics)
     if len(skipped):
         print(f"train: {len(skipped)} recording(s) gave no example (see {out / 'skipped.csv'})")
