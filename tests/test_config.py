@@ -1,13 +1,15 @@
 import pytest
 
-from birdclef.config import build_config, resume_config
+from birdclef.config import Config, build_config, resume_config
 from birdclef.io import write_json
 
 
-def test_default_backbone_is_birdnet_with_the_seed_training_settings():
+def test_default_backbone_is_birdnet_with_the_seed_head_and_the_measured_steps():
     c = build_config()
     assert c.backbone == "birdnet"
-    assert (c.loss, c.segment_s, c.hidden_sizes, c.dropout, c.learning_rate) == ("ce", 1.0, (512, 256), 0.3, 1e-3)
+    assert (c.segment_s, c.hidden_sizes, c.dropout, c.learning_rate) == (1.0, (512, 256), 0.3, 1e-3)
+    assert (c.loss, c.segment_cleaning) == ("bce", 0.5)  # see tests/test_recipes.py
+    assert Config().loss == "ce"  # the dataclass alone keeps the seed's training settings
 
 
 def test_seed_recipe_is_the_public_notebook():

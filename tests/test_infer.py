@@ -43,7 +43,7 @@ def test_shifts_average_the_shifted_windows():
 def test_soundscape_probabilities_ensemble_blend_and_smooth_in_that_order():
     e = soundscape()
     heads = [head(0), head(1)]
-    plain = build_config(backbone="melstats")
+    plain = build_config(backbone="melstats", smoothing_kernel=(1.0,))
     each = [predict_windows(e, m, meta) for m, meta in heads]
     np.testing.assert_allclose(soundscape_probabilities([e, e], heads, plain), np.mean(each, 0), rtol=1e-5)
     config = build_config(backbone="melstats", zero_shot_weight=1.0, smoothing_kernel=(0.25, 0.5, 0.25))

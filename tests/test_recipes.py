@@ -21,6 +21,21 @@ def test_improved_recipe_is_the_seed_plus_the_measured_improvements():
     assert set(RECIPES["improved"]) >= set(RECIPES["seed"])
 
 
+def test_default_recipe_is_birdnet_with_the_steps_that_helped_it():
+    c = build_config()
+    assert c.recipe == "default" and c.backbone == "birdnet" and c.multi_label
+    assert (c.segment_cleaning, c.cleaned_as, c.smoothing_kernel) == (0.5, "background", (0.25, 0.5, 0.25))
+    assert c.pseudo_rounds == 0 and c.tta_shifts_s == (0.0,) and c.window_pool == "mean"
+
+
+@pytest.mark.parametrize("recipe", ["default", "improved"])
+def test_asking_for_ce_switches_off_a_recipes_cleaning_to_background(recipe):
+    c = build_config(recipe=recipe, loss="ce")
+    assert (c.loss, c.segment_cleaning, c.cleaned_as) == ("ce", 0.0, "drop")
+    c = build_config(recipe=recipe, loss="ce", segment_cleaning=0.3)
+    assert (c.segment_cleaning, c.cleaned_as) == (0.3, "drop")
+
+
 def test_explicit_parameters_override_the_recipe_and_lists_become_tuples():
     c = build_config(recipe="improved", loss="focal", smoothing_kernel=[0.2, 0.6, 0.2], tta_shifts_s=[-1, 0, 1],
                      ensemble_model_dirs="runs/b/model")
@@ -42,7 +57,7 @@ def test_explicit_parameters_override_the_recipe_and_lists_become_tuples():
     (dict(crop_stride_s=0.0), "crop_stride_s"),
     (dict(segment_cleaning=1.0), "segment_cleaning"),
     (dict(cleaned_as="noise"), "cleaned_as"),
-    (dict(recipe="improved", loss="ce"), "multi-label loss"),
+    (dict(loss="ce", cleaned_as="background"), "multi-label loss"),
     (dict(head_pool="sum"), "head_pool"),
 ])
 def test_bad_quality_parameters_are_refused(params, message):

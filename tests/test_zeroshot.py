@@ -68,7 +68,7 @@ def test_window_scores_take_the_best_frame_of_each_window_for_mapped_classes(tin
 @pytest.fixture(scope="module")
 def trained(tiny_demo, tmp_path_factory):
     config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path_factory.mktemp("zs")), backbone="melstats",
-                          epochs=3, denoise=False)
+                          epochs=3, denoise=False, smoothing_kernel=(1.0,))  # blended scores stay as they are
     run_preprocess(config=config)
     run_training(config=config, progress=False)
     return config
