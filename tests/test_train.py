@@ -167,7 +167,7 @@ def test_cleaning_finds_the_background_segments_of_every_recording(cleaned_as):
     ex, is_call = _weak_examples()
     config = cfg(loss="bce", epochs=20, batch_size=16, val_fraction=0.34, segment_cleaning=0.5, cleaned_as=cleaned_as)
     model, _, _ = train_head(ex, LABELS, config, progress=False)
-    cleaned, counts = clean_segments(ex, model, head_meta(ex, LABELS, config), config)
+    cleaned, counts, table = clean_segments(ex, model, head_meta(ex, LABELS, config), config)
     tr, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
     if cleaned_as == "drop":
         hit = cleaned.weights == 0
@@ -185,6 +185,7 @@ def test_cleaning_finds_the_background_segments_of_every_recording(cleaned_as):
         np.testing.assert_array_equal(kept, va)
         np.testing.assert_array_equal(y.sum(axis=1) == 0, hit[va])
     np.testing.assert_array_equal(cleaned.x, ex.x)
+    np.testing.assert_array_equal(table["cleaned"].to_numpy(), hit)
 
 
 def test_cleaning_keeps_one_segment_of_a_short_recording():
@@ -193,7 +194,7 @@ def test_cleaning_keeps_one_segment_of_a_short_recording():
     ex, _ = _weak_examples(per_rec=1)
     config = cfg(loss="bce", epochs=1, val_fraction=0.34, segment_cleaning=0.9)
     model, _, _ = train_head(ex, LABELS, config, progress=False)
-    _, counts = clean_segments(ex, model, head_meta(ex, LABELS, config), config)
+    _, counts, _ = clean_segments(ex, model, head_meta(ex, LABELS, config), config)
     assert counts["n_cleaned_segments"] == 0
 
 

@@ -49,7 +49,7 @@ SUBMISSION_FIELDS = ("window_pool", "smoothing_kernel", "tta_shifts_s", "zero_sh
 LOSSES = ("ce", "bce", "focal")
 GROUPS = ("recording", "author")
 POOLS = ("mean", "max")
-HEAD_POOLS = ("mean", "attention")  # the same as birdclef.model.HEAD_POOLS (config imports no torch)
+HEAD_POOLS = ("mean", "attention")  # how a segment's frames are pooled (birdclef.model.MLPHead)
 _TUPLE_FIELDS = {"hidden_sizes": int, "smoothing_kernel": float, "tta_shifts_s": float, "ensemble_model_dirs": str}
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from birdclef.config import HEAD_POOLS
 from birdclef.io import atomic_path
 
 
@@ -26,7 +27,6 @@ class HeadMeta:
     pool: str = "mean"  # how a segment's frames combine: "mean" (embeddings) or "attention" (frame logits)
 
 
-HEAD_POOLS = ("mean", "attention")
 
 
 class MLPHead(nn.Module):

@@ -247,40 +247,35 @@ def train_head(
     return model, hist, metrics
 
 
-def clean_segments(ex: Examples, model: MLPHead, meta: HeadMeta, config: Config) -> tuple[Examples, dict]:
+def clean_segments(ex: Examples, model: MLPHead, meta: HeadMeta, config: Config
+                   ) -> tuple[Examples, dict, pd.DataFrame]:
     """Weak-label cleaning: a focal recording's label is the whole file's, but its calls fill only
     part of it. Score every segment with a first ``model``; in each recording the
     ``segment_cleaning`` share with the lowest probability of the recording's primary label (at
     least one segment is kept) is dropped (weight 0) or, with ``cleaned_as="background"``, kept
     with all-zero targets (multi-label losses only). Validation recordings are cleaned the same
     way (the first model never trained on them), so the validation AUC that picks the best epoch
-    measures what training now asks for. Returns the new examples and counts for the metrics."""
-    own = predict(model, meta, ex.x)[np.arange(len(ex)), ex.primary]
-    noisy = []
-    for group in np.unique(ex.groups):
-        members = np.flatnonzero(ex.groups == group)
-        n_drop = min(int(np.floor(config.segment_cleaning * len(members))), len(members) - 1)
-        if n_drop > 0:
-            noisy.append(members[np.argsort(own[members], kind="stable")[:n_drop]])
-    noisy_idx = np.concatenate(noisy) if noisy else np.zeros(0, np.int64)
-    weights, targets = ex.weights.copy(), ex.targets.copy()
-    if config.cleaned_as == "background":
-        targets[noisy_idx] = 0.0
-    else:
-        weights[noisy_idx] = 0.0
-    cleaned = Examples(ex.x, targets, ex.primary, ex.groups, ex.fold_groups, weights)
-    return cleaned, {"n_cleaned_segments": int(len(noisy_idx)), "cleaned_as": config.cleaned_as}
+    measures what training now asks for.
 
-
-def cleaning_table(ex: Examples, model: MLPHead, meta: HeadMeta, cleaned: Examples) -> pd.DataFrame:
-    """One row per segment: filename, segment (its order in the recording), label, the first
-    fit's probability of the recording's label, and whether cleaning took it."""
+    Returns the new examples, counts for the metrics, and one row per segment: filename, segment
+    (its order in the recording), label, the first fit's probability of the label, cleaned."""
     own = predict(model, meta, ex.x)[np.arange(len(ex)), ex.primary]
     table = pd.DataFrame({"filename": ex.groups.astype(str), "label": np.asarray(meta.labels)[ex.primary],
-                          "probability": own.astype(np.float64),
-                          "cleaned": (cleaned.weights == 0) | (cleaned.targets.max(axis=1) <= 0)})
-    table.insert(1, "segment", table.groupby("filename").cumcount())
-    return table
+                          "probability": own.astype(np.float64)})
+    by_file = table.groupby("filename", sort=False)
+    table.insert(1, "segment", by_file.cumcount())
+    size = by_file["probability"].transform("size").to_numpy()
+    n_clean = np.minimum(np.floor(config.segment_cleaning * size), size - 1)
+    rank = by_file["probability"].rank(method="first").to_numpy()  # 1 = least like the label; ties by order
+    noisy = rank <= n_clean
+    table["cleaned"] = noisy
+    weights, targets = ex.weights.copy(), ex.targets.copy()
+    if config.cleaned_as == "background":
+        targets[noisy] = 0.0
+    else:
+        weights[noisy] = 0.0
+    cleaned = Examples(ex.x, targets, ex.primary, ex.groups, ex.fold_groups, weights)
+    return cleaned, {"n_cleaned_segments": int(noisy.sum()), "cleaned_as": config.cleaned_as}, table
 
 
 def validation_targets(ex: Examples, va: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -333,9 +328,7 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     cleaning, cleaned_table = {}, None
     if config.segment_cleaning > 0:
         first, _, _ = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint_uncleaned.pt")
-        cleaned, cleaning = clean_segments(ex, first, meta, config)
-        cleaned_table = cleaning_table(ex, first, meta, cleaned)
-        ex = cleaned
+        ex, cleaning, cleaned_table = clean_segments(ex, first, meta, config)
     model, hist, metrics = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint.pt")
     rounds = None
     if config.pseudo_rounds:
