@@ -32,7 +32,7 @@ class Conditions:
     secondary_drop_db: tuple[float, float] = (6.0, 12.0)  # a secondary species this much below the primary
     soundscape_snr_db: tuple[float, float] = (-5.0, 20.0)  # a soundscape call over its background
     species_per_soundscape: tuple[int, int] = (2, 6)
-    distance: bool = False  # soundscape calls low-passed (2.5-8 kHz) with a 0.2-0.8 s reverberant tail
+    distance: bool = False  # soundscape calls low-passed (first order, 4-10 kHz) with a 0.2-0.8 s reverberant tail
 
     def validate(self) -> None:
         ranges = {"call_gap_s": (0.0, 30.0), "secondary_drop_db": (-10.0, 40.0),

@@ -56,9 +56,8 @@ def _at_distance(call: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     response = rng.standard_normal(len(t)) * 10 ** (-3 * t / rt60_s)
     tail = fftconvolve(direct, response)
     tail *= rng.uniform(0.3, 1.0) * np.sqrt(np.mean(direct ** 2)) / (np.sqrt(np.mean(tail ** 2)) + 1e-12)
-    out = tail
-    out[: len(direct)] += direct
-    return out.astype(np.float32)
+    tail[: len(direct)] += direct
+    return tail.astype(np.float32)
 
 
 def _render_recording(rec: _Recording, speech: np.ndarray | None, seed: int, cond: Conditions = Conditions()
