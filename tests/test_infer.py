@@ -46,13 +46,26 @@ def test_soundscape_probabilities_ensemble_blend_and_smooth_in_that_order():
     plain = build_config(backbone="melstats", smoothing_kernel=(1.0,))
     each = [predict_windows(e, m, meta) for m, meta in heads]
     np.testing.assert_allclose(soundscape_probabilities([e, e], heads, plain), np.mean(each, 0), rtol=1e-5)
-    config = build_config(backbone="melstats", zero_shot_weight=1.0, smoothing_kernel=(0.25, 0.5, 0.25))
-    scores = np.full((4, 3), 0.9, np.float32)
-    mapped = np.array([True, False, False])
-    out = soundscape_probabilities([e, e], heads, config, zero_shot=(scores, mapped))
+    config = build_config(backbone="melstats", smoothing_kernel=(0.25, 0.5, 0.25))
+    logits = np.full((4, 3), 2.0, np.float32)
+    weights = np.array([1.0, 0.0, 0.0])  # class 0: the backbone alone
+    out = soundscape_probabilities([e, e], heads, config, zero_shot=(logits, weights))
     blended = np.mean(each, 0)
-    blended[:, 0] = 0.9
+    blended[:, 0] = 1 / (1 + np.exp(-2.0))
     np.testing.assert_allclose(out, smooth_windows(blended, (0.25, 0.5, 0.25)), rtol=1e-5)
+
+
+def test_zero_shot_weights_come_from_the_config_or_the_heads():
+    from birdclef.infer import zero_shot_weights
+
+    mapped = np.array([True, True, False])
+    metas = [HeadMeta(4, ("a", "b", "c"), (), 0.0, "bce", 1, "k", zero_shot_weights=(0.2, 1.0, 0.0)),
+             HeadMeta(4, ("a", "b", "c"), (), 0.0, "bce", 1, "k", zero_shot_weights=(0.6, 0.0, 0.0)),
+             HeadMeta(4, ("a", "b", "c"), (), 0.0, "bce", 1, "k")]  # trained without scores: left out
+    np.testing.assert_allclose(zero_shot_weights(build_config(backbone="melstats"), metas, mapped), [0.4, 0.5, 0.0])
+    fixed = build_config(backbone="melstats", zero_shot_weight=0.3)
+    np.testing.assert_allclose(zero_shot_weights(fixed, metas, mapped), [0.3, 0.3, 0.0])
+    np.testing.assert_allclose(zero_shot_weights(build_config(backbone="melstats"), metas[2:], mapped), 0.0)
 
 
 def test_max_pool_counts_a_call_in_one_segment_fully():

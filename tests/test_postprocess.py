@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from birdclef.postprocess import average, blend_zero_shot, smooth_windows
+from birdclef.postprocess import average, blend_logits, smooth_windows
 
 
 def test_smoothing_keeps_a_constant_and_spreads_an_impulse_with_renormalised_edges():
@@ -29,17 +29,20 @@ def test_smoothing_returns_a_new_array_and_rejects_bad_kernels():
             smooth_windows(p, bad)
 
 
-def test_zero_shot_blend_changes_only_mapped_classes():
+def test_logit_blend_changes_only_weighted_classes_and_weight_one_is_the_backbone():
     prob = np.full((3, 4), 0.2, np.float32)
-    scores = np.full((3, 4), 0.9, np.float32)
-    mapped = np.array([True, False, True, False])
-    out = blend_zero_shot(prob, scores, mapped, 0.5)
-    np.testing.assert_allclose(out[:, mapped], 0.55)
-    np.testing.assert_allclose(out[:, ~mapped], 0.2)
-    np.testing.assert_array_equal(blend_zero_shot(prob, scores, mapped, 0.0), prob)
-    np.testing.assert_array_equal(blend_zero_shot(prob, scores, np.zeros(4, bool), 1.0), prob)
+    logits = np.array([[2.0], [0.0], [-2.0]], np.float32).repeat(4, axis=1)
+    weights = np.array([0.5, 0.0, 1.0, 0.0])
+    out = blend_logits(prob, logits, weights)
+    lp = np.log(0.2 / 0.8)
+    np.testing.assert_allclose(out[:, 0], 1 / (1 + np.exp(-(0.5 * lp + 0.5 * logits[:, 0]))), rtol=1e-5)
+    np.testing.assert_allclose(out[:, 2], 1 / (1 + np.exp(-logits[:, 2])), rtol=1e-5)  # the backbone alone
+    np.testing.assert_array_equal(out[:, [1, 3]], prob[:, [1, 3]])
+    np.testing.assert_array_equal(blend_logits(prob, logits, np.zeros(4)), prob)
     with pytest.raises(ValueError, match="shapes"):
-        blend_zero_shot(prob, scores[:2], mapped, 0.5)
+        blend_logits(prob, logits[:2], weights)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        blend_logits(prob, logits, np.array([1.5, 0, 0, 0]))
 
 
 def test_average_is_the_mean_and_refuses_mismatched_members():

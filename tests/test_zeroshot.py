@@ -1,39 +1,61 @@
-"""Zero-shot blending with a stand-in species classifier (BirdNET's species do not occur in the demo)."""
+"""Zero-shot scores: stored with the embeddings in one pass, mapped onto the taxonomy, blended per class.
+
+BirdNET's species do not occur in the demo, so a stand-in backbone with species logits is
+registered here (``standin``): it names one demo class's scientific name and one unknown species.
+"""
 import numpy as np
 import pandas as pd
 import pytest
 
-import birdclef.submission as submission
-from birdclef.backbones import BackboneSpec
+import birdclef.backbones as backbones
+from birdclef.backbones import BackboneSpec, register
 from birdclef.config import build_config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
+from birdclef.embeddings import EmbeddingCache, embed_recording
+from birdclef.model import load_head
 from birdclef.preprocess import run_preprocess
 from birdclef.submission import run_submission
 from birdclef.train import run_training
-from birdclef.zeroshot import load_zero_shot, map_taxonomy
+from birdclef.zeroshot import choose_weights, load_zero_shot, map_taxonomy
+
+TARGET = {"name": None}  # the demo class the stand-in knows (set by the fixture)
+CALLS = {"n": 0}
 
 
 class StandIn:
-    """Scores two 'species': the first is named like a demo class, the second is unknown there.
+    """Embeds like melstats; logit of species 0 = 20 · (peak amplitude − 0.1): varies over time.
+    Species 1 (unknown to the taxonomy) has a constant logit."""
 
-    Score of species 0 per window: the window's peak amplitude (so it varies over time); species 1: 0.5.
-    """
+    spec = BackboneSpec("standin", 32_000, 1.0, 256, 1.0, has_scores=True, denoise=False, rms_normalise=False)
 
-    spec = BackboneSpec("standin", 16_000, 1.0, 8, 1.0)
+    def __init__(self):
+        from birdclef.backbones.melstats import MelStats
 
-    def __init__(self, scientific: str):
-        self.labels = [(scientific, "Stand-in"), ("Nullus ignotus", "Nobody")]
+        self._mel = MelStats()
+        self.labels = [(TARGET["name"] or "Nullus nullus", "Stand-in"), ("Nullus ignotus", "Nobody")]
 
     def embed(self, windows):
-        return np.zeros((len(windows), 8), np.float32)
+        return self._mel.embed(windows)
 
-    def scores(self, windows):
+    def embed_and_logits(self, windows):
+        CALLS["n"] += 1
         peak = np.abs(np.asarray(windows)).max(axis=1)
-        return np.stack([np.clip(peak, 0, 1), np.full(len(windows), 0.5)], axis=1).astype(np.float32)
+        return self._mel.embed(windows), np.stack([20 * (peak - 0.1), np.zeros(len(peak))], axis=1).astype(np.float32)
+
+
+register("standin")(lambda **_: StandIn())
+
+
+@pytest.fixture
+def standin(monkeypatch, tiny_demo):
+    taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
+    TARGET["name"] = taxonomy["scientific_name"].iloc[1]
+    monkeypatch.setitem(backbones.BACKBONES, "standin", __name__)
+    return taxonomy
 
 
 class NoScores:
-    spec = StandIn.spec
+    spec = BackboneSpec("noscores", 32_000, 1.0, 8, 1.0)
 
     def embed(self, windows):
         return np.zeros((len(windows), 8), np.float32)
@@ -46,45 +68,84 @@ def test_classes_map_by_scientific_name_ignoring_case_and_spaces():
     assert cols.tolist() == [1, 0, -1]
 
 
-def test_no_scores_or_no_mapped_class_turns_zero_shot_off(tiny_demo):
-    taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
+def test_no_scores_or_no_mapped_class_turns_zero_shot_off(tiny_demo, standin):
     config = build_config(data_dir=str(tiny_demo), backbone="melstats")
-    assert load_zero_shot(config, taxonomy, backbone=NoScores()) is None
-    assert load_zero_shot(config, taxonomy, backbone=StandIn("Turdus nowhere")) is None
+    assert load_zero_shot(config, standin) is None  # melstats declares no species scores
+    TARGET["name"] = "Turdus nowhere"
+    assert load_zero_shot(build_config(data_dir=str(tiny_demo), backbone="standin"), standin) is None
 
 
-def test_window_scores_take_the_best_frame_of_each_window_for_mapped_classes(tiny_demo):
-    taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
-    target = taxonomy["scientific_name"].iloc[1]
-    zs = load_zero_shot(build_config(data_dir=str(tiny_demo), backbone="melstats", denoise=False), taxonomy,
-                        backbone=StandIn(target))
+def test_logits_are_stored_with_the_embeddings_and_windows_take_the_best_frame(tiny_demo, standin, tmp_path):
+    config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path), backbone="standin", n_workers=1)
+    zs = load_zero_shot(config, standin)
     assert zs is not None and zs.mapped.tolist() == [False, True, False, False]
+    assert zs.score_columns.tolist() == [0]
     f = list_audio(competition_paths(tiny_demo).test_soundscapes)[0]
-    scores = zs.window_scores(f)
-    assert scores.shape == (4, 4) and (scores[:, [0, 2, 3]] == 0).all()
-    assert ((scores[:, 1] > 0) & (scores[:, 1] <= 1)).all() and len(set(scores[:, 1].round(4))) > 1
+    e = embed_recording(f, backbone=StandIn(), config=config, need_speech=False, score_columns=zs.score_columns)
+    assert e.logits.shape == (len(e.starts_s), 1) and e.score_columns.tolist() == [0]
+    cache = EmbeddingCache(config.work_dir, config)
+    cache.save(f, e)
+    assert cache.load(f, score_columns=np.array([0])) is not None
+    assert cache.load(f, score_columns=np.array([0, 1])) is None  # a column it lacks: recomputed, never guessed
+    logits = zs.window_logits(cache.load(f), config.window_s)
+    assert logits.shape == (4, 4) and (logits[:, [0, 2, 3]] == 0).all()
+    frames = e.logits[:, 0]
+    for w in range(4):  # frames start every 1 s: window w holds frames 5w … 5w+4
+        assert logits[w, 1] == pytest.approx(frames[5 * w:5 * w + 5].max(), abs=1e-2)
+    assert len(set(logits[:, 1].round(2))) > 1
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_demo, tmp_path_factory):
-    config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path_factory.mktemp("zs")), backbone="melstats",
-                          epochs=3, denoise=False, smoothing_kernel=(1.0,))  # blended scores stay as they are
+def test_choose_weights_follows_the_validation_evidence():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = np.zeros((n, 3))
+    y[:100, 0] = y[100:200, 1] = 1
+    good = np.where(y > 0, 1.0, -1.0) + rng.normal(0, 1, (n, 3))
+    bad = rng.normal(0, 5, (n, 3))  # loud noise: any weight on it costs AUC
+    # class 0: the backbone is right, the head is noise → weight 1; class 1: the reverse → weight 0
+    prob = 1 / (1 + np.exp(-np.column_stack([bad[:, 0], good[:, 1], bad[:, 2]])))
+    logits = np.column_stack([good[:, 0], bad[:, 1], good[:, 2]])
+    mapped = np.array([True, True, False])
+    w, table = choose_weights(prob, logits, y, mapped, np.array([20, 20, 0]), shrink=0.0)
+    assert w[0] == 1.0 and w[1] == 0.0 and w[2] == 0.0
+    assert set(table["class_index"]) == {0, 1}
+    # a class without validation positives takes the shared weight of the all-class curve
+    y2 = y.copy()
+    y2[:, 1] = 0
+    w2, _ = choose_weights(prob, logits, y2, mapped, np.array([20, 0, 0]))
+    assert w2[1] == w2[0] == 1.0
+
+
+@pytest.fixture
+def trained(tiny_demo, standin, tmp_path):
+    config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path), backbone="standin", n_workers=1,
+                          epochs=3, smoothing_kernel=(1.0,))  # blended scores stay as they are
     run_preprocess(config=config)
     run_training(config=config, progress=False)
     return config
 
 
-def test_submission_blends_mapped_classes_only(trained, tiny_demo, monkeypatch):
-    taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
-    labels = taxonomy["primary_label"].tolist()
-    standin = StandIn(taxonomy["scientific_name"].iloc[1])
-    monkeypatch.setattr(submission, "load_zero_shot", lambda config, tax: load_zero_shot(config, tax, backbone=standin))
-    plain = run_submission(config=trained, out_path=f"{trained.work_dir}/plain.csv").submission
+def test_training_chooses_blend_weights_for_mapped_classes_only(trained):
+    _, meta = load_head(f"{trained.work_dir}/model/head.pt")
+    assert len(meta.zero_shot_weights) == 4
+    assert meta.zero_shot_weights[0] == meta.zero_shot_weights[2] == meta.zero_shot_weights[3] == 0.0
+    assert 0.0 <= meta.zero_shot_weights[1] <= 1.0
+    table = pd.read_csv(f"{trained.work_dir}/model/zero_shot.csv")
+    assert table["mapped"].tolist() == [False, True, False, False]
+
+
+def test_submission_blends_from_the_cache_without_a_second_pass(trained, tiny_demo, standin):
+    labels = standin["primary_label"].tolist()
+    plain = run_submission(config=build_config(**{**trained.to_dict(), "zero_shot_weight": 0.0}),
+                           out_path=f"{trained.work_dir}/plain.csv").submission
     full = build_config(**{**trained.to_dict(), "zero_shot_weight": 1.0})
+    CALLS["n"] = 0
     blended = run_submission(config=full, out_path=f"{trained.work_dir}/blended.csv").submission
-    zs = load_zero_shot(full, taxonomy, backbone=standin)
-    expected = np.concatenate([zs.window_scores(f)[:, 1] for f in list_audio(competition_paths(tiny_demo).test_soundscapes)])
-    np.testing.assert_allclose(blended[labels[1]].to_numpy(), expected, rtol=1e-5)
+    assert CALLS["n"] == 0  # the test soundscapes' logits came from the embedding cache
+    zs = load_zero_shot(full, standin)
+    cache = EmbeddingCache(full.work_dir, full)
+    expected = np.concatenate([1 / (1 + np.exp(-zs.window_logits(cache.load(f), 5.0)[:, 1]))
+                               for f in list_audio(competition_paths(tiny_demo).test_soundscapes)])
+    np.testing.assert_allclose(blended[labels[1]].to_numpy(), expected, rtol=1e-4, atol=1e-6)
     others = [labels[i] for i in (0, 2, 3)]
-    # (a first run embeds in float32, a rerun reads the float16 cache: equal to ~1e-3)
-    np.testing.assert_allclose(blended[others].to_numpy(), plain[others].to_numpy(), atol=2e-3)
+    np.testing.assert_allclose(blended[others].to_numpy(), plain[others].to_numpy(), atol=1e-6)

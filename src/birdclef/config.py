@@ -21,7 +21,8 @@ from typing import Any, Literal
 # plus the steps that measurably raised the benchmark's test-soundscape score (README, "Model
 # quality": the "field" demo dataset, 3 seeds); the steps that did not help there stay off.
 _SEED: dict[str, Any] = dict(
-    backbone="yamnet", denoise=True, vad=True, segment_s=1.0, crop_stride_s=None, loss="ce",
+    backbone="yamnet", denoise=True, rms_normalise=True, vad=True, vad_threshold=0.5, vad_min_speech_s=0.25,
+    refit=False, segment_s=1.0, crop_stride_s=None, loss="ce",
     hidden_sizes=(512, 256), dropout=0.3, learning_rate=1e-3, class_weight="balanced",
     balanced_sampling=False, smoothing_kernel=(1.0,), tta_shifts_s=(0.0,), zero_shot_weight=0.0,
     pseudo_rounds=0, window_pool="mean", head_pool="mean", segment_cleaning=0.0,
@@ -42,7 +43,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 # Fields that change what the embedding stage writes (and so key its cache).
-EMBEDDING_FIELDS = ("backbone", "backbone_path", "denoise", "vad", "hop_s", "rms_target_dbfs")
+EMBEDDING_FIELDS = ("backbone", "backbone_path", "denoise", "rms_normalise", "rms_target_dbfs", "vad", "vad_threshold",
+                    "vad_min_speech_s", "hop_s")
 # Fields that only change how a trained head is applied: a training checkpoint ignores them.
 SUBMISSION_FIELDS = ("window_pool", "smoothing_kernel", "tta_shifts_s", "zero_shot_weight", "ensemble_model_dirs", "strict",
                      "run_name", "runs_table")
@@ -61,9 +63,13 @@ class Config:
     # audio → embeddings
     backbone: str = "birdnet"
     backbone_path: str | None = None  # .tflite / SavedModel dir / hub handle, when the backbone needs one
-    denoise: bool = True
+    denoise: bool | None = None  # noisereduce before the backbone; None: the backbone's own choice (spec.denoise)
+    rms_normalise: bool | None = None  # scale each chunk to rms_target_dbfs; None: the backbone's choice
     vad: bool = True
-    vad_threshold: float = 0.5
+    # Silero's threshold and shortest speech: 0.9 / 0.5 s find >= 90 % of spoken announcements and take
+    # ~9x less bird song for speech than Silero's own 0.5 / 0.25 s (benchmarks/vad.md)
+    vad_threshold: float = 0.9
+    vad_min_speech_s: float = 0.5
     max_speech_fraction: float = 0.0  # segments with more speech than this are not trained on
     hop_s: float | None = None  # stride between embedding frames; None: the backbone's own (spec.hop_s)
     rms_target_dbfs: float = -20.0
@@ -82,10 +88,14 @@ class Config:
     dropout: float = 0.3
     learning_rate: float = 1e-3
     epochs: int = 30
+    refit: bool = True  # after the epoch (and blend weights) are chosen on the validation fold, retrain on every recording
     batch_size: int = 256
     class_weight: Literal["balanced", "none"] = "balanced"
     segment_cleaning: float = 0.0  # share of each training recording's least-confident segments cleaned after a first fit
     cleaned_as: Literal["drop", "background"] = "drop"  # cleaned segments: dropped, or all-negative targets (bce/focal)
+    # "share": the segment_cleaning share of each recording's segments with the lowest first-fit
+    # probability of its label; "relative": the segments below segment_cleaning × the recording's highest
+    cleaning_mode: Literal["share", "relative"] = "share"
     balanced_sampling: bool = False  # draw each epoch's examples with equal probability per primary class
     group_by: Literal["recording", "author"] = "recording"  # what validation folds keep together
     val_fraction: float = 0.2  # one fold of round(1 / val_fraction) is validation
@@ -101,7 +111,10 @@ class Config:
     smoothing_kernel: tuple[float, ...] = (1.0,)  # weights over neighbouring windows, centred; (1.0,): off
     tta_shifts_s: tuple[float, ...] = (0.0,)  # window offsets averaged at test time (multiples of hop_s)
     window_pool: str = "mean"  # how a 5-s window's segment probabilities combine: mean | max
-    zero_shot_weight: float = 0.0  # blend weight of the backbone's own species scores, mapped classes only
+    # blend of the backbone's own species logits (classes that map to one of its species), in logit
+    # space: None = a weight per class chosen on the validation fold (saved with the head); a number
+    # = that weight for every mapped class (0: off; 1: the backbone alone)
+    zero_shot_weight: float | None = None
     ensemble_model_dirs: tuple[str, ...] = ()  # more trained model folders whose probabilities are averaged in
     run_name: str = ""  # label of this run in the runs table
     runs_table: str | None = None  # CSV every training and submission appends a row to; None: <work_dir>/runs.csv
@@ -109,10 +122,14 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.hop_s is None:  # resolved once here, then saved with the config
-            from birdclef.backbones import backbone_spec
+        from birdclef.backbones import backbone_spec
 
-            object.__setattr__(self, "hop_s", float(backbone_spec(self.backbone).hop_s))
+        spec = backbone_spec(self.backbone)
+        # the backbone's own choices, resolved once here, then saved with the config
+        for key in ("hop_s", "denoise", "rms_normalise"):
+            if getattr(self, key) is None:
+                value = getattr(spec, key)
+                object.__setattr__(self, key, float(value) if key == "hop_s" else bool(value))
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; known: {', '.join(map(repr, LOSSES))}")
         if self.class_weight not in ("balanced", "none"):
@@ -143,6 +160,11 @@ class Config:
             raise ValueError(f"smoothing_kernel must have an odd number of non-negative weights with a positive sum, got {k}")
         if not 0 <= self.segment_cleaning < 1:
             raise ValueError(f"segment_cleaning must be in [0, 1), got {self.segment_cleaning}")
+        if not 0 < self.vad_threshold < 1 or self.vad_min_speech_s < 0:
+            raise ValueError(f"vad_threshold must be in (0, 1) and vad_min_speech_s >= 0, got {self.vad_threshold}, "
+                             f"{self.vad_min_speech_s}")
+        if self.cleaning_mode not in ("share", "relative"):
+            raise ValueError(f"unknown cleaning_mode {self.cleaning_mode!r}; known: 'share', 'relative'")
         if self.cleaned_as not in ("drop", "background"):
             raise ValueError(f"unknown cleaned_as {self.cleaned_as!r}; known: 'drop', 'background'")
         if self.cleaned_as == "background" and self.loss == "ce":
@@ -158,7 +180,7 @@ class Config:
             if abs(steps - round(steps)) > 1e-6 or abs(s) >= self.window_s:
                 raise ValueError(f"each of tta_shifts_s must be a multiple of hop_s={self.hop_s} shorter than "
                                  f"window_s={self.window_s}, got {s}")
-        if not 0 <= self.zero_shot_weight <= 1:
+        if self.zero_shot_weight is not None and not 0 <= self.zero_shot_weight <= 1:
             raise ValueError(f"zero_shot_weight must be in [0, 1], got {self.zero_shot_weight}")
 
     @property

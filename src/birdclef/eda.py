@@ -37,8 +37,10 @@ def recording_table(paths: CompetitionPaths) -> tuple[pd.DataFrame, pd.DataFrame
                                                       ignore_index=True)
 
 
-def speech_survey(files: list[Path], *, threshold: float = 0.5, max_s: float = 60.0) -> pd.DataFrame:
-    """Silero VAD over the first ``max_s`` seconds of each file → file, speech_s, intervals."""
+def speech_survey(files: list[Path], *, threshold: float = 0.9, min_speech_s: float = 0.5, max_s: float = 60.0
+                  ) -> pd.DataFrame:
+    """Silero VAD over the first ``max_s`` seconds of each file → file, speech_s, intervals
+    (the pipeline's settings by default: see :class:`birdclef.config.Config` ``vad_threshold``)."""
     rows = []
     for f in tqdm(files, desc="VAD", unit="file", mininterval=1.0):
         try:
@@ -46,6 +48,6 @@ def speech_survey(files: list[Path], *, threshold: float = 0.5, max_s: float = 6
         except AudioError as err:
             rows.append({"file": str(f), "speech_s": np.nan, "intervals": [], "error": str(err)})
             continue
-        iv = speech_intervals(x, sr, threshold=threshold)
+        iv = speech_intervals(x, sr, threshold=threshold, min_speech_s=min_speech_s)
         rows.append({"file": str(f), "speech_s": round(sum(b - a for a, b in iv), 2), "intervals": iv, "error": ""})
     return pd.DataFrame(rows)

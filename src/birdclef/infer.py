@@ -8,7 +8,7 @@ import numpy as np
 from birdclef.config import Config
 from birdclef.embeddings import Embedded, frames_in, n_windows, pool_segments
 from birdclef.model import HeadMeta, MLPHead, predict
-from birdclef.postprocess import average, blend_zero_shot, smooth_windows
+from birdclef.postprocess import average, blend_logits, smooth_windows
 
 
 def predict_windows(
@@ -58,17 +58,30 @@ def soundscape_probabilities(
     ``embedded[i]`` is the soundscape under head ``i``'s embedding settings (ensemble members
     may use different backbones). Steps: each head with the test-time shifts
     (``tta_shifts_s``) → mean over heads → blend with the backbone's zero-shot scores
-    (``zero_shot = (scores (n_windows, n_classes), mapped (n_classes,) bool)``, weight
-    ``zero_shot_weight``) → smoothing across neighbouring windows (``smoothing_kernel``).
+    ``zero_shot = (logits (n_windows, n_classes), weights (n_classes,))``, see
+    :func:`zero_shot_weights`) → smoothing across neighbouring windows (``smoothing_kernel``).
     """
     if len(embedded) != len(heads) or not heads:
         raise ValueError(f"{len(embedded)} embeddings for {len(heads)} heads")
     prob = average([predict_windows(e, m, meta, window_s=config.window_s, shifts_s=config.tta_shifts_s,
                                     pool=config.window_pool)
                     for e, (m, meta) in zip(embedded, heads)])
-    if zero_shot is not None and config.zero_shot_weight > 0:
-        prob = blend_zero_shot(prob, zero_shot[0], zero_shot[1], config.zero_shot_weight)
+    if zero_shot is not None:
+        prob = blend_logits(prob, zero_shot[0], zero_shot[1])
     return smooth_windows(prob, config.smoothing_kernel)
+
+
+def zero_shot_weights(config: Config, metas: Sequence[HeadMeta], mapped: np.ndarray) -> np.ndarray:
+    """(n_classes,) blend weights: ``config.zero_shot_weight`` for every mapped class when it is a
+    number, else the mean of the weights the heads chose on validation (heads trained without
+    zero-shot scores are left out; with none, the blend is off). Unmapped classes get 0."""
+    mapped = np.asarray(mapped, bool)
+    if config.zero_shot_weight is not None:
+        return np.where(mapped, float(config.zero_shot_weight), 0.0)
+    chosen = [np.asarray(m.zero_shot_weights, np.float64) for m in metas if len(m.zero_shot_weights) == len(mapped)]
+    if not chosen:
+        return np.zeros(len(mapped))
+    return np.where(mapped, np.mean(chosen, axis=0), 0.0)
 
 
 def prior_windows(meta: HeadMeta, count: int) -> np.ndarray:

@@ -25,6 +25,7 @@ class HeadMeta:
     embedding_key: str
     prior: tuple[float, ...] = ()  # class frequencies in training; the fallback for unreadable soundscapes
     pool: str = "mean"  # how a segment's frames combine: "mean" (embeddings) or "attention" (frame logits)
+    zero_shot_weights: tuple[float, ...] = ()  # per class, chosen on validation (birdclef.zeroshot); (): none
 
 
 
@@ -93,7 +94,8 @@ def load_head(path: str | Path) -> tuple[MLPHead, HeadMeta]:
     blob = torch.load(Path(path), map_location="cpu", weights_only=True)
     m = blob["meta"]
     meta = HeadMeta(**{**m, "labels": tuple(m["labels"]), "hidden_sizes": tuple(m["hidden_sizes"]),
-                       "prior": tuple(m.get("prior", ()))})
+                       "prior": tuple(m.get("prior", ())),
+                       "zero_shot_weights": tuple(m.get("zero_shot_weights", ()))})
     model = MLPHead(meta.in_dim, len(meta.labels), meta.hidden_sizes, meta.dropout, pool=meta.pool)
     model.load_state_dict(blob["state_dict"])
     model.eval()

@@ -1,8 +1,8 @@
 """Post-processing of one soundscape's window probabilities (rows: 5-s windows in time order).
 
 Calls last longer than a window and species call in bouts, so a window's neighbours carry
-evidence about it: :func:`smooth_windows` mixes them in. :func:`blend_zero_shot` mixes in the
-backbone's own species scores where a class maps to one; :func:`average` is the ensemble.
+evidence about it: :func:`smooth_windows` mixes them in. :func:`blend_logits` mixes in the
+backbone's own species logits where a class maps to one; :func:`average` is the ensemble.
 Every function returns a new array.
 """
 from __future__ import annotations
@@ -39,22 +39,26 @@ def smooth_windows(prob: np.ndarray, kernel: Sequence[float]) -> np.ndarray:
     return (out / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
-def blend_zero_shot(prob: np.ndarray, scores: np.ndarray, mapped: np.ndarray, weight: float) -> np.ndarray:
-    """(n_windows, n_classes) head probabilities blended with the backbone's scores where mapped.
+def blend_logits(prob: np.ndarray, logits: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Head probabilities blended with the backbone's own logits, in logit space, per class.
 
-    ``scores``: (n_windows, n_classes) the backbone's species scores in taxonomy order (any
-    value where a class is unmapped); ``mapped``: (n_classes,) bool. Mapped classes get
-    ``(1 - weight) * prob + weight * scores``; the others keep ``prob``.
+    ``prob``, ``logits``: (n, n_classes); ``weights``: (n_classes,) in [0, 1]. A class with
+    weight w > 0 gets ``sigmoid((1 - w) · logit(prob) + w · logits)`` (w = 1: the backbone
+    alone, its ranking kept exactly); weight 0 (unmapped classes) keeps ``prob`` unchanged.
     """
     prob = np.asarray(prob, np.float32)
-    scores = np.asarray(scores, np.float32)
-    mapped = np.asarray(mapped, bool)
-    if scores.shape != prob.shape or mapped.shape != prob.shape[1:]:
-        raise ValueError(f"shapes differ: prob {prob.shape}, scores {scores.shape}, mapped {mapped.shape}")
-    if not 0 <= weight <= 1:
-        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    logits = np.asarray(logits, np.float32)
+    weights = np.asarray(weights, np.float64)
+    if logits.shape != prob.shape or weights.shape != prob.shape[1:]:
+        raise ValueError(f"shapes differ: prob {prob.shape}, logits {logits.shape}, weights {weights.shape}")
+    if np.isnan(weights).any() or (weights < 0).any() or (weights > 1).any():
+        raise ValueError("weights must lie in [0, 1]")
     out = prob.copy()
-    out[:, mapped] = (1 - weight) * prob[:, mapped] + weight * scores[:, mapped]
+    on = weights > 0
+    if on.any():
+        p = np.clip(prob[:, on].astype(np.float64), 1e-7, 1 - 1e-7)
+        z = (1 - weights[on]) * np.log(p / (1 - p)) + weights[on] * logits[:, on]
+        out[:, on] = (1 / (1 + np.exp(-np.clip(z, -60, 60)))).astype(np.float32)
     return out
 
 

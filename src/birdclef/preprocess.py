@@ -16,6 +16,7 @@ from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy, load_train_metadata
 from birdclef.embeddings import extract
 from birdclef.io import write_csv, write_json
+from birdclef.zeroshot import load_zero_shot
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def run_preprocess(*, config: Config) -> PreprocessResult:
     meta, skipped_meta = load_train_metadata(paths.train_csv, taxonomy)
     meta = select_recordings(meta, max_per_class=config.max_recordings_per_class, seed=config.seed)
     files = [paths.train_audio / f for f in meta["filename"]]
-    embedded, report = extract(files, config=config, desc="train recordings")
+    zero_shot = load_zero_shot(config, taxonomy)  # its logits are cached with the embeddings, for the blend weights
+    embedded, report = extract(files, config=config, desc="train recordings",
+                               score_columns=None if zero_shot is None else zero_shot.score_columns)
     rows, skipped = [], [skipped_meta]
     for rec, f, (_, rep) in zip(meta.itertuples(index=False), files, report.iterrows()):
         e = embedded.get(str(f))

@@ -84,3 +84,25 @@ def plot_runs(runs: pd.DataFrame, metrics: list[str], *, by: str = "run_name"):
         axes[0][0].text(0.5, 0.5, "no runs with these metrics yet", ha="center", va="center")
     fig.tight_layout()
     return fig
+
+
+def plot_zero_shot_blend(table: pd.DataFrame):
+    """The zero-shot blend chosen on validation (``model/zero_shot.csv``): left, per mapped class
+    with validation recordings, the head's validation ROC-AUC against the backbone's, coloured by
+    the weight chosen; right, how many classes took each weight."""
+    mapped = table[table["mapped"].astype(bool)]
+    scored = mapped.dropna(subset=["val_auc_head", "val_auc_zero_shot"])
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.2, 1]})
+    sc = ax.scatter(scored["val_auc_zero_shot"], scored["val_auc_head"], c=scored["weight"], cmap="viridis",
+                    vmin=0, vmax=1, s=28, edgecolor="k", linewidth=0.3)
+    lo = float(min(scored[["val_auc_head", "val_auc_zero_shot"]].min().min(), 0.5)) if len(scored) else 0.5
+    ax.plot([lo, 1], [lo, 1], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="backbone alone: validation ROC-AUC", ylabel="trained head: validation ROC-AUC",
+           title=f"{len(scored)} mapped classes with validation recordings")
+    fig.colorbar(sc, ax=ax, label="blend weight of the backbone")
+    counts = mapped["weight"].round(2).value_counts().sort_index()
+    bx.bar(counts.index, counts.to_numpy(), width=0.07)
+    bx.set(xlabel="blend weight of the backbone (0: head only, 1: backbone only)", ylabel="classes",
+           title=f"weights of the {len(mapped)} mapped classes", xlim=(-0.08, 1.08))
+    fig.tight_layout()
+    return fig

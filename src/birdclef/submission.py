@@ -22,7 +22,7 @@ from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.embeddings import extract, n_windows
 from birdclef.errors import AudioError, BirdclefError, SchemaError, SubmissionError
 from birdclef.evaluate import score
-from birdclef.infer import prior_windows, soundscape_probabilities
+from birdclef.infer import prior_windows, soundscape_probabilities, zero_shot_weights
 from birdclef.io import atomic_path, read_json, write_csv
 from birdclef.model import HeadMeta, MLPHead, load_head
 from birdclef.runs import record_run
@@ -135,13 +135,18 @@ def run_submission(
     if not files:
         log.warning("no test soundscapes in %s (hidden while editing on Kaggle?): writing prior rows "
                     "for the sample submission's row ids", test_dir or paths.test_soundscapes)
+    # the first member's backbone gives the zero-shot logits, stored with its embeddings (one pass)
+    # (stored whenever the backbone has them: a later run with another weight reads them from the cache)
+    zero_shot = load_zero_shot(config, taxonomy) if files else None
+    weights = None if zero_shot is None else zero_shot_weights(config, [m for _, m, _ in members], zero_shot.mapped)
+    blend = weights is not None and bool((weights > 0).any())
     by_key: dict[str, tuple[dict, pd.DataFrame]] = {}
-    for _, m_meta, member in members:
+    for i, (_, m_meta, member) in enumerate(members):
         if m_meta.embedding_key not in by_key:
             # need_speech=False: every window is predicted, so the VAD pass would be wasted
-            by_key[m_meta.embedding_key] = extract(files, config=member, desc=f"test soundscapes ({member.backbone})",
-                                                   need_speech=False)
-    zero_shot = load_zero_shot(config, taxonomy) if config.zero_shot_weight > 0 and files else None
+            by_key[m_meta.embedding_key] = extract(
+                files, config=member, desc=f"test soundscapes ({member.backbone})", need_speech=False,
+                score_columns=zero_shot.score_columns if zero_shot is not None and i == 0 else None)
     heads = [(m, m_meta) for m, m_meta, _ in members]
     probs: dict[str, np.ndarray] = {}
     fallbacks = []
@@ -157,8 +162,8 @@ def run_submission(
             probs[f.stem] = prior_windows(meta, n_windows(_duration_or_fallback(f), config.window_s))
             continue
         zs = None
-        if zero_shot is not None:
-            zs = (zero_shot.window_scores(f), zero_shot.mapped)
+        if blend:
+            zs = (zero_shot.window_logits(embedded[0], config.window_s), weights)
         probs[f.stem] = soundscape_probabilities(embedded, heads, config, zero_shot=zs)
     sub = build_submission(probs, labels, config.window_s)
     expected = [r for f in files for r in row_ids(f.stem, len(probs[f.stem]), config.window_s)]
@@ -182,7 +187,7 @@ def run_submission(
             warnings.warn(f"{paths.solution} does not fit these soundscapes, not scored: {err}", stacklevel=2)
     record_run(config, stage="submit", metrics={"local_score": local, "n_rows": len(sub), "n_soundscapes": len(files),
                                                 "n_fallbacks": len(fb), "n_models": len(members),
-                                                "zero_shot_classes": 0 if zero_shot is None else int(zero_shot.mapped.sum())})
+                                                "zero_shot_classes": int((weights > 0).sum()) if blend else 0})
     print(f"submission: {len(sub)} rows × {len(labels)} classes from {len(files)} soundscapes "
           f"({len(fb)} fell back to the prior) → {out}"
           + (f"; local score (macro ROC-AUC) {local:.4f}" if local is not None else ""))

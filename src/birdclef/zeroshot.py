@@ -1,28 +1,35 @@
 """Zero-shot scores: a backbone's own species classifier, mapped onto the competition taxonomy.
 
-A backbone that classifies species itself (BirdNET: 6,522) offers ``scores(windows)`` →
-(n, n_species) and ``labels`` → [(scientific_name, common_name)] per score column. A taxonomy
-class whose scientific name is one of those species is *mapped*; for it, the backbone's
-score can be blended into the head's probability (:func:`birdclef.postprocess.blend_zero_shot`,
-weight ``zero_shot_weight``). Unmapped classes (the demo's synthetic species, most insects and
-frogs) keep the head's probability, so with no mapped class blending changes nothing.
+A backbone whose spec declares ``has_scores`` (BirdNET: 6,522 species) gives, in the same pass
+as its embeddings, one logit per species; ``backbone.labels`` names them
+[(scientific_name, common_name)]. A taxonomy class whose scientific name is one of those
+species is *mapped*. The embedding stage stores the mapped columns' logits with the embeddings
+(:func:`score_columns`), so the zero-shot scores of a window come from the cache, never from a
+second decode.
+
+For a mapped class the head's probability is blended with the backbone's logit in logit space
+(:func:`birdclef.postprocess.blend_logits`); the weight per class is chosen on the validation
+fold (:func:`choose_weights`), or fixed by ``zero_shot_weight``. Weight 1 is the backbone alone,
+so a class the head cannot improve keeps the backbone's ranking. Unmapped classes (most
+insects and frogs, the demo's synthetic species) keep the head's probability.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from birdclef.backbones import BackboneSpec
+from birdclef.backbones import backbone_spec
 from birdclef.config import Config
-from birdclef.embeddings import embed_recording, frames_in, n_windows
+from birdclef.embeddings import Embedded, frames_in, n_windows
 from birdclef.errors import BirdclefError
 
 log = logging.getLogger(__name__)
+
+WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+SHRINK_RECORDINGS = 2.0  # a class's own validation evidence counts as much as the all-class curve at this many recordings
 
 
 def _norm(name: object) -> str:
@@ -42,65 +49,116 @@ def map_taxonomy(taxonomy: pd.DataFrame, species: list[tuple[str, str]]) -> np.n
     return np.array([column.get(_norm(n), -1) for n in names], np.int64)
 
 
-class _ScoresAsEmbedding:
-    """Presents ``backbone.scores`` as ``embed``, so the embedding stage's audio path is reused."""
-
-    def __init__(self, backbone) -> None:
-        spec = backbone.spec
-        self._backbone = backbone
-        self.spec = BackboneSpec(spec.name, spec.sample_rate_hz, spec.window_s, len(backbone.labels), spec.hop_s)
-
-    def embed(self, windows: np.ndarray) -> np.ndarray:
-        return np.asarray(self._backbone.scores(windows), np.float32)
-
-
-@dataclass
+@dataclass(frozen=True)
 class ZeroShot:
-    """A backbone's species scores for one taxonomy: ``window_scores(path)`` per soundscape."""
+    """A backbone's species logits for one taxonomy, read from cached embeddings."""
 
-    backbone: object  # has spec, labels and scores(windows)
-    columns: np.ndarray  # (n_classes,) score column per class, -1: unmapped
-    config: Config
+    class_columns: np.ndarray  # (n_classes,) backbone column per taxonomy class, -1: unmapped
 
     @property
     def mapped(self) -> np.ndarray:
         """(n_classes,) bool: classes the backbone scores."""
-        return self.columns >= 0
+        return self.class_columns >= 0
 
-    def window_scores(self, path: str | Path) -> np.ndarray:
-        """(n_windows, n_classes) float32: per window, the highest score of the frames starting in it
-        (0 for unmapped classes). Audio is cleaned as for the embeddings (VAD aside)."""
-        config = dataclasses.replace(self.config, vad=False)
-        e = embed_recording(path, backbone=_ScoresAsEmbedding(self.backbone), config=config)
-        count = n_windows(e.duration_s, config.window_s)
-        out = np.zeros((count, len(self.columns)), np.float32)
-        mapped = self.mapped
+    @property
+    def score_columns(self) -> np.ndarray:
+        """Sorted backbone columns the embedding stage must store."""
+        return np.unique(self.class_columns[self.mapped])
+
+    def frame_logits(self, e: Embedded) -> np.ndarray:
+        """(n_frames, n_classes) float32: the backbone's logit per frame, 0 for unmapped classes."""
+        out = np.zeros((len(e.starts_s), len(self.class_columns)), np.float32)
+        out[:, self.mapped] = e.species_logits(self.class_columns[self.mapped])
+        return out
+
+    def window_logits(self, e: Embedded, window_s: float = 5.0) -> np.ndarray:
+        """(n_windows, n_classes) float32: per submission window, the highest logit of the frames
+        starting in it (the last frame for a window past the last start; 0 for unmapped)."""
+        frames = self.frame_logits(e)
+        count = n_windows(e.duration_s, window_s)
+        out = np.zeros((count, frames.shape[1]), np.float32)
         for w in range(count):
-            idx = frames_in(e, w * config.window_s, (w + 1) * config.window_s)
-            if len(idx) == 0:
-                idx = np.array([len(e.starts_s) - 1])
-            out[w, mapped] = e.embeddings[idx][:, self.columns[mapped]].max(axis=0)
+            idx = frames_in(e, w * window_s, (w + 1) * window_s)
+            out[w] = frames[idx if len(idx) else [len(frames) - 1]].max(axis=0)
         return out
 
 
 def load_zero_shot(config: Config, taxonomy: pd.DataFrame, *, backbone=None) -> ZeroShot | None:
-    """The zero-shot scorer for ``config.backbone``, or None (with a log line) when the backbone has
-    no species scores or no taxonomy class maps to one of its species."""
+    """The zero-shot mapping for ``config.backbone`` and ``taxonomy``, or None (logged) when the
+    backbone has no species scores or no class maps to one of its species."""
+    if not backbone_spec(config.backbone).has_scores:
+        return None
     if backbone is None:
         from birdclef.backbones import get_backbone
 
         backbone = get_backbone(config.backbone, model_path=config.backbone_path)
     try:
-        species = list(backbone.labels) if callable(getattr(backbone, "scores", None)) else None
-    except (BirdclefError, AttributeError, OSError) as err:  # e.g. BirdNET without its labels file
+        species = list(backbone.labels)
+    except (BirdclefError, OSError) as err:  # e.g. BirdNET without its labels file
         log.warning("backbone %s species names unavailable (%s): zero-shot blending is off", config.backbone, err)
-        return None
-    if species is None:
-        log.warning("backbone %s has no species scores with names: zero-shot blending is off", config.backbone)
         return None
     columns = map_taxonomy(taxonomy, species)
     if not (columns >= 0).any():
-        log.warning("no taxonomy class maps to a %s species: zero-shot blending changes nothing", config.backbone)
+        log.info("no taxonomy class maps to a %s species: zero-shot blending changes nothing", config.backbone)
         return None
     log.info("zero-shot: %d of %d classes map to %s species", int((columns >= 0).sum()), len(columns), config.backbone)
-    return ZeroShot(backbone, columns, config)
+    return ZeroShot(columns)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _auc_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Per-column ROC-AUC of scores ``s`` (n, C) against 0/1 ``y`` (n, C); NaN where undefined.
+    Rank-based (Mann–Whitney), ties counted half."""
+    from scipy.stats import rankdata
+
+    r = rankdata(s, axis=0)
+    pos = y.sum(axis=0)
+    neg = len(y) - pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((r * y).sum(axis=0) - pos * (pos + 1) / 2) / (pos * neg)
+    return np.where((pos > 0) & (neg > 0), auc, np.nan)
+
+
+def choose_weights(prob: np.ndarray, logits: np.ndarray, y: np.ndarray, mapped: np.ndarray,
+                   val_recordings: np.ndarray, *, grid=WEIGHT_GRID, shrink: float = SHRINK_RECORDINGS
+                   ) -> tuple[np.ndarray, pd.DataFrame]:
+    """Blend weight per class from validation examples → ((n_classes,) weights, curve table).
+
+    ``prob``: (n, C) head probabilities; ``logits``: (n, C) the backbone's logits; ``y``: (n, C)
+    0/1 truth; ``val_recordings``: (C,) validation recordings per class. For every weight of
+    ``grid`` the blend's ROC-AUC per mapped class is measured; the all-class curve (mean over
+    mapped classes with validation positives) picks a shared weight, and each class takes the
+    weight that maximises its own curve shrunk toward the shared one,
+    ``(n_c · auc_c(w) + shrink · auc_all(w)) / (n_c + shrink)`` (classes without validation
+    recordings take the shared weight; ties go to the larger weight, the backbone's side).
+    Unmapped classes get weight 0. The table has one row per (weight, class) measured.
+    """
+    prob, logits, y = np.asarray(prob), np.asarray(logits), np.asarray(y) > 0.5
+    mapped = np.asarray(mapped, bool)
+    weights = np.zeros(len(mapped), np.float64)
+    if not mapped.any():
+        return weights, pd.DataFrame(columns=["weight", "class_index", "auc"])
+    head = _logit(prob[:, mapped])
+    zs = np.asarray(logits, np.float64)[:, mapped]
+    curves = np.stack([_auc_columns(y[:, mapped], (1 - w) * head + w * zs) for w in grid])  # (grid, mapped)
+    counts = np.asarray(val_recordings, np.float64)[mapped]
+    scored = ~np.isnan(curves).any(axis=0)
+    if not scored.any():  # no validation positive among mapped classes: trust the backbone
+        weights[mapped] = 1.0
+        return weights, pd.DataFrame(columns=["weight", "class_index", "auc"])
+    overall = curves[:, scored].mean(axis=1)  # (grid,)
+    g = np.asarray(grid, np.float64)
+    shared = g[len(g) - 1 - np.argmax(overall[::-1])]  # ties → the larger weight
+    own = np.where(np.isnan(curves), overall[:, None], curves)
+    n = np.where(scored, counts, 0.0)
+    shrunk = (n * own + shrink * overall[:, None]) / (n + shrink)
+    picked = g[len(g) - 1 - np.argmax(shrunk[::-1], axis=0)]
+    weights[mapped] = np.where(scored, picked, shared)
+    idx = np.flatnonzero(mapped)
+    table = pd.DataFrame([(float(w), int(idx[j]), float(curves[i, j])) for i, w in enumerate(grid)
+                          for j in range(len(idx)) if scored[j]], columns=["weight", "class_index", "auc"])
+    return weights, table

@@ -29,6 +29,14 @@ class BackboneSpec:
     window_s: float
     embedding_dim: int
     hop_s: float = 1.0  # the pipeline's default stride between windows
+    # The backbone classifies species itself: it has ``labels`` ([(scientific_name, common_name)]
+    # per logit column) and ``embed_and_logits(windows)`` → ((n, embedding_dim), (n, len(labels))),
+    # both from one pass, so zero-shot scores are cached with the embeddings.
+    has_scores: bool = False
+    # Audio cleaning this backbone's inputs get when Config.denoise / Config.rms_normalise are None:
+    # what the real-audio benchmark measured best for it (README, "Model quality").
+    denoise: bool = True
+    rms_normalise: bool = True
 
     @property
     def window_samples(self) -> int:
@@ -51,6 +59,15 @@ class Backbone(Protocol):
     def embed(self, windows: np.ndarray) -> np.ndarray:
         """(n, spec.window_samples) float32 waveform → (n, spec.embedding_dim) float32."""
         ...
+
+
+def run_backbone(backbone: Backbone, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """One pass over (n, window_samples) windows → ((n, embedding_dim) embeddings, (n, n_species)
+    logits, or None when the spec declares no species scores)."""
+    if backbone.spec.has_scores:
+        emb, logits = backbone.embed_and_logits(windows)  # type: ignore[attr-defined]
+        return np.asarray(emb, np.float32), np.asarray(logits, np.float32)
+    return np.asarray(backbone.embed(windows), np.float32), None
 
 
 _FACTORIES: dict[str, Callable[..., Backbone]] = {}

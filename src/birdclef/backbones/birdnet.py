@@ -45,7 +45,10 @@ from birdclef.errors import BackboneUnavailable, SchemaError
 SPEC = BackboneSpec(
     # hop 2.5 s: two 3-s windows per 5-s submission window cover it with 0.5 s overlap, at 2.5×
     # less compute than a 1-s hop (the embedding dominates the submission stage's cost)
-    name="birdnet", sample_rate_hz=48_000, window_s=3.0, embedding_dim=1024, hop_s=2.5
+    name="birdnet", sample_rate_hz=48_000, window_s=3.0, embedding_dim=1024, hop_s=2.5, has_scores=True,
+    # BirdNET was trained on raw audio: on the real-audio benchmark noisereduce and RMS
+    # normalisation lowered its own scores and did not help the head (README, "Model quality")
+    denoise=False, rms_normalise=False,
 )
 N_CLASSES = 6522  # species (and a few non-bird sounds) scored by BirdNET GLOBAL 6K V2.4
 ENV_VAR = "BIRDCLEF_BIRDNET"
@@ -172,6 +175,11 @@ class BirdNET:
         """Both in one pass: (n, 144000) → ((n, 1024) embeddings, (n, 6522) scores), float32."""
         logits, embeddings = self._run(windows)
         return embeddings, sigmoid(logits)
+
+    def embed_and_logits(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both in one pass: (n, 144000) → ((n, 1024) embeddings, (n, 6522) logits), float32."""
+        logits, embeddings = self._run(windows)
+        return embeddings, logits
 
     def _run(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         windows = SPEC.check(windows)

@@ -1,0 +1,213 @@
+"""The real-audio benchmark: every modelling choice measured on held-out real recordings.
+
+    python -m birdclef.experiments --dataset realdev [--realdev DIR] [--splits 0 1 2] [--seeds 0 1 2]
+
+For each split, :func:`birdclef.heldout.make_heldout_task` holds one recording of every species
+with two or more out of ``DIR`` (default ``$BIRDCLEF_REALDEV`` or ``../shared/realdev`` beside
+this checkout) and builds test soundscapes from them (singles and mixtures over real
+background). Every variant trains and submits through the ordinary stage functions for each
+split × seed; the score is the competition metric on the test soundscapes over all classes,
+over the classes the backbone knows (*mapped*) and over the others (*unmapped*). The reference
+row is the backbone's raw zero-shot score on the same windows (its own logits on raw audio, the
+highest frame of each 5-s window; unmapped classes constant, i.e. AUC 0.5).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from birdclef.config import Config, build_config
+from birdclef.data import competition_paths, list_audio, load_taxonomy
+from birdclef.embeddings import extract
+from birdclef.evaluate import score
+from birdclef.errors import SchemaError
+from birdclef.heldout import make_heldout_task
+from birdclef.submission import build_submission
+from birdclef.zeroshot import load_zero_shot
+
+# name → (what changes, parameters over the default recipe)
+REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": ("the default recipe", {}),
+    "head-only": ("no zero-shot blend (the head alone)", dict(zero_shot_weight=0.0)),
+    "blend-0.5": ("one fixed blend weight 0.5 for every mapped class", dict(zero_shot_weight=0.5)),
+    "no-refit": ("the head that submits never sees the validation fold", dict(refit=False)),
+    "no-clean": ("no weak-label cleaning", dict(segment_cleaning=0.0)),
+    "clean-relative": ("cleaning relative to each recording's best segment (below 0.5 × its highest probability)",
+                       dict(cleaning_mode="relative", segment_cleaning=0.5)),
+    "no-smooth": ("no smoothing across windows", dict(smoothing_kernel=(1.0,))),
+    "no-vad": ("no speech removal", dict(vad=False)),
+    "denoise": ("noisereduce + RMS normalisation before the backbone", dict(denoise=True, rms_normalise=True)),
+    "seed-recipe": ("the public recipe this project started from: YAMNet, CE, 1-s segments, no post-processing",
+                    dict(recipe="seed")),
+    "vad-0.5": ("Silero's own speech threshold 0.5 and shortest speech 0.25 s", dict(vad_threshold=0.5,
+                                                                                 vad_min_speech_s=0.25)),
+    "previous-default": ("the default before this benchmark: denoise + RMS, Silero at 0.5, no blend, no refit",
+                         dict(denoise=True, rms_normalise=True, zero_shot_weight=0.0, refit=False, vad_threshold=0.5,
+                              vad_min_speech_s=0.25)),
+}
+
+
+def default_realdev() -> Path | None:
+    """$BIRDCLEF_REALDEV, else ../shared/realdev beside this checkout, else None."""
+    env = os.environ.get("BIRDCLEF_REALDEV")
+    local = Path(__file__).resolve().parents[3] / "shared" / "realdev"
+    if env:
+        return Path(env)
+    return local if (local / "taxonomy.csv").exists() else None
+
+
+def subset_scores(solution: pd.DataFrame, submission: pd.DataFrame, mapped: dict[str, bool]) -> dict[str, float]:
+    """{"all", "mapped", "unmapped"}: the competition metric over all classes and each subset (NaN
+    where a subset has no class with a positive)."""
+    out = {}
+    for name, keep in (("all", lambda c: True), ("mapped", lambda c: mapped.get(c, False)),
+                       ("unmapped", lambda c: not mapped.get(c, False))):
+        cols = ["row_id", *[c for c in solution.columns[1:] if keep(c)]]
+        try:
+            out[name] = score(solution[cols], submission[cols])
+        except SchemaError:  # no positive among these classes
+            out[name] = float("nan")
+    return out
+
+
+class RealBenchmark:
+    """Held-out tasks of one source folder, one shared embedding cache, many runs."""
+
+    def __init__(self, out: Path, source: Path, *, splits: list[int], base: dict[str, Any]) -> None:
+        self.out, self.base = out, base
+        self.tasks = {s: make_heldout_task(source, out / "tasks" / f"s{s}", split=s).data_dir for s in splits}
+        self.embeddings = out / "embeddings"  # shared by every split: train_audio links resolve to one place
+        self.embeddings.mkdir(parents=True, exist_ok=True)
+
+    def _shared(self, split: int, config: Config) -> Path:
+        """The split's preprocessed work folder for ``config``'s embedding settings (made once)."""
+        from birdclef.preprocess import run_preprocess
+
+        shared = self.out / "shared" / f"s{split}-{config.embedding_key()}"
+        if not (shared / "preprocess" / "manifest.csv").exists():
+            shared.mkdir(parents=True, exist_ok=True)
+            if not (shared / "embeddings").exists():
+                (shared / "embeddings").symlink_to(self.embeddings.resolve(), target_is_directory=True)
+            run_preprocess(config=build_config(**{**config.to_dict(), "work_dir": str(shared)}))
+        return shared
+
+    def config(self, name: str, params: dict[str, Any], split: int, seed: int) -> Config:
+        work = self.out / "runs" / f"{name}-split{split}-s{seed}"
+        if params.get("recipe") == "seed":
+            from birdclef.experiments import yamnet_path
+
+            params = {**params, "backbone_path": yamnet_path()}
+        config = build_config(**{**self.base, **params, "data_dir": str(self.tasks[split]), "seed": seed,
+                                 "work_dir": str(work), "run_name": name, "runs_table": str(self.out / "runs.csv")})
+        shared = self._shared(split, config)
+        work.mkdir(parents=True, exist_ok=True)
+        for sub in ("embeddings", "preprocess"):
+            if not (work / sub).exists():
+                (work / sub).symlink_to((shared / sub).resolve(), target_is_directory=True)
+        return config
+
+    def mapped(self, split: int) -> dict[str, bool]:
+        """{label: the default backbone knows it}, the same for every variant (YAMNet's runs included)."""
+        taxonomy = load_taxonomy(competition_paths(self.tasks[split]).taxonomy)
+        zs = load_zero_shot(build_config(**{**self.base, "data_dir": str(self.tasks[split])}), taxonomy)
+        flags = np.zeros(len(taxonomy), bool) if zs is None else zs.mapped
+        return dict(zip(taxonomy["primary_label"], flags))
+
+    def run(self, name: str, params: dict[str, Any], split: int, seed: int) -> dict[str, Any]:
+        from birdclef.submission import run_submission
+        from birdclef.train import run_training
+
+        t0 = time.perf_counter()
+        config = self.config(name, params, split, seed)
+        run_training(config=config, progress=False)
+        result = run_submission(config=config)
+        solution = pd.read_csv(competition_paths(config.data_dir).solution, dtype={"row_id": str})
+        metrics = json.loads((Path(config.work_dir) / "model" / "metrics.json").read_text())
+        return {"variant": name, "split": split, "seed": seed,
+                **subset_scores(solution, result.submission, self.mapped(split)),
+                "val_auc": metrics.get("val_auc", np.nan), "seconds": time.perf_counter() - t0}
+
+    def zero_shot_row(self, split: int) -> dict[str, Any]:
+        """The backbone's own logits on raw audio (no cleaning), max over each window's frames."""
+        config = build_config(**{**self.base, "data_dir": str(self.tasks[split]), "denoise": False,
+                                 "rms_normalise": False, "work_dir": str(self.out / "zero_shot")})
+        if not (Path(config.work_dir) / "embeddings").exists():
+            Path(config.work_dir).mkdir(parents=True, exist_ok=True)
+            (Path(config.work_dir) / "embeddings").symlink_to(self.embeddings.resolve(), target_is_directory=True)
+        paths = competition_paths(config.data_dir)
+        taxonomy = load_taxonomy(paths.taxonomy)
+        zs = load_zero_shot(config, taxonomy)
+        if zs is None:
+            raise SystemExit(f"backbone {config.backbone} has no species scores: no zero-shot reference")
+        files = list_audio(paths.test_soundscapes)
+        embedded, _ = extract(files, config=config, progress=False, need_speech=False, score_columns=zs.score_columns)
+        probs = {Path(p).stem: 1 / (1 + np.exp(-zs.window_logits(e, config.window_s))) for p, e in embedded.items()}
+        labels = taxonomy["primary_label"].tolist()
+        for p in probs.values():
+            p[:, ~zs.mapped] = 0.5
+        sub = build_submission(probs, labels, config.window_s)
+        solution = pd.read_csv(paths.solution, dtype={"row_id": str})
+        return {"variant": "zero-shot", "split": split, "seed": -1,
+                **subset_scores(solution, sub, dict(zip(labels, zs.mapped)))}
+
+
+def _pm(values: pd.Series, digits: int = 3, signed: bool = False) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "–"
+    sd = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():{'+' if signed else ''}.{digits}f} ± {sd:.{digits}f}"
+
+
+def real_table(results: pd.DataFrame) -> str:
+    """Markdown: per variant, mean ± sd over splits × seeds of all / mapped / unmapped, and the
+    paired gain over the raw zero-shot score of the same split (all, mapped)."""
+    ref = results[results["variant"] == "zero-shot"].set_index("split")
+    lines = ["| variant | what changes | all classes | mapped | unmapped | vs zero-shot: all | vs zero-shot: mapped |",
+             "|---|---|---|---|---|---|---|"]
+    for name, g in results.groupby("variant", sort=False):
+        what = "the backbone's own logits on raw audio, no training" if name == "zero-shot" \
+            else REAL_VARIANTS.get(name, ("", {}))[0]
+        gain = {k: g[k].to_numpy() - ref.loc[g["split"], k].to_numpy() for k in ("all", "mapped")}
+        cells = ["–", "–"] if name == "zero-shot" else [_pm(pd.Series(gain[k]), signed=True) for k in ("all", "mapped")]
+        lines.append(f"| `{name}` | {what} | {_pm(g['all'])} | {_pm(g['mapped'])} | {_pm(g['unmapped'])} | "
+                     f"{cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def split_table(results: pd.DataFrame, variant: str = "default") -> str:
+    """Markdown: per split, the variant's mean ± sd over seeds beside the raw zero-shot score."""
+    lines = ["| split | zero-shot: all | default: all | zero-shot: mapped | default: mapped | default: unmapped |",
+             "|---|---|---|---|---|---|"]
+    for split, g in results.groupby("split"):
+        z, d = g[g["variant"] == "zero-shot"], g[g["variant"] == variant]
+        lines.append(f"| {split} | {_pm(z['all'])} | {_pm(d['all'])} | {_pm(z['mapped'])} | {_pm(d['mapped'])} | "
+                     f"{_pm(d['unmapped'])} |")
+    return "\n".join(lines)
+
+
+def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], names: list[str], epochs: int) -> str:
+    bench = RealBenchmark(out, source, splits=splits, base=dict(epochs=epochs, n_workers=0))
+    rows = [bench.zero_shot_row(s) for s in splits]
+    for split in splits:
+        for seed in seeds:
+            for name in names:
+                row = bench.run(name, REAL_VARIANTS[name][1], split, seed)
+                rows.append(row)
+                print(f"{name:>18} split {split} seed {seed}: all {row['all']:.4f} mapped {row['mapped']:.4f} "
+                      f"unmapped {row['unmapped']:.4f} ({row['seconds']:.0f} s)", flush=True)
+    results = pd.DataFrame(rows)
+    results.to_csv(out / "comparison.csv", index=False)
+    n_test = sum(len(list_audio(competition_paths(d).test_soundscapes)) for d in bench.tasks.values())
+    text = [f"Real-audio benchmark ({source}): splits {splits}, seeds {seeds}, {epochs} epochs; {n_test} test "
+            "soundscapes in all; mean ± sd over splits × seeds; gains paired with the same split's zero-shot score.",
+            "", real_table(results), "", "Per split (the default recipe, mean ± sd over seeds):", "",
+            split_table(results)]
+    (out / "comparison.md").write_text("\n".join(text) + "\n")
+    return "\n".join(text)
