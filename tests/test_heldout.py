@@ -67,3 +67,17 @@ def test_subset_scores_split_mapped_and_unmapped_classes():
     s = subset_scores(solution, sub, {"a": True, "b": False, "c": True})
     assert s["mapped"] == 1.0 and s["unmapped"] == 0.0 and s["all"] == 0.5  # c has no positive: not scored
     assert np.isnan(subset_scores(solution, sub, {"c": True})["mapped"])
+
+
+def test_real_benchmark_runs_variants_through_the_stages_and_reuses_heads(tiny_demo, tmp_path):
+    from birdclef.realbench import RealBenchmark, real_table
+
+    bench = RealBenchmark(tmp_path, tiny_demo, splits=[0], base=dict(backbone="melstats", epochs=2, n_workers=1))
+    first = bench.run("default", {}, 0, 0)
+    again = bench.run("no-smooth", {"smoothing_kernel": (1.0,)}, 0, 0)  # post-processing only: same head
+    assert len(bench.trained) == 1
+    assert 0.0 <= first["all"] <= 1.0 and np.isnan(first["mapped"])  # melstats knows no species
+    assert first["unmapped"] == first["all"] and again["all"] != first["all"]
+    table = real_table(pd.DataFrame([{"variant": "zero-shot", "split": 0, "seed": -1, "all": 0.5, "mapped": np.nan,
+                                      "unmapped": 0.5}, first, again]))
+    assert "| `default` |" in table and "| `no-smooth` |" in table
