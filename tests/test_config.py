@@ -1,7 +1,13 @@
+import dataclasses
+from pathlib import Path
+
 import pytest
 
-from birdclef.config import Config, build_config, resume_config
+from birdclef.config import (EMBEDDING_FIELDS, FIELD_TYPES, STAGES, SUBMISSION_FIELDS, TRAINING_FIELDS, Config,
+                             build_config, fields_of, load_config, resume_config)
+from birdclef.errors import ParameterError
 from birdclef.io import write_json
+from birdclef.params import accepted_form
 
 
 def test_default_backbone_is_birdnet_with_the_seed_head_and_the_measured_steps():
@@ -24,7 +30,7 @@ def test_unknown_parameter_names_the_known_ones():
         build_config(backbne="yamnet")
     with pytest.raises(ValueError, match="unknown recipe"):
         build_config(recipe="magic")
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(ValueError, match="loss=.hinge. is not valid: expected one of .ce., .bce., .focal."):
         build_config(loss="hinge")
 
 
@@ -47,3 +53,113 @@ def test_resume_config_inherits_and_overrides(tmp_path):
     assert (c.backbone, c.denoise, c.epochs) == ("melstats", False, 2)
     assert c.embedding_key() == prev.embedding_key()
     assert resume_config(tmp_path / "absent.json", backbone="melstats").denoise is True
+
+
+# ---------------------------------------------------------------- typed values (every route ends in build_config)
+
+@pytest.mark.parametrize("key, given, expected", [
+    ("denoise", "false", False), ("denoise", "FALSE", False), ("denoise", "No", False), ("denoise", "0", False),
+    ("denoise", "true", True), ("denoise", "Yes", True), ("denoise", "1", True), ("denoise", True, True),
+    ("denoise", 0, False), ("denoise", "none", True),  # none: the backbone's own choice (melstats: on)
+    ("vad", "no", False), ("strict", "yes", True),
+    ("epochs", "5", 5), ("epochs", 5, 5), ("epochs", 5.0, 5), ("epochs", " 7 ", 7),
+    ("learning_rate", "0.5", 0.5), ("learning_rate", "1e-4", 1e-4), ("learning_rate", 1, 1.0),
+    ("max_recordings_per_class", "20", 20), ("max_recordings_per_class", "none", None),
+    ("max_recordings_per_class", "NULL", None),
+    ("zero_shot_weight", "0.4", 0.4), ("zero_shot_weight", "none", None),
+    ("hidden_sizes", "[64, 32]", (64, 32)), ("hidden_sizes", "64,32", (64, 32)), ("hidden_sizes", 64, (64,)),
+    ("hidden_sizes", [64], (64,)), ("hidden_sizes", "[]", ()),
+    ("smoothing_kernel", "[0.25, 0.5, 0.25]", (0.25, 0.5, 0.25)), ("smoothing_kernel", "0.25,0.5,0.25", (0.25, 0.5, 0.25)),
+    ("smoothing_kernel", "1", (1.0,)), ("smoothing_kernel", (1, 2, 1), (1.0, 2.0, 1.0)),
+    ("ensemble_model_dirs", "runs/b/model", ("runs/b/model",)), ("ensemble_model_dirs", "runs/a,runs/b", ("runs/a", "runs/b")),
+    ("ensemble_model_dirs", "[runs/a, runs/b]", ("runs/a", "runs/b")), ("ensemble_model_dirs", ["x"], ("x",)),
+    ("backbone_path", "none", None), ("backbone_path", None, None), ("backbone_path", "m/yamnet.tflite", "m/yamnet.tflite"),
+    ("work_dir", Path("runs/x"), "runs/x"), ("run_name", "2024", "2024"), ("run_name", 2024, "2024"),
+    ("loss", "bce", "bce"), ("extra", "{'note': 1}", {"note": 1}),
+])
+def test_parameter_values_are_converted_to_their_field_type(key, given, expected):
+    value = getattr(build_config(backbone="melstats", **{key: given}), key)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("key, given, accepted", [
+    ("denoise", "maybe", "true/false/yes/no/1/0, or none"),
+    ("vad", "none", "true/false/yes/no/1/0"),  # not Optional: no none
+    ("vad", 2, "true/false/yes/no/1/0"),
+    ("epochs", "abc", "a whole number"), ("epochs", 2.5, "a whole number"), ("epochs", "2.5", "a whole number"),
+    ("epochs", True, "a whole number"),
+    ("max_recordings_per_class", "abc", "a whole number, e.g. 30, or none"),
+    ("learning_rate", "fast", "a number"), ("learning_rate", False, "a number"),
+    ("smoothing_kernel", "0.25,x,0.25", "a list of numbers"), ("smoothing_kernel", "0.25,,0.25", "a list of numbers"),
+    ("hidden_sizes", "[64, 2.5]", "a list of whole numbers"), ("hidden_sizes", {"a": 1}, "a list of whole numbers"),
+    ("loss", "hinge", "one of 'ce', 'bce', 'focal'"), ("run_name", True, "a string"), ("run_name", ["a"], "a string"),
+    ("extra", "[1]", "a dict"),
+])
+def test_bad_parameter_values_are_refused_in_one_line(key, given, accepted):
+    with pytest.raises(ParameterError) as err:
+        build_config(backbone="melstats", **{key: given})
+    message = str(err.value)
+    assert "\n" not in message and isinstance(err.value, ValueError)
+    assert message.startswith(f"{key}={given!r} is not valid: expected {accepted}"), message
+
+
+def test_every_bad_value_is_named_in_the_one_line():
+    with pytest.raises(ParameterError, match=r"^epochs='abc' is not valid.*; dropout='x' is not valid") as err:
+        build_config(epochs="abc", dropout="x")
+    assert "\n" not in str(err.value)
+
+
+def test_every_field_type_has_an_accepted_form():
+    # a field of a type params.py does not know would be refused whatever its value
+    for name, hint in FIELD_TYPES.items():
+        assert not accepted_form(hint).startswith(("typing.", "<class")), (name, hint)
+
+
+def test_none_still_means_the_recipe_and_the_string_none_sets_none():
+    assert build_config(recipe="seed", zero_shot_weight=None).zero_shot_weight == 0.0
+    assert build_config(recipe="seed", zero_shot_weight="none").zero_shot_weight is None
+
+
+def test_load_config_reads_a_saved_config_back(tmp_path):
+    c = build_config(backbone="melstats", smoothing_kernel="0.25,0.5,0.25", hidden_sizes="64", denoise="no",
+                     ensemble_model_dirs="runs/a", work_dir=tmp_path)
+    write_json(c.to_dict(), tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json") == c
+    assert resume_config(tmp_path / "config.json", epochs="3") == dataclasses.replace(c, epochs=3)
+
+
+# ---------------------------------------------------------------- stages declared on the fields
+
+def test_every_field_declares_a_stage():
+    for f in dataclasses.fields(Config):
+        assert f.metadata.get("stage") in STAGES, f.name
+    assert set(EMBEDDING_FIELDS) | set(TRAINING_FIELDS) | set(SUBMISSION_FIELDS) | set(fields_of("paths")) == set(FIELD_TYPES)
+    assert {"vad_threshold", "vad_min_speech_s", "hop_s", "denoise", "backbone"} <= set(EMBEDDING_FIELDS)
+
+
+def _another_value(name, value):
+    hint = FIELD_TYPES[name]
+    if name == "backbone":
+        return "yamnet" if value != "yamnet" else "melstats"
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, float):
+        return value * 0.5 + 0.01
+    if value is None or isinstance(value, str):
+        return "models/other.tflite"
+    raise AssertionError(f"no other value known for {name}: {hint}")
+
+
+@pytest.mark.parametrize("name", EMBEDDING_FIELDS)
+def test_changing_any_embedding_field_changes_the_embedding_key(name):
+    base = build_config(backbone="melstats")
+    changed = dataclasses.replace(base, **{name: _another_value(name, getattr(base, name))})
+    assert getattr(changed, name) != getattr(base, name)
+    assert changed.embedding_key() != base.embedding_key()
+
+
+def test_training_dict_leaves_out_paths_and_submission_fields():
+    base = build_config(backbone="melstats")
+    for name in (*SUBMISSION_FIELDS, *fields_of("paths")):
+        assert name not in base.training_dict()
+    assert set(base.training_dict()) == {*EMBEDDING_FIELDS, *TRAINING_FIELDS}

@@ -50,7 +50,7 @@ def test_explicit_parameters_override_the_recipe_and_lists_become_tuples():
     (dict(tta_shifts_s=(5.0,)), "multiple of hop_s"),
     (dict(tta_shifts_s=()), "tta_shifts_s"),
     (dict(fold=5), "fold"),
-    (dict(group_by="site"), "unknown group_by"),
+    (dict(group_by="site"), "group_by='site' is not valid"),
     (dict(zero_shot_weight=1.5), "zero_shot_weight"),
     (dict(pseudo_threshold=1.0), "pseudo_threshold"),
     (dict(pseudo_max_per_class=0), "pseudo_max_per_class"),

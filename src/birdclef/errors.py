@@ -23,3 +23,7 @@ class SubmissionError(BirdclefError, ValueError):
 
 class BackboneUnavailable(BirdclefError):
     """A backbone's weights or optional dependency are not installed here."""
+
+
+class ParameterError(BirdclefError, ValueError):
+    """A parameter is unknown, or its value does not fit its field (the message is one line)."""
