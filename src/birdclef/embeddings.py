@@ -302,10 +302,17 @@ def pool_segments(e: Embedded, idx: np.ndarray, segment_frames: int) -> np.ndarr
     return np.stack(groups)
 
 
-def n_windows(duration_s: float, window_s: float) -> int:
-    """Submission rows a soundscape gets: ceil(duration / window), at least 1.
+# A soundscape at most this much longer than a whole number of windows gets no extra, nearly
+# empty window: the sample submission gives a one-minute file 12 rows, and a file decoded a few
+# samples over 60 s must not get a 13th (`_65`) row that Kaggle's solution does not have.
+WINDOW_TOLERANCE_S = 0.5
 
-    A 60-s file gets 12 rows of 5 s; 62 s gets 13 (the last window partial); 3 s gets 1.
-    Durations are rounded to the millisecond first so 59.9999 s still gives 12.
+
+def n_windows(duration_s: float, window_s: float) -> int:
+    """Submission rows a soundscape gets: ceil((duration - WINDOW_TOLERANCE_S) / window), at least 1.
+
+    A 60-s file gets 12 rows of 5 s, and so do 59.9 s, 60.001 s and 60.4 s (at most
+    :data:`WINDOW_TOLERANCE_S` over a multiple of the window rounds down); 62 s gets 13 (the last
+    window partial); 3 s gets 1.
     """
-    return max(1, math.ceil(round(duration_s, 3) / window_s - 1e-9))
+    return max(1, math.ceil((duration_s - WINDOW_TOLERANCE_S) / window_s - 1e-9))
