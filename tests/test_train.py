@@ -259,3 +259,18 @@ def test_relative_cleaning_cuts_below_a_fraction_of_each_recordings_best_segment
     np.testing.assert_array_equal(table["cleaned"].to_numpy(), own < 0.5 * best)
     assert (~is_call[table["cleaned"].to_numpy()]).mean() > 0.9  # what it cuts is background
     assert table.groupby("filename")["cleaned"].sum().min() < table.groupby("filename").size().min()  # one stays
+
+
+def test_a_validation_fold_of_one_recording_picks_the_epoch_of_lowest_loss(monkeypatch):
+    # one validation recording has one label: macro AUC is undefined (NaN) at every epoch, so the
+    # validation loss chooses; training on shuffled labels overfits, so the last epoch is not the best
+    ex = _examples()
+    noisy = Examples(ex.x, ex.targets[np.random.default_rng(1).permutation(len(ex))], ex.primary, ex.groups,
+                     ex.fold_groups, ex.weights)
+    one = np.flatnonzero(ex.groups == "rec0-0")
+    monkeypatch.setattr("birdclef.train.split_folds",
+                        lambda *_, **__: (np.setdiff1d(np.arange(len(ex)), one), one))
+    _, hist, metrics = train_head(noisy, LABELS, cfg(loss="bce", epochs=12, batch_size=8, learning_rate=1e-2,
+                                                     refit=False), progress=False)
+    assert hist["val_auc"].isna().all() and np.isnan(metrics["val_auc"]) and metrics["n_val_recordings"] == 1
+    assert metrics["best_epoch"] == int(hist.loc[hist["val_loss"].idxmin(), "epoch"]) < len(hist)

@@ -252,8 +252,11 @@ def train_head(
         auc = macro_auc(y_val, prob) if len(va) else float("nan")
         history.append({"epoch": epoch, "train_loss": total / len(tr), "val_loss": val_loss,
                         "val_auc": auc, "lr": sched.get_last_lr()[0]})
-        if np.isnan(auc) or auc >= best_auc:  # ties → the later epoch (a refit then trains as long)
-            best_auc, best_state = auc, {k: v.clone() for k, v in model.state_dict().items()}
+        # the best AUC; where AUC is undefined (a validation fold of one recording): the lowest validation
+        # loss; without validation (a refit): the last epoch. Ties → the later epoch (a refit then trains as long)
+        chosen = auc if not np.isnan(auc) else -val_loss
+        if np.isnan(chosen) or chosen >= best_auc:
+            best_auc, best_state = chosen, {k: v.clone() for k, v in model.state_dict().items()}
         if checkpoint is not None:
             with atomic_path(checkpoint, ".pt") as tmp:
                 torch.save({"fingerprint": fingerprint, "model": model.state_dict(), "opt": opt.state_dict(),
@@ -263,8 +266,8 @@ def train_head(
     model.load_state_dict(best_state)
     model.eval()
     hist = pd.DataFrame(history)
-    auc_ = hist["val_auc"]
-    best = hist.loc[auc_[auc_ == auc_.max()].index[-1]] if auc_.notna().any() else hist.iloc[-1]
+    chosen = hist["val_auc"] if hist["val_auc"].notna().any() else -hist["val_loss"]  # as the epoch was chosen above
+    best = hist.loc[chosen[chosen == chosen.max()].index[-1]] if chosen.notna().any() else hist.iloc[-1]
     metrics = {
         "n_train_examples": int(len(tr)), "n_val_examples": int(len(va)),
         "n_train_recordings": int(len(set(ex.groups[tr]))), "n_val_recordings": int(len(set(ex.groups[va]))),
