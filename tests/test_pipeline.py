@@ -6,7 +6,7 @@ import pytest
 from birdclef.config import build_config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.embeddings import EmbeddingCache, extract
-from birdclef.errors import CacheMismatchError
+from birdclef.errors import CacheMismatchError, ParameterError
 from birdclef.preprocess import run_preprocess
 from birdclef.submission import run_submission
 from birdclef.train import run_training
@@ -93,3 +93,42 @@ def test_inference_skips_vad_and_training_asks_for_it(tiny_demo, tmp_path):
     full, report = extract(f, config=config, progress=False)  # training needs the mask: recomputed
     assert report["status"].tolist() == ["computed"] and full[str(f[0])].has_speech_mask
     np.testing.assert_allclose(full[str(f[0])].embeddings, quick[str(f[0])].embeddings)
+
+
+# ---------------------------------------------------------------- the notebooks route (birdclef.pipeline)
+
+def _notebook(path, parameters, body):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, str(path))
+
+
+def test_each_notebook_gets_the_typed_parameters_it_declares(tmp_path):
+    import json
+
+    from birdclef.pipeline import NotebookError, notebook_parameters, run_notebooks
+
+    src = tmp_path / "nb"
+    src.mkdir()
+    dump = "import json, pathlib\npathlib.Path(work_dir, '{}.json').write_text(json.dumps({}))"
+    _notebook(src / "a.ipynb", "data_dir = None\nwork_dir = None\ndenoise = None  # a: comment\nsmoothing_kernel = None\n"
+              "examples_per_class = 1",
+              dump.format("a", "dict(denoise=denoise, kernel=smoothing_kernel, n=examples_per_class, "
+                               "epochs='epochs' in globals())"))
+    _notebook(src / "b.ipynb", "data_dir = None\nwork_dir = None\nepochs: int = 1",
+              dump.format("b", "dict(epochs=epochs, denoise='denoise' in globals())"))
+    _notebook(src / "c.ipynb", "data_dir = None\nwork_dir = None", "raise ValueError('no taxonomy.csv')")
+    assert notebook_parameters(src / "b.ipynb") == ("data_dir", "work_dir", "epochs")
+    work = tmp_path / "run"
+    run_notebooks(data_dir=tmp_path, work_dir=work, notebooks=("a", "b"), source_dir=src,
+                  parameters={"denoise": "no", "smoothing_kernel": "0.25,0.5,0.25", "epochs": "3", "examples_per_class": 2})
+    assert json.loads((work / "a.json").read_text()) == {"denoise": False, "kernel": [0.25, 0.5, 0.25], "n": 2,
+                                                        "epochs": False}
+    assert json.loads((work / "b.json").read_text()) == {"epochs": 3, "denoise": False}
+    with pytest.raises(NotebookError, match=r"^c failed in cell \[3\]: ValueError: no taxonomy.csv \(the executed notebook: .*c.ipynb\)$"):
+        run_notebooks(data_dir=tmp_path, work_dir=work, notebooks=("c",), source_dir=src)
+    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) \['dropout'\] for notebook\(s\) a, b \(dropout: Config"):
+        run_notebooks(data_dir=tmp_path, work_dir=work, notebooks=("a", "b"), source_dir=src, parameters={"dropout": 0.1})

@@ -1,11 +1,18 @@
 """Run the notebooks headlessly, in order, with papermill."""
 from __future__ import annotations
 
+import ast
 import time
 from pathlib import Path
 from typing import Any
 
+from birdclef.errors import BirdclefError, ParameterError
+
 NOTEBOOKS = ("01_eda", "02_preprocess", "03_train", "04_submit", "05_report")
+
+
+class NotebookError(BirdclefError):
+    """A notebook stopped on an error (the executed copy shows where)."""
 
 
 def notebooks_dir() -> Path:
@@ -17,28 +24,82 @@ def notebooks_dir() -> Path:
     raise FileNotFoundError("notebooks/ not found beside the birdclef package; pass notebooks_dir=")
 
 
+def notebook_parameters(path: str | Path) -> tuple[str, ...]:
+    """The names a notebook's ``parameters`` cell assigns, in order (empty without one)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cell = next((c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        return ()
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError:  # IPython syntax in the cell: papermill's own (line by line) reading
+        import papermill as pm
+
+        return tuple(pm.inspect_notebook(str(path)))
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return tuple(dict.fromkeys(names))
+
+
+def notebook_inputs(parameters: dict[str, Any], notebooks: dict[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
+    """{notebook: the parameters it declares} from ``parameters``, each a Config field converted to its type.
+
+    ``notebooks`` maps each notebook to the names its parameters cell declares
+    (:func:`notebook_parameters`). A name no notebook declares would be ignored (papermill only
+    warns), so it raises :class:`ParameterError`, as does a value its Config field refuses.
+    """
+    from birdclef.config import FIELD_TYPES
+    from birdclef.params import convert_params
+
+    declared = {name for names in notebooks.values() for name in names}
+    unknown = sorted(set(parameters) - declared)
+    if unknown:
+        fields = [name for name in unknown if name in FIELD_TYPES]
+        note = (f" ({', '.join(fields)}: Config field(s) that none of these notebooks' parameters cells sets; "
+                f"the stage commands take every field, e.g. birdclef train -p {fields[0]}=...)" if fields else "")
+        raise ParameterError(f"unknown parameter(s) {unknown} for notebook(s) {', '.join(notebooks)}{note}; "
+                             f"they take: {', '.join(sorted(declared))}")
+    converted = {k: list(v) if isinstance(v, tuple) else v for k, v in convert_params(parameters, FIELD_TYPES).items()}
+    return {nb: {k: v for k, v in converted.items() if k in names} for nb, names in notebooks.items()}
+
+
 def run_notebooks(
     *, data_dir: str | Path, work_dir: str | Path, parameters: dict[str, Any] | None = None,
     notebooks: tuple[str, ...] = NOTEBOOKS, source_dir: str | Path | None = None, kernel_name: str | None = None,
 ) -> dict[str, float]:
     """Execute the notebooks into ``<work_dir>/notebooks/`` → {name: seconds}.
 
-    Every notebook gets ``data_dir``, ``work_dir`` and the same extra ``parameters``
-    (papermill warns about, and ignores, parameters a notebook does not declare).
+    Every notebook gets ``data_dir``, ``work_dir`` and those of the extra ``parameters`` its
+    parameters cell declares. Before anything runs, a parameter that none of ``notebooks``
+    declares, or a value its Config field refuses, raises :class:`ParameterError`; a notebook
+    that fails raises :class:`NotebookError` naming its executed copy.
     """
     import papermill as pm
 
     src = Path(source_dir) if source_dir else notebooks_dir()
+    missing = [name for name in notebooks if not (src / f"{name}.ipynb").is_file()]
+    if missing:
+        raise ParameterError(f"unknown notebook(s) {missing}: not in {src}; known: {', '.join(NOTEBOOKS)}")
+    inputs = notebook_inputs(dict(parameters or {}), {name: notebook_parameters(src / f"{name}.ipynb")
+                                                      for name in notebooks})
     out = Path(work_dir) / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
-    params = {"data_dir": str(data_dir), "work_dir": str(work_dir), **(parameters or {})}
     timings = {}
     for name in notebooks:
         t0 = time.perf_counter()
-        pm.execute_notebook(
-            str(src / f"{name}.ipynb"), str(out / f"{name}.ipynb"), parameters=params,
-            kernel_name=kernel_name, progress_bar=False, cwd=str(src),
-        )
+        try:
+            pm.execute_notebook(
+                str(src / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
+                parameters={"data_dir": str(data_dir), "work_dir": str(work_dir), **inputs[name]},
+                kernel_name=kernel_name, progress_bar=False, cwd=str(src),
+            )
+        except pm.PapermillExecutionError as err:
+            raise NotebookError(f"{name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue} "
+                                f"(the executed notebook: {out / f'{name}.ipynb'})") from err
         timings[name] = time.perf_counter() - t0
         print(f"{name}: {timings[name]:.1f} s")
     return timings
