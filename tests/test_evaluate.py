@@ -47,11 +47,18 @@ def test_perfect_and_inverted_predictions():
     (lambda s: s.assign(a="x"), "non-numeric"),
     (lambda s: s.assign(a=np.inf), "infinite"),
     (lambda s: s.drop(columns=["row_id"]), "row_id"),
+    (lambda s: s.assign(extra=0.5), r"class column\(s\) the solution lacks: \['extra'\]"),
 ])
 def test_score_rejects_bad_submissions(breakage, match):
     sol, sub, *_ = _frames()
     with pytest.raises(SchemaError, match=match):
         score(sol, breakage(sub))
+
+
+def test_score_refuses_a_solution_that_is_not_0_or_1():
+    sol, sub, *_ = _frames()
+    with pytest.raises(SchemaError, match="solution column 'a' has values other than 0 and 1.*swapped"):
+        score(sub, sol)
 
 
 def test_score_needs_a_positive():

@@ -1,4 +1,8 @@
-"""`birdclef` command line: the same stage functions the notebooks call."""
+"""`birdclef` command line: the same stage functions the notebooks call.
+
+An expected error (a bad parameter, a missing file, a malformed CSV) prints one line
+"birdclef: error: ..." and exits with status 1; --debug shows its full traceback.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from birdclef.errors import BirdclefError, ParameterError
+
+EXPECTED_ERRORS = (BirdclefError, ValueError, FileNotFoundError, NotADirectoryError)
+
 
 def _value(text: str) -> Any:
     try:
@@ -18,12 +26,18 @@ def _value(text: str) -> Any:
 
 
 def _params(pairs: list[str]) -> dict[str, Any]:
+    """``-p key=value`` pairs → {key: value}: the text for a Config field (build_config converts it
+    to the field's type), a Python literal where it reads as one for a notebook's own parameters."""
+    from birdclef.config import FIELD_TYPES
+
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"-p expects key=value, got {pair!r}")
-        key, val = pair.split("=", 1)
-        out[key.strip()] = _value(val)
+            raise ParameterError(f"-p expects key=value, got {pair!r}")
+        key, val = (part.strip() for part in pair.split("=", 1))
+        if key in ("data_dir", "work_dir"):
+            raise ParameterError(f"{key} is set with --{key.replace('_', '-')} (demo: --run-dir), not -p")
+        out[key] = val if key in FIELD_TYPES else _value(val)
     return out
 
 
@@ -32,12 +46,34 @@ def _stage_parser(sub: argparse._SubParsersAction, name: str, help_: str) -> arg
     p.add_argument("--data-dir", required=True, help="competition root (holds taxonomy.csv)")
     p.add_argument("--work-dir", required=True, help="where artefacts go")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config parameter, e.g. -p backbone=melstats -p epochs=20")
+                   help="any config parameter, converted to its type: -p epochs=20 -p denoise=false "
+                        "-p smoothing_kernel=0.25,0.5,0.25 -p zero_shot_weight=none")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="birdclef", description=__doc__)
+    """Run one command → exit status; an expected error is one line on stderr (all of it with ``--debug``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere, e.g. appended to a failing command
+    try:
+        return _main(argv)
+    except SystemExit as err:
+        if debug or not isinstance(err.code, str):  # argparse's own exits print their usage already
+            raise
+        message = err.code
+    except EXPECTED_ERRORS as err:
+        if debug:
+            raise
+        message = str(err) or type(err).__name__
+    print(f"birdclef: error: {' '.join(message.split())}", file=sys.stderr)
+    return 1
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="birdclef", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo-data", help="write the embedded synthetic demo dataset")
@@ -85,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from birdclef.evaluate import score
 
-        print(f"{score(pd.read_csv(args.solution, dtype={'row_id': str}), pd.read_csv(args.submission, dtype={'row_id': str})):.6f}")
+        solution, submission = (pd.read_csv(path, dtype={"row_id": str}) for path in (args.solution, args.submission))
+        print(f"{score(solution, submission):.6f}")
         return 0
     if args.command == "demo":
         from birdclef.demo import make_demo_dataset

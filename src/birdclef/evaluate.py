@@ -2,7 +2,7 @@
 
 :func:`score` has the Kaggle BirdCLEF metric's semantics: macro-averaged ROC-AUC over the
 solution's class columns that have at least one positive; the submission must have the same
-rows (by ``row_id``) and at least those columns, with finite numeric values.
+rows (by ``row_id``) and the same class columns, with finite numeric values; the solution holds 0/1.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def score(solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: 
     """Macro ROC-AUC over the classes with a positive in ``solution``.
 
     Rows are matched by ``row_id_column_name`` (order does not matter); a missing or extra row,
-    a missing class column, or a non-numeric / NaN / infinite value raises :class:`SchemaError`.
+    a missing or extra class column, a non-numeric / NaN / infinite value, or a solution value
+    other than 0 and 1 (the two tables swapped) raises :class:`SchemaError`.
     """
     for name, df in (("solution", solution), ("submission", submission)):
         if row_id_column_name not in df.columns:
@@ -37,6 +38,9 @@ def score(solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: 
     missing_cols = [c for c in sol.columns if c not in sub.columns]
     if missing_cols:
         raise SchemaError(f"submission lacks class column(s) {missing_cols[:5]} ({len(missing_cols)} in all)")
+    extra_cols = [c for c in sub.columns if c not in sol.columns]
+    if extra_cols:
+        raise SchemaError(f"submission has class column(s) the solution lacks: {extra_cols[:5]} ({len(extra_cols)} in all)")
     sub = sub.loc[sol.index, list(sol.columns)]
     values = sub.apply(pd.to_numeric, errors="coerce")
     if values.isna().to_numpy().any():
@@ -47,6 +51,11 @@ def score(solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: 
     truth = sol.apply(pd.to_numeric, errors="coerce")
     if truth.isna().to_numpy().any():
         raise SchemaError("solution has non-numeric or NaN values")
+    not_binary = ~truth.isin([0, 1])
+    if not_binary.to_numpy().any():
+        column = not_binary.columns[not_binary.any()][0]
+        raise SchemaError(f"solution column {column!r} has values other than 0 and 1 (e.g. "
+                          f"{truth.loc[not_binary[column], column].iloc[0]!r}): are the solution and submission swapped?")
     scored = truth.columns[truth.sum(axis=0) > 0]
     if len(scored) == 0:
         raise SchemaError("solution has no positive label in any class: nothing to score")

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
+from birdclef.errors import BirdclefError
 from birdclef.kaggle.bundle import build_bundle
 from birdclef.kaggle.inputs import DEFAULT_COMPETITION, DEFAULT_INPUT, INPUT_ENV, resolve_kaggle_inputs
 from birdclef.kaggle.wheels import KAGGLE_PYTHON_VERSIONS, WHEEL_CACHE_ENV
@@ -35,8 +38,16 @@ def add_cli(sub) -> None:
 
 def run_cli(args) -> int:
     if args.kaggle_command == "resolve":
-        found = resolve_kaggle_inputs(args.root, competition=args.competition, model_sources=args.model_source)
+        root = Path(args.root or os.environ.get(INPUT_ENV) or DEFAULT_INPUT)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} is not a folder: run this in a Kaggle kernel, or pass --root "
+                                    f"(or set ${INPUT_ENV}) to a folder laid out as /kaggle/input")
+        found = resolve_kaggle_inputs(root, competition=args.competition, model_sources=args.model_source)
         print(json.dumps(found, indent=2, default=str))
+        missing = ([] if found["competition"] else ["the competition data (taxonomy.csv and sample_submission.csv)"]) + [
+            f"model {handle}" for handle, folder in found["models"].items() if folder is None]
+        if missing:
+            raise BirdclefError(f"not found under {root}: {'; '.join(missing)}")
         return 0
     bundle = build_bundle(
         run_dir=args.run, out_dir=args.out, user=args.user, dataset_slug=args.slug, kernel_slug=args.kernel_slug,
