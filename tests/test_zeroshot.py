@@ -134,6 +134,16 @@ def test_training_chooses_blend_weights_for_mapped_classes_only(trained):
     assert table["mapped"].tolist() == [False, True, False, False]
 
 
+def test_the_head_that_submits_is_refit_on_every_recording(trained):
+    import json
+
+    metrics = json.loads(open(f"{trained.work_dir}/model/metrics.json").read())
+    manifest = pd.read_csv(f"{trained.work_dir}/preprocess/manifest.csv")
+    assert metrics["n_train_recordings"] < len(manifest)  # the validation fold chose the epoch …
+    assert metrics["n_refit_recordings"] == len(manifest)  # … then every labelled recording trained the head
+    assert metrics["refit_epochs"] == metrics["best_epoch"]
+
+
 def test_submission_blends_from_the_cache_without_a_second_pass(trained, tiny_demo, standin):
     labels = standin["primary_label"].tolist()
     plain = run_submission(config=build_config(**{**trained.to_dict(), "zero_shot_weight": 0.0}),

@@ -210,11 +210,12 @@ def split_table(results: pd.DataFrame, variant: str = "default") -> str:
 def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], names: list[str], epochs: int) -> str:
     bench = RealBenchmark(out, source, splits=splits, base=dict(epochs=epochs, n_workers=0))
     rows = [row for s in splits for row in bench.zero_shot_rows(s)]
-    for split in splits:
-        for seed in seeds:
+    for seed in seeds:  # every variant and split of one seed before the next seed
+        for split in splits:
             for name in names:
                 row = bench.run(name, REAL_VARIANTS[name][1], split, seed)
                 rows.append(row)
+                pd.DataFrame(rows).to_csv(out / "comparison.csv", index=False)  # partial results survive a stop
                 print(f"{name:>18} split {split} seed {seed}: all {row['all']:.4f} mapped {row['mapped']:.4f} "
                       f"unmapped {row['unmapped']:.4f} ({row['seconds']:.0f} s)", flush=True)
     results = pd.DataFrame(rows)
