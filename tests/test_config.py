@@ -14,7 +14,7 @@ def test_default_backbone_is_birdnet_with_the_seed_head_and_the_measured_steps()
     c = build_config()
     assert c.backbone == "birdnet"
     assert (c.segment_s, c.hidden_sizes, c.dropout, c.learning_rate) == (1.0, (512, 256), 0.3, 1e-3)
-    assert (c.loss, c.segment_cleaning) == ("bce", 0.5)  # see tests/test_recipes.py
+    assert (c.loss, c.segment_cleaning) == ("bce", 0.0)  # see tests/test_recipes.py
     assert Config().loss == "ce"  # the dataclass alone keeps the seed's training settings
 
 

@@ -38,7 +38,8 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "head-only": ("no zero-shot blend (the head alone)", dict(zero_shot_weight=0.0)),
     "blend-0.5": ("one fixed blend weight 0.5 for every mapped class", dict(zero_shot_weight=0.5)),
     "no-refit": ("the head that submits never sees the validation fold", dict(refit=False)),
-    "no-clean": ("no weak-label cleaning", dict(segment_cleaning=0.0)),
+    "clean": ("weak-label cleaning: half of each recording's segments retrained as background",
+              dict(segment_cleaning=0.5)),
     "clean-relative": ("cleaning relative to each recording's best segment (below 0.5 × its highest probability)",
                        dict(cleaning_mode="relative", segment_cleaning=0.5)),
     "no-smooth": ("no smoothing across windows", dict(smoothing_kernel=(1.0,))),
@@ -48,9 +49,9 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                     dict(recipe="seed")),
     "vad-0.5": ("Silero's own speech threshold 0.5 and shortest speech 0.25 s", dict(vad_threshold=0.5,
                                                                                  vad_min_speech_s=0.25)),
-    "previous-default": ("the default before this benchmark: denoise + RMS, Silero at 0.5, no blend, no refit",
-                         dict(denoise=True, rms_normalise=True, zero_shot_weight=0.0, refit=False, vad_threshold=0.5,
-                              vad_min_speech_s=0.25)),
+    "previous-default": ("the default before this benchmark: denoise + RMS, Silero at 0.5, cleaning, no blend, no "
+                         "refit", dict(denoise=True, rms_normalise=True, zero_shot_weight=0.0, refit=False,
+                                       vad_threshold=0.5, vad_min_speech_s=0.25, segment_cleaning=0.5)),
 }
 
 
