@@ -36,17 +36,40 @@ def _norm(name: object) -> str:
     return " ".join(str(name).lower().replace("_", " ").split())
 
 
-def map_taxonomy(taxonomy: pd.DataFrame, species: list[tuple[str, str]]) -> np.ndarray:
+def _taxon_id(value: object) -> str | None:
+    """An iNat taxon id as a comparable string ("123", 123, 123.0 → "123"); None when empty."""
+    text = str(value).strip() if value is not None else ""
+    if text.lower() in ("", "nan", "none"):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
+def map_taxonomy(taxonomy: pd.DataFrame, species: list[tuple]) -> np.ndarray:
     """(n_classes,) int: the score column of each taxonomy class, -1 where none matches.
 
-    Classes match a species by scientific name (case and spacing ignored); ``species`` is the
-    backbone's [(scientific_name, common_name)] in score-column order.
+    ``species`` is the backbone's [(scientific_name, common_name)] in score-column order; an
+    entry may carry a third element, its iNat taxon id (None or "" for none). A class whose
+    ``inat_taxon_id`` equals a species' id maps to it (an id outlives a renamed species);
+    otherwise classes match by scientific name (case and spacing ignored). The first column
+    wins when several match.
     """
-    column = {}
-    for j, (scientific, _) in enumerate(species):
-        column.setdefault(_norm(scientific), j)
-    names = taxonomy["scientific_name"] if "scientific_name" in taxonomy else pd.Series([""] * len(taxonomy))
-    return np.array([column.get(_norm(n), -1) for n in names], np.int64)
+    by_name: dict[str, int] = {}
+    by_id: dict[str, int] = {}
+    for j, entry in enumerate(species):
+        if _norm(entry[0]):  # an empty name matches no class
+            by_name.setdefault(_norm(entry[0]), j)
+        taxon = _taxon_id(entry[2]) if len(entry) > 2 else None
+        if taxon is not None:
+            by_id.setdefault(taxon, j)
+    empty = pd.Series([""] * len(taxonomy))
+    names = taxonomy["scientific_name"] if "scientific_name" in taxonomy else empty
+    ids = taxonomy["inat_taxon_id"] if "inat_taxon_id" in taxonomy and by_id else empty
+    return np.array([by_id.get(_taxon_id(t) or "", by_name.get(_norm(n), -1)) for n, t in zip(names, ids)],
+                    np.int64)
 
 
 @dataclass(frozen=True)
