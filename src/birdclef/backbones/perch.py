@@ -13,7 +13,7 @@ time. Two output layouts are supported:
 - a mapping with the keys ``"embedding"`` [B, 1280] and ``"label"`` [B, K] (later exports);
 - a 2-tuple ``(logits [B, K], embedding [B, 1280])`` (the early Kaggle versions).
 
-Perch v2 (1536-d embeddings) is a different model and is refused by this key.
+Perch v2 (1536-d embeddings) is a different model, refused by this key: use ``perch_v2``.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def _split_outputs(outputs: object, n: int, source: str) -> tuple[np.ndarray, np
     if embedding.shape != (n, SPEC.embedding_dim):
         raise BackboneUnavailable(
             f"{source}: embedding has shape {embedding.shape}, expected ({n}, {SPEC.embedding_dim}); "
-            "is it Perch v1 (Perch v2 embeds to 1536)?"
+            "is it Perch v1 (Perch v2 embeds to 1536: use backbone 'perch_v2')?"
         )
     if logits.ndim != 2 or logits.shape[0] != n:
         raise BackboneUnavailable(f"{source}: logits have shape {logits.shape}, expected ({n}, K)")
@@ -127,7 +127,9 @@ def _savedmodel_runner(path: Path) -> _Runner:
     except Exception as exc:  # TF raises OSError, ValueError and its own error types here
         raise BackboneUnavailable(f"cannot load a SavedModel from {path}: {exc}; {_HOW_TO_PROVIDE}") from exc
     if not hasattr(model, "infer_tf"):
-        raise BackboneUnavailable(f"{path} has no infer_tf function; is it Perch's SavedModel?")
+        raise BackboneUnavailable(
+            f"{path} has no infer_tf function; is it Perch v1's SavedModel? (Perch v2's: use backbone 'perch_v2')"
+        )
 
     def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outputs = model.infer_tf(tf.constant(batch))
