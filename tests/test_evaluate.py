@@ -74,3 +74,14 @@ def test_per_class_auc_marks_undefined_classes_nan():
     assert list(table["label"]) == ["a", "b", "c"]
     assert np.isnan(table.loc[2, "auc"]) and table.loc[2, "positives"] == 0
     assert macro_auc(truth, pred) == pytest.approx(table["auc"].mean())
+
+
+def test_auc_columns_equals_per_class_auc_ties_included():
+    from birdclef.evaluate import auc_columns, per_class_auc
+
+    rng = np.random.default_rng(0)
+    y = rng.random((60, 4)) < 0.3
+    y[:, 3] = False  # no positive: undefined
+    s = np.round(rng.random((60, 4)), 1)  # ties
+    expected = per_class_auc(y, s, list("abcd"))["auc"].to_numpy()
+    np.testing.assert_allclose(auc_columns(y, s), expected, equal_nan=True)

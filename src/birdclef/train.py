@@ -26,7 +26,7 @@ from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
 from birdclef.embeddings import Embedded, EmbeddingCache, pool_segments
 from birdclef.errors import BirdclefError
-from birdclef.evaluate import macro_auc, per_class_auc
+from birdclef.evaluate import auc_columns, macro_auc, per_class_auc
 from birdclef.io import atomic_path, write_csv, write_json, write_npz
 from birdclef.model import HeadMeta, MLPHead, predict, save_head
 from birdclef.zeroshot import ZeroShot, choose_weights, load_zero_shot
@@ -354,7 +354,6 @@ def blend_weights(ex: Examples, va: np.ndarray, prob: np.ndarray, y_val: np.ndar
     :func:`birdclef.zeroshot.choose_weights`) → (weights, one row per class: label, mapped,
     train/validation recordings, weight, validation AUC of the head, of the backbone, of the blend)."""
     from birdclef.postprocess import blend_logits
-    from birdclef.zeroshot import _auc_columns
 
     n = len(labels)
     is_val = np.zeros(len(ex), bool)
@@ -368,9 +367,9 @@ def blend_weights(ex: Examples, va: np.ndarray, prob: np.ndarray, y_val: np.ndar
     sig = 1 / (1 + np.exp(-np.clip(zs, -30, 30)))
     table = pd.DataFrame({
         "label": labels, "mapped": zero_shot.mapped, "train_recordings": train_rec, "val_recordings": val_rec,
-        "weight": weights, "val_auc_head": _auc_columns(y_val > 0.5, prob),
-        "val_auc_zero_shot": np.where(zero_shot.mapped, _auc_columns(y_val > 0.5, sig), np.nan),
-        "val_auc_blend": _auc_columns(y_val > 0.5, blended),
+        "weight": weights, "val_auc_head": auc_columns(y_val > 0.5, prob),
+        "val_auc_zero_shot": np.where(zero_shot.mapped, auc_columns(y_val > 0.5, sig), np.nan),
+        "val_auc_blend": auc_columns(y_val > 0.5, blended),
     })
     return weights, table
 

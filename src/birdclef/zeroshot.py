@@ -25,6 +25,7 @@ from birdclef.backbones import backbone_spec
 from birdclef.config import Config
 from birdclef.embeddings import Embedded, frames_in, n_windows
 from birdclef.errors import BirdclefError
+from birdclef.evaluate import auc_columns
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +134,6 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _auc_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Per-column ROC-AUC of scores ``s`` (n, C) against 0/1 ``y`` (n, C); NaN where undefined.
-    Rank-based (Mann–Whitney), ties counted half."""
-    from scipy.stats import rankdata
-
-    r = rankdata(s, axis=0)
-    pos = y.sum(axis=0)
-    neg = len(y) - pos
-    with np.errstate(invalid="ignore", divide="ignore"):
-        auc = ((r * y).sum(axis=0) - pos * (pos + 1) / 2) / (pos * neg)
-    return np.where((pos > 0) & (neg > 0), auc, np.nan)
-
-
 def choose_weights(prob: np.ndarray, logits: np.ndarray, y: np.ndarray, mapped: np.ndarray,
                    val_recordings: np.ndarray, *, grid=WEIGHT_GRID, shrink: float = SHRINK_RECORDINGS
                    ) -> tuple[np.ndarray, pd.DataFrame]:
@@ -167,7 +155,7 @@ def choose_weights(prob: np.ndarray, logits: np.ndarray, y: np.ndarray, mapped: 
         return weights, pd.DataFrame(columns=["weight", "class_index", "auc"])
     head = _logit(prob[:, mapped])
     zs = np.asarray(logits, np.float64)[:, mapped]
-    curves = np.stack([_auc_columns(y[:, mapped], (1 - w) * head + w * zs) for w in grid])  # (grid, mapped)
+    curves = np.stack([auc_columns(y[:, mapped], (1 - w) * head + w * zs) for w in grid])  # (grid, mapped)
     counts = np.asarray(val_recordings, np.float64)[mapped]
     scored = ~np.isnan(curves).any(axis=0)
     if not scored.any():  # no validation positive among mapped classes: trust the backbone
