@@ -1,12 +1,18 @@
-"""Competition data: taxonomy, train metadata and the folder layout (BirdCLEF 2025).
+"""Competition data: taxonomy, train metadata, labelled train soundscapes and the folder layout.
 
+One reader for every year: columns are read by name in any order (extra ones kept, optional ones
+may be absent) and the taxonomy may hold any number of classes. :func:`detect_layout` tells the
+2025 layout from the 2026 one (BirdCLEF+ 2026 adds ``train_soundscapes_labels.csv``, soundscape
+ids like ``BC2026_Train_0039_S22_20211231_201500``); :func:`data_card` sums a folder up.
 Labels are always strings: non-bird labels are numeric iNat ids ("1139490").
 """
 from __future__ import annotations
 
 import ast
 import logging
+import re
 from dataclasses import dataclass
+from datetime import date, time
 from pathlib import Path
 
 import pandas as pd
@@ -20,13 +26,20 @@ TRAIN_COLUMNS = (
     "primary_label", "secondary_labels", "type", "filename", "collection", "rating", "url",
     "latitude", "longitude", "scientific_name", "common_name", "author", "license",
 )
+# BirdCLEF+ 2026: the same fields plus class_name and inat_taxon_id, in another order.
+TRAIN_COLUMNS_2026 = (
+    "primary_label", "secondary_labels", "type", "latitude", "longitude", "scientific_name", "common_name",
+    "class_name", "inat_taxon_id", "author", "license", "rating", "url", "filename", "collection",
+)
 TRAIN_REQUIRED = ("primary_label", "secondary_labels", "filename")
+SOUNDSCAPE_LABEL_COLUMNS = ("filename", "start", "end", "primary_label")
+WINDOW_S = 5
 AUDIO_SUFFIXES = (".ogg", ".flac", ".wav", ".mp3")
 
 
 @dataclass(frozen=True)
 class CompetitionPaths:
-    """Where a competition root keeps each part (2025 layout)."""
+    """Where a competition root keeps each part (2025 and 2026 layouts)."""
 
     root: Path
 
@@ -45,6 +58,11 @@ class CompetitionPaths:
     @property
     def train_soundscapes(self) -> Path:
         return self.root / "train_soundscapes"
+
+    @property
+    def train_soundscapes_labels(self) -> Path:
+        """Labelled 5-s windows of some train soundscapes (2026 layout on)."""
+        return self.root / "train_soundscapes_labels.csv"
 
     @property
     def test_soundscapes(self) -> Path:
@@ -76,7 +94,7 @@ def _require_columns(df: pd.DataFrame, required: tuple[str, ...], path: Path) ->
     if missing:
         raise SchemaError(
             f"{path}: missing column(s) {missing}; found {list(df.columns)}. "
-            f"Fix: the file must have the columns {list(required)} (BirdCLEF 2025 layout)."
+            f"Fix: the file must have the columns {list(required)} (in any order)."
         )
 
 
@@ -166,3 +184,196 @@ def list_audio(folder: str | Path) -> list[Path]:
         if not p.is_file():
             log.warning("%s is named like audio but is not a file; ignored", p)
     return [p for p in found if p.is_file()]
+
+
+# ---------------------------------------------------------------- soundscape names, layout, labels
+
+_SOUNDSCAPE_NAME = re.compile(r"^(?:.*_)?([A-Z]{1,2}\d+)_(\d{8})_(\d{6})$")
+
+
+@dataclass(frozen=True)
+class SoundscapeName:
+    """What a name like ``BC2026_Train_0039_S22_20211231_201500`` encodes (local time)."""
+
+    site: str
+    date: date
+    time: time
+
+    @property
+    def hour(self) -> int:
+        return self.time.hour
+
+
+def parse_soundscape_name(name: str | Path) -> SoundscapeName | None:
+    """Site, date and local time from a soundscape file name or id; None when it does not follow
+    the ``..._<site>_<YYYYMMDD>_<HHMMSS>`` pattern (site: ``S22`` in 2026, ``H02`` in 2025) or the
+    date/time is impossible."""
+    m = _SOUNDSCAPE_NAME.match(Path(str(name)).stem if str(name).endswith(AUDIO_SUFFIXES) else str(name))
+    if not m:
+        return None
+    site, d, t = m.groups()
+    try:
+        return SoundscapeName(site, date(int(d[:4]), int(d[4:6]), int(d[6:])),
+                              time(int(t[:2]), int(t[2:4]), int(t[4:])))
+    except ValueError:
+        return None
+
+
+def detect_layout(data_dir: str | Path) -> str:
+    """``"2026"`` when the folder holds ``train_soundscapes_labels.csv`` or BC2026-style soundscape
+    names, else ``"2025"`` (the 2025 layout and this project's demo data)."""
+    paths = competition_paths(data_dir)
+    if paths.train_soundscapes_labels.is_file():
+        return "2026"
+    for folder in (paths.train_soundscapes, paths.test_soundscapes):
+        if any(p.name.startswith("BC2026_") for p in list_audio(folder)[:50]):
+            return "2026"
+    return "2025"
+
+
+def _seconds(value: object) -> float:
+    """'HH:MM:SS' (or 'MM:SS', or plain seconds) → seconds; ValueError otherwise."""
+    text = str(value).strip()
+    parts = text.split(":")
+    if not text or len(parts) > 3:
+        raise ValueError(f"unparseable time {value!r}")
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"unparseable time {value!r}") from None
+    if any(n < 0 or n != n for n in numbers) or any(n >= 60 for n in numbers[1:]):
+        raise ValueError(f"unparseable time {value!r}")
+    total = 0.0
+    for n in numbers:
+        total = total * 60 + n
+    return total
+
+
+@dataclass(frozen=True)
+class SoundscapeLabels:
+    """Parsed ``train_soundscapes_labels.csv``.
+
+    ``windows``: one row per 5-s window, columns filename, start_s, end_s, row_id
+    (``<stem>_<end_s>``, as in a submission), labels (list of str), site, hour (None when the
+    name does not encode them). ``skipped``: filename, start, end, primary_label, reason.
+    ``n_duplicates``: rows dropped as exact repeats (the released file holds every row twice).
+    """
+
+    windows: pd.DataFrame
+    skipped: pd.DataFrame
+    n_duplicates: int
+
+
+def load_soundscape_labels(path: str | Path, taxonomy: pd.DataFrame, audio_dir: str | Path | None = None
+                           ) -> SoundscapeLabels:
+    """train_soundscapes_labels.csv → :class:`SoundscapeLabels`.
+
+    Rows are de-duplicated, then validated: times parse, start < end, both on the 5-s grid,
+    labels (``;``-separated) in the taxonomy; with ``audio_dir``, the file must exist there and
+    the row lie inside its duration. A bad row goes to ``skipped`` with its reason, never raises;
+    a missing column raises :class:`SchemaError`. A row spanning several windows gives one row per
+    window; windows labelled by several rows get the union of their labels.
+    """
+    path = Path(path)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    _require_columns(df, SOUNDSCAPE_LABEL_COLUMNS, path)
+    df = df.apply(lambda col: col.str.strip())
+    n_rows = len(df)
+    df = df.drop_duplicates(subset=list(SOUNDSCAPE_LABEL_COLUMNS)).reset_index(drop=True)
+    n_duplicates = n_rows - len(df)
+    known = set(taxonomy["primary_label"])
+    durations: dict[str, float | None] = {}
+
+    def duration(filename: str) -> float | None:
+        if filename not in durations:
+            from birdclef.audio import audio_info
+            from birdclef.errors import AudioError
+
+            file = Path(audio_dir) / filename
+            try:
+                durations[filename] = audio_info(file).duration_s if file.is_file() else None
+            except AudioError:
+                durations[filename] = None
+        return durations[filename]
+
+    windows: dict[tuple[str, int], list[str]] = {}
+    skipped = []
+    for row in df.itertuples(index=False):
+        labels = [x.strip() for x in row.primary_label.split(";") if x.strip()]
+        reason = None
+        try:
+            start_s, end_s = _seconds(row.start), _seconds(row.end)
+        except ValueError as err:
+            reason = str(err)
+        else:
+            unknown = [x for x in labels if x not in known]
+            if start_s >= end_s:
+                reason = f"start {row.start} is not before end {row.end}"
+            elif start_s % WINDOW_S or end_s % WINDOW_S:
+                reason = f"{row.start}-{row.end} is not on the {WINDOW_S}-s window grid"
+            elif not labels:
+                reason = "no label"
+            elif unknown:
+                reason = f"label(s) {unknown} not in taxonomy"
+            elif not row.filename:
+                reason = "no filename"
+            elif audio_dir is not None and duration(row.filename) is None:
+                reason = f"audio file missing or unreadable in {audio_dir}"
+            elif audio_dir is not None and end_s > duration(row.filename) + 0.5:
+                reason = f"end {row.end} is past the file's end ({duration(row.filename):.1f} s)"
+        if reason is not None:
+            skipped.append({**row._asdict(), "reason": reason})
+            continue
+        for end in range(int(start_s) + WINDOW_S, int(end_s) + 1, WINDOW_S):
+            merged = windows.setdefault((row.filename, end), [])
+            merged.extend(x for x in labels if x not in merged)
+    if n_duplicates:
+        log.info("%s: %d duplicated row(s) dropped", path, n_duplicates)
+    if skipped:
+        log.warning("%s: %d row(s) skipped (see the skipped table)", path, len(skipped))
+    rows = []
+    for (filename, end), labels in sorted(windows.items()):
+        name = parse_soundscape_name(filename)
+        rows.append({"filename": filename, "start_s": end - WINDOW_S, "end_s": end,
+                     "row_id": f"{Path(filename).stem}_{end}", "labels": labels,
+                     "site": name.site if name else None, "hour": name.hour if name else None})
+    columns = ["filename", "start_s", "end_s", "row_id", "labels", "site", "hour"]
+    return SoundscapeLabels(pd.DataFrame(rows, columns=columns),
+                            pd.DataFrame(skipped, columns=[*SOUNDSCAPE_LABEL_COLUMNS, "reason"]), n_duplicates)
+
+
+def data_card(data_dir: str | Path) -> dict:
+    """A competition folder summed up (what 01_eda shows first) → dict.
+
+    Keys: root, layout ("2025"/"2026"), n_classes, classes_per_class_name ({class_name: n}),
+    n_train_recordings, classes_without_train_audio (labels), n_train_soundscapes,
+    n_test_soundscapes, labelled_windows, labelled_files, label_rows_duplicated, label_rows_skipped,
+    soundscape_only_classes (labels heard only in labelled windows), sites (sorted, from the
+    soundscape names).
+    """
+    paths = competition_paths(data_dir)
+    taxonomy = load_taxonomy(paths.taxonomy)
+    train = (load_train_metadata(paths.train_csv, taxonomy)[0] if paths.train_csv.is_file()
+             else pd.DataFrame(columns=["primary_label"]))
+    with_audio = set(train["primary_label"])
+    no_audio = [x for x in taxonomy["primary_label"] if x not in with_audio]
+    train_sc, test_sc = list_audio(paths.train_soundscapes), list_audio(paths.test_soundscapes)
+    card = {
+        "root": str(paths.root), "layout": detect_layout(paths.root), "n_classes": len(taxonomy),
+        "classes_per_class_name": (taxonomy["class_name"].value_counts().sort_index().to_dict()
+                                   if "class_name" in taxonomy else {}),
+        "n_train_recordings": len(train), "classes_without_train_audio": no_audio,
+        "n_train_soundscapes": len(train_sc), "n_test_soundscapes": len(test_sc),
+        "labelled_windows": 0, "labelled_files": 0, "label_rows_duplicated": 0, "label_rows_skipped": 0,
+        "soundscape_only_classes": [],
+    }
+    if paths.train_soundscapes_labels.is_file():
+        audio_dir = paths.train_soundscapes if paths.train_soundscapes.is_dir() else None
+        labels = load_soundscape_labels(paths.train_soundscapes_labels, taxonomy, audio_dir)
+        heard = {x for row in labels.windows["labels"] for x in row}
+        card.update(labelled_windows=len(labels.windows), labelled_files=labels.windows["filename"].nunique(),
+                    label_rows_duplicated=labels.n_duplicates, label_rows_skipped=len(labels.skipped),
+                    soundscape_only_classes=[x for x in no_audio if x in heard])
+    names = [parse_soundscape_name(p.name) for p in [*train_sc, *test_sc]]
+    card["sites"] = sorted({n.site for n in names if n is not None})
+    return card
