@@ -239,7 +239,11 @@ def test_bad_arguments_raise_value_error(tmp_path, bad):
 
 def test_presets_name_valid_arguments():
     assert demo.CONDITIONS["demo"] == demo.Conditions()  # the default writes what it always wrote
-    assert set(demo.PRESETS) == {"demo", "field"} and demo.PRESETS["demo"] == {}
+    assert set(demo.PRESETS) == {"demo", "field", "2026"} and demo.PRESETS["demo"] == {}
+    defaults = dict(recording_s=(6.0, 20.0), soundscape_s=60.0, speech_fraction=0.25, seed=0,
+                    n_classes=12, recordings_per_class=8, n_train_soundscapes=4, n_test_soundscapes=6)
+    for preset in demo.PRESETS.values():
+        demo.dataset._validate(**{**defaults, **{k: v for k, v in preset.items() if k != "conditions"}})
     for conditions in demo.CONDITIONS.values():
         conditions.validate()
     field = demo.CONDITIONS["field"]
@@ -296,3 +300,89 @@ def test_cli_writes_a_preset_with_overrides(tmp_path):
     solution = pd.read_csv(tmp_path / "solution.csv", dtype={"row_id": str})
     assert len(solution) == 12
     assert (solution.drop(columns="row_id").max() == 1).all()  # field: at least 3 species per soundscape
+
+
+SMALL_2026 = dict(layout="2026", n_classes=8, recordings_per_class=1, recording_s=(3.0, 4.0), n_train_soundscapes=2,
+                  n_test_soundscapes=2, soundscape_s=30.0, speech_fraction=0.0, n_soundscape_only=2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def dataset_2026(tmp_path_factory) -> tuple[Path, DemoSummary]:
+    root = tmp_path_factory.mktemp("demo2026")
+    return root, make_demo_dataset(root, **SMALL_2026)
+
+
+def test_2026_layout_parses_with_the_data_layer(dataset_2026):
+    from birdclef.data import (data_card, detect_layout, load_soundscape_labels, load_taxonomy, load_train_metadata,
+                               parse_soundscape_name)
+
+    root, summary = dataset_2026
+    assert summary.layout == "2026" and len(summary.soundscape_only_classes) == 2
+    assert detect_layout(root) == "2026"
+    assert list(read(root, "train.csv").columns) == demo.TRAIN_COLUMNS_2026
+    tax = load_taxonomy(root / "taxonomy.csv")
+    assert list(tax.columns) == demo.TAXONOMY_COLUMNS
+    assert any(re.fullmatch(r"\d+son\d+", label) for label in tax.primary_label)  # insect sonotypes
+    train, skipped = load_train_metadata(root / "train.csv", tax)
+    assert skipped.empty and (train["class_name"] != "").all() and (train["inat_taxon_id"] != "").all()
+    # the released format: "HH:MM:SS" times, ';'-separated labels, every row twice
+    raw = read(root, "train_soundscapes_labels.csv")
+    assert list(raw.columns) == ["filename", "start", "end", "primary_label"]
+    assert raw.start.str.fullmatch(r"\d\d:\d\d:\d\d").all() and raw.primary_label.str.contains(";").any()
+    assert raw.duplicated().sum() == len(raw) // 2 and len(raw) > 0
+    labels = load_soundscape_labels(root / "train_soundscapes_labels.csv", tax, root / "train_soundscapes")
+    assert labels.skipped.empty and labels.n_duplicates == len(raw) // 2 and len(labels.windows) == len(raw) // 2
+    # the windows agree with the full truth of the train soundscapes
+    truth = pd.read_csv(root / "train_soundscapes_solution.csv", dtype={"row_id": str}).set_index("row_id")
+    for row in labels.windows.itertuples():
+        assert set(truth.columns[truth.loc[row.row_id] == 1]) == set(row.labels)
+    assert (truth.sum(axis=1) > 0).sum() == len(labels.windows)
+    for folder in ("train_soundscapes", "test_soundscapes"):
+        for path in (root / folder).glob("*.ogg"):
+            assert path.name.startswith("BC2026_" + folder.split("_")[0].title() + "_")
+            assert parse_soundscape_name(path.name).site.startswith("S")
+    assert set(labels.windows.site) <= {f"S{k:02d}" for k in range(1, 10)}
+    sample = pd.read_csv(root / "sample_submission.csv", dtype={"row_id": str})
+    assert sample.row_id.str.fullmatch(r"BC2026_Test_0001_S\d\d_\d{8}_\d{6}_(5|10|15)").all()
+    card = data_card(root)
+    assert card["layout"] == "2026" and card["labelled_windows"] == len(labels.windows)
+    assert card["label_rows_duplicated"] == labels.n_duplicates
+
+
+def test_2026_soundscape_only_classes_have_no_train_audio(dataset_2026):
+    from birdclef.data import load_soundscape_labels, load_taxonomy
+
+    root, summary = dataset_2026
+    only = set(summary.soundscape_only_classes)
+    train = read(root, "train.csv")
+    assert not only & set(train.primary_label)
+    assert not only & {x for s in train.secondary_labels for x in ast.literal_eval(s)}
+    assert not [p for p in (root / "train_audio").iterdir() if p.name in only]
+    tax = load_taxonomy(root / "taxonomy.csv")
+    windows = load_soundscape_labels(root / "train_soundscapes_labels.csv", tax).windows
+    assert only <= {x for row in windows["labels"] for x in row}
+    solution = pd.read_csv(root / "solution.csv", dtype={"row_id": str})
+    assert (solution[sorted(only)].max() == 1).all()  # and they are scored in the test soundscapes
+    assert set(tax.primary_label) == set(train.primary_label) | only
+
+
+def test_2025_layout_writes_no_soundscape_labels(dataset):
+    root, summary = dataset
+    assert summary.layout == "2025" and summary.soundscape_only_classes == ()
+    assert not (root / "train_soundscapes_labels.csv").exists()
+
+
+@pytest.mark.parametrize("bad", [{"layout": "2027"}, {"n_soundscape_only": 7}, {"n_soundscape_only": 1, "layout": "2025"},
+                                 {"n_soundscape_only": 1, "n_train_soundscapes": 0}])
+def test_bad_2026_arguments_raise_value_error(tmp_path, bad):
+    with pytest.raises(ValueError):
+        make_demo_dataset(tmp_path, **{**SMALL_2026, **bad})
+
+
+def test_cli_writes_the_2026_preset(tmp_path):
+    from birdclef.cli import main
+
+    assert main(["demo-data", str(tmp_path), "--preset", "2026", "--n-classes", "5", "--recordings-per-class", "1",
+                 "--n-test-soundscapes", "1", "--n-train-soundscapes", "1"]) == 0
+    assert (tmp_path / "train_soundscapes_labels.csv").is_file()
+    assert len(read(tmp_path, "taxonomy.csv")) == 5 and len(read(tmp_path, "train.csv")) == 5 - 3

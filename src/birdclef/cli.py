@@ -78,8 +78,9 @@ def _main(argv: list[str]) -> int:
 
     d = sub.add_parser("demo-data", help="write the embedded synthetic demo dataset")
     d.add_argument("root")
-    d.add_argument("--preset", choices=["demo", "field"], default="demo",
-                   help="demo: what `make demo` writes; field: the model-quality benchmark (harder, larger)")
+    d.add_argument("--preset", choices=["demo", "field", "2026"], default="demo",
+                   help="demo: what `make demo` writes; field: the model-quality benchmark (harder, larger); "
+                        "2026: the BirdCLEF+ 2026 layout (labelled train soundscapes, soundscape-only classes)")
     d.add_argument("--n-classes", type=int, help="default: the preset's")
     d.add_argument("--recordings-per-class", type=int, help="default: the preset's")
     d.add_argument("--n-test-soundscapes", type=int, help="default: the preset's")

@@ -6,6 +6,7 @@
     train_audio/<primary_label>/<stem>.ogg      focal recordings, 32 kHz mono Vorbis
     train_soundscapes/<site>_<date>_<time>.ogg  60-s soundscapes
     test_soundscapes/<site>_<date>_<time>.ogg
+    train_soundscapes_labels.csv     (layout "2026") labelled train windows in the released format
     solution.csv                     hidden-style truth for test_soundscapes (one row per 5-s window)
     train_soundscapes_solution.csv   the same for train_soundscapes (for pseudo-labelling)
     speech.csv                       where real spoken words (espeak-ng) were inserted
@@ -25,11 +26,12 @@ from __future__ import annotations
 
 from birdclef.demo.common import (CONDITIONS, LABEL_OVERLAP_S, MIN_CALL_S, SAMPLE_RATE_HZ, SPEECH_GUARD_S, WINDOW_S,
                                   Conditions)
-from birdclef.demo.dataset import PRESETS, TAXONOMY_COLUMNS, TRAIN_COLUMNS, DemoSummary, make_demo_dataset
+from birdclef.demo.dataset import (LAYOUTS, PRESETS, TAXONOMY_COLUMNS, TRAIN_COLUMNS, TRAIN_COLUMNS_2026, DemoSummary,
+                                   make_demo_dataset)
 from birdclef.demo.species import CLASS_NAME, FAMILIES
 
 __all__ = [
-    "CLASS_NAME", "CONDITIONS", "FAMILIES", "LABEL_OVERLAP_S", "MIN_CALL_S", "PRESETS", "SAMPLE_RATE_HZ",
-    "SPEECH_GUARD_S", "TAXONOMY_COLUMNS", "TRAIN_COLUMNS", "WINDOW_S", "Conditions", "DemoSummary",
+    "CLASS_NAME", "CONDITIONS", "FAMILIES", "LABEL_OVERLAP_S", "LAYOUTS", "MIN_CALL_S", "PRESETS", "SAMPLE_RATE_HZ",
+    "SPEECH_GUARD_S", "TAXONOMY_COLUMNS", "TRAIN_COLUMNS", "TRAIN_COLUMNS_2026", "WINDOW_S", "Conditions", "DemoSummary",
     "make_demo_dataset",
 ]

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from birdclef.demo.common import SAMPLE_RATE_HZ, WINDOW_S, Conditions, resolve_conditions
+from birdclef.demo.common import SAMPLE_RATE_HZ, WINDOW_S, Conditions, _rng, resolve_conditions
 from birdclef.demo.plan import _plan_recordings, _plan_soundscapes, _Recording, _Soundscape
 from birdclef.demo.render import _render_recording, _render_soundscape, _window_labels
-from birdclef.demo.species import _make_taxonomy
+from birdclef.demo.species import _make_taxonomy, _Species
 from birdclef.io import atomic_path
 from birdclef.tts import synthesize_batch
 
@@ -22,15 +22,24 @@ TRAIN_COLUMNS = [
     "primary_label", "secondary_labels", "type", "filename", "collection", "rating", "url",
     "latitude", "longitude", "scientific_name", "common_name", "author", "license",
 ]
+TRAIN_COLUMNS_2026 = [  # BirdCLEF+ 2026: two more fields, another order
+    "primary_label", "secondary_labels", "type", "latitude", "longitude", "scientific_name", "common_name",
+    "class_name", "inat_taxon_id", "author", "license", "rating", "url", "filename", "collection",
+]
+LAYOUTS = ("2025", "2026")
 
 
 # Named argument sets for make_demo_dataset. "demo" is what `make demo` writes (~30 min of audio,
 # ~20 s to write); "field" is the model-quality benchmark: twice the classes, 16 test soundscapes
-# (192 windows), under the "field" conditions (~95 min of audio).
+# (192 windows), under the "field" conditions (~95 min of audio); "2026" is the BirdCLEF+ 2026
+# layout: labelled train soundscapes (train_soundscapes_labels.csv) holding 3 classes that have no
+# train audio, BC2026-style soundscape names (~40 min of audio).
 PRESETS: dict[str, dict] = {
     "demo": {},
     "field": dict(n_classes=24, recordings_per_class=10, n_train_soundscapes=12, n_test_soundscapes=16,
                   conditions="field"),
+    "2026": dict(layout="2026", n_classes=16, recordings_per_class=8, n_train_soundscapes=8, n_test_soundscapes=8,
+                 n_soundscape_only=3),
 }
 
 
@@ -44,6 +53,8 @@ class DemoSummary:
     n_train_soundscapes: int
     n_test_soundscapes: int
     total_audio_s: float
+    layout: str = "2025"
+    soundscape_only_classes: tuple[str, ...] = ()  # labels with no train audio (2026 layout)
 
 
 def _write_audio(path: Path, wave: np.ndarray) -> None:
@@ -57,7 +68,7 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 
 def _validate(n_classes, recordings_per_class, recording_s, n_train_soundscapes, n_test_soundscapes,
-              soundscape_s, speech_fraction, seed) -> None:
+              soundscape_s, speech_fraction, seed, layout="2025", n_soundscape_only=0) -> None:
     def is_int(x) -> bool:
         return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -83,6 +94,13 @@ def _validate(n_classes, recordings_per_class, recording_s, n_train_soundscapes,
         raise ValueError(f"speech_fraction must be in [0, 1], got {speech_fraction!r}")
     if not is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    if not is_int(n_soundscape_only) or not 0 <= n_soundscape_only <= n_classes - 2:
+        raise ValueError(f"n_soundscape_only must be an integer in [0, n_classes - 2], got {n_soundscape_only!r}")
+    if n_soundscape_only and (layout != "2026" or n_train_soundscapes < 1):
+        raise ValueError("n_soundscape_only > 0 needs layout='2026' and n_train_soundscapes >= 1 "
+                         "(those classes are heard only in the labelled train soundscapes)")
 
 
 def _n_workers() -> int:
@@ -115,8 +133,10 @@ def make_demo_dataset(
     speech_fraction: float = 0.25,
     seed: int = 0,
     conditions: str | Conditions = "demo",
+    layout: str = "2025",
+    n_soundscape_only: int = 0,
 ) -> DemoSummary:
-    """Write a seeded synthetic dataset in the BirdCLEF 2025 layout under `root`.
+    """Write a seeded synthetic dataset in the BirdCLEF 2025 (or 2026) layout under `root`.
 
     `recording_s` is the (min, max) duration of train recordings in seconds; a recording with a
     spoken intro is lengthened when needed to keep 2 s of calls beside it. `speech_fraction` of
@@ -126,18 +146,29 @@ def make_demo_dataset(
     `conditions` sets how hard the audio is: ``"demo"`` (clear calls, quick), ``"field"`` (sparse
     focal recordings, louder background species, dense low-SNR soundscapes heard from a distance)
     or a :class:`birdclef.demo.Conditions`; the "demo" preset writes what it always wrote.
+    `layout="2026"` writes the BirdCLEF+ 2026 layout: train.csv with its 15 columns in their order,
+    soundscapes named ``BC2026_Train_0001_S03_20230415_051000``, insect labels like ``47158son1``,
+    and ``train_soundscapes_labels.csv`` (filename, start, end as "HH:MM:SS", primary_label
+    ``;``-separated; one row per labelled 5-s window of every train soundscape, every row twice as
+    in the released file). `n_soundscape_only` classes get no train audio and are heard only in
+    soundscapes (each in at least one train and one test soundscape).
     Rerunning with the same arguments rewrites the same files; raises ValueError on bad sizes,
     FileExistsError when `root` holds other audio, :class:`birdclef.tts.TTSUnavailable` when
     speech is asked for and espeak-ng cannot load.
     """
     _validate(n_classes, recordings_per_class, recording_s, n_train_soundscapes, n_test_soundscapes,
-              soundscape_s, speech_fraction, seed)
+              soundscape_s, speech_fraction, seed, layout, n_soundscape_only)
     cond = resolve_conditions(conditions)
     root = Path(root)
     sr = SAMPLE_RATE_HZ
     taxonomy = _make_taxonomy(n_classes, seed)
-    recordings = _plan_recordings(taxonomy, recordings_per_class, tuple(recording_s), speech_fraction, seed)
-    soundscapes = _plan_soundscapes(n_train_soundscapes, n_test_soundscapes, speech_fraction, seed)
+    only: tuple[int, ...] = ()
+    if layout == "2026":
+        taxonomy = _sonotype_labels(taxonomy)
+        only = tuple(sorted(_rng(seed, 7).choice(n_classes, n_soundscape_only, replace=False).tolist()))
+    with_audio = [sp for k, sp in enumerate(taxonomy) if k not in only]
+    recordings = _plan_recordings(with_audio, recordings_per_class, tuple(recording_s), speech_fraction, seed)
+    soundscapes = _plan_soundscapes(n_train_soundscapes, n_test_soundscapes, speech_fraction, seed, layout, only)
     rec_path = {r.index: root / "train_audio" / r.filename for r in recordings}
     sc_path = {s.index: root / f"{s.split}_soundscapes" / f"{s.stem}.ogg" for s in soundscapes}
     _refuse_stale_audio(root, set(rec_path.values()) | set(sc_path.values()))
@@ -151,8 +182,8 @@ def make_demo_dataset(
         wave, span = _render_recording(rec, waves.get(rec.speech_text), seed, cond)
         _write_audio(rec_path[rec.index], wave)
         row = {"primary_label": rec.species.label, "filename": rec.filename,
-               "scientific_name": rec.species.scientific_name,
-               "common_name": rec.species.common_name, **rec.row}
+               "scientific_name": rec.species.scientific_name, "common_name": rec.species.common_name,
+               "class_name": rec.species.class_name, "inat_taxon_id": rec.species.inat_taxon_id, **rec.row}
         speech_row = None if span is None else {
             "filename": f"train_audio/{rec.filename}", "start_s": round(span[0], 3), "end_s": round(span[1], 3)}
         return row, speech_row, len(wave) / sr
@@ -186,7 +217,9 @@ def make_demo_dataset(
         [[s.label, s.inat_taxon_id, s.scientific_name, s.common_name, s.class_name] for s in taxonomy],
         columns=TAXONOMY_COLUMNS))
     train = pd.DataFrame(train_rows).sort_values(["primary_label", "filename"], kind="stable")
-    _write_csv(root / "train.csv", train[TRAIN_COLUMNS])
+    _write_csv(root / "train.csv", train[TRAIN_COLUMNS_2026 if layout == "2026" else TRAIN_COLUMNS])
+    if layout == "2026":
+        _write_csv(root / "train_soundscapes_labels.csv", _soundscape_labels(truth["train"], labels))
     for split, name in (("test", "solution.csv"), ("train", "train_soundscapes_solution.csv")):
         frames = truth[split]
         _write_csv(root / name, pd.concat(frames, ignore_index=True) if frames
@@ -200,4 +233,35 @@ def make_demo_dataset(
 
     return DemoSummary(root=root, n_classes=n_classes, n_recordings=len(recordings),
                        n_train_soundscapes=n_train_soundscapes, n_test_soundscapes=n_test_soundscapes,
-                       total_audio_s=round(total_s, 3))
+                       total_audio_s=round(total_s, 3), layout=layout,
+                       soundscape_only_classes=tuple(taxonomy[k].label for k in only))
+
+
+def _sonotype_labels(taxonomy: list[_Species]) -> list[_Species]:
+    """2026 names insect sonotypes ``<iNat id>son<k>``; the taxonomy, relabelled and re-sorted."""
+    out, k = [], 0
+    for sp in taxonomy:
+        if sp.class_name == "Insecta":
+            k += 1
+            sp = replace(sp, label=f"{sp.inat_taxon_id}son{k}")
+        out.append(sp)
+    return sorted(out, key=lambda sp: sp.label)
+
+
+def _clock(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _soundscape_labels(frames: list[pd.DataFrame], labels: list[str]) -> pd.DataFrame:
+    """Window truth frames → train_soundscapes_labels.csv rows as released: labelled windows only,
+    the whole table twice."""
+    rows = []
+    for frame in frames:
+        values = frame[labels].to_numpy()
+        for row_id, present in zip(frame["row_id"], values):
+            if present.any():
+                stem, end = row_id.rsplit("_", 1)
+                rows.append({"filename": f"{stem}.ogg", "start": _clock(int(end) - WINDOW_S), "end": _clock(int(end)),
+                             "primary_label": ";".join(np.asarray(labels)[present > 0])})
+    table = pd.DataFrame(rows, columns=["filename", "start", "end", "primary_label"])
+    return pd.concat([table, table], ignore_index=True)

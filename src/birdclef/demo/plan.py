@@ -43,6 +43,7 @@ class _Soundscape:
     stem: str
     split: str  # "train" or "test"
     speech_text: str | None
+    extra_species: tuple[int, ...] = ()  # taxonomy indices always rendered here (soundscape-only classes)
 
 
 def _speech_text(rng: np.random.Generator, common_name: str) -> str:
@@ -105,17 +106,24 @@ def _plan_recordings(taxonomy: list[_Species], per_class: int, recording_s: tupl
     return recordings
 
 
-def _plan_soundscapes(n_train: int, n_test: int, speech_fraction: float, seed: int) -> list[_Soundscape]:
+def _plan_soundscapes(n_train: int, n_test: int, speech_fraction: float, seed: int, layout: str = "2025",
+                      extra_species: tuple[int, ...] = ()) -> list[_Soundscape]:
+    """Soundscapes named ``<site>_<YYYYMMDD>_<HHMMSS>`` (2025: sites H01-H09) or
+    ``BC2026_{Train,Test}_<NNNN>_<site>_<YYYYMMDD>_<HHMMSS>`` (2026: sites S01-S09); each class of
+    ``extra_species`` is put in one train and one test soundscape (round robin)."""
     rng = _rng(seed, 3)
     stems: list[str] = []
     while len(stems) < n_train + n_test:
-        site = f"H{int(rng.integers(1, 10)):02d}"
+        site = f"{'S' if layout == '2026' else 'H'}{int(rng.integers(1, 10)):02d}"
         date = np.datetime64("2023-01-01") + int(rng.integers(0, 730))
         time = f"{int(rng.integers(0, 24)):02d}{int(rng.integers(0, 6)) * 10:02d}00"
         stem = f"{site}_{str(date).replace('-', '')}_{time}"
         if stem not in stems:
             stems.append(stem)
     train, test = sorted(stems[:n_train]), sorted(stems[n_train:])
+    if layout == "2026":
+        train = [f"BC2026_Train_{k + 1:04d}_{stem}" for k, stem in enumerate(train)]
+        test = [f"BC2026_Test_{k + 1:04d}_{stem}" for k, stem in enumerate(test)]
     # A couple of soundscapes hold a few seconds of a recordist talking.
     talkers = set()
     if speech_fraction > 0:
@@ -128,5 +136,6 @@ def _plan_soundscapes(n_train: int, n_test: int, speech_fraction: float, seed: i
     for split, names in (("train", train), ("test", test)):
         for i, stem in enumerate(names):
             text = str(rng.choice(lines)) if (split, i) in talkers else None
-            out.append(_Soundscape(len(out), stem, split, text))
+            extra = tuple(c for k, c in enumerate(extra_species) if k % len(names) == i)
+            out.append(_Soundscape(len(out), stem, split, text, extra))
     return out

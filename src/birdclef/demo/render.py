@@ -124,7 +124,8 @@ def _render_soundscape(sc: _Soundscape, taxonomy: list[_Species], speech: np.nda
     events = []
     lo, hi = (int(v) for v in cond.species_per_soundscape)
     n_species = int(rng.integers(min(lo, len(taxonomy)), min(hi, len(taxonomy)) + 1))
-    for c in sorted(rng.choice(len(taxonomy), n_species, replace=False).tolist()):
+    chosen = rng.choice(len(taxonomy), n_species, replace=False).tolist()
+    for c in sorted({*chosen, *sc.extra_species}):  # extra_species: classes this soundscape must hold (2026)
         center_s = rng.uniform(0, soundscape_s)
         for _ in range(int(rng.integers(1, 6))):
             call = _call(taxonomy[c], rng, max_s=3.0)
