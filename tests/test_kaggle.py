@@ -313,6 +313,95 @@ def test_backbone_weights_are_bundled_or_declared(tmp_path):
     assert warnings and "model-source" in warnings[0]
 
 
+# ---------------------------------------------------------------- which competition a run submits to
+
+REFERENCE_SAMPLE = REPO.parent / "shared" / "reference" / "sample_submission.csv"  # the real 2025 header
+
+
+def _trained_run(tmp_path: Path, labels: list[str], data_dir: Path) -> Path:
+    """A run folder whose head.pt carries ``labels`` (all the taxonomy check reads)."""
+    import torch
+
+    run = _fake_run(tmp_path, data_dir=str(data_dir))
+    torch.save({"state_dict": {}, "meta": {"labels": labels}}, run / "model" / "head.pt")
+    return run
+
+
+def _data_folder(folder: Path, labels: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    pd.DataFrame({"primary_label": labels}).to_csv(folder / "taxonomy.csv", index=False)
+    pd.DataFrame(columns=["row_id", *labels]).to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("name,slug", [("birdclef-2026", "birdclef-2026"), ("BirdCLEF-2024", "birdclef-2024"),
+                                       ("demo", None), ("birdclef-2026-extra", None)])
+def test_the_competition_comes_from_the_data_folder_name(tmp_path, name, slug):
+    assert kaggle.competition_from_folder(tmp_path / name) == slug
+    assert kaggle.competition_from_folder(None) is None
+
+
+def test_competition_and_sample_submission_resolve(tmp_path):
+    comp = _data_folder(tmp_path / "birdclef-2026", ["a", "b"])
+    warnings: list[str] = []
+    assert kaggle.resolve_competition(str(comp), None, None, warnings) == ("birdclef-2026", comp / "sample_submission.csv")
+    assert warnings == []
+    # --competition overrides; the folder's sample is then not that competition's
+    assert kaggle.resolve_competition(str(comp), "birdclef-2027", None, warnings) == ("birdclef-2027", None)
+    assert "not checked" in warnings[-1]
+    warnings.clear()
+    demo = _data_folder(tmp_path / "demo", ["a", "b"])
+    assert kaggle.resolve_competition(str(demo), None, None, warnings)[0] == kaggle.DEFAULT_COMPETITION
+    assert any("--competition" in w for w in warnings) and any("--sample-submission" in w for w in warnings)
+    given = tmp_path / "sample.csv"
+    given.write_text("row_id,a\n")
+    assert kaggle.resolve_competition(str(demo), "birdclef-2026", given, []) == ("birdclef-2026", given)
+    with pytest.raises(FileNotFoundError, match="nosuch"):
+        kaggle.resolve_competition(str(demo), None, tmp_path / "nosuch.csv", [])
+
+
+def test_build_refuses_a_run_whose_classes_are_not_the_competitions(tmp_path):
+    if not REFERENCE_SAMPLE.is_file():
+        pytest.skip(f"{REFERENCE_SAMPLE} not here")
+    demo = _data_folder(tmp_path / "demo", ["abcwre1", "1139490", "zzzfro"])
+    run = _trained_run(tmp_path, ["abcwre1", "1139490", "zzzfro"], demo)
+    with pytest.raises(Exception, match=r"cannot submit to birdclef-2025: its head predicts 3 classes but .*206 "
+                                        r"class columns \(205 missing .*2 not in the competition"):
+        kaggle.build_bundle(run_dir=run, out_dir=tmp_path / "out", user=USER, competition="birdclef-2025",
+                            sample_submission=REFERENCE_SAMPLE)
+    assert not (tmp_path / "out").exists()  # refused before any work
+    # the CLI: one line naming the problem
+    assert cli_main(["kaggle", "build", "--run", str(run), "--out", str(tmp_path / "out"), "--user", USER,
+                     "--sample-submission", str(REFERENCE_SAMPLE)]) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_checks_a_run_on_the_competitions_own_folder(tmp_path, monkeypatch):
+    comp = _data_folder(tmp_path / "birdclef-2026", ["a", "b", "c"])
+    wrong = _trained_run(tmp_path / "wrong", ["a", "b"], comp)
+    with pytest.raises(Exception, match=r"cannot submit to birdclef-2026.*\['c'\]"):
+        kaggle.build_bundle(run_dir=wrong, out_dir=tmp_path / "out", user=USER)
+    right = _trained_run(tmp_path / "right", ["c", "b", "a"], comp)  # order is the head's own
+    kaggle.check_taxonomy(kaggle.head_labels(right / "model" / "head.pt"), comp / "sample_submission.csv",
+                          "birdclef-2026", right)
+    with pytest.raises(Exception, match="cannot read the class labels"):
+        kaggle.head_labels(_fake_run(tmp_path / "empty") / "model" / "head.pt")
+
+
+def test_the_kernel_finds_the_bundles_competition_under_competitions_or_the_root(tmp_path):
+    old = _competition(tmp_path / "birdclef-2025")
+    new = _competition(tmp_path / "competitions" / "birdclef-2026")
+    _bundle(tmp_path / "datasets" / USER / "bundle", competition="birdclef-2026")
+    found = resolve_kaggle_inputs(tmp_path)
+    assert found["competition"] == new and set(found["competitions"]) == {old, new}
+    assert resolve_kaggle_inputs(tmp_path, competition="birdclef-2025")["competition"] == old
+    flat = tmp_path / "flat"
+    classic = _competition(flat / "birdclef-2026")
+    _competition(flat / "competitions" / "birdclef-2025")
+    _bundle(flat / "bundle", competition="birdclef-2026")
+    assert resolve_kaggle_inputs(flat)["competition"] == classic
+
+
 # ---------------------------------------------------------------- the bundle, run as Kaggle runs it
 
 

@@ -7,7 +7,9 @@
                      when the run used one), wheels/ (birdclef + what Kaggle's image lacks)
     <out>/kernel/    <kernel-slug>.ipynb (notebooks/04_submit with Kaggle parameters), kernel-metadata.json
 
-On Kaggle, :func:`resolve_kaggle_inputs` searches ``/kaggle/input`` (bounded depth) for the
+The competition's Kaggle slug comes from ``--competition``, else the run's data folder name
+(``birdclef-2026``), and is saved in the bundle marker; a run whose classes differ from the
+competition's sample submission is refused. On Kaggle, :func:`resolve_kaggle_inputs` searches ``/kaggle/input`` (bounded depth) for the
 competition folder, the bundle and model sources, because the mount layout has changed over the
 years; the kernel's ``"auto"`` parameters resolve through :func:`resolve_kernel_params`.
 
@@ -19,11 +21,11 @@ bundled wheels), :mod:`~birdclef.kaggle.notebook` (the kernel notebook),
 """
 from __future__ import annotations
 
-from birdclef.kaggle.bundle import Bundle, build_bundle
+from birdclef.kaggle.bundle import Bundle, build_bundle, check_taxonomy, head_labels, resolve_competition
 from birdclef.kaggle.cli import add_cli, run_cli
 from birdclef.kaggle.inputs import (
     BUNDLE_MARKER, DEFAULT_COMPETITION, DEFAULT_INPUT, DEFAULT_WORKING, INPUT_ENV, SEARCH_DEPTH, WORKING_ENV,
-    resolve_kaggle_inputs, resolve_kernel_params, working_dir,
+    competition_from_folder, resolve_kaggle_inputs, resolve_kernel_params, working_dir,
 )
 from birdclef.kaggle.metadata import (
     KNOWN_DATASET_LICENSES, KaggleMetadataError, slugify, validate_dataset_metadata, validate_kernel_metadata,
@@ -39,7 +41,8 @@ __all__ = [
     "INSTALL_CELL", "KAGGLE_PLATFORMS", "KAGGLE_PREINSTALLED", "KAGGLE_PYTHON_VERSIONS", "KERNEL_PARAMETERS",
     "KNOWN_DATASET_LICENSES", "RESOLVE_CELL", "SEARCH_DEPTH", "WHEEL_CACHE_ENV", "WORKING_ENV",
     "Bundle", "BundledWheel", "KaggleMetadataError",
-    "add_cli", "build_birdclef_wheel", "build_bundle", "fetch_wheels", "kernel_notebook", "missing_requirements",
+    "add_cli", "build_birdclef_wheel", "build_bundle", "check_taxonomy", "competition_from_folder", "head_labels",
+    "resolve_competition", "fetch_wheels", "kernel_notebook", "missing_requirements",
     "project_root", "resolve_kaggle_inputs", "resolve_kernel_params", "rewrite_parameters", "run_cli", "slugify",
     "validate_dataset_metadata", "validate_kernel_metadata", "working_dir",
 ]

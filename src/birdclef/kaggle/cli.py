@@ -23,7 +23,10 @@ def add_cli(sub) -> None:
     b.add_argument("--kernel-slug", help="kernel slug (default: from --title, else birdclef-<run>-submission)")
     b.add_argument("--title", help="kernel title")
     b.add_argument("--dataset-title", help="dataset title, 6-50 characters")
-    b.add_argument("--competition", default=DEFAULT_COMPETITION)
+    b.add_argument("--competition", help="Kaggle competition slug (default: the run's data folder name when it is "
+                   f"birdclef-20xx, else {DEFAULT_COMPETITION})")
+    b.add_argument("--sample-submission", help="the competition's sample_submission.csv: the run's classes must match "
+                   "its columns (default: the one in the run's data folder, when that folder is named after the competition)")
     b.add_argument("--model-source", action="append", default=[], metavar="OWNER/MODEL/FRAMEWORK/VARIATION/VERSION",
                    help="a Kaggle model the kernel attaches (e.g. Perch's weights); repeatable")
     b.add_argument("--license", default="other", help="dataset licence name (default: other)")
@@ -52,6 +55,7 @@ def run_cli(args) -> int:
     bundle = build_bundle(
         run_dir=args.run, out_dir=args.out, user=args.user, dataset_slug=args.slug, kernel_slug=args.kernel_slug,
         title=args.title, dataset_title=args.dataset_title, competition=args.competition,
+        sample_submission=args.sample_submission,
         model_sources=args.model_source, license_name=args.license,
         python_versions=args.python_version or KAGGLE_PYTHON_VERSIONS, wheel_cache=args.wheel_cache,
     )

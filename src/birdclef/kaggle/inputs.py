@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
@@ -16,10 +17,20 @@ INPUT_ENV = "BIRDCLEF_KAGGLE_INPUT"  # overrides /kaggle/input (tests lay out a 
 WORKING_ENV = "BIRDCLEF_KAGGLE_WORKING"  # overrides /kaggle/working
 DEFAULT_INPUT = "/kaggle/input"
 DEFAULT_WORKING = "/kaggle/working"
-DEFAULT_COMPETITION = "birdclef-2025"
+DEFAULT_COMPETITION = "birdclef-2025"  # used, with a warning, when nothing names the competition
+_SLUG = re.compile(r"birdclef-20\d\d")
 BUNDLE_MARKER = "birdclef-bundle.json"
 SEARCH_DEPTH = 6  # /kaggle/input/models/<owner>/<model>/<framework>/<variation>/<version> is 6 deep
 _NOT_SEARCHED = {"train_audio", "train_soundscapes", "test_soundscapes", "wheels", "__pycache__", ".git"}
+
+
+def competition_from_folder(data_dir: str | Path | None) -> str | None:
+    """'birdclef-2026' for a data folder named like a competition slug (``.../birdclef-2026``,
+    case-insensitive), else None."""
+    if not data_dir:
+        return None
+    name = Path(str(data_dir)).expanduser().resolve().name.lower()
+    return name if _SLUG.fullmatch(name) else None
 
 
 def _is_competition(names: set[str]) -> bool:
@@ -73,6 +84,11 @@ def resolve_kaggle_inputs(
     competition = competition or bundle_meta.get("competition")
     if competition and len(competitions) > 1:  # e.g. last year's data attached too
         competitions.sort(key=lambda p: competition.lower() not in [q.lower() for q in p.parts])
+    if competition:  # where Kaggle mounts it: /kaggle/input/competitions/<slug> (now), /kaggle/input/<slug> (before)
+        for folder in (root / "competitions" / competition, root / competition):
+            if folder.is_dir() and _is_competition({e.name for e in os.scandir(folder)}):
+                competitions = [folder, *[p for p in competitions if p != folder]]
+                break
     models: dict[str, Path | None] = {}
     for handle in dict.fromkeys([*model_sources, *bundle_meta.get("model_sources", [])]):
         models[handle] = _match_model(handle, folders)
