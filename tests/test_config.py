@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from birdclef.config import (EMBEDDING_FIELDS, FIELD_TYPES, STAGES, SUBMISSION_FIELDS, TRAINING_FIELDS, Config,
-                             build_config, fields_of, load_config, resume_config)
+from birdclef.config import (EMBEDDING_FIELDS, FIELD_TYPES, PATH_FIELDS, STAGES, SUBMISSION_FIELDS, TRAINING_FIELDS,
+                             Config, build_config, fields_of, load_config, previous_config_path, resume_config,
+                             stage_config)
 from birdclef.errors import ParameterError
 from birdclef.io import write_json
 from birdclef.params import accepted_form
@@ -53,6 +54,31 @@ def test_resume_config_inherits_and_overrides(tmp_path):
     assert (c.backbone, c.denoise, c.epochs) == ("melstats", False, 2)
     assert c.embedding_key() == prev.embedding_key()
     assert resume_config(tmp_path / "absent.json", backbone="melstats").denoise is True
+
+
+def test_stage_config_layers_defaults_recipe_previous_stage_and_explicit_values(tmp_path):
+    work = str(tmp_path)
+    pre = stage_config("preprocess", work_dir=work, recipe="seed", backbone="melstats", epochs=None)
+    assert (pre.backbone, pre.loss, pre.segment_s, pre.epochs) == ("melstats", "ce", 1.0, 30)  # recipe, then default
+    write_json(pre.to_dict(), previous_config_path("train", work_dir=work))
+    train = stage_config("train", work_dir=work, epochs="3", loss=None, seed=None)  # None: inherit
+    assert train == dataclasses.replace(pre, epochs=3)
+    assert stage_config("train", work_dir=work, recipe="default").loss == "ce"  # the saved config outranks a recipe
+    write_json(train.to_dict(), tmp_path / "model" / "config.json")
+    assert stage_config("submit", work_dir=work, strict=None, ensemble_model_dirs=None) == train
+    other = tmp_path / "elsewhere"
+    write_json(dataclasses.replace(train, backbone="melstats", epochs=7).to_dict(), other / "config.json")
+    submit = stage_config("submit", work_dir=work, model_dir=other, tta_shifts_s=[0.0, 1.0])
+    assert (submit.epochs, submit.tta_shifts_s) == (7, (0.0, 1.0))
+    # no saved config (a stage run on its own): as build_config
+    assert stage_config("train", work_dir=str(tmp_path / "new"), backbone="melstats") == build_config(
+        work_dir=str(tmp_path / "new"), backbone="melstats")
+    with pytest.raises(ParameterError, match="unknown stage 'eval'; known: 'preprocess', 'train', 'submit'"):
+        stage_config("eval")
+
+
+def test_path_fields_are_declared_on_the_fields():
+    assert PATH_FIELDS == ("data_dir", "work_dir", "backbone_path", "ensemble_model_dirs", "runs_table")
 
 
 # ---------------------------------------------------------------- typed values (every route ends in build_config)

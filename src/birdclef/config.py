@@ -61,21 +61,22 @@ HEAD_POOLS = ("mean", "attention")  # how a segment's frames are pooled (birdcle
 STAGES = ("paths", "embedding", "training", "submission")
 
 
-def _stage(stage: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
-    """A :class:`Config` field of ``stage`` (one of :data:`STAGES`)."""
+def _stage(stage: str, default: Any = dataclasses.MISSING, *, path: bool = False, **kwargs: Any) -> Any:
+    """A :class:`Config` field of ``stage`` (one of :data:`STAGES`); ``path``: its value names files or
+    folders (the CLI and the notebooks route make a relative one absolute from where they are called)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; known: {', '.join(map(repr, STAGES))}")
-    return field(default=default, metadata={"stage": stage}, **kwargs)
+    return field(default=default, metadata={"stage": stage, "path": path}, **kwargs)
 
 
 @dataclass(frozen=True)
 class Config:
     # where things are
-    data_dir: str = _stage("paths", "data/demo")
-    work_dir: str = _stage("paths", "runs/demo")
+    data_dir: str = _stage("paths", "data/demo", path=True)
+    work_dir: str = _stage("paths", "runs/demo", path=True)
     # audio → embeddings
     backbone: str = _stage("embedding", "birdnet")
-    backbone_path: str | None = _stage("embedding", None)  # .tflite / SavedModel dir / hub handle, when the backbone needs one
+    backbone_path: str | None = _stage("embedding", None, path=True)  # .tflite / SavedModel dir / hub handle, when the backbone needs one
     denoise: bool | None = _stage("embedding", None)  # noisereduce before the backbone; None: the backbone's own choice (spec.denoise)
     rms_normalise: bool | None = _stage("embedding", None)  # scale each chunk to rms_target_dbfs; None: the backbone's choice
     vad: bool = _stage("embedding", True)
@@ -92,7 +93,10 @@ class Config:
     n_workers: int = _stage("training", 0)
     # training
     recipe: str = _stage("training", "default")
-    segment_s: float = _stage("training", 1.0)  # length of one training example (its frames pooled by head_pool)
+    # length of one training example (its frames pooled by head_pool), in whole backbone frames of hop_s:
+    # at least one, so a segment_s below the backbone's window still sees that whole window (segment_s=1.0
+    # on BirdNET, hop 2.5 s: one 3-s frame)
+    segment_s: float = _stage("training", 1.0)
     head_pool: str = _stage("training", "mean")  # "mean": embeddings averaged over a segment (seed); "attention": per-frame logits, attention-weighted
     crop_stride_s: float | None = _stage("training", None)  # start of one training crop every this many s; None: segment_s (no overlap)
     window_s: float = _stage("training", 5.0)  # submission window
@@ -130,9 +134,9 @@ class Config:
     # space: None = a weight per class chosen on the validation fold (saved with the head); a number
     # = that weight for every mapped class (0: off; 1: the backbone alone)
     zero_shot_weight: float | None = _stage("submission", None)
-    ensemble_model_dirs: tuple[str, ...] = _stage("submission", ())  # more trained model folders whose probabilities are averaged in
+    ensemble_model_dirs: tuple[str, ...] = _stage("submission", (), path=True)  # more trained model folders whose probabilities are averaged in
     run_name: str = _stage("paths", "")  # label of this run in the runs table
-    runs_table: str | None = _stage("paths", None)  # CSV every training and submission appends a row to; None: <work_dir>/runs.csv
+    runs_table: str | None = _stage("paths", None, path=True)  # CSV every training and submission appends a row to; None: <work_dir>/runs.csv
     strict: bool = _stage("submission", False)
     extra: dict[str, Any] = _stage("training", default_factory=dict)
 
@@ -249,6 +253,7 @@ def fields_of(stage: str) -> tuple[str, ...]:
 EMBEDDING_FIELDS = fields_of("embedding")  # change what the embedding stage writes, so key its cache
 TRAINING_FIELDS = fields_of("training")
 SUBMISSION_FIELDS = fields_of("submission")  # only change how a trained head is applied
+PATH_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata["path"])  # values naming files/folders
 
 
 def build_config(**params: Any) -> Config:
@@ -297,3 +302,38 @@ def resume_config(previous: str | Path, **params: Any) -> Config:
     base = json.loads(previous.read_text()) if previous.exists() else {}
     base.update({k: v for k, v in params.items() if v is not None})
     return build_config(**base)
+
+
+# The pipeline's stages, in run order: the notebooks 02_preprocess, 03_train, 04_submit and the
+# commands `birdclef preprocess|train|submit`.
+PIPELINE_STAGES = ("preprocess", "train", "submit")
+
+
+def previous_config_path(stage: str, *, work_dir: str | Path, model_dir: str | Path | None = None) -> Path | None:
+    """The config.json the stage before ``stage`` saved (None for preprocess, the first stage).
+
+    train inherits ``<work_dir>/preprocess/config.json``; submit the trained head's
+    ``<model_dir>/config.json`` (``model_dir`` None: ``<work_dir>/model``).
+    """
+    if stage not in PIPELINE_STAGES:
+        raise ParameterError(f"unknown stage {stage!r}; known: {', '.join(map(repr, PIPELINE_STAGES))}")
+    if stage == "preprocess":
+        return None
+    if stage == "train":
+        return Path(work_dir) / "preprocess" / "config.json"
+    return Path(model_dir or Path(work_dir) / "model") / "config.json"
+
+
+def stage_config(stage: str, *, model_dir: str | Path | None = None, **params: Any) -> Config:
+    """The config of a pipeline ``stage``, layered once for the notebooks and the CLI alike.
+
+    Layers, each over the one before: the :class:`Config` defaults → the recipe → the config the
+    previous stage saved (:func:`previous_config_path`: so ``backbone=melstats`` given to
+    preprocess holds for train and submit) → the explicit ``params``. A ``None`` parameter means
+    "inherit" (except ``backbone_path``, see :func:`build_config`). ``params`` must hold
+    ``work_dir`` for train and submit to find the previous stage's config (else the default's).
+    """
+    previous = previous_config_path(stage, work_dir=params.get("work_dir") or Config.work_dir, model_dir=model_dir)
+    if previous is None:
+        return build_config(**params)
+    return resume_config(previous, **params)
