@@ -119,3 +119,23 @@ def test_the_installed_command_prints_one_line_and_fails(scored):
                           capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "default"})
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("birdclef: error: solution column")
+
+
+def test_stage_commands_inherit_the_previous_stage_and_take_paths_from_where_they_run(tiny_demo, tmp_path, monkeypatch):
+    import json
+
+    here = tmp_path / "caller"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    data = os.path.relpath(tiny_demo, here)
+    where = ["--data-dir", data, "--work-dir", "runs/real"]
+    assert main(["preprocess", *where, "-p", "backbone=melstats", "-p", "loss=ce"]) == 0
+    # train and submit name neither: both inherit them from preprocess/config.json, then model/config.json
+    assert main(["train", *where, "-p", "epochs=2"]) == 0
+    assert main(["submit", *where, "-p", "output_path=out/sub.csv", "-p", "smoothing_kernel=1.0"]) == 0
+    work = here / "runs" / "real"
+    model = json.loads((work / "model" / "config.json").read_text())
+    assert (model["backbone"], model["loss"], model["epochs"]) == ("melstats", "ce", 2)
+    assert (model["data_dir"], model["work_dir"]) == (str(tiny_demo), str(work))  # saved absolute
+    sub = pd.read_csv(here / "out" / "sub.csv", dtype={"row_id": str})
+    assert len(sub) == 2 * 4 and not (work / "submission.csv").exists()

@@ -132,3 +132,41 @@ def test_each_notebook_gets_the_typed_parameters_it_declares(tmp_path):
         run_notebooks(data_dir=tmp_path, work_dir=work, notebooks=("c",), source_dir=src)
     with pytest.raises(ParameterError, match=r"unknown parameter\(s\) \['dropout'\] for notebook\(s\) a, b \(dropout: Config"):
         run_notebooks(data_dir=tmp_path, work_dir=work, notebooks=("a", "b"), source_dir=src, parameters={"dropout": 0.1})
+
+
+def test_absolute_paths_resolves_path_parameters_from_the_callers_folder(tmp_path):
+    from birdclef.pipeline import absolute_paths
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "yamnet.tflite").write_bytes(b"")
+    given = {"data_dir": "data", "work_dir": "../runs/x", "backbone_path": "models/yamnet.tflite",
+             "ensemble_model_dirs": ["a/model", str(tmp_path / "b")], "runs_table": None, "model_dir": "m",
+             "output_path": "out/sub.csv", "test_dir": "", "epochs": 3, "run_name": "data"}
+    assert absolute_paths(given, cwd=tmp_path) == {
+        **given, "data_dir": str(tmp_path / "data"), "work_dir": str(tmp_path.parent / "runs" / "x"),
+        "backbone_path": str(tmp_path / "models" / "yamnet.tflite"),
+        "ensemble_model_dirs": [str(tmp_path / "a" / "model"), str(tmp_path / "b")], "model_dir": str(tmp_path / "m"),
+        "output_path": str(tmp_path / "out" / "sub.csv")}
+    # a TF-Hub handle is no file here: left as it is
+    assert absolute_paths({"backbone_path": "google/yamnet/1"}, cwd=tmp_path) == {"backbone_path": "google/yamnet/1"}
+
+
+def test_notebooks_take_relative_paths_from_the_callers_folder(tmp_path, monkeypatch):
+    import json
+
+    from birdclef.pipeline import run_notebooks
+
+    src = tmp_path / "nb"
+    src.mkdir()
+    _notebook(src / "a.ipynb", "data_dir = None\nwork_dir = None\nensemble_model_dirs = None\nbackbone = None",
+              "import json, os, pathlib\npathlib.Path(work_dir, 'a.json').write_text(json.dumps(dict(data_dir=data_dir, "
+              "work_dir=work_dir, ensemble=ensemble_model_dirs, cwd=os.getcwd())))")
+    here = tmp_path / "caller"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    run_notebooks(data_dir="data", work_dir="runs/real", notebooks=("a",), source_dir=src,
+                  parameters={"ensemble_model_dirs": "runs/b/model", "backbone": "melstats"})
+    seen = json.loads((here / "runs" / "real" / "a.json").read_text())
+    assert seen == {"data_dir": str(here / "data"), "work_dir": str(here / "runs" / "real"),
+                    "ensemble": [str(here / "runs" / "b" / "model")], "cwd": str(src)}
+    assert (here / "runs" / "real" / "notebooks" / "a.ipynb").is_file()  # the executed notebook beside its artefacts

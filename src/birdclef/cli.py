@@ -1,4 +1,6 @@
-"""`birdclef` command line: the same stage functions the notebooks call.
+"""`birdclef` command line: the same stage functions the notebooks call, their parameters resolved
+the same way (defaults → recipe → the previous stage's saved config → -p values); relative paths
+are taken from the folder the command runs in.
 
 An expected error (a bad parameter, a missing file, a malformed CSV) prints one line
 "birdclef: error: ..." and exits with status 1; --debug shows its full traceback.
@@ -43,11 +45,12 @@ def _params(pairs: list[str]) -> dict[str, Any]:
 
 def _stage_parser(sub: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_)
-    p.add_argument("--data-dir", required=True, help="competition root (holds taxonomy.csv)")
-    p.add_argument("--work-dir", required=True, help="where artefacts go")
+    p.add_argument("--data-dir", required=True, help="competition root (holds taxonomy.csv); relative: to this folder")
+    p.add_argument("--work-dir", required=True, help="where artefacts go; relative: to this folder")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any config parameter, converted to its type: -p epochs=20 -p denoise=false "
-                        "-p smoothing_kernel=0.25,0.5,0.25 -p zero_shot_weight=none")
+                        "-p smoothing_kernel=0.25,0.5,0.25 -p zero_shot_weight=none; unset ones are inherited "
+                        "from the previous stage's saved config (train: preprocess's, submit: the model's)")
     return p
 
 
@@ -95,10 +98,12 @@ def _main(argv: list[str]) -> int:
     s.add_argument("solution")
     s.add_argument("submission")
 
-    n = _stage_parser(sub, "notebooks", "run the four notebooks with papermill")
+    from birdclef.pipeline import NOTEBOOKS
+
+    n = _stage_parser(sub, "notebooks", f"run the notebooks ({', '.join(NOTEBOOKS)}) with papermill")
     n.add_argument("--only", nargs="*", help="subset of notebooks, e.g. 04_submit")
 
-    demo = sub.add_parser("demo", help="write the demo data and run the four notebooks on it")
+    demo = sub.add_parser("demo", help=f"write the demo data and run the {len(NOTEBOOKS)} notebooks on it")
     demo.add_argument("--run-dir", default="runs/demo")
     demo.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
 
@@ -150,16 +155,24 @@ def _main(argv: list[str]) -> int:
 
         return run_kaggle_cli(args)
 
-    from birdclef.config import build_config
+    from birdclef.pipeline import STAGE_PATHS, absolute_paths, run_notebooks
 
     params = _params(args.param)
     if args.command == "notebooks":
-        from birdclef.pipeline import NOTEBOOKS, run_notebooks
-
         run_notebooks(data_dir=args.data_dir, work_dir=args.work_dir, parameters=params,
                       notebooks=tuple(args.only) if args.only else NOTEBOOKS)
         return 0
-    config = build_config(data_dir=args.data_dir, work_dir=args.work_dir, **params)
+    from birdclef.config import FIELD_TYPES, PATH_FIELDS, stage_config
+    from birdclef.params import convert_params
+
+    # as in 04_submit: where the head, the test soundscapes and the submission are (None: the defaults)
+    where = {k: str(params.pop(k)) for k in STAGE_PATHS if k in params} if args.command == "submit" else {}
+    where = absolute_paths(where)
+    # paths typed here to be made absolute; the other values stay text ("none" is an explicit None)
+    paths = convert_params({k: v for k, v in params.items() if k in PATH_FIELDS}, FIELD_TYPES)
+    given = {**params, **absolute_paths({**paths, "data_dir": args.data_dir, "work_dir": args.work_dir})}
+    # defaults → recipe → the previous stage's saved config → these values: as the notebooks resolve theirs
+    config = stage_config(args.command, model_dir=where.get("model_dir"), **given)
     if args.command == "preprocess":
         from birdclef.preprocess import run_preprocess
 
@@ -171,7 +184,8 @@ def _main(argv: list[str]) -> int:
     elif args.command == "submit":
         from birdclef.submission import run_submission
 
-        run_submission(config=config)
+        run_submission(config=config, model_dir=where.get("model_dir"), test_dir=where.get("test_dir"),
+                       out_path=where.get("output_path"))
     return 0
 
 

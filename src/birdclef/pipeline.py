@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from birdclef.errors import BirdclefError, ParameterError
 
 NOTEBOOKS = ("01_eda", "02_preprocess", "03_train", "04_submit", "05_report")
+# 04_submit's parameters (and `birdclef submit -p`) that name files or folders but are no Config field
+STAGE_PATHS = ("model_dir", "test_dir", "output_path")
 
 
 class NotebookError(BirdclefError):
@@ -67,6 +70,33 @@ def notebook_inputs(parameters: dict[str, Any], notebooks: dict[str, tuple[str, 
     return {nb: {k: v for k, v in converted.items() if k in names} for nb, names in notebooks.items()}
 
 
+def absolute_paths(params: dict[str, Any], *, cwd: str | Path | None = None) -> dict[str, Any]:
+    """``params`` with each relative path made absolute from ``cwd`` (default: the current folder).
+
+    Path-valued names: the Config fields declared ``path`` (data_dir, work_dir, backbone_path,
+    ensemble_model_dirs, runs_table) and :data:`STAGE_PATHS`; their values already converted to the
+    field's type (a list of paths for ensemble_model_dirs). ``backbone_path`` may be a TF-Hub
+    handle: it is made absolute only where it names something that exists. The notebooks run with
+    notebooks/ as their working folder, so the caller's relative paths are fixed here.
+    """
+    from birdclef.config import PATH_FIELDS
+
+    base = Path(cwd) if cwd is not None else Path.cwd()
+
+    def absolute(value: Any, name: str) -> Any:
+        if isinstance(value, (list, tuple)):
+            return type(value)(absolute(v, name) for v in value)
+        if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+            return value  # None, "" (a default) or a number
+        path = Path(os.fspath(value)).expanduser()
+        if path.is_absolute() or (name == "backbone_path" and not (base / path).exists()):
+            return str(path) if isinstance(value, str) else path
+        out = Path(os.path.normpath(base / path))
+        return str(out) if isinstance(value, str) else out
+
+    return {k: absolute(v, k) if k in (*PATH_FIELDS, *STAGE_PATHS) else v for k, v in params.items()}
+
+
 def run_notebooks(
     *, data_dir: str | Path, work_dir: str | Path, parameters: dict[str, Any] | None = None,
     notebooks: tuple[str, ...] = NOTEBOOKS, source_dir: str | Path | None = None, kernel_name: str | None = None,
@@ -74,7 +104,8 @@ def run_notebooks(
     """Execute the notebooks into ``<work_dir>/notebooks/`` → {name: seconds}.
 
     Every notebook gets ``data_dir``, ``work_dir`` and those of the extra ``parameters`` its
-    parameters cell declares. Before anything runs, a parameter that none of ``notebooks``
+    parameters cell declares; relative paths among them are taken from the caller's working
+    folder (:func:`absolute_paths`), not notebooks/, where the notebooks run. Before anything runs, a parameter that none of ``notebooks``
     declares, or a value its Config field refuses, raises :class:`ParameterError`; a notebook
     that fails raises :class:`NotebookError` naming its executed copy.
     """
@@ -86,6 +117,9 @@ def run_notebooks(
         raise ParameterError(f"unknown notebook(s) {missing}: not in {src}; known: {', '.join(NOTEBOOKS)}")
     inputs = notebook_inputs(dict(parameters or {}), {name: notebook_parameters(src / f"{name}.ipynb")
                                                       for name in notebooks})
+    inputs = {name: absolute_paths(given) for name, given in inputs.items()}
+    dirs = absolute_paths({"data_dir": str(data_dir), "work_dir": str(work_dir)})
+    data_dir, work_dir = dirs["data_dir"], dirs["work_dir"]
     out = Path(work_dir) / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
