@@ -30,7 +30,7 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 env: $(VENV)/.core
 env-test: $(VENV)/.test
 
-demo: env  ## demo data → four notebooks (papermill) → $(RUN_DIR)/submission.csv + local score
+demo: env  ## demo data → the five notebooks (papermill) → $(RUN_DIR)/submission.csv + local score
 	$(BIN)/birdclef demo --run-dir $(RUN_DIR)
 
 test: env-test  ## the test suite (what CI runs)
