@@ -164,7 +164,8 @@ class Benchmark:
         return score(self.solution, build_submission(probs, list(meta.labels), config.window_s))
 
 
-def _pm(values: pd.Series, digits: int = 3, *, signed: bool = False) -> str:
+def mean_sd(values: pd.Series, digits: int = 3, *, signed: bool = False) -> str:
+    """'mean ± sd' of the non-NaN values ('–' when none; sd 0 for one value)."""
     values = values.dropna()
     if values.empty:
         return "–"
@@ -179,9 +180,9 @@ def comparison_table(results: pd.DataFrame) -> str:
              "train soundscapes |", "|---|---|---|---|---|---|"]
     for name, group in results.groupby("variant", sort=False):
         gain = group.set_index("seed")["test_score"] - seed_score
-        lines.append(f"| `{name}` | {VARIANTS.get(name, ('', {}))[0]} | {_pm(group['test_score'])} | "
-                     f"{'–' if name == 'seed' else _pm(gain, signed=True)} | {_pm(group['val_auc'])} | "
-                     f"{_pm(group['soundscape_score'])} |")
+        lines.append(f"| `{name}` | {VARIANTS.get(name, ('', {}))[0]} | {mean_sd(group['test_score'])} | "
+                     f"{'–' if name == 'seed' else mean_sd(gain, signed=True)} | {mean_sd(group['val_auc'])} | "
+                     f"{mean_sd(group['soundscape_score'])} |")
     return "\n".join(lines)
 
 
@@ -192,8 +193,8 @@ def rounds_table(rounds: pd.DataFrame) -> str:
     order = {name: i for i, name in enumerate(VARIANTS)}
     rounds = rounds.assign(_order=rounds["variant"].map(order)).sort_values(["_order", "round"], kind="stable")
     for (name, r), g in rounds.groupby(["variant", "round"], sort=False):
-        lines.append(f"| `{name}` | {r} | {g['n_windows'].mean():.0f} | {_pm(g['precision'], 2)} | "
-                     f"{_pm(g['guard'])} | {_pm(g['test_score'])} | {int(g['kept'].astype(bool).sum())}/{len(g)} seeds |")
+        lines.append(f"| `{name}` | {r} | {g['n_windows'].mean():.0f} | {mean_sd(g['precision'], 2)} | "
+                     f"{mean_sd(g['guard'])} | {mean_sd(g['test_score'])} | {int(g['kept'].astype(bool).sum())}/{len(g)} seeds |")
     return "\n".join(lines)
 
 
