@@ -238,7 +238,7 @@ def test_kernel_notebook_installs_first_and_resolves_auto_parameters():
     assert params.metadata["tags"] == ["parameters"]
     for name in ("data_dir", "work_dir", "model_dir", "backbone_path", "output_path"):
         assert f'{name} = "auto"' in params.source
-    assert "strict = False" in params.source  # lines not rewritten are kept
+    assert "strict = None" in params.source  # lines not rewritten are kept
     assert "resolve_kernel_params" in code[2].source and "run_submission" in "".join(c.source for c in code[3:])
     assert all(not c.outputs for c in code)
 
