@@ -50,9 +50,6 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                     dict(recipe="seed")),
     "vad-0.5": ("Silero's own speech threshold 0.5 and shortest speech 0.25 s", dict(vad_threshold=0.5,
                                                                                  vad_min_speech_s=0.25)),
-    "previous-default": ("the default before this benchmark: denoise + RMS, Silero at 0.5, cleaning, no blend, no "
-                         "refit", dict(denoise=True, rms_normalise=True, zero_shot_weight=0.0, refit=False,
-                                       vad_threshold=0.5, vad_min_speech_s=0.25, segment_cleaning=0.5)),
 }
 
 
