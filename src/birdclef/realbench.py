@@ -177,8 +177,8 @@ def real_table(results: pd.DataFrame) -> str:
     already knows the species)."""
     ref = results[results["variant"] == "zero-shot"].set_index("split")
     smoothed = results[results["variant"] == "zero-shot-smoothed"].set_index("split")
-    lines = ["| variant | what changes | all classes | mapped | unmapped | vs zero-shot: all | vs zero-shot: mapped "
-             "| vs zero-shot smoothed: mapped |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | what changes | runs | all classes | mapped | unmapped | vs zero-shot: all | vs zero-shot: mapped "
+             "| vs zero-shot smoothed: mapped |", "|---|---|---|---|---|---|---|---|---|"]
     for name, g in results.groupby("variant", sort=False):
         what = REFERENCE_ROWS.get(name) or REAL_VARIANTS.get(name, ("", {}))[0]
         cells = []
@@ -187,8 +187,9 @@ def real_table(results: pd.DataFrame) -> str:
                 cells.append("–")
             else:
                 cells.append(mean_sd(pd.Series(g[key].to_numpy() - base.loc[g["split"], key].to_numpy()), signed=True))
-        lines.append(f"| `{name}` | {what} | {mean_sd(g['all'])} | {mean_sd(g['mapped'])} | {mean_sd(g['unmapped'])} | "
-                     + " | ".join(cells) + " |")
+        runs = f"{g['split'].nunique()} splits" + ("" if name in REFERENCE_ROWS else f" × {g['seed'].nunique()} seeds")
+        lines.append(f"| `{name}` | {what} | {runs} | {mean_sd(g['all'])} | {mean_sd(g['mapped'])} | "
+                     f"{mean_sd(g['unmapped'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
