@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
-from birdclef.embeddings import Embedded, EmbeddingCache, pool_segments
+from birdclef.embeddings import Embedded, EmbeddingCache
 from birdclef.errors import BirdclefError
 from birdclef.evaluate import auc_columns, macro_auc, per_class_auc
 from birdclef.io import atomic_path, write_csv, write_json, write_npz
