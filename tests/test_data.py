@@ -1,3 +1,5 @@
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -189,3 +191,183 @@ def test_layout_and_data_card(tmp_path):
     assert card["labelled_windows"] == 4 and card["labelled_files"] == 2
     assert card["label_rows_duplicated"] == len(LABEL_ROWS) and card["label_rows_skipped"] == 6
     assert card["sites"] == ["S03", "S22"] and card["n_train_soundscapes"] == 2
+
+
+# ---------------------------------------------------------------- extra training data (other years, other folders)
+
+EXTRA_CODES = ("oldaaa1", "oldbbb1", "oldccc1", "oldddd1")  # the 2023 folder's own labels (eBird-style codes)
+
+
+def make_extra_2023(root: Path, current: pd.DataFrame, *, seed: int = 2) -> Path:
+    """A folder in the BirdCLEF 2023/2024 layout (train_metadata.csv: the 2025 columns minus collection;
+    eBird_Taxonomy_v2021.csv; train_audio/; unlabeled_soundscapes/) with the demo's synthetic audio.
+
+    Its labels map onto ``current`` (a taxonomy) like this: oldaaa1 and oldbbb1 are current classes 1
+    and 2 by scientific name (written in another case and spacing), oldccc1 and oldddd1 are species
+    ``current`` lacks. The first recording has secondary labels secmap1 (current class 3), secgone1
+    (an eBird species ``current`` lacks) and nosuch1 (in no taxonomy); one more row's label
+    (nosuch9) is in no taxonomy at all.
+    """
+    from birdclef.demo import make_demo_dataset
+
+    make_demo_dataset(root, n_classes=4, recordings_per_class=2, recording_s=(3.0, 4.0), n_train_soundscapes=1,
+                      n_test_soundscapes=1, soundscape_s=15.0, speech_fraction=0.0, seed=seed)
+    demo = pd.read_csv(root / "taxonomy.csv", dtype=str)["primary_label"].tolist()
+    code = dict(zip(demo, EXTRA_CODES))
+    for old, new in code.items():
+        (root / "train_audio" / old).rename(root / "train_audio" / new)
+    train = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
+    train["primary_label"] = train["primary_label"].map(code)
+    train["filename"] = [f"{code[f.split('/')[0]]}/{f.split('/')[1]}" for f in train["filename"]]
+    train["secondary_labels"] = ["['secmap1', 'secgone1', 'nosuch1']"] + ["[]"] * (len(train) - 1)
+    train = pd.concat([train, train.iloc[[0]].assign(primary_label="nosuch9", filename="nosuch9/XC1.ogg",
+                                                     secondary_labels="[]")], ignore_index=True)
+    train[[c for c in TRAIN_COLUMNS if c != "collection"]].to_csv(root / "train_metadata.csv", index=False)
+    names = current["scientific_name"].tolist()
+    ebird = pd.DataFrame({
+        "TAXON_ORDER": range(1, 7), "CATEGORY": "species",
+        "SPECIES_CODE": [*EXTRA_CODES, "secmap1", "secgone1"],
+        "PRIMARY_COM_NAME": ["Old A", "Old B", "Old C", "Old D", "Secondary Map", "Secondary Gone"],
+        "SCI_NAME": [names[1].upper(), f"  {names[2].replace(' ', '   ')} ", "Nomen nudum", "Nomen ignotum",
+                     names[3], "Nomen secundum"],
+        "ORDER1": "Passeriformes", "FAMILY": "Nullidae", "SPECIES_GROUP": "", "REPORT_AS": ""})
+    ebird.to_csv(root / "eBird_Taxonomy_v2021.csv", index=False)
+    (root / "train_soundscapes").rename(root / "unlabeled_soundscapes")
+    for name in ("taxonomy.csv", "train.csv", "sample_submission.csv", "solution.csv", "speech.csv",
+                 "train_soundscapes_solution.csv"):
+        (root / name).unlink()
+    shutil.rmtree(root / "test_soundscapes")
+    return root
+
+
+def make_extra_own(root: Path, competition: Path, *, n: int = 3) -> Path:
+    """A folder in this project's layout holding copies of ``n`` of ``competition``'s recordings under
+    the same file names, their labels renamed (``<label>x``): they map back by scientific name."""
+    taxonomy = pd.read_csv(competition / "taxonomy.csv", dtype=str, keep_default_na=False)
+    train = pd.read_csv(competition / "train.csv", dtype=str, keep_default_na=False).iloc[:n]
+    for f in train["filename"]:
+        (root / "train_audio" / f"{f.split('/')[0]}x").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(competition / "train_audio" / f, root / "train_audio" / f"{f.split('/')[0]}x" / f.split("/")[1])
+    taxonomy.assign(primary_label=taxonomy["primary_label"] + "x").to_csv(root / "taxonomy.csv", index=False)
+    train.assign(primary_label=train["primary_label"] + "x", secondary_labels="[]",
+                 filename=[f"{f.split('/')[0]}x/{f.split('/')[1]}" for f in train["filename"]]
+                 ).to_csv(root / "train.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def current_taxonomy() -> pd.DataFrame:
+    """A current taxonomy of four classes (labels c0-c3) with real species names."""
+    return pd.DataFrame({"primary_label": ["c0", "c1", "c2", "c3"], "inat_taxon_id": ["", "", "", ""],
+                         "scientific_name": ["Parus major", "Boana minor", "Turdus migratorius", "Myiobius montanus"],
+                         "common_name": ["a", "b", "c", "d"], "class_name": ["Aves", "Amphibia", "Aves", "Aves"]})
+
+
+@pytest.fixture(scope="module")
+def extra_2023(tmp_path_factory, current_taxonomy) -> Path:
+    return make_extra_2023(tmp_path_factory.mktemp("extra") / "birdclef-2023", current_taxonomy)
+
+
+def test_extra_2023_labels_map_by_scientific_name(extra_2023, current_taxonomy):
+    from birdclef.data import extra_layout, load_extra_recordings
+
+    assert extra_layout(extra_2023) == "2023"
+    extra = load_extra_recordings(extra_2023, current_taxonomy)
+    rec = extra.recordings
+    assert extra.layout == "2023" and extra.n_rows == 9
+    assert sorted(rec["primary_label"]) == ["c1", "c1", "c2", "c2"]  # case and spacing ignored
+    assert dict(zip(rec["source_label"], rec["primary_label"])) == {"oldaaa1": "c1", "oldbbb1": "c2"}
+    assert set(rec["source"]) == {str(extra_2023.resolve())}
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in rec["path"])
+    assert [Path(p).relative_to(extra_2023.resolve() / "train_audio").as_posix() for p in rec["path"]] == rec["filename"].tolist()
+    # the columns of load_train_metadata, plus source_label, path and source
+    assert {"primary_label", "secondary_labels", "filename", "secondary_list", "author", "source_label", "path",
+            "source"} <= set(rec.columns) and "collection" not in rec.columns
+    # unmatched species: dropped and counted by species
+    assert extra.dropped_species.to_dict("records") == [
+        {"source_label": "oldccc1", "scientific_name": "Nomen nudum", "recordings": 2},
+        {"source_label": "oldddd1", "scientific_name": "Nomen ignotum", "recordings": 2}]
+    reasons = dict(zip(extra.skipped["filename"], extra.skipped["reason"]))
+    assert len(reasons) == 5 and "not in taxonomy" in reasons["nosuch9/XC1.ogg"]
+    assert sum("'Nomen nudum' (oldccc1) not in the current taxonomy" in r for r in reasons.values()) == 2
+
+
+def test_extra_secondary_labels_map_through_the_folders_own_taxonomy(extra_2023, current_taxonomy):
+    from birdclef.data import load_extra_recordings
+
+    extra = load_extra_recordings(extra_2023, current_taxonomy)
+    first = extra.recordings.iloc[0]
+    assert first["source_label"] == "oldaaa1" and first["secondary_list"] == ["c3"]
+    assert extra.recordings["secondary_list"].iloc[1:].map(len).sum() == 0
+    assert sorted(extra.dropped_secondary.itertuples(index=False, name=None)) == [
+        ("nosuch1", "", 1), ("secgone1", "Nomen secundum", 1)]
+
+
+def test_extra_folders_get_collision_free_filenames(extra_2023, current_taxonomy, tmp_path):
+    from birdclef.data import load_extra_data
+
+    twin = tmp_path / "birdclef-2023"  # another folder of the same name
+    shutil.copytree(extra_2023, twin)
+    rec, skipped = load_extra_data([extra_2023, twin, extra_2023], current_taxonomy)
+    assert len(rec) == 8 and rec["filename"].is_unique and rec["path"].is_unique
+    assert {f.split("/")[0] for f in rec["filename"]} == {"birdclef-2023", "birdclef-2023-2"}
+    # the same folder listed twice: its recordings are used once
+    assert (skipped["reason"] == "the same audio file is already used").sum() == 4
+    assert {f.split("/")[0] for f in skipped["filename"]} == {"birdclef-2023", "birdclef-2023-2", "birdclef-2023-3"}
+    # the competition's own files are excluded the same way
+    rec2, skipped2 = load_extra_data([extra_2023], current_taxonomy, exclude=rec["path"].iloc[:1])
+    assert len(rec2) == 3 and (skipped2["reason"] == "the same audio file is already used").sum() == 1
+
+
+def test_extra_data_summary_counts_per_folder(extra_2023, current_taxonomy):
+    from birdclef.data import extra_data_summary
+
+    table = extra_data_summary([extra_2023], current_taxonomy)
+    assert table.to_dict("records") == [{
+        "folder": str(extra_2023.resolve()), "layout": "2023", "recordings": 9, "mapped": 4, "dropped": 4,
+        "skipped": 1, "species_mapped": 2, "species_dropped": 2, "secondary_dropped": 2, "soundscapes": 1}]
+    assert extra_data_summary([], current_taxonomy).empty
+
+
+def test_an_own_layout_folder_maps_by_scientific_name(tiny_demo, tmp_path):
+    from birdclef.data import extra_layout, load_extra_recordings
+
+    own = make_extra_own(tmp_path / "own", tiny_demo)
+    taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
+    assert extra_layout(own) == "2025"
+    extra = load_extra_recordings(own, taxonomy)
+    train = pd.read_csv(tiny_demo / "train.csv", dtype=str).iloc[:3]
+    assert extra.recordings["primary_label"].tolist() == train["primary_label"].tolist()
+    assert extra.recordings["source_label"].tolist() == [x + "x" for x in train["primary_label"]]
+    assert extra.dropped_species.empty and extra.skipped.empty
+
+
+def test_a_folder_of_neither_layout_is_refused(tmp_path, current_taxonomy):
+    from birdclef.data import load_extra_recordings
+
+    with pytest.raises(FileNotFoundError, match=r"train_metadata\.csv \+ eBird_Taxonomy_v2021\.csv"):
+        load_extra_recordings(tmp_path, current_taxonomy)
+
+
+REALDEV = Path(os.environ.get("BIRDCLEF_REALDEV") or Path(__file__).resolve().parents[2] / "shared" / "realdev")
+
+
+def test_realdev_as_an_extra_folder():
+    from birdclef.data import extra_data_summary, load_extra_recordings
+
+    if not (REALDEV / "train.csv").is_file():
+        pytest.skip(f"{REALDEV} not here (set BIRDCLEF_REALDEV to a folder in the BirdCLEF layout)")
+    own = load_taxonomy(REALDEV / "taxonomy.csv")
+    extra = load_extra_recordings(REALDEV, own)  # onto its own taxonomy: every recording maps to its own label
+    assert len(extra.recordings) == extra.n_rows and extra.dropped_species.empty
+    assert (extra.recordings["primary_label"] == extra.recordings["source_label"]).all()
+    assert extra.recordings["path"].map(lambda p: Path(p).is_file()).all()
+    # onto BirdCLEF 2025's taxonomy: only the species both share map, the rest are dropped and counted
+    tax_2025 = load_taxonomy(FIXTURES / "taxonomy_2025.csv")
+    summary = extra_data_summary([REALDEV], tax_2025).iloc[0]
+    assert summary["mapped"] + summary["dropped"] + summary["skipped"] == summary["recordings"] == extra.n_rows
+    assert 0 < summary["mapped"] < summary["recordings"] and summary["species_dropped"] > 0
+    names_2025 = {" ".join(n.lower().split()) for n in tax_2025["scientific_name"]}
+    mapped = load_extra_recordings(REALDEV, tax_2025).recordings
+    assert set(mapped["primary_label"]) <= set(tax_2025["primary_label"])
+    assert {" ".join(n.lower().split()) for n in mapped["scientific_name"]} <= names_2025

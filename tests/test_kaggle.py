@@ -313,6 +313,101 @@ def test_backbone_weights_are_bundled_or_declared(tmp_path):
     assert warnings and "model-source" in warnings[0]
 
 
+# ---------------------------------------------------------------- wheels a run's backbone adds (onnxruntime for Perch v2)
+
+
+def test_onnxruntime_is_bundled_for_perch_v2_from_an_onnx_file_only(tmp_path):
+    onnx_file = tmp_path / "conversion" / "perch_v2.onnx"
+    onnx_file.parent.mkdir()
+    onnx_file.write_bytes(b"onnx")
+    savedmodel = tmp_path / "perch_v2_cpu"
+    savedmodel.mkdir()
+    (savedmodel / "saved_model.pb").write_bytes(b"pb")
+    wanted = (kaggle.ONNXRUNTIME,)
+    assert kaggle.backbone_wheels("perch_v2", str(onnx_file)) == wanted
+    assert kaggle.backbone_wheels("perch_v2", str(onnx_file.parent)) == wanted  # a folder holding one .onnx
+    assert kaggle.backbone_wheels("perch_v2", "/elsewhere/perch_v2.onnx") == wanted  # not here: by its suffix
+    assert kaggle.backbone_wheels("perch_v2", str(savedmodel)) == ()  # TensorFlow: the image has it
+    assert kaggle.backbone_wheels("perch_v2", None) == kaggle.backbone_wheels("perch_v2", str(tmp_path / "none")) == ()
+    for name in ("birdnet", "melstats", "yamnet"):
+        assert kaggle.backbone_wheels(name, str(onnx_file)) == ()
+    assert kaggle.ONNXRUNTIME.no_deps  # inference needs numpy only; its protobuf pin could clash with the image's
+
+
+def _binary_wheel(folder: Path, name: str, version: str, tag: str = "py3-none-any") -> Path:
+    """An installable-looking wheel file (METADATA only) named for ``tag``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name.replace('-', '_')}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{name.replace('-', '_')}-{version}.dist-info/METADATA",
+                    f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n")
+    return path
+
+
+ONNX_VERSION = "1.32.0"
+ONNX_TAGS = {"3.11": "cp311-cp311-manylinux_2_28_x86_64", "3.12": "cp312-cp312-manylinux_2_28_x86_64",
+             "3.13": "cp313-cp313-manylinux_2_28_x86_64"}
+
+
+def _no_download(*args, **kwargs):
+    raise AssertionError(f"tried to download: {args}")
+
+
+def test_the_onnxruntime_wheel_for_kaggles_python_comes_from_the_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    for tag in ONNX_TAGS.values():
+        _binary_wheel(cache, "onnxruntime", ONNX_VERSION, tag)
+    _binary_wheel(cache, "onnxruntime", ONNX_VERSION, "cp312-cp312-macosx_11_0_arm64")
+    monkeypatch.setattr(kaggle.wheels.subprocess, "run", _no_download)
+    got = kaggle.fetch_wheels([f"onnxruntime=={ONNX_VERSION}"], cache_dir=cache, python_versions=["3.12"])
+    assert [p.name for p in got] == [f"onnxruntime-{ONNX_VERSION}-{ONNX_TAGS['3.12']}.whl"]
+
+
+def test_a_perch_v2_onnx_run_bundles_onnxruntime_and_the_kernel_installs_it(tmp_path, monkeypatch):
+    from birdclef.config import build_config
+
+    conversion = tmp_path / "perch_v2_onnx"
+    conversion.mkdir()
+    (conversion / "perch_v2.onnx").write_bytes(b"onnx")
+    (conversion / "labels.csv").write_text("inat2024_fsd50k\nParus major\n")
+    run = tmp_path / "runs" / "perch2"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "head.pt").write_bytes(b"")
+    (run / "model" / "config.json").write_text(json.dumps(
+        build_config(backbone="perch_v2", backbone_path=str(conversion)).to_dict()))
+    # offline: every wheel from a filled cache (birdclef's own faked), never pip
+    cache = tmp_path / "cache"
+    for wheel in kaggle.BUNDLED_WHEELS:
+        spec = kaggle.wheels._bundle_spec(wheel)
+        _binary_wheel(cache, wheel.name, spec.split("==")[1] if "==" in spec else "1.0")
+    for tag in ONNX_TAGS.values():
+        _binary_wheel(cache, "onnxruntime", kaggle.wheels._bundle_spec(kaggle.ONNXRUNTIME).partition("==")[2] or "1.0", tag)
+    monkeypatch.setattr(kaggle.wheels, "build_birdclef_wheel",
+                        lambda *, repo_dir, out_dir: _binary_wheel(Path(out_dir), "birdclef", "0.0.0"))
+    monkeypatch.setattr(kaggle.wheels.subprocess, "run", _no_download)
+    built = kaggle.build_bundle(run_dir=run, out_dir=tmp_path / "build", user=USER, wheel_cache=cache,
+                                python_versions=["3.12"])
+    wheels = sorted(p.name for p in (built.dataset_dir / "wheels").glob("onnxruntime-*.whl"))
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert [w.split("-")[2] for w in wheels] == sorted({f"cp{v.replace('.', '')}" for v in ("3.12", running)})
+    assert "onnxruntime" in built.marker["install_no_deps"] and "onnxruntime" not in built.marker["install"]
+    assert set(built.marker["wheels"]) >= set(wheels) and built.marker["backbone_file"] == "backbone/perch_v2_onnx"
+    assert (built.dataset_dir / "backbone" / "perch_v2_onnx" / "labels.csv").is_file()
+    # the kernel's install cell installs what the marker lists, from the bundle's wheels
+    install = next(c for c in kernel_notebook(REPO / "notebooks" / "04_submit.ipynb").cells if c.cell_type == "code")
+    assert '_bundle["install_no_deps"]' in install.source
+    # a run on the SavedModel gets no onnxruntime
+    savedmodel = tmp_path / "perch_v2_cpu"
+    savedmodel.mkdir()
+    (savedmodel / "saved_model.pb").write_bytes(b"pb")
+    (run / "model" / "config.json").write_text(json.dumps(
+        build_config(backbone="perch_v2", backbone_path=str(savedmodel)).to_dict()))
+    built = kaggle.build_bundle(run_dir=run, out_dir=tmp_path / "build", user=USER, wheel_cache=cache,
+                                python_versions=["3.12"])
+    assert not list((built.dataset_dir / "wheels").glob("onnxruntime-*.whl"))
+    assert "onnxruntime" not in built.marker["install"] + built.marker["install_no_deps"]
+
+
 # ---------------------------------------------------------------- which competition a run submits to
 
 REFERENCE_SAMPLE = REPO.parent / "shared" / "reference" / "sample_submission.csv"  # the real 2025 header
@@ -414,7 +509,8 @@ def _kaggle_like_base(dest: Path) -> Path:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name as canon
 
-    left_out = {canon(n) for n in ("pip", "setuptools", "wheel", "birdclef", *(w.name for w in kaggle.BUNDLED_WHEELS))}
+    left_out = {canon(n) for n in ("pip", "setuptools", "wheel", "birdclef", kaggle.ONNXRUNTIME.name,
+                                   *(w.name for w in kaggle.BUNDLED_WHEELS))}
     seen: set[tuple[str, str]] = set()
     todo = [(canon(n), "") for n in kaggle.KAGGLE_PREINSTALLED]
     while todo:
@@ -675,3 +771,42 @@ def test_birdnet_run_gets_its_weights_from_the_bundled_wheel(kernel_python, tiny
     sub = pd.read_csv(working / "submission.csv", dtype={"row_id": str})
     values = _check_probabilities(sub, _labels(comp))
     assert len(sub) == 2 * 4 and not np.allclose(values, values[0])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_perch_v2_onnx_run_runs_on_kaggle_with_the_bundled_onnxruntime(kernel_python, tiny_demo, tmp_path):
+    """Perch v2 from an .onnx file (a stand-in with its input and outputs): Kaggle's image has no
+    onnxruntime, so the kernel installs it from the bundle, then embeds the test soundscapes with it."""
+    pytest.importorskip("onnxruntime")
+    from test_backbone_perch_v2 import _perch_labels, _save_onnx
+
+    from birdclef.config import build_config
+    from birdclef.data import load_taxonomy
+    from birdclef.preprocess import run_preprocess
+    from birdclef.train import run_training
+
+    probe = subprocess.run([str(kernel_python), "-c", "import onnxruntime"], env=_clean_env(), capture_output=True)
+    assert probe.returncode != 0, "the fake-Kaggle environment must not have onnxruntime before the bundle installs it"
+    conversion = tmp_path / "perch_v2_onnx"
+    conversion.mkdir()
+    _save_onnx(conversion / "perch_v2.onnx")
+    _perch_labels(conversion / "labels.csv", load_taxonomy(tiny_demo / "taxonomy.csv"))
+    work = tmp_path / "runs" / "perch2"
+    config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="perch_v2",
+                          backbone_path=str(conversion), epochs=3)
+    run_preprocess(config=config)
+    run_training(config=config, progress=False)
+    built = kaggle.build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF Perch v2 test")
+    assert "onnxruntime" in built.marker["install_no_deps"]
+    input_dir = tmp_path / "kaggle" / "input"
+    comp = _mirror(tiny_demo, input_dir / "competitions" / "birdclef-2025", skip=("solution.csv", "*_solution.csv", "speech.csv"))
+    _mirror(built.dataset_dir, input_dir / "datasets" / built.dataset_metadata["id"])
+    working = tmp_path / "kaggle" / "working"
+    _run_kernel(kernel_python, tmp_path / "build", input_dir, working)
+    sub = pd.read_csv(working / "submission.csv", dtype={"row_id": str})
+    values = _check_probabilities(sub, _labels(comp))
+    assert len(sub) == 2 * 4 and not np.allclose(values, values[0])
+    where = subprocess.run([str(kernel_python), "-c", "import onnxruntime; print(onnxruntime.__file__)"],
+                           env=_clean_env(), capture_output=True, text=True, check=True).stdout
+    assert str(kernel_python.parent.parent) in where  # installed from the bundle into the fake-Kaggle environment

@@ -7,7 +7,8 @@ import torch
 
 from birdclef.config import build_config
 from birdclef.model import HeadMeta, MLPHead, load_head, predict, save_head
-from birdclef.train import Examples, train_head
+from birdclef.examples import Examples
+from birdclef.train import train_head
 
 
 def _meta(pool: str, dim: int = 6, n_classes: int = 3) -> HeadMeta:

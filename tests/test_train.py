@@ -12,7 +12,8 @@ def cfg(**params):
     """Configs for stub embeddings with one frame per second (the default backbone's hop differs)."""
     return build_config(**{"hop_s": 1.0, **params})
 from birdclef.embeddings import Embedded, pool_segments
-from birdclef.train import Examples, _epoch_order, _loss, build_examples, crops, split_folds, train_head, validation_targets
+from birdclef.examples import Examples, build_examples, crops
+from birdclef.train import _epoch_order, _loss, split_folds, train_head, validation_targets
 
 LABELS = ["a", "b", "c"]
 

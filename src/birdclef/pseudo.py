@@ -15,69 +15,20 @@ first round that lowers it ends the loop and its head is discarded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from birdclef.config import Config
-from birdclef.data import competition_paths, list_audio
-from birdclef.embeddings import Embedded, extract, frames_in
-from birdclef.errors import SchemaError
-from birdclef.evaluate import score
-from birdclef.infer import soundscape_probabilities
+from birdclef.embeddings import Embedded, frames_in
+from birdclef.examples import PSEUDO, Examples, concat_examples, crops
 from birdclef.model import HeadMeta, MLPHead, save_head
-from birdclef.train import Examples, concat_examples, crops, head_meta, train_head
+from birdclef.soundscapes import load_soundscapes, predict_soundscapes, score_windows, soundscape_truth
 
-SOLUTION_FILE = "train_soundscapes_solution.csv"  # the demo's hidden truth for train_soundscapes
-
-
-def soundscape_files(config: Config) -> list[Path]:
-    """The train soundscapes to pseudo-label: all, or a seeded sample of ``pseudo_max_soundscapes``."""
-    files = list_audio(competition_paths(config.data_dir).train_soundscapes)
-    if config.pseudo_max_soundscapes and len(files) > config.pseudo_max_soundscapes:
-        pick = np.random.default_rng(config.seed).choice(len(files), config.pseudo_max_soundscapes, replace=False)
-        files = [files[i] for i in sorted(pick)]
-    return files
-
-
-def load_soundscapes(config: Config, *, progress: bool = False) -> dict[str, Embedded]:
-    """{stem: Embedded} of the train soundscapes (cached like every embedding; unreadable ones left out)."""
-    files = soundscape_files(config)
-    embedded, _ = extract(files, config=config, desc="train soundscapes", progress=progress)
-    return {Path(p).stem: e for p, e in embedded.items()}
-
-
-def soundscape_truth(config: Config) -> pd.DataFrame | None:
-    path = Path(config.data_dir) / SOLUTION_FILE
-    return pd.read_csv(path, dtype={"row_id": str}) if path.exists() else None
-
-
-def predict_soundscapes(embedded: dict[str, Embedded], model: MLPHead, meta: HeadMeta, config: Config
-                        ) -> dict[str, np.ndarray]:
-    return {stem: soundscape_probabilities([e], [(model, meta)], config) for stem, e in embedded.items()}
-
-
-def score_windows(probs: dict[str, np.ndarray], labels: list[str], truth: pd.DataFrame, window_s: float = 5.0
-                  ) -> float | None:
-    """The competition metric of {stem: (n_windows, n_classes)} against the truth rows of those stems."""
-    from birdclef.submission import build_submission
-
-    sub = build_submission(probs, labels, window_s)
-    sol = truth[truth["row_id"].isin(set(sub["row_id"]))]
-    try:
-        return score(sol, sub[sub["row_id"].isin(set(sol["row_id"]))], row_id_column_name="row_id")
-    except SchemaError:  # no positive among these rows, or rows that do not match: no score
-        return None
-
-
-def soundscape_metrics(model: MLPHead, meta: HeadMeta, config: Config) -> dict:
-    """{"soundscape_score": metric on the train soundscapes} when their truth exists, else {}."""
-    truth = soundscape_truth(config)
-    if truth is None:
-        return {}
-    s = score_windows(predict_soundscapes(load_soundscapes(config), model, meta, config), list(meta.labels),
-                      truth, config.window_s)
-    return {} if s is None else {"soundscape_score": s}
+# fit(examples, extra=..., checkpoint=...) → (model, history, metrics): birdclef.train.train_head with
+# the labels, config and progress bound (passed in, so this module does not import the training stage)
+Fit = Callable[..., tuple[MLPHead, pd.DataFrame, dict]]
 
 
 def select_windows(probs: dict[str, np.ndarray], *, threshold: float, max_per_class: int | None
@@ -116,7 +67,7 @@ def pseudo_examples(embedded: dict[str, Embedded], selected: list[tuple[str, int
         n, group = len(segs), f"pseudo:{stem}"
         parts.append(Examples(segs.astype(np.float32), np.repeat(target[None], n, 0), np.full(n, int(p.argmax())),
                               np.full(n, group, dtype=object), np.full(n, group, dtype=object),
-                              np.full(n, config.pseudo_weight, np.float32)))
+                              np.full(n, config.pseudo_weight, np.float32), kind=np.full(n, PSEUDO, dtype=object)))
     return concat_examples(parts) if parts else None
 
 
@@ -138,14 +89,20 @@ def _precision(selected, labels: list[str], truth: pd.DataFrame | None, config: 
 
 def pseudo_label(
     ex: Examples, labels: list[str], config: Config, model: MLPHead, hist: pd.DataFrame, metrics: dict,
-    *, progress: bool = True, out_dir: Path | None = None,
+    *, fit: Fit, meta: HeadMeta, progress: bool = True, out_dir: Path | None = None,
 ) -> tuple[MLPHead, pd.DataFrame, dict, pd.DataFrame]:
     """Up to ``config.pseudo_rounds`` rounds from the trained ``model`` → (kept model, its history,
     its metrics, one row per round: windows kept, their precision against the truth where known,
-    val AUC, guard score, gain over the previous kept round, kept)."""
+    val AUC, guard score, gain over the previous kept round, kept).
+
+    ``fit(ex, extra=..., checkpoint=...)`` retrains a head (see :data:`Fit`); ``meta`` describes it.
+    The guard without soundscape truth is the validation score ``val_auc`` (with labelled
+    soundscape windows: the combined focal + soundscape score, see :mod:`birdclef.train`)."""
     embedded = load_soundscapes(config, progress=progress)
     truth = soundscape_truth(config)
-    meta = head_meta(ex, labels, config)
+
+    if not embedded:  # every train soundscape is labelled (or none was readable): nothing to pseudo-label
+        truth = None
 
     def guard(m: MLPHead, val_auc: float) -> float:
         if truth is None:
@@ -171,7 +128,7 @@ def pseudo_label(
             rows.append(row | {"val_auc": np.nan, "guard": np.nan, "gain": np.nan, "kept": False})
             break
         checkpoint = out_dir / f"checkpoint_pseudo{r}.pt" if out_dir is not None else None
-        m, h, met = train_head(ex, labels, config, progress=progress, checkpoint=checkpoint, extra=extra)
+        m, h, met = fit(ex, checkpoint=checkpoint, extra=extra)
         g = guard(m, met["val_auc"])
         if out_dir is not None:
             save_head(m, meta, out_dir / f"head_pseudo{r}.pt")

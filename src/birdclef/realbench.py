@@ -26,7 +26,6 @@ from birdclef.config import Config, build_config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.embeddings import extract
 from birdclef.evaluate import score
-from birdclef.experiments import mean_sd, yamnet_path
 from birdclef.errors import SchemaError
 from birdclef.heldout import make_heldout_task
 from birdclef.postprocess import smooth_windows
@@ -51,6 +50,21 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "vad-0.5": ("Silero's own speech threshold 0.5 and shortest speech 0.25 s", dict(vad_threshold=0.5,
                                                                                  vad_min_speech_s=0.25)),
 }
+
+
+def yamnet_path() -> str | None:
+    """$BIRDCLEF_YAMNET, else the YAMNet model beside this checkout (../shared/models), else None."""
+    local = Path(__file__).resolve().parents[3] / "shared" / "models" / "yamnet.tflite"
+    return os.environ.get("BIRDCLEF_YAMNET") or (str(local) if local.exists() else None)
+
+
+def mean_sd(values: pd.Series, digits: int = 3, *, signed: bool = False) -> str:
+    """'mean ± sd' of the non-NaN values ('–' when none; sd 0 for one value)."""
+    values = values.dropna()
+    if values.empty:
+        return "–"
+    sd = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():{'+' if signed else ''}.{digits}f} ± {sd:.{digits}f}"
 
 
 REFERENCE_ROWS = {

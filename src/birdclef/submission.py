@@ -16,20 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from birdclef import audio
 from birdclef.config import EMBEDDING_FIELDS, Config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
-from birdclef.embeddings import extract, n_windows
-from birdclef.errors import AudioError, BirdclefError, SchemaError, SubmissionError
+from birdclef.errors import BirdclefError, SchemaError, SubmissionError
 from birdclef.evaluate import score
-from birdclef.infer import prior_windows, soundscape_probabilities, zero_shot_weights
+from birdclef.infer import predict_files, prior_windows, zero_shot_weights
 from birdclef.io import atomic_path, read_json, write_csv
 from birdclef.model import HeadMeta, MLPHead, load_head
+from birdclef.priors import PRIOR_FILE, load_site_prior
 from birdclef.runs import record_run
 from birdclef.zeroshot import load_zero_shot
 
 log = logging.getLogger(__name__)
-FALLBACK_DURATION_S = 60.0  # assumed length of a soundscape whose header cannot be read
 
 
 def row_ids(stem: str, count: int, window_s: float = 5.0) -> list[str]:
@@ -79,13 +77,6 @@ class SubmissionResult:
     path: Path
     score: float | None  # local score when the data folder has a solution.csv
     fallbacks: pd.DataFrame  # soundscapes that got the prior: path, reason
-
-
-def _duration_or_fallback(path: Path) -> float:
-    try:
-        return audio.audio_info(path).duration_s
-    except AudioError:
-        return FALLBACK_DURATION_S
 
 
 def _ensemble(config: Config, model_dir: Path, labels: list[str]) -> list[tuple[MLPHead, HeadMeta, Config]]:
@@ -139,32 +130,12 @@ def run_submission(
     # (stored whenever the backbone has them: a later run with another weight reads them from the cache)
     zero_shot = load_zero_shot(config, taxonomy) if files else None
     weights = None if zero_shot is None else zero_shot_weights(config, [m for _, m, _ in members], zero_shot.mapped)
-    blend = weights is not None and bool((weights > 0).any())
-    by_key: dict[str, tuple[dict, pd.DataFrame]] = {}
-    for i, (_, m_meta, member) in enumerate(members):
-        if m_meta.embedding_key not in by_key:
-            # need_speech=False: every window is predicted, so the VAD pass would be wasted
-            by_key[m_meta.embedding_key] = extract(
-                files, config=member, desc=f"test soundscapes ({member.backbone})", need_speech=False,
-                score_columns=zero_shot.score_columns if zero_shot is not None and i == 0 else None)
-    heads = [(m, m_meta) for m, m_meta, _ in members]
-    probs: dict[str, np.ndarray] = {}
-    fallbacks = []
-    for f in files:
-        embedded = [by_key[m_meta.embedding_key][0].get(str(f)) for _, m_meta, _ in members]
-        if any(e is None for e in embedded):
-            report = next(rep for emb, rep in by_key.values() if str(f) not in emb)
-            reason = report.loc[report["path"] == str(f), "reason"].iloc[0]
-            if config.strict:
-                raise BirdclefError(f"{f}: unreadable test soundscape ({reason}) and strict=True")
-            warnings.warn(f"{f.name}: unreadable ({reason}); writing prior probabilities", stacklevel=2)
-            fallbacks.append({"path": str(f), "reason": reason})
-            probs[f.stem] = prior_windows(meta, n_windows(_duration_or_fallback(f), config.window_s))
-            continue
-        zs = None
-        if blend:
-            zs = (zero_shot.window_logits(embedded[0], config.window_s), weights)
-        probs[f.stem] = soundscape_probabilities(embedded, heads, config, zero_shot=zs)
+    site_prior = load_site_prior(model_dir) if config.site_prior_weight > 0 else None
+    if config.site_prior_weight > 0 and site_prior is None:
+        log.warning("site_prior_weight=%s but %s has no %s (no labelled train soundscapes): no site prior",
+                    config.site_prior_weight, model_dir, PRIOR_FILE)
+    probs, fallbacks = predict_files(files, members, config, labels, zero_shot=zero_shot,
+                                     weights=weights, site_prior=site_prior)
     sub = build_submission(probs, labels, config.window_s)
     expected = [r for f in files for r in row_ids(f.stem, len(probs[f.stem]), config.window_s)]
     if not files and paths.sample_submission.exists():
@@ -187,7 +158,7 @@ def run_submission(
             warnings.warn(f"{paths.solution} does not fit these soundscapes, not scored: {err}", stacklevel=2)
     record_run(config, stage="submit", metrics={"local_score": local, "n_rows": len(sub), "n_soundscapes": len(files),
                                                 "n_fallbacks": len(fb), "n_models": len(members),
-                                                "zero_shot_classes": int((weights > 0).sum()) if blend else 0})
+                                                "zero_shot_classes": 0 if weights is None else int((weights > 0).sum())})
     print(f"submission: {len(sub)} rows × {len(labels)} classes from {len(files)} soundscapes "
           f"({len(fb)} fell back to the prior) → {out}"
           + (f"; local score (macro ROC-AUC) {local:.4f}" if local is not None else ""))

@@ -24,126 +24,117 @@ from tqdm.auto import tqdm
 
 from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
-from birdclef.embeddings import Embedded, EmbeddingCache
+from birdclef.embeddings import EmbeddingCache
 from birdclef.errors import BirdclefError
 from birdclef.evaluate import auc_columns, macro_auc, per_class_auc
+from birdclef.examples import FOCAL, SOUNDSCAPE, Examples, build_examples, concat_examples, soundscape_examples
 from birdclef.io import atomic_path, write_csv, write_json, write_npz
 from birdclef.model import HeadMeta, MLPHead, predict, save_head
+from birdclef.priors import PRIOR_FILE, fit_site_prior
 from birdclef.zeroshot import ZeroShot, choose_weights, load_zero_shot
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Examples:
-    x: np.ndarray  # (n, segment_frames, dim) float32
-    targets: np.ndarray  # (n, n_classes) float32: primary 1, secondary secondary_weight (multi-label), or soft
-    primary: np.ndarray  # (n,) int class index (the argmax of a pseudo-labelled target)
-    groups: np.ndarray  # (n,) recording filename (or "pseudo:<soundscape stem>")
-    fold_groups: np.ndarray  # (n,) what validation folds keep together: recording or author
-    weights: np.ndarray  # (n,) float32 loss weight: 1 for labelled examples, pseudo_weight for pseudo ones
-    zero_shot: np.ndarray | None = None  # (n, n_classes) float32: the backbone's logits (max over the crop's frames)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-
-_FIELDS = ("x", "targets", "primary", "groups", "fold_groups", "weights")
-
-
-def concat_examples(parts: list[Examples]) -> Examples:
-    zs = [p.zero_shot for p in parts]
-    return Examples(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS),
-                    zero_shot=None if any(z is None for z in zs) else np.concatenate(zs))
-
-
-@dataclass(frozen=True)
 class TrainResult:
     model: MLPHead
     meta: HeadMeta
-    history: pd.DataFrame  # epoch, train_loss, val_loss, val_auc, lr
+    history: pd.DataFrame  # epoch, train_loss, val_loss, val_auc, lr (+ val_focal_auc, val_soundscape_auc)
     metrics: dict
     per_class: pd.DataFrame  # label, positives, auc on the validation segments
     out_dir: Path
     pseudo_rounds: pd.DataFrame | None = None  # one row per pseudo-labelling round (see birdclef.pseudo)
-
-
-def crop_frames(idx: np.ndarray, config: Config) -> np.ndarray:
-    """Frame indices of each training crop of ``segment_frames`` frames from ``idx`` → (n, k) int.
-
-    With the stride equal to the segment (the seed), consecutive non-overlapping groups, a short
-    tail filled by repeating its frames (as :func:`birdclef.embeddings.pool_segments`). With a
-    shorter stride, a crop starts every ``crop_stride_frames`` frames and one more ends on the
-    last frame, so no frame is left out.
-    """
-    k, stride = config.segment_frames, config.crop_stride_frames
-    idx = np.asarray(idx, np.int64)
-    if len(idx) == 0:
-        return np.zeros((0, k), np.int64)
-    if stride >= k or len(idx) <= k:
-        return np.stack([np.resize(idx[i:i + k], k) for i in range(0, len(idx), k)])
-    starts = list(range(0, len(idx) - k + 1, stride))
-    if starts[-1] != len(idx) - k:
-        starts.append(len(idx) - k)
-    return np.stack([idx[s:s + k] for s in starts])
-
-
-def crops(e: Embedded, idx: np.ndarray, config: Config) -> np.ndarray:
-    """Training crops (see :func:`crop_frames`) of the frame indices ``idx`` → (n, k, dim)."""
-    frames = crop_frames(idx, config)
-    if len(frames) == 0:
-        return np.zeros((0, config.segment_frames, e.embeddings.shape[1]), np.float32)
-    return e.embeddings[frames]
-
-
-def build_examples(
-    manifest: pd.DataFrame, cache: EmbeddingCache, labels: list[str], config: Config,
-    zero_shot: ZeroShot | None = None,
-) -> tuple[Examples, pd.DataFrame]:
-    """Crops of each recording's speech-free frames (see :func:`crops`), with their targets
-    (and, with ``zero_shot``, the backbone's logits of each crop: max over its frames).
-
-    Returns the examples and the recordings that gave none (filename, reason).
-    """
-    index = {label: i for i, label in enumerate(labels)}
-    columns = None if zero_shot is None else zero_shot.score_columns
-    parts, skipped = [], []
-    for rec in manifest.itertuples(index=False):
-        e = cache.load(rec.path, need_speech=True, score_columns=columns)
-        if e is None:
-            raise BirdclefError(f"{rec.path}: no cached embedding; run the preprocess stage with the same config first")
-        keep = np.flatnonzero(e.speech <= config.max_speech_fraction)
-        frames = crop_frames(keep, config)
-        segs = e.embeddings[frames] if len(frames) else np.zeros((0, config.segment_frames, e.embeddings.shape[1]))
-        if len(segs) == 0:
-            skipped.append({"filename": rec.filename, "reason": "no speech-free frame"})
-            continue
-        target = np.zeros(len(labels), np.float32)
-        if config.multi_label:
-            for s in str(rec.secondary_labels or "").split("|"):
-                if s in index:
-                    target[index[s]] = config.secondary_weight
-        target[index[rec.primary_label]] = 1.0
-        author = str(getattr(rec, "author", "") or "").strip()
-        fold_group = f"author:{author}" if config.group_by == "author" and author else rec.filename
-        n = len(segs)
-        zs = None if zero_shot is None else zero_shot.frame_logits(e)[frames].max(axis=1)
-        parts.append(Examples(segs.astype(np.float32), np.repeat(target[None], n, 0),
-                              np.full(n, index[rec.primary_label]), np.full(n, rec.filename, dtype=object),
-                              np.full(n, fold_group, dtype=object), np.ones(n, np.float32), zs))
-    if not parts:
-        raise BirdclefError("no training examples: every recording was skipped or all speech")
-    return concat_examples(parts), pd.DataFrame(skipped, columns=["filename", "reason"])
+    soundscape_per_class: pd.DataFrame | None = None  # label, positives, auc on held-out labelled soundscape windows
 
 
 def split_folds(ex: Examples, *, n_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train/validation example indices of fold ``fold``: no group (recording or author) on both
-    sides; stratified by primary label."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # classes with fewer groups than folds
-        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        folds = list(splitter.split(np.zeros(len(ex.primary)), ex.primary, ex.fold_groups))
-    return folds[fold]
+    """Train/validation example indices of fold ``fold``: no group on both sides.
+
+    Focal recordings: stratified by primary label, grouped by recording or author. Labelled
+    soundscape windows: their fold groups (soundscape file or site) dealt to the folds in a seeded
+    random order, so the validation fold holds whole soundscapes (or sites) next to whole recordings.
+    """
+    kinds = ex.kinds
+    focal = np.flatnonzero(kinds != SOUNDSCAPE)
+    tr, va = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if len(focal):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # classes with fewer groups than folds
+            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            folds = list(splitter.split(np.zeros(len(focal)), ex.primary[focal], ex.fold_groups[focal]))
+        tr, va = focal[folds[fold][0]], focal[folds[fold][1]]
+    windows = np.flatnonzero(kinds == SOUNDSCAPE)
+    if len(windows):
+        groups = ex.fold_groups[windows].astype(str)
+        names = np.unique(groups)
+        fold_of = dict(zip(names[np.random.default_rng(seed).permutation(len(names))], np.arange(len(names)) % n_folds))
+        held = np.array([fold_of[g] == fold for g in groups])
+        tr, va = np.concatenate([tr, windows[~held]]), np.concatenate([va, windows[held]])
+    return tr, va
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What a fold's validation side is scored on: focal examples one by one (their primary label;
+    cleaned-away ones left out), held-out labelled soundscape crops pooled into their 5-s windows
+    (every label of the window), as the submission pools a window's segments."""
+
+    focal: np.ndarray  # (n_f,) example indices
+    y_focal: np.ndarray  # (n_f, n_classes) 0/1
+    windows: np.ndarray  # (n_w_examples,) example indices of held-out soundscape crops
+    owner: np.ndarray  # (n_w_examples,) the window (row of y_windows) each crop belongs to
+    window_ids: np.ndarray  # (n_windows,) row_id of each window
+    y_windows: np.ndarray  # (n_windows, n_classes) 0/1
+
+    @property
+    def examples(self) -> np.ndarray:
+        """Every validation example index: focal first, then soundscape crops."""
+        return np.concatenate([self.focal, self.windows])
+
+
+def validation_targets(ex: Examples, va: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(focal validation indices that count, their (n, n_classes) 0/1 truth): the primary label, none
+    for a background example (all-zero targets), weight-0 (dropped) and soundscape examples left out."""
+    va = va[(ex.weights[va] > 0) & (ex.kinds[va] != SOUNDSCAPE)]
+    y = np.eye(n_classes, dtype=np.float32)[ex.primary[va]]
+    y[ex.targets[va].max(axis=1) <= 0] = 0.0
+    return va, y
+
+
+def validation_set(ex: Examples, va: np.ndarray, n_classes: int) -> Validation:
+    focal, y_focal = validation_targets(ex, va, n_classes)
+    windows = va[ex.kinds[va] == SOUNDSCAPE]
+    ids, owner = np.unique(ex.windows[windows].astype(str), return_inverse=True)
+    y_windows = np.zeros((len(ids), n_classes), np.float32)
+    if len(windows):
+        np.maximum.at(y_windows, owner, (ex.targets[windows] > 0).astype(np.float32))
+    return Validation(focal, y_focal, windows, owner.reshape(-1), ids, y_windows)
+
+
+def pool_windows(prob: np.ndarray, owner: np.ndarray, n_windows: int, pool: str) -> np.ndarray:
+    """(n_examples, C) crop scores → (n_windows, C): mean (or max) over each window's crops."""
+    out = np.full((n_windows, prob.shape[1]), -np.inf if pool == "max" else 0.0, np.float64)
+    if pool == "max":
+        np.maximum.at(out, owner, prob)
+    else:
+        np.add.at(out, owner, prob)
+        out /= np.maximum(np.bincount(owner, minlength=n_windows), 1)[:, None]
+    return out.astype(np.float32)
+
+
+def validation_scores(val: Validation, prob: np.ndarray, pool: str) -> dict:
+    """Macro ROC-AUC on the focal examples, on the soundscape windows, and combined: their mean
+    weighted by how many classes each scores (classes with a positive) → {"focal", "soundscape",
+    "combined"} (NaN where a side has nothing to score). ``prob``: scores of ``val.examples``."""
+    n_f = len(val.focal)
+    focal = macro_auc(val.y_focal, prob[:n_f]) if n_f else float("nan")
+    windows = pool_windows(prob[n_f:], val.owner, len(val.window_ids), pool) if len(val.windows) else None
+    sc = macro_auc(val.y_windows, windows) if windows is not None else float("nan")
+    k_f = int((val.y_focal.sum(0) > 0).sum()) if not np.isnan(focal) else 0
+    k_s = int((val.y_windows.sum(0) > 0).sum()) if not np.isnan(sc) else 0
+    combined = (k_f * np.nan_to_num(focal) + k_s * np.nan_to_num(sc)) / (k_f + k_s) if k_f + k_s else float("nan")
+    return {"focal": float(focal), "soundscape": float(sc), "combined": float(combined)}
 
 
 def _loss(config: Config, class_weights: torch.Tensor):
@@ -202,6 +193,7 @@ def train_head(
     epochs = config.epochs
     if refit_epochs is not None:
         tr, va, epochs = np.arange(len(ex)), np.zeros(0, np.int64), int(refit_epochs)
+    tr = tr[~((ex.kinds[tr] == SOUNDSCAPE) & (ex.weights[tr] == 0))]  # soundscape_weight=0: windows validate only
     if extra is not None and len(extra):
         tr = np.concatenate([tr, len(ex) + np.arange(len(extra))])
         ex = concat_examples([ex, extra])
@@ -217,7 +209,8 @@ def train_head(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.learning_rate, total_steps=epochs * steps)
     x_all = torch.from_numpy(ex.x)
     meta = head_meta(ex, labels, config)
-    va, y_val = validation_targets(ex, va, n_classes)
+    val = validation_set(ex, va, n_classes)
+    va = val.examples
     history, best_auc, best_state, start = [], -np.inf, None, 1
     fingerprint = {"config": config.training_dict(), "n_examples": int(len(ex.x)), "epochs": epochs,
                    "x_sum": float(ex.x.sum(dtype=np.float64)), "t_sum": float(ex.targets.sum(dtype=np.float64))}
@@ -248,10 +241,12 @@ def train_head(
         with torch.inference_mode():
             val_loss = (float(criterion(model(x_all[va]), targets[va], primary[va], sample_w[va]))
                         if len(va) else float("nan"))
-        prob = predict(model, meta, ex.x[va])
-        auc = macro_auc(y_val, prob) if len(va) else float("nan")
-        history.append({"epoch": epoch, "train_loss": total / len(tr), "val_loss": val_loss,
-                        "val_auc": auc, "lr": sched.get_last_lr()[0]})
+        scores = validation_scores(val, predict(model, meta, ex.x[va]), config.window_pool)
+        auc = scores["combined"]
+        history.append({"epoch": epoch, "train_loss": total / len(tr), "val_loss": val_loss, "val_auc": auc,
+                        **({"val_focal_auc": scores["focal"], "val_soundscape_auc": scores["soundscape"]}
+                           if len(val.windows) else {}),
+                        "lr": sched.get_last_lr()[0]})
         # the best AUC; where AUC is undefined (a validation fold of one recording): the lowest validation
         # loss; without validation (a refit): the last epoch. Ties → the later epoch (a refit then trains as long)
         chosen = auc if not np.isnan(auc) else -val_loss
@@ -275,6 +270,10 @@ def train_head(
         "best_epoch": int(best["epoch"]), "val_auc": float(best["val_auc"]),
         "final_val_auc": float(hist["val_auc"].iloc[-1]),
     }
+    if len(val.windows):  # val_auc is the combined score; each side's at the chosen epoch
+        metrics |= {"val_focal_auc": float(best["val_focal_auc"]), "val_soundscape_auc": float(best["val_soundscape_auc"]),
+                    "n_val_soundscape_windows": int(len(val.window_ids)),
+                    "n_train_soundscape_windows": int(len(set(ex.windows[tr][ex.kinds[tr] == SOUNDSCAPE])))}
     return model, hist, metrics
 
 
@@ -302,6 +301,7 @@ def clean_segments(ex: Examples, model: MLPHead, meta: HeadMeta, config: Config
         noisy = (own < config.segment_cleaning * by_file["probability"].transform("max").to_numpy()) & (rank < size)
     else:
         noisy = rank <= np.minimum(np.floor(config.segment_cleaning * size), size - 1)
+    noisy &= ex.kinds == FOCAL  # a labelled soundscape window's labels are its own, not a whole file's
     table["cleaned"] = noisy
     weights, targets = ex.weights.copy(), ex.targets.copy()
     if config.cleaned_as == "background":
@@ -310,15 +310,6 @@ def clean_segments(ex: Examples, model: MLPHead, meta: HeadMeta, config: Config
         weights[noisy] = 0.0
     cleaned = replace(ex, targets=targets, weights=weights)
     return cleaned, {"n_cleaned_segments": int(noisy.sum()), "cleaned_as": config.cleaned_as}, table
-
-
-def validation_targets(ex: Examples, va: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(validation indices that count, their (n, n_classes) 0/1 truth): the primary label, none
-    for a background example (all-zero targets), and weight-0 (dropped) examples left out."""
-    va = va[ex.weights[va] > 0]
-    y = np.eye(n_classes, dtype=np.float32)[ex.primary[va]]
-    y[ex.targets[va].max(axis=1) <= 0] = 0.0
-    return va, y
 
 
 def _load_checkpoint(path: Path, fingerprint: dict) -> dict | None:
@@ -348,68 +339,103 @@ def load_manifest(config: Config) -> pd.DataFrame:
                        keep_default_na=False)
 
 
-def blend_weights(ex: Examples, va: np.ndarray, prob: np.ndarray, y_val: np.ndarray, zero_shot: ZeroShot,
-                  labels: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
-    """Zero-shot blend weight per class chosen on the validation examples ``va`` (see
-    :func:`birdclef.zeroshot.choose_weights`) → (weights, one row per class: label, mapped,
-    train/validation recordings, weight, validation AUC of the head, of the backbone, of the blend)."""
+def blend_weights(prob: np.ndarray, zs: np.ndarray, y: np.ndarray, groups: np.ndarray, train_recordings: np.ndarray,
+                  zero_shot: ZeroShot, labels: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Zero-shot blend weight per class chosen on validation rows (focal examples and soundscape
+    windows; see :func:`birdclef.zeroshot.choose_weights`) → (weights, one row per class: label,
+    mapped, train/validation recordings, weight, validation AUC of the head, of the backbone, of
+    the blend).
+
+    ``prob``/``zs``/``y``: (n, C) head probabilities, backbone logits, 0/1 truth; ``groups``: (n,)
+    the recording (or soundscape) of each row, counted per class where it is positive."""
     from birdclef.postprocess import blend_logits
 
     n = len(labels)
-    is_val = np.zeros(len(ex), bool)
-    is_val[va] = True
-    per_class = pd.DataFrame({"c": ex.primary, "g": ex.groups, "val": is_val}).drop_duplicates(["c", "g"])
-    val_rec = np.bincount(per_class.loc[per_class["val"], "c"], minlength=n)
-    train_rec = np.bincount(per_class.loc[~per_class["val"], "c"], minlength=n)
-    zs = ex.zero_shot[va]
-    weights, _ = choose_weights(prob, zs, y_val, zero_shot.mapped, val_rec)
+    pos = pd.DataFrame({"g": np.repeat(groups, n), "c": np.tile(np.arange(n), len(groups)),
+                        "y": (y > 0.5).reshape(-1)})
+    val_rec = np.bincount(pos.loc[pos["y"], ["g", "c"]].drop_duplicates()["c"], minlength=n)
+    weights, _ = choose_weights(prob, zs, y, zero_shot.mapped, val_rec)
     blended = blend_logits(prob, zs, weights)
     sig = 1 / (1 + np.exp(-np.clip(zs, -30, 30)))
     table = pd.DataFrame({
-        "label": labels, "mapped": zero_shot.mapped, "train_recordings": train_rec, "val_recordings": val_rec,
-        "weight": weights, "val_auc_head": auc_columns(y_val > 0.5, prob),
-        "val_auc_zero_shot": np.where(zero_shot.mapped, auc_columns(y_val > 0.5, sig), np.nan),
-        "val_auc_blend": auc_columns(y_val > 0.5, blended),
+        "label": labels, "mapped": zero_shot.mapped, "train_recordings": train_recordings, "val_recordings": val_rec,
+        "weight": weights, "val_auc_head": auc_columns(y > 0.5, prob),
+        "val_auc_zero_shot": np.where(zero_shot.mapped, auc_columns(y > 0.5, sig), np.nan),
+        "val_auc_blend": auc_columns(y > 0.5, blended),
     })
     return weights, table
 
 
+def _recordings_per_class(ex: Examples, idx: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes,) distinct recordings (or soundscapes) among examples ``idx`` with a positive target."""
+    g, c = np.nonzero(ex.targets[idx] >= 1.0)
+    pairs = pd.DataFrame({"g": ex.groups[idx][g], "c": c}).drop_duplicates()
+    return np.bincount(pairs["c"].to_numpy(np.int64), minlength=n_classes)
+
+
 def run_training(*, config: Config, progress: bool = True) -> TrainResult:
-    """Train on the preprocess stage's manifest and write ``<work_dir>/model``.
+    """Train on the preprocess stage's manifest (and its labelled soundscape windows) and write
+    ``<work_dir>/model``.
 
     Steps: (weak-label cleaning: a first fit scores every segment) → fit on the training fold,
-    the epoch chosen by validation AUC → (pseudo-label rounds) → zero-shot blend weights per
-    class chosen on the validation fold → with ``refit``, the same number of epochs on every
-    recording (the head that submits has seen each labelled recording). Writes head, config,
-    metrics, curves, validation predictions and the blend table, and a row to the runs table.
+    the epoch chosen by the validation score (focal recordings and, where the data has them,
+    held-out labelled soundscape windows, combined) → (pseudo-label rounds) → zero-shot blend
+    weights per class chosen on the validation fold → with ``refit``, the same number of epochs
+    on every recording and window (the head that submits has seen each labelled one). Writes
+    head, config, metrics, curves, validation predictions and the blend table, and a row to the
+    runs table.
     """
     from birdclef import pseudo, runs
+    from birdclef.soundscapes import load_windows, soundscape_metrics
 
     paths = competition_paths(config.data_dir)
     taxonomy = load_taxonomy(paths.taxonomy)
     labels = taxonomy["primary_label"].tolist()
+    n = len(labels)
     cache = EmbeddingCache(config.work_dir, config)
     zero_shot = load_zero_shot(config, taxonomy)
     ex, skipped = build_examples(load_manifest(config), cache, labels, config, zero_shot)
+    windows = load_windows(config)
+    if len(windows):
+        sc_ex, sc_skipped = soundscape_examples(windows, cache, labels, config, zero_shot)
+        if sc_ex is not None:
+            ex = concat_examples([ex, sc_ex])
+        skipped = pd.concat([skipped, sc_skipped.rename(columns={"row_id": "filename"})], ignore_index=True)
     out = Path(config.work_dir) / "model"
     meta = head_meta(ex, labels, config)
+
+    def fit(examples: Examples, **kwargs) -> tuple[MLPHead, pd.DataFrame, dict]:
+        return train_head(examples, labels, config, progress=progress, **kwargs)
+
     cleaning, cleaned_table = {}, None
     if config.segment_cleaning > 0:
-        first, _, _ = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint_uncleaned.pt")
+        first, _, _ = fit(ex, checkpoint=out / "checkpoint_uncleaned.pt")
         ex, cleaning, cleaned_table = clean_segments(ex, first, meta, config)
-    model, hist, metrics = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint.pt")
+    model, hist, metrics = fit(ex, checkpoint=out / "checkpoint.pt")
     rounds = None
     if config.pseudo_rounds:
-        model, hist, metrics, rounds = pseudo.pseudo_label(ex, labels, config, model, hist, metrics,
-                                                           progress=progress, out_dir=out)
+        model, hist, metrics, rounds = pseudo.pseudo_label(ex, labels, config, model, hist, metrics, fit=fit,
+                                                           meta=meta, progress=progress, out_dir=out)
     metrics |= cleaning
-    _, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
-    va, y_val = validation_targets(ex, va, len(labels))
-    prob = predict(model, meta, ex.x[va])
-    per_class = per_class_auc(y_val, prob, labels)
+    tr, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
+    val = validation_set(ex, va, n)
+    prob_focal = predict(model, meta, ex.x[val.focal])
+    per_class = per_class_auc(val.y_focal, prob_focal, labels)
+    sc_per_class, prob_windows = None, np.zeros((0, n), np.float32)
+    if len(val.windows):
+        prob_windows = pool_windows(predict(model, meta, ex.x[val.windows]), val.owner, len(val.window_ids),
+                                    config.window_pool)
+        sc_per_class = per_class_auc(val.y_windows, prob_windows, labels)
     blend_table = None
-    if zero_shot is not None and ex.zero_shot is not None and len(va):
-        weights, blend_table = blend_weights(ex, va, prob, y_val, zero_shot, labels)
+    if zero_shot is not None and ex.zero_shot is not None and len(val.examples):
+        window_zs = np.full((len(val.window_ids), n), -np.inf, np.float32)
+        np.maximum.at(window_zs, val.owner, ex.zero_shot[val.windows])
+        window_groups = np.array([ex.groups[val.windows][val.owner == w][0] for w in range(len(val.window_ids))],
+                                 dtype=object)
+        weights, blend_table = blend_weights(
+            np.concatenate([prob_focal, prob_windows]), np.concatenate([ex.zero_shot[val.focal], window_zs]),
+            np.concatenate([val.y_focal, val.y_windows]), np.concatenate([ex.groups[val.focal], window_groups]),
+            _recordings_per_class(ex, tr, n), zero_shot, labels)
         meta = replace(meta, zero_shot_weights=tuple(float(w) for w in weights))
         mapped = blend_table[blend_table["mapped"]]
         metrics |= {"zero_shot_classes": int(zero_shot.mapped.sum()),
@@ -421,31 +447,37 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     if config.refit and kept_pseudo:
         log.warning("refit skipped: the kept head trained on pseudo-labelled windows, which a refit would drop")
     if config.refit and not kept_pseudo:
-        model, _, _ = train_head(ex, labels, config, progress=progress, checkpoint=out / "checkpoint_refit.pt",
-                                 refit_epochs=metrics["best_epoch"])
+        model, _, _ = fit(ex, checkpoint=out / "checkpoint_refit.pt", refit_epochs=metrics["best_epoch"])
         metrics |= {"refit_epochs": metrics["best_epoch"], "n_refit_recordings": int(len(set(ex.groups)))}
     if "soundscape_score" not in metrics:
-        metrics |= pseudo.soundscape_metrics(model, meta, config)
+        metrics |= soundscape_metrics(model, meta, config)
     save_head(model, meta, out / "head.pt")
     write_json(config.to_dict(), out / "config.json")
     write_json(metrics, out / "metrics.json")
     write_csv(hist, out / "history.csv")
     write_csv(per_class, out / "per_class_auc.csv")
-    write_npz(out / "val_predictions.npz", y_true=y_val, y_score=prob)
+    write_npz(out / "val_predictions.npz", y_true=val.y_focal, y_score=prob_focal,
+              y_true_windows=val.y_windows, y_score_windows=prob_windows)
     write_csv(skipped, out / "skipped.csv")
-    for name, table in (("pseudo_rounds.csv", rounds), ("cleaning.csv", cleaned_table), ("zero_shot.csv", blend_table)):
+    site_prior = fit_site_prior(windows, labels).reset_index() if len(windows) else None
+    if site_prior is not None and site_prior.empty:
+        site_prior = None
+    for name, table in (("pseudo_rounds.csv", rounds), ("cleaning.csv", cleaned_table), ("zero_shot.csv", blend_table),
+                        ("soundscape_per_class_auc.csv", sc_per_class), (PRIOR_FILE, site_prior)):
         if table is not None:
             write_csv(table, out / name)
         elif (out / name).exists():  # a previous run's table would describe other examples
             (out / name).unlink()
     runs.record_run(config, stage="train", metrics=metrics)
     if len(skipped):
-        print(f"train: {len(skipped)} recording(s) gave no example (see {out / 'skipped.csv'})")
+        print(f"train: {len(skipped)} recording(s) or window(s) gave no example (see {out / 'skipped.csv'})")
     print(f"train: {metrics['n_train_examples']} train / {metrics['n_val_examples']} val segments, "
           f"best val macro AUC {metrics['val_auc']:.3f} at epoch {metrics['best_epoch']}"
+          + (f" (focal recordings {metrics['val_focal_auc']:.3f}, {metrics['n_val_soundscape_windows']} soundscape "
+             f"windows {metrics['val_soundscape_auc']:.3f})" if "val_soundscape_auc" in metrics else "")
           + (f"; on the {metrics['zero_shot_classes']} classes the backbone knows: head {metrics['val_auc_head_mapped']:.3f}, "
              f"backbone {metrics['val_auc_zero_shot']:.3f}, blend {metrics['val_auc_blend']:.3f}"
              if "val_auc_blend" in metrics else "")
           + (f"; refit on all {metrics['n_refit_recordings']} recordings" if "refit_epochs" in metrics else "")
           + (f"; train-soundscape score {metrics['soundscape_score']:.3f}" if "soundscape_score" in metrics else ""))
-    return TrainResult(model, meta, hist, metrics, per_class, out, rounds)
+    return TrainResult(model, meta, hist, metrics, per_class, out, rounds, sc_per_class)

@@ -2,8 +2,10 @@
 
 A backbone whose spec declares ``has_scores`` (BirdNET: 6,522 species) gives, in the same pass
 as its embeddings, one logit per species; ``backbone.labels`` names them
-[(scientific_name, common_name)]. A taxonomy class whose scientific name is one of those
-species is *mapped*. The embedding stage stores the mapped columns' logits with the embeddings
+[(scientific_name, common_name)], and the reader it registers
+(:func:`birdclef.backbones.labels_reader`) reads the same list without loading the model (every stage maps the taxonomy; only the embedding stage
+needs the model). A taxonomy class whose scientific name is one of those species is *mapped*.
+The embedding stage stores the mapped columns' logits with the embeddings
 (:func:`score_columns`), so the zero-shot scores of a window come from the cache, never from a
 second decode.
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from birdclef.backbones import backbone_spec
+from birdclef.backbones import backbone_spec, labels_reader
 from birdclef.config import Config
 from birdclef.embeddings import Embedded, frames_in, n_windows
 from birdclef.errors import BirdclefError
@@ -109,15 +111,14 @@ class ZeroShot:
 
 def load_zero_shot(config: Config, taxonomy: pd.DataFrame, *, backbone=None) -> ZeroShot | None:
     """The zero-shot mapping for ``config.backbone`` and ``taxonomy``, or None (logged) when the
-    backbone has no species scores or no class maps to one of its species."""
+    backbone has no species scores or no class maps to one of its species. Reads the backbone's
+    label file only (:func:`birdclef.backbones.labels_reader`), unless a built ``backbone`` is given."""
     if not backbone_spec(config.backbone).has_scores:
         return None
-    if backbone is None:
-        from birdclef.backbones import get_backbone
-
-        backbone = get_backbone(config.backbone, model_path=config.backbone_path)
+    read = (lambda: backbone.labels) if backbone is not None else labels_reader(config.backbone,
+                                                                                model_path=config.backbone_path)
     try:
-        species = list(backbone.labels)
+        species = list(read())
     except (BirdclefError, OSError) as err:  # e.g. BirdNET without its labels file
         log.warning("backbone %s species names unavailable (%s): zero-shot blending is off", config.backbone, err)
         return None

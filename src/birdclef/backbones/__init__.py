@@ -101,6 +101,29 @@ def open_tflite(path, *, num_threads: int | None = None):
         raise BackboneUnavailable(f"{path} is not a loadable TFLite model: {exc}") from exc
 
 
+def allocate_tensors(interpreter) -> None:
+    """``interpreter.allocate_tensors()`` without the line "INFO: Created TensorFlow Lite XNNPACK
+    delegate for CPU." that TFLite's C++ code writes to stderr there (once per interpreter, so once
+    per extraction worker); anything else written to stderr meanwhile is passed on."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as caught:
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            interpreter.allocate_tensors()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True) if b"XNNPACK delegate" not in line]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def register(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
     """Class/function decorator: ``@register("yamnet")`` on a factory returning a Backbone."""
 
@@ -109,6 +132,33 @@ def register(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Bac
         return factory
 
     return deco
+
+
+def register_labels(name: str) -> Callable[[Callable[..., Callable[[], list[tuple]]]], Callable]:
+    """Function decorator: ``@register_labels("birdnet")`` on ``labels_reader(*, model_path=None)``,
+    which resolves the model file (raising as building the backbone would) and returns a function
+    reading the species list [(scientific_name, common_name[, inat_id])] without loading the model.
+    Every backbone whose spec declares ``has_scores`` registers one (a test checks it)."""
+
+    def deco(reader):
+        _LABEL_READERS[name] = reader
+        return reader
+
+    return deco
+
+
+_LABEL_READERS: dict[str, Callable[..., Callable[[], list[tuple]]]] = {}
+
+
+def labels_reader(name: str, *, model_path: str | None = None) -> Callable[[], list[tuple]]:
+    """The species-list reader of backbone ``name`` (see :func:`register_labels`)."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    importlib.import_module(BACKBONES[name])
+    if name not in _LABEL_READERS:
+        raise BirdclefError(f"backbone {name!r} registers no species-list reader (@register_labels) in "
+                            f"{BACKBONES[name]}")
+    return _LABEL_READERS[name](model_path=model_path)
 
 
 def get_backbone(name: str, **kwargs) -> Backbone:

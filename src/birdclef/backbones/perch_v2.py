@@ -25,7 +25,8 @@ gets batches of that size, the last one zero-padded.
 The class names come from a label file: ``labels_path=``, else :data:`LABELS_ENV_VAR`, else the
 first of :data:`LABEL_FILES` found beside the model or in its ``assets/`` folder (the SavedModel
 ships ``assets/labels.csv``; an ONNX conversion ships none, so copy that file beside the
-``.onnx``). See :func:`load_perch_v2_labels` for the formats read.
+``.onnx``). See :func:`load_perch_v2_labels` for the formats read; :func:`labels_reader` reads the
+class list without loading the model.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from typing import Callable
 
 import numpy as np
 
-from birdclef.backbones import BackboneSpec, register
+from birdclef.backbones import BackboneSpec, register, register_labels
 from birdclef.errors import BackboneUnavailable, SchemaError
 
 SPEC = BackboneSpec(
@@ -97,10 +98,7 @@ class PerchV2:
         where the label file gives one; read from the label file on first use."""
         if self._labels is None:
             if self._labels_path is None or not self._labels_path.is_file():
-                raise BackboneUnavailable(
-                    f"no Perch v2 label file ({' or '.join(LABEL_FILES)}) beside {self.source} or in its assets/ "
-                    f"folder: pass labels_path= or set {LABELS_ENV_VAR} (the SavedModel ships assets/labels.csv)"
-                )
+                raise _no_labels(self.source)
             self._labels = load_perch_v2_labels(self._labels_path, n_classes=self.n_classes)
         return list(self._labels)
 
@@ -123,6 +121,13 @@ class PerchV2:
             embeddings.append(emb)
             logits.append(lg)
         return np.concatenate(embeddings), np.concatenate(logits)
+
+
+def _no_labels(source: str) -> BackboneUnavailable:
+    return BackboneUnavailable(
+        f"no Perch v2 label file ({' or '.join(LABEL_FILES)}) beside {source} or in its assets/ "
+        f"folder: pass labels_path= or set {LABELS_ENV_VAR} (the SavedModel ships assets/labels.csv)"
+    )
 
 
 def load_perch_v2_labels(path: str | os.PathLike[str], *, n_classes: int | None = None) -> list[Label]:
@@ -380,3 +385,39 @@ def make_perch_v2(
     labels = Path(labels_path).expanduser() if labels_path else find_labels_file(path)
     return PerchV2(runner, n_classes=n_classes, source=str(path), runtime=runtime, labels_path=labels,
                    batch_size=batch_size)
+
+
+@register_labels("perch_v2")
+def labels_reader(*, model_path: str | None = None, labels_path: str | None = None,
+                  **_: object) -> Callable[[], list[Label]]:
+    """The class list of the model :func:`make_perch_v2` would load, without loading it when the
+    label file alone settles it.
+
+    The model and its label file are resolved now, as make_perch_v2 resolves them
+    (BackboneUnavailable when there is no model). Calling the result reads the label file as
+    :attr:`PerchV2.labels` does: a file of Google's :data:`N_CLASSES` classes is read as the
+    model's; a file of any other length (a stand-in, another export, a file of another model)
+    needs the model's own logit count, so the model is built to read it.
+    """
+    given = model_path or os.environ.get(ENV_VAR) or None
+    if given is None:
+        raise BackboneUnavailable(f"no Perch v2 model given: {_HOW_TO_PROVIDE}")
+    path, _runtime = _model_file(Path(os.fspath(given)).expanduser())
+    chosen = labels_path or os.environ.get(LABELS_ENV_VAR) or None
+    labels = Path(chosen).expanduser() if chosen else find_labels_file(path)
+
+    def read() -> list[Label]:
+        if labels is None or not labels.is_file():
+            raise _no_labels(str(path))
+        try:
+            return load_perch_v2_labels(labels, n_classes=N_CLASSES)
+        except SchemaError:
+            return make_perch_v2(model_path=str(given), labels_path=str(labels)).labels
+
+    return read
+
+
+def model_runtime(model_path: str | os.PathLike[str]) -> str:
+    """``"onnxruntime"`` or ``"tensorflow"``: what :func:`make_perch_v2` runs ``model_path`` with
+    (BackboneUnavailable when it is neither a .onnx file, a folder holding one, nor a SavedModel)."""
+    return _model_file(Path(os.fspath(model_path)).expanduser())[1]

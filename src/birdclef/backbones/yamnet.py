@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from birdclef.backbones import BackboneSpec, open_tflite, register
+from birdclef.backbones import BackboneSpec, allocate_tensors, open_tflite, register
 from birdclef.errors import BackboneUnavailable, SchemaError
 
 SPEC = BackboneSpec(
@@ -84,7 +84,7 @@ class YAMNet:
 def _tflite_runner(path: Path) -> _Runner:
     interpreter = open_tflite(path)  # the embedding is an intermediate tensor; 4-MB model, batch 1
     try:
-        interpreter.allocate_tensors()
+        allocate_tensors(interpreter)  # quietly
     except (RuntimeError, ValueError) as exc:
         raise BackboneUnavailable(f"{path} is not a loadable TFLite model: {exc}") from exc
 

@@ -32,16 +32,16 @@ from birdclef.kaggle.metadata import (
 )
 from birdclef.kaggle.notebook import INSTALL_CELL, KERNEL_PARAMETERS, RESOLVE_CELL, kernel_notebook, rewrite_parameters
 from birdclef.kaggle.wheels import (
-    BUNDLED_WHEELS, KAGGLE_PLATFORMS, KAGGLE_PREINSTALLED, KAGGLE_PYTHON_VERSIONS, WHEEL_CACHE_ENV, BundledWheel,
-    build_birdclef_wheel, fetch_wheels, missing_requirements, project_root,
+    BUNDLED_WHEELS, KAGGLE_PLATFORMS, KAGGLE_PREINSTALLED, KAGGLE_PYTHON_VERSIONS, ONNXRUNTIME, WHEEL_CACHE_ENV,
+    BundledWheel, backbone_wheels, build_birdclef_wheel, fetch_wheels, missing_requirements, project_root,
 )
 
 __all__ = [
     "BUNDLED_WHEELS", "BUNDLE_MARKER", "DEFAULT_COMPETITION", "DEFAULT_INPUT", "DEFAULT_WORKING", "INPUT_ENV",
     "INSTALL_CELL", "KAGGLE_PLATFORMS", "KAGGLE_PREINSTALLED", "KAGGLE_PYTHON_VERSIONS", "KERNEL_PARAMETERS",
-    "KNOWN_DATASET_LICENSES", "RESOLVE_CELL", "SEARCH_DEPTH", "WHEEL_CACHE_ENV", "WORKING_ENV",
+    "KNOWN_DATASET_LICENSES", "ONNXRUNTIME", "RESOLVE_CELL", "SEARCH_DEPTH", "WHEEL_CACHE_ENV", "WORKING_ENV",
     "Bundle", "BundledWheel", "KaggleMetadataError",
-    "add_cli", "build_birdclef_wheel", "build_bundle", "check_taxonomy", "competition_from_folder", "head_labels",
+    "add_cli", "backbone_wheels", "build_birdclef_wheel", "build_bundle", "check_taxonomy", "competition_from_folder", "head_labels",
     "resolve_competition", "fetch_wheels", "kernel_notebook", "missing_requirements",
     "project_root", "resolve_kaggle_inputs", "resolve_kernel_params", "rewrite_parameters", "run_cli", "slugify",
     "validate_dataset_metadata", "validate_kernel_metadata", "working_dir",

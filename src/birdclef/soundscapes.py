@@ -1,0 +1,110 @@
+"""Train soundscapes: the labelled windows (2026 layout), the unlabelled files to pseudo-label, and
+scoring a head on them.
+
+The labelled windows (``train_soundscapes_labels.csv``, parsed and validated by
+:func:`birdclef.data.load_soundscape_labels`) are embedded by the preprocess stage and listed in
+``<work_dir>/preprocess/soundscape_windows.csv``; training turns them into examples
+(:func:`birdclef.examples.soundscape_examples`). The demo also writes the truth of every train
+soundscape window (``train_soundscapes_solution.csv``), which scores a head with the competition
+metric (:func:`soundscape_metrics`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from birdclef.config import Config
+from birdclef.data import competition_paths, list_audio, load_soundscape_labels
+from birdclef.embeddings import Embedded, extract
+from birdclef.errors import SchemaError
+from birdclef.evaluate import score
+from birdclef.infer import soundscape_probabilities
+from birdclef.model import HeadMeta, MLPHead
+
+SOLUTION_FILE = "train_soundscapes_solution.csv"  # the demo's hidden truth for train_soundscapes
+WINDOWS_FILE = "soundscape_windows.csv"  # the preprocess stage's list of labelled windows
+WINDOW_COLUMNS = ["filename", "path", "start_s", "end_s", "row_id", "labels", "site", "hour"]
+
+
+def labelled_windows(config: Config, taxonomy: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The labelled train-soundscape windows of ``config.data_dir`` → (windows with WINDOW_COLUMNS,
+    labels ``;``-joined; the label rows skipped (filename, reason); duplicated rows dropped).
+
+    Empty when the data has no ``train_soundscapes_labels.csv`` (the 2025 layout)."""
+    paths = competition_paths(config.data_dir)
+    if not paths.train_soundscapes_labels.is_file():
+        return pd.DataFrame(columns=WINDOW_COLUMNS), pd.DataFrame(columns=["filename", "reason"]), 0
+    parsed = load_soundscape_labels(paths.train_soundscapes_labels, taxonomy, paths.train_soundscapes)
+    windows = parsed.windows.assign(
+        path=[str(paths.train_soundscapes / f) for f in parsed.windows["filename"]],
+        labels=[";".join(x) for x in parsed.windows["labels"]])[WINDOW_COLUMNS]
+    sk = parsed.skipped
+    skipped = pd.DataFrame({"filename": sk["filename"],
+                            "reason": [f"label row {s}-{e} ({lab}): {r}" for s, e, lab, r in
+                                       zip(sk["start"], sk["end"], sk["primary_label"], sk["reason"])]})
+    return windows, skipped, parsed.n_duplicates
+
+
+def load_windows(config: Config) -> pd.DataFrame:
+    """The labelled windows the preprocess stage embedded (empty when there are none)."""
+    path = Path(config.work_dir) / "preprocess" / WINDOWS_FILE
+    if not path.exists():
+        return pd.DataFrame(columns=WINDOW_COLUMNS)
+    return pd.read_csv(path, dtype={"labels": str, "filename": str, "row_id": str, "site": str},
+                       keep_default_na=False)
+
+
+def soundscape_files(config: Config) -> list[Path]:
+    """The train soundscapes to pseudo-label: those without labelled windows (their truth is known
+    already); all, or a seeded sample of ``pseudo_max_soundscapes``."""
+    files = list_audio(competition_paths(config.data_dir).train_soundscapes)
+    labelled = set(load_windows(config)["filename"])
+    files = [f for f in files if f.name not in labelled]
+    if config.pseudo_max_soundscapes and len(files) > config.pseudo_max_soundscapes:
+        pick = np.random.default_rng(config.seed).choice(len(files), config.pseudo_max_soundscapes, replace=False)
+        files = [files[i] for i in sorted(pick)]
+    return files
+
+
+def load_soundscapes(config: Config, *, progress: bool = False) -> dict[str, Embedded]:
+    """{stem: Embedded} of the train soundscapes (cached like every embedding; unreadable ones left out)."""
+    files = soundscape_files(config)
+    embedded, _ = extract(files, config=config, desc="train soundscapes", progress=progress)
+    return {Path(p).stem: e for p, e in embedded.items()}
+
+
+def soundscape_truth(config: Config) -> pd.DataFrame | None:
+    path = Path(config.data_dir) / SOLUTION_FILE
+    return pd.read_csv(path, dtype={"row_id": str}) if path.exists() else None
+
+
+def predict_soundscapes(embedded: dict[str, Embedded], model: MLPHead, meta: HeadMeta, config: Config
+                        ) -> dict[str, np.ndarray]:
+    return {stem: soundscape_probabilities([e], [(model, meta)], config) for stem, e in embedded.items()}
+
+
+def score_windows(probs: dict[str, np.ndarray], labels: list[str], truth: pd.DataFrame, window_s: float = 5.0
+                  ) -> float | None:
+    """The competition metric of {stem: (n_windows, n_classes)} against the truth rows of those stems."""
+    from birdclef.submission import build_submission
+
+    sub = build_submission(probs, labels, window_s)
+    sol = truth[truth["row_id"].isin(set(sub["row_id"]))]
+    try:
+        return score(sol, sub[sub["row_id"].isin(set(sol["row_id"]))], row_id_column_name="row_id")
+    except SchemaError:  # no positive among these rows, or rows that do not match: no score
+        return None
+
+
+def soundscape_metrics(model: MLPHead, meta: HeadMeta, config: Config) -> dict:
+    """{"soundscape_score": metric on the train soundscapes} when their truth exists, else {}."""
+    truth = soundscape_truth(config)
+    if truth is None:
+        return {}
+    embedded = load_soundscapes(config)
+    if not embedded:  # every train soundscape is labelled: they are scored as validation windows instead
+        return {}
+    s = score_windows(predict_soundscapes(embedded, model, meta, config), list(meta.labels), truth, config.window_s)
+    return {} if s is None else {"soundscape_score": s}

@@ -1,0 +1,106 @@
+"""The preprocess stage: which recordings it embeds (the competition's and extra folders'), the manifest, the skip log."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from birdclef.config import build_config
+from birdclef.data import load_taxonomy
+from birdclef.embeddings import EmbeddingCache
+from birdclef.preprocess import run_preprocess, select_recordings
+from test_data import make_extra_2023, make_extra_own
+
+
+@pytest.fixture(scope="module")
+def with_extras(tiny_demo, tmp_path_factory):
+    """tiny_demo plus a 2023-layout folder and an own-layout one (copies of 3 of tiny_demo's recordings,
+    under the same file names), preprocessed and trained with the placeholder backbone."""
+    from birdclef.train import run_training
+
+    root = tmp_path_factory.mktemp("extras")
+    taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
+    old = make_extra_2023(root / "birdclef-2023", taxonomy)
+    own = make_extra_own(root / "own", tiny_demo)
+    config = build_config(data_dir=str(tiny_demo), work_dir=str(root / "work"), backbone="melstats", n_workers=1,
+                          epochs=3, extra_data_dirs=[str(old), str(own)])
+    result = run_preprocess(config=config)
+    trained = run_training(config=config, progress=False)
+    return config, result, trained, taxonomy, old, own
+
+
+def test_extra_recordings_join_the_manifest_with_their_source(with_extras, tiny_demo):
+    config, result, _, taxonomy, old, own = with_extras
+    manifest = pd.read_csv(Path(config.work_dir) / "preprocess" / "manifest.csv", dtype=str, keep_default_na=False)
+    n_competition = len(pd.read_csv(tiny_demo / "train.csv"))
+    assert manifest["source"].value_counts().to_dict() == {"competition": n_competition, str(old.resolve()): 4,
+                                                           str(own.resolve()): 3}
+    assert manifest["filename"].is_unique and manifest["path"].is_unique
+    assert set(manifest["primary_label"]) <= set(taxonomy["primary_label"])
+    from_old = manifest[manifest["source"] == str(old.resolve())]
+    names = taxonomy.set_index("primary_label")["scientific_name"]
+    assert sorted(from_old["primary_label"]) == sorted([taxonomy["primary_label"][1]] * 2 + [taxonomy["primary_label"][2]] * 2)
+    assert (from_old["filename"].str.split("/").str[0] == "birdclef-2023").all()
+    assert taxonomy["primary_label"][3] in from_old["secondary_labels"].str.split("|").sum()  # secmap1, mapped
+    assert names[from_old["primary_label"]].notna().all()
+    # the own-layout copies carry the competition's file names: prefixed with their folder, never the same
+    from_own = manifest[manifest["source"] == str(own.resolve())]
+    competition = manifest[manifest["source"] == "competition"]
+    assert [f.split("/", 1)[1].replace("x/", "/") for f in from_own["filename"]] == competition["filename"].iloc[:3].tolist()
+    assert from_own["primary_label"].tolist() == competition["primary_label"].iloc[:3].tolist()
+
+
+def test_extra_recordings_have_their_own_cache_entries(with_extras):
+    config, result, *_ = with_extras
+    cache = EmbeddingCache(config.work_dir, config)
+    entries = {cache.entry(p) for p in result.manifest["path"]}
+    assert len(entries) == len(result.manifest)  # a copy under another path is its own entry
+    assert all(cache.load(p, need_speech=True) is not None for p in result.manifest["path"])
+
+
+def test_skipped_extras_are_logged_with_reasons(with_extras):
+    config, *_ = with_extras
+    skipped = pd.read_csv(Path(config.work_dir) / "preprocess" / "skipped.csv", dtype=str, keep_default_na=False)
+    reasons = dict(zip(skipped["filename"], skipped["reason"]))
+    assert "not in taxonomy" in reasons["birdclef-2023/nosuch9/XC1.ogg"]
+    dropped = {f: r for f, r in reasons.items() if "not in the current taxonomy" in r}
+    assert len(dropped) == 4 and all(f.startswith("birdclef-2023/old") for f in dropped)
+
+
+def test_training_keeps_one_recording_per_group(with_extras):
+    config, result, trained, *_ = with_extras
+    metrics = json.loads((Path(config.work_dir) / "model" / "metrics.json").read_text())
+    # refit trains on every recording: one group per manifest row, the extras included
+    assert metrics["n_refit_recordings"] == len(result.manifest) == trained.metrics["n_refit_recordings"]
+    assert metrics["n_train_recordings"] + metrics["n_val_recordings"] == len(result.manifest)
+
+
+def test_a_missing_extra_folder_stops_before_any_work(tiny_demo, tmp_path):
+    config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path / "work"), backbone="melstats",
+                          extra_data_dirs=[str(tmp_path / "nowhere")])
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        run_preprocess(config=config)
+    assert not (tmp_path / "work" / "preprocess" / "manifest.csv").exists()
+
+
+def test_extras_only_fill_the_room_max_recordings_per_class_leaves():
+    competition = pd.DataFrame({"primary_label": ["a", "a", "b"], "filename": ["a/1", "a/2", "b/1"]})
+    extra = pd.DataFrame({"primary_label": ["a", "b", "b", "b", "c"], "filename": ["x/a/9", "x/b/7", "x/b/8", "x/b/9", "x/c/1"]})
+    got = select_recordings(extra, max_per_class=2, seed=0, taken=competition)
+    assert got["primary_label"].value_counts().to_dict() == {"b": 1, "c": 1}
+    assert select_recordings(extra, max_per_class=None, seed=0, taken=competition) is extra
+
+
+def test_extra_data_dirs_is_a_training_field_of_paths_made_absolute(tmp_path):
+    from birdclef.config import EMBEDDING_FIELDS, PATH_FIELDS, TRAINING_FIELDS
+    from birdclef.pipeline import absolute_paths
+
+    assert "extra_data_dirs" in TRAINING_FIELDS and "extra_data_dirs" in PATH_FIELDS
+    assert "extra_data_dirs" not in EMBEDDING_FIELDS  # adding a folder re-embeds nothing already cached
+    config = build_config(extra_data_dirs="data/birdclef-2023,/data/realdev")
+    assert config.extra_data_dirs == ("data/birdclef-2023", "/data/realdev") and build_config().extra_data_dirs == ()
+    assert config.embedding_key() == build_config().embedding_key()
+    assert absolute_paths({"extra_data_dirs": config.extra_data_dirs}, cwd=tmp_path) == {
+        "extra_data_dirs": (str(tmp_path / "data" / "birdclef-2023"), "/data/realdev")}
