@@ -54,8 +54,8 @@ def test_a_bad_parameter_is_one_line_on_every_route(tmp_path, capsys, command, p
 
 
 def test_the_notebooks_route_refuses_a_config_field_no_notebook_sets(tmp_path, capsys):
-    one_error(["notebooks", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path / "run"), "-p", "dropout=0.1"],
-              capsys, "unknown parameter(s) ['dropout'] for notebook(s) 01_eda", "birdclef train -p dropout=")
+    one_error(["notebooks", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path / "run"), "-p", "extra={'a': 1}"],
+              capsys, "unknown parameter(s) ['extra'] for notebook(s) 01_eda", "birdclef train -p extra=")
     one_error(["notebooks", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path / "run"), "--only", "01_eda",
                "-p", "epochs=5"], capsys, "unknown parameter(s) ['epochs'] for notebook(s) 01_eda (epochs: Config field")
     one_error(["notebooks", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path / "run"), "--only", "06_magic"],

@@ -51,3 +51,39 @@ def speech_survey(files: list[Path], *, threshold: float = 0.9, min_speech_s: fl
         iv = speech_intervals(x, sr, threshold=threshold, min_speech_s=min_speech_s)
         rows.append({"file": str(f), "speech_s": round(sum(b - a for a, b in iv), 2), "intervals": iv, "error": ""})
     return pd.DataFrame(rows)
+
+
+def species_counts(windows: pd.DataFrame, *, by: str, top: int = 20) -> pd.DataFrame:
+    """Labelled 5-s soundscape windows per (``by`` value, species) → DataFrame (rows: the values of
+    ``by``, e.g. site, sorted, or hour, 0–23; columns: the ``top`` species by window count over all windows).
+
+    ``windows``: :attr:`birdclef.data.SoundscapeLabels.windows` (a ``labels`` list per window).
+    Windows whose ``by`` is unknown (a name without site and time) are left out. ``attrs``:
+    n_species (species heard in any window) and n_windows (windows counted).
+    """
+    pairs = windows[[by, "labels"]].explode("labels").dropna(subset=["labels"])
+    totals = pairs["labels"].value_counts()
+    known = pairs[pairs[by].notna()]
+    species = list(totals.index[:top])
+    table = (pd.crosstab(known[by], known["labels"]).reindex(columns=species, fill_value=0)
+             if len(known) else pd.DataFrame(0, index=pd.Index([], name=by), columns=species))
+    if by == "hour":  # every hour of the day, so the gaps show
+        table = table.set_axis(table.index.astype(int), axis=0).reindex(range(24), fill_value=0)
+        table.index.name = by
+    table = table.sort_index()
+    table.columns.name = "species"
+    table.attrs.update(n_species=len(totals), n_windows=int(windows[by].notna().sum()))
+    return table
+
+
+def window_labels(windows: pd.DataFrame, filename: str) -> dict[float, list[str]]:
+    """{window end (s): labels} of one soundscape's labelled windows (``filename`` as in the labels file)."""
+    rows = windows[windows["filename"] == filename]
+    return {float(end): list(labels) for end, labels in zip(rows["end_s"], rows["labels"])}
+
+
+def most_labelled(windows: pd.DataFrame | None) -> str | None:
+    """The file name of the soundscape with the most (window, label) pairs in ``windows``; None without any."""
+    if windows is None or windows.empty:
+        return None
+    return str(windows.assign(n=windows["labels"].str.len()).groupby("filename")["n"].sum().idxmax())

@@ -10,6 +10,9 @@ from typing import Any
 from birdclef.errors import BirdclefError, ParameterError
 
 NOTEBOOKS = ("01_eda", "02_preprocess", "03_train", "04_submit", "05_report")
+# the kernel's own log: a warning at every start that its local TCP sockets are unencrypted, and an error
+# when jupyter_client interrupts it on shutdown (its way to stop a busy kernel); cell errors still show
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=CRITICAL",)
 # 04_submit's parameters (and `birdclef submit -p`) that name files or folders but are no Config field
 STAGE_PATHS = ("model_dir", "test_dir", "output_path")
 
@@ -36,16 +39,72 @@ def notebook_parameters(path: str | Path) -> tuple[str, ...]:
     if cell is None:
         return ()
     try:
-        tree = ast.parse(cell.source)
+        return _assigned(cell.source)
     except SyntaxError:  # IPython syntax in the cell: papermill's own (line by line) reading
         import papermill as pm
 
         return tuple(pm.inspect_notebook(str(path)))
+
+
+# The first line of every notebook's parameters cell, and of the cell papermill injects after it
+PARAMETERS_HEADER = "# parameters"
+INJECTED_HEADER = "# Parameters"
+
+
+class NotebookParameterError(ParameterError):
+    """A parameter given to a notebook is unknown or its value is refused; shown as one line in the notebook."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
+def _assigned(source: str) -> tuple[str, ...]:
     names = []
-    for node in tree.body:
+    for node in ast.parse(source).body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
         names += [t.id for t in targets if isinstance(t, ast.Name)]
     return tuple(dict.fromkeys(names))
+
+
+def notebook_params(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The values a notebook runs with → {name: value} for every name its parameters cell assigns,
+    Config fields converted to their type (:mod:`birdclef.params`; None is kept: "inherit").
+
+    Call it as ``notebook_params(globals())`` in the cell after the parameters cell. papermill puts
+    the values it is given in a cell of its own after the parameters cell and only warns about a
+    name the parameters cell lacks (``papermill 03_train.ipynb out.ipynb -p epoch 5``); here such a
+    name, or a value its Config field refuses, raises :class:`NotebookParameterError`, one line
+    naming it and the names the notebook takes. Both cells are read from the kernel's history
+    (IPython's ``In``): the last one run that starts with :data:`PARAMETERS_HEADER`, and papermill's
+    right after it (:data:`INJECTED_HEADER`).
+    """
+    from birdclef.config import FIELD_TYPES
+    from birdclef.params import convert_params
+
+    history = [str(source) for source in namespace.get("In") or []]
+    at = next((i for i in range(len(history) - 1, -1, -1) if history[i].lstrip().startswith(PARAMETERS_HEADER)), None)
+    if at is None:
+        raise NotebookParameterError(f"no parameters cell has run in this kernel (a cell starting {PARAMETERS_HEADER!r}); "
+                                     "run it first")
+    declared = _assigned(history[at])
+    injected = (_assigned(history[at + 1]) if at + 1 < len(history) and history[at + 1].lstrip().startswith(INJECTED_HEADER)
+                else ())
+    unknown = [name for name in injected if name not in declared]
+    if unknown:
+        raise NotebookParameterError(f"unknown parameter(s) {unknown}; this notebook takes: {', '.join(declared)}")
+    values = {name: namespace[name] for name in declared if name in namespace}
+    try:  # None stays None: "inherit" (the recipe's, the previous stage's)
+        return {**values, **convert_params({k: v for k, v in values.items() if v is not None}, FIELD_TYPES)}
+    except ParameterError as err:
+        raise NotebookParameterError(str(err)) from None
+
+
+def config_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`~birdclef.config.Config` fields among a notebook's parameters (others, like
+    04_submit's ``test_dir``, name no field)."""
+    from birdclef.config import FIELD_TYPES
+
+    return {k: v for k, v in params.items() if k in FIELD_TYPES}
 
 
 def notebook_inputs(parameters: dict[str, Any], notebooks: dict[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
@@ -74,8 +133,9 @@ def absolute_paths(params: dict[str, Any], *, cwd: str | Path | None = None) -> 
     """``params`` with each relative path made absolute from ``cwd`` (default: the current folder).
 
     Path-valued names: the Config fields declared ``path`` (data_dir, work_dir, backbone_path,
-    ensemble_model_dirs, runs_table) and :data:`STAGE_PATHS`; their values already converted to the
-    field's type (a list of paths for ensemble_model_dirs). ``backbone_path`` may be a TF-Hub
+    extra_data_dirs, ensemble_model_dirs, runs_table) and :data:`STAGE_PATHS`; their values already
+    converted to the field's type (a list or tuple of paths, each made absolute, for
+    extra_data_dirs and ensemble_model_dirs). ``backbone_path`` may be a TF-Hub
     handle: it is made absolute only where it names something that exists. The notebooks run with
     notebooks/ as their working folder, so the caller's relative paths are fixed here.
     """
@@ -130,6 +190,7 @@ def run_notebooks(
                 str(src / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
                 parameters={"data_dir": str(data_dir), "work_dir": str(work_dir), **inputs[name]},
                 kernel_name=kernel_name, progress_bar=False, cwd=str(src),
+                extra_arguments=list(KERNEL_ARGUMENTS),  # a copy: nbclient appends to it
             )
         except pm.PapermillExecutionError as err:
             raise NotebookError(f"{name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue} "

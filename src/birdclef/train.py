@@ -272,6 +272,7 @@ def train_head(
     }
     if len(val.windows):  # val_auc is the combined score; each side's at the chosen epoch
         metrics |= {"val_focal_auc": float(best["val_focal_auc"]), "val_soundscape_auc": float(best["val_soundscape_auc"]),
+                    "val_combined_auc": float(best["val_auc"]),
                     "n_val_soundscape_windows": int(len(val.window_ids)),
                     "n_train_soundscape_windows": int(len(set(ex.windows[tr][ex.kinds[tr] == SOUNDSCAPE])))}
     return model, hist, metrics
