@@ -183,6 +183,11 @@ def run_notebooks(
     out = Path(work_dir) / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
+    # papermill logs four INFO lines per notebook (input, output, working directory, kernel): the line
+    # printed below says what ran and how long; the executed notebooks are in `out`
+    import logging
+
+    logging.getLogger("papermill").setLevel(logging.WARNING)
     for name in notebooks:
         t0 = time.perf_counter()
         try:
@@ -196,5 +201,5 @@ def run_notebooks(
             raise NotebookError(f"{name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue} "
                                 f"(the executed notebook: {out / f'{name}.ipynb'})") from err
         timings[name] = time.perf_counter() - t0
-        print(f"{name}: {timings[name]:.1f} s")
+        print(f"{name}: {timings[name]:.1f} s → {out / f'{name}.ipynb'}")
     return timings
