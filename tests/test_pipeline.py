@@ -170,3 +170,18 @@ def test_notebooks_take_relative_paths_from_the_callers_folder(tmp_path, monkeyp
     assert seen == {"data_dir": str(here / "data"), "work_dir": str(here / "runs" / "real"),
                     "ensemble": [str(here / "runs" / "b" / "model")], "cwd": str(src)}
     assert (here / "runs" / "real" / "notebooks" / "a.ipynb").is_file()  # the executed notebook beside its artefacts
+
+
+def test_progress_bars_are_text_in_headless_runs_and_widgets_otherwise(monkeypatch, capsys):
+    import tqdm.auto
+    import tqdm.std
+
+    from birdclef.progress import ENV, tqdm as bar
+
+    monkeypatch.delenv(ENV, raising=False)
+    assert type(bar(range(1), disable=True)) is tqdm.auto.tqdm
+    monkeypatch.setenv(ENV, "text")
+    b = bar(range(3), desc="files")
+    assert type(b) is tqdm.std.tqdm
+    list(b)
+    assert "files: 100%" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
-from tqdm.auto import tqdm
+from birdclef.progress import tqdm
 
 from birdclef.config import Config
 from birdclef.embeddings import Embedded, EmbeddingCache, _embed_or_reason

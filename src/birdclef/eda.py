@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from birdclef.progress import tqdm
 
 from birdclef import audio
 from birdclef.data import CompetitionPaths, load_taxonomy, load_train_metadata

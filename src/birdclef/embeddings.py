@@ -23,7 +23,7 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from birdclef.progress import tqdm
 
 from birdclef import audio
 from birdclef.backbones import Backbone, BackboneSpec, get_backbone, run_backbone

@@ -188,18 +188,29 @@ def run_notebooks(
     import logging
 
     logging.getLogger("papermill").setLevel(logging.WARNING)
-    for name in notebooks:
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(
-                str(src / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
-                parameters={"data_dir": str(data_dir), "work_dir": str(work_dir), **inputs[name]},
-                kernel_name=kernel_name, progress_bar=False, cwd=str(src),
-                extra_arguments=list(KERNEL_ARGUMENTS),  # a copy: nbclient appends to it
-            )
-        except pm.PapermillExecutionError as err:
-            raise NotebookError(f"{name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue} "
-                                f"(the executed notebook: {out / f'{name}.ipynb'})") from err
-        timings[name] = time.perf_counter() - t0
-        print(f"{name}: {timings[name]:.1f} s → {out / f'{name}.ipynb'}")
+    # progress bars as text: a widget's state is not saved in a headless run (birdclef.progress)
+    from birdclef.progress import ENV
+
+    previous = os.environ.get(ENV)
+    os.environ[ENV] = "text"  # the kernels inherit this process's environment
+    try:
+        for name in notebooks:
+            t0 = time.perf_counter()
+            try:
+                pm.execute_notebook(
+                    str(src / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
+                    parameters={"data_dir": str(data_dir), "work_dir": str(work_dir), **inputs[name]},
+                    kernel_name=kernel_name, progress_bar=False, cwd=str(src),
+                    extra_arguments=list(KERNEL_ARGUMENTS),  # a copy: nbclient appends to it
+                )
+            except pm.PapermillExecutionError as err:
+                raise NotebookError(f"{name} failed in cell [{err.exec_count}]: {err.ename}: {err.evalue} "
+                                    f"(the executed notebook: {out / f'{name}.ipynb'})") from err
+            timings[name] = time.perf_counter() - t0
+            print(f"{name}: {timings[name]:.1f} s → {out / f'{name}.ipynb'}")
+    finally:
+        if previous is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = previous
     return timings

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
-from tqdm.auto import tqdm
+from birdclef.progress import tqdm
 
 from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
