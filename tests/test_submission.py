@@ -71,3 +71,16 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
         write_submission(sub.assign(a=0.1), out)
     assert out.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["submission.csv"]
+
+
+def test_the_kaggle_time_estimate_warns_past_the_limit():
+    import warnings
+
+    from birdclef.submission import kaggle_estimate_minutes
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert kaggle_estimate_minutes(10.0, 10) == pytest.approx(600 / 4 / 60)  # 1 s per file: 2.5 min
+        assert kaggle_estimate_minutes(5.0, 1) is None
+    with pytest.warns(UserWarning, match="over Kaggle's 90-min limit"):
+        assert kaggle_estimate_minutes(80.0, 2) == pytest.approx(100.0)  # 40 s per file

@@ -129,6 +129,19 @@ class Config:
     # what validation folds of labelled windows keep together: "file" (a soundscape) or "site" (every
     # soundscape of a recorder site, the harder test: the hidden test sites may differ)
     soundscape_group_by: Literal["file", "site"] = _stage("training", "file")
+    # the model family: "mlp" (a head on the cached backbone embeddings) or "sed" (a spectrogram CNN trained
+    # end to end, birdclef.sed; needs the `sed` extra). The sed_* fields only apply to "sed"
+    model_family: Literal["mlp", "sed"] = _stage("training", "mlp")
+    sed_backbone: str = _stage("training", "efficientnet_b0")  # any timm model name
+    sed_pretrained_path: str | None = _stage("training", None, path=True)  # local timm weights; None: random init
+    sed_clip_s: float = _stage("training", 5.0)  # model input: 5, 10 or 20 s
+    sed_epochs: int = _stage("training", 20)
+    sed_batch_size: int = _stage("training", 32)
+    # distillation from the backbone's cached outputs: weight of the cosine loss toward its embeddings
+    # and of the KL toward its logits for the classes it knows (0: labels only)
+    sed_distill_weight: float = _stage("training", 0.0)
+    sed_student_rounds: int = _stage("training", 0)  # noisy-student rounds on the unlabelled train soundscapes
+    sed_params: dict[str, Any] = _stage("training", default_factory=dict)  # any other birdclef.sed.SedConfig field
     # pseudo-labelling of train_soundscapes
     pseudo_rounds: int = _stage("training", 0)  # predict → keep confident windows → retrain, this many times (0: off)
     pseudo_threshold: float = _stage("training", 0.5)  # a window is kept for a class whose probability reaches this
@@ -146,7 +159,13 @@ class Config:
     # site and time-of-day prior from the labelled train soundscapes (birdclef.priors): this × the shift in
     # logit space for a test soundscape whose name gives its site and hour; 0: off (it did not measure better)
     site_prior_weight: float = _stage("submission", 0.0)
-    ensemble_model_dirs: tuple[str, ...] = _stage("submission", (), path=True)  # more trained model folders whose probabilities are averaged in
+    ensemble_model_dirs: tuple[str, ...] = _stage("submission", (), path=True)  # more trained model folders (MLP or SED) blended in
+    # weight of each ensemble member, in the order model_dir, *ensemble_model_dirs; (): equal
+    ensemble_weights: tuple[float, ...] = _stage("submission", ())
+    # "mean": weighted mean of the members' window probabilities, then one post-processing; "rank": each
+    # member post-processed alone, then per class the weighted mean of its ranks over every test window
+    ensemble_blend: Literal["mean", "rank"] = _stage("submission", "mean")
+    sed_engine: Literal["onnxruntime", "openvino", "torch"] = _stage("submission", "onnxruntime")  # runs SED members
     run_name: str = _stage("paths", "")  # label of this run in the runs table
     runs_table: str | None = _stage("paths", None, path=True)  # CSV every training and submission appends a row to; None: <work_dir>/runs.csv
     strict: bool = _stage("submission", False)
@@ -211,6 +230,19 @@ class Config:
             if abs(steps - round(steps)) > 1e-6 or abs(s) >= self.window_s:
                 raise ValueError(f"each of tta_shifts_s must be a multiple of hop_s={self.hop_s} shorter than "
                                  f"window_s={self.window_s}, got {s}")
+        if self.model_family not in ("mlp", "sed"):
+            raise ValueError(f"unknown model_family {self.model_family!r}; known: 'mlp', 'sed'")
+        if self.ensemble_blend not in ("mean", "rank"):
+            raise ValueError(f"unknown ensemble_blend {self.ensemble_blend!r}; known: 'mean', 'rank'")
+        if self.sed_engine not in ("onnxruntime", "openvino", "torch"):
+            raise ValueError(f"unknown sed_engine {self.sed_engine!r}; known: 'onnxruntime', 'openvino', 'torch'")
+        if self.ensemble_weights and (len(self.ensemble_weights) != 1 + len(self.ensemble_model_dirs)
+                                      or min(self.ensemble_weights) < 0 or sum(self.ensemble_weights) <= 0):
+            raise ValueError(f"ensemble_weights needs one non-negative weight per model (model_dir and each of "
+                             f"ensemble_model_dirs: {1 + len(self.ensemble_model_dirs)}) with a positive sum, "
+                             f"got {self.ensemble_weights}")
+        if self.sed_distill_weight < 0 or self.sed_student_rounds < 0 or self.sed_epochs < 1 or self.sed_batch_size < 1:
+            raise ValueError("sed_distill_weight and sed_student_rounds must be >= 0, sed_epochs and sed_batch_size >= 1")
         if self.site_prior_weight < 0:
             raise ValueError(f"site_prior_weight must be >= 0, got {self.site_prior_weight}")
         if self.soundscape_weight < 0:

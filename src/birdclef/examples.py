@@ -8,6 +8,7 @@ are built from the same crops.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -175,3 +176,11 @@ def soundscape_examples(
             continue
         parts.append(part)
     return (concat_examples(parts) if parts else None), pd.DataFrame(skipped, columns=["row_id", "reason"])
+
+
+def load_manifest(config: Config) -> pd.DataFrame:
+    path = Path(config.work_dir) / "preprocess" / "manifest.csv"
+    if not path.exists():
+        raise BirdclefError(f"{path} not found: run the preprocess stage (02_preprocess) first")
+    return pd.read_csv(path, dtype={"primary_label": str, "secondary_labels": str, "author": str},
+                       keep_default_na=False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,9 @@ from birdclef.config import Config
 from birdclef.embeddings import Embedded, extract, frames_in, n_windows, pool_segments
 from birdclef.errors import AudioError, BirdclefError
 from birdclef.model import HeadMeta, MLPHead, predict
-from birdclef.postprocess import average, blend_logits, smooth_windows
+from birdclef.postprocess import average, blend_logits, rank_average, smooth_windows
 from birdclef.priors import apply_shift, prior_shift
+from birdclef.progress import tqdm
 
 log = logging.getLogger(__name__)
 FALLBACK_DURATION_S = 60.0  # assumed length of a soundscape whose header cannot be read
@@ -75,9 +77,19 @@ def soundscape_probabilities(
     """
     if len(embedded) != len(heads) or not heads:
         raise ValueError(f"{len(embedded)} embeddings for {len(heads)} heads")
-    prob = average([predict_windows(e, m, meta, window_s=config.window_s, shifts_s=config.tta_shifts_s,
-                                    pool=config.window_pool)
-                    for e, (m, meta) in zip(embedded, heads)])
+    prob = average([head_windows(e, m, meta, config) for e, (m, meta) in zip(embedded, heads)])
+    return finish_windows(prob, config, zero_shot=zero_shot, prior=prior)
+
+
+def head_windows(e: Embedded, model: MLPHead, meta: HeadMeta, config: Config) -> np.ndarray:
+    """One MLP head's (n_windows, n_classes) probabilities of a soundscape, test-time shifts averaged."""
+    return predict_windows(e, model, meta, window_s=config.window_s, shifts_s=config.tta_shifts_s,
+                           pool=config.window_pool)
+
+
+def finish_windows(prob: np.ndarray, config: Config, *, zero_shot: tuple[np.ndarray, np.ndarray] | None = None,
+                   prior: np.ndarray | None = None) -> np.ndarray:
+    """The post-processing after the ensemble: zero-shot blend → site / hour prior → smoothing."""
     if zero_shot is not None:
         prob = blend_logits(prob, zero_shot[0], zero_shot[1])
     if prior is not None:
@@ -112,41 +124,93 @@ def _duration_or_fallback(path: Path) -> float:
         return FALLBACK_DURATION_S
 
 
+@dataclass(frozen=True)
+class SedMember:
+    """An ensemble member from the SED family (:mod:`birdclef.sed`): its exported model, run per file."""
+
+    path: Path
+    predict: Callable[[Path], np.ndarray]  # a soundscape → (n_windows, n_classes) probabilities
+    prior: np.ndarray  # (n_classes,) training class frequencies: an unreadable soundscape's rows
+
+
+Member = tuple[MLPHead, HeadMeta, Config] | SedMember
+
+
 def predict_files(
-    files: Sequence[Path], members: Sequence[tuple[MLPHead, HeadMeta, Config]], config: Config, labels: list[str],
+    files: Sequence[Path], members: Sequence[Member], config: Config, labels: list[str],
     *, zero_shot=None, weights: np.ndarray | None = None, site_prior: pd.DataFrame | None = None,
 ) -> tuple[dict[str, np.ndarray], list[dict]]:
     """Every soundscape of ``files`` → ({stem: (n_windows, n_classes)}, fallbacks).
 
-    ``members``: (head, its meta, the config it embeds under) per ensemble member; files are
-    embedded once per embedding setting (cached; no VAD pass: every window is predicted), the
-    first member's backbone also storing ``zero_shot``'s logits (whatever the weights, so a later
-    run with another weight reads them from the cache), blended where ``weights`` > 0. An
-    unreadable file gets the training prior in every window and a row in fallbacks (path,
+    ``members``: an MLP head (head, its meta, the config it embeds under) or a :class:`SedMember`
+    each. Files are embedded once per embedding setting of the MLP members (cached; no VAD pass:
+    every window is predicted); when the first member is an MLP head its backbone also stores
+    ``zero_shot``'s logits (whatever the weights, so a later run with another weight reads them
+    from the cache), blended where ``weights`` > 0. ``config.ensemble_blend``: "mean" averages the
+    members' probabilities (``ensemble_weights``) before the post-processing (:func:`finish_windows`);
+    "rank" post-processes each member alone (the zero-shot blend only for MLP heads) and averages
+    per-class ranks over every window of every file (:func:`birdclef.postprocess.rank_average`).
+    An unreadable file gets the training prior in every window and a row in fallbacks (path,
     reason), with a warning; with ``config.strict`` it raises instead.
     """
+    heads = [m for m in members if not isinstance(m, SedMember)]
     by_key: dict[str, tuple[dict, pd.DataFrame]] = {}
-    for i, (_, m_meta, member) in enumerate(members):
-        if m_meta.embedding_key not in by_key:
-            by_key[m_meta.embedding_key] = extract(
-                files, config=member, desc=f"test soundscapes ({member.backbone})", need_speech=False,
-                score_columns=zero_shot.score_columns if zero_shot is not None and i == 0 else None)
-    heads = [(m, m_meta) for m, m_meta, _ in members]
-    blend = zero_shot is not None and weights is not None and bool((np.asarray(weights) > 0).any())
+    for i, m in enumerate(members):
+        if isinstance(m, SedMember) or m[1].embedding_key in by_key:
+            continue
+        by_key[m[1].embedding_key] = extract(
+            files, config=m[2], desc=f"test soundscapes ({m[2].backbone})", need_speech=False,
+            score_columns=zero_shot.score_columns if zero_shot is not None and i == 0 else None)
+    blend = (zero_shot is not None and weights is not None and bool((np.asarray(weights) > 0).any())
+             and not isinstance(members[0], SedMember))
+    first_prior = members[0].prior if isinstance(members[0], SedMember) else np.asarray(members[0][1].prior)
+    rank = config.ensemble_blend == "rank" and len(members) > 1
+    per_member: list[dict[str, np.ndarray]] = [{} for _ in members]
     probs: dict[str, np.ndarray] = {}
     fallbacks = []
-    for f in files:
-        embedded = [by_key[m_meta.embedding_key][0].get(str(f)) for _, m_meta, _ in members]
-        if any(e is None for e in embedded):
-            report = next(rep for emb, rep in by_key.values() if str(f) not in emb)
-            reason = report.loc[report["path"] == str(f), "reason"].iloc[0]
+    for f in tqdm(files, desc=f"test soundscapes ({len(members)} model{'s' if len(members) > 1 else ''})",
+                  unit="file", mininterval=1.0, disable=len(heads) == len(members)):
+        member_probs, reason = [], None
+        for m in members:
+            if isinstance(m, SedMember):
+                try:
+                    member_probs.append(m.predict(f))
+                except (AudioError, BirdclefError, OSError, ValueError) as err:
+                    reason = f"{m.path.name}: {err}"
+                    break
+                continue
+            e = by_key[m[1].embedding_key][0].get(str(f))
+            if e is None:
+                report = by_key[m[1].embedding_key][1]
+                reason = report.loc[report["path"] == str(f), "reason"].iloc[0]
+                break
+            member_probs.append(head_windows(e, m[0], m[1], config))
+        if reason is not None:
             if config.strict:
                 raise BirdclefError(f"{f}: unreadable test soundscape ({reason}) and strict=True")
             warnings.warn(f"{f.name}: unreadable ({reason}); writing prior probabilities", stacklevel=3)
             fallbacks.append({"path": str(f), "reason": reason})
-            probs[f.stem] = prior_windows(heads[0][1], n_windows(_duration_or_fallback(f), config.window_s))
+            count = n_windows(_duration_or_fallback(f), config.window_s)
+            probs[f.stem] = np.repeat(first_prior[None].astype(np.float32), count, axis=0)
+            for store in per_member:
+                store[f.stem] = probs[f.stem]
             continue
-        zs = (zero_shot.window_logits(embedded[0], config.window_s), weights) if blend else None
+        zs = None
+        if blend:
+            first = by_key[members[0][1].embedding_key][0][str(f)]
+            zs = (zero_shot.window_logits(first, config.window_s), weights)
         prior = None if site_prior is None else prior_shift(site_prior, f, labels)
-        probs[f.stem] = soundscape_probabilities(embedded, heads, config, zero_shot=zs, prior=prior)
+        if rank:
+            for store, m, p in zip(per_member, members, member_probs):
+                store[f.stem] = finish_windows(p, config, zero_shot=None if isinstance(m, SedMember) else zs,
+                                               prior=prior)
+        else:
+            probs[f.stem] = finish_windows(average(member_probs, config.ensemble_weights), config,
+                                           zero_shot=zs, prior=prior)
+    if rank and per_member[0]:
+        stems = list(per_member[0])
+        blended = rank_average([np.concatenate([store[s] for s in stems]) for store in per_member],
+                               config.ensemble_weights)
+        edges = np.cumsum([0] + [len(per_member[0][s]) for s in stems])
+        probs = {s: blended[a:b] for s, a, b in zip(stems, edges[:-1], edges[1:])}
     return probs, fallbacks

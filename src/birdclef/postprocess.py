@@ -62,11 +62,26 @@ def blend_logits(prob: np.ndarray, logits: np.ndarray, weights: np.ndarray) -> n
     return out
 
 
-def average(probs: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean of several runs' (n_windows, n_classes) probabilities for one soundscape."""
+def average(probs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """(Weighted) mean of several runs' (n_windows, n_classes) probabilities for one soundscape."""
     if not probs:
         raise ValueError("nothing to average")
     shapes = {np.shape(p) for p in probs}
     if len(shapes) != 1:
         raise ValueError(f"ensemble members disagree on the shape: {sorted(shapes)}")
-    return np.mean(np.stack([np.asarray(p, np.float32) for p in probs]), axis=0)
+    w = np.ones(len(probs)) if weights is None or not len(weights) else np.asarray(weights, np.float64)
+    if len(w) != len(probs) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"{len(probs)} members need as many non-negative weights with a positive sum, got {weights}")
+    stacked = np.stack([np.asarray(p, np.float64) for p in probs])
+    return (np.tensordot(w / w.sum(), stacked, axes=1)).astype(np.float32)
+
+
+def rank_average(probs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """Per-class rank blend: each member's (n_rows, n_classes) scores over every test window become
+    ranks scaled to (0, 1] per class (ties share their mean rank), then their (weighted) mean.
+    Members whose scales differ (a sigmoid head, a SED model) then count by their ordering only,
+    which is all the ROC-AUC metric sees."""
+    from scipy.stats import rankdata
+
+    ranked = [rankdata(np.asarray(p, np.float64), axis=0) / max(len(p), 1) for p in probs]
+    return average(ranked, weights)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,9 @@ from birdclef.config import EMBEDDING_FIELDS, Config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.errors import BirdclefError, SchemaError, SubmissionError
 from birdclef.evaluate import score
-from birdclef.infer import predict_files, prior_windows, zero_shot_weights
+from birdclef.infer import Member, SedMember, predict_files, prior_windows, zero_shot_weights
 from birdclef.io import atomic_path, read_json, write_csv
-from birdclef.model import HeadMeta, MLPHead, load_head
+from birdclef.model import load_head
 from birdclef.priors import PRIOR_FILE, load_site_prior
 from birdclef.runs import record_run
 from birdclef.zeroshot import load_zero_shot
@@ -79,14 +80,58 @@ class SubmissionResult:
     fallbacks: pd.DataFrame  # soundscapes that got the prior: path, reason
 
 
-def _ensemble(config: Config, model_dir: Path, labels: list[str]) -> list[tuple[MLPHead, HeadMeta, Config]]:
-    """(head, meta, embedding config) of ``model_dir`` and of every ``config.ensemble_model_dirs`` member.
+KAGGLE_FILES, KAGGLE_CORES, KAGGLE_LIMIT_MIN = 600, 4, 90  # hidden test soundscapes, cores, the time limit
 
-    Each member is applied to the embeddings it was trained on (its saved backbone and cleaning
+
+def kaggle_estimate_minutes(seconds: float, n_files: int) -> float | None:
+    """Minutes the hidden test set would take at this run's speed (``seconds`` for ``n_files``), spread
+    over Kaggle's cores; a warning when it passes the limit. None for fewer than 2 files (start-up
+    would dominate). This machine's cores stand in for Kaggle's: measure there before trusting it."""
+    if n_files < 2:
+        return None
+    minutes = seconds / n_files * KAGGLE_FILES / KAGGLE_CORES / 60
+    if minutes > KAGGLE_LIMIT_MIN:
+        warnings.warn(f"at this speed ({seconds / n_files:.1f} s per file) the {KAGGLE_FILES} hidden test soundscapes "
+                      f"would take ~{minutes:.0f} min on {KAGGLE_CORES} cores, over Kaggle's {KAGGLE_LIMIT_MIN}-min "
+                      "limit: fewer or smaller ensemble members", stacklevel=3)
+    return round(minutes, 1)
+
+
+def _sed_member(run_dir: Path, config: Config, labels: list[str]) -> SedMember:
+    """A SED run folder as an ensemble member, run by ``config.sed_engine`` (one thread: the
+    submission's parallelism is across processes, not inside a model)."""
+    from birdclef.sed.run import load_run, open_exported
+
+    if config.sed_engine == "torch":
+        run = load_run(run_dir)
+        member = SedMember(run_dir, run.predictor("torch"), run.prior)
+        run_labels = run.labels
+    else:
+        exported = open_exported(run_dir, engine=config.sed_engine, threads=1)
+        member = SedMember(run_dir, exported.predict, exported.prior)
+        run_labels = exported.labels
+    if list(run_labels) != labels:
+        raise BirdclefError(f"{run_dir} was trained on another taxonomy ({len(run_labels)} classes, not {len(labels)})")
+    return member
+
+
+def _ensemble(config: Config, model_dir: Path, labels: list[str]) -> list[Member]:
+    """The members of ``model_dir`` and of every ``config.ensemble_model_dirs`` folder: an MLP head
+    (head, meta, embedding config), or a SED run (:class:`birdclef.infer.SedMember`).
+
+    Each MLP head is applied to the embeddings it was trained on (its saved backbone and cleaning
     settings), read from or written to this run's embedding cache.
     """
+    from birdclef.sed.run import sed_run_dir
+
     members = []
     for i, d in enumerate([model_dir, *map(Path, config.ensemble_model_dirs)]):
+        sed_dir = sed_run_dir(d) if not (d / "head.pt").exists() else None
+        if sed_dir is not None:
+            members.append(_sed_member(sed_dir, config, labels))
+            continue
+        if not (d / "head.pt").exists():
+            raise BirdclefError(f"{d} holds no trained model (no head.pt, no SED run): run the training stage first")
         model, meta = load_head(d / "head.pt")
         if list(meta.labels) != labels:
             raise BirdclefError(f"{d} was trained on another taxonomy ({len(meta.labels)} classes, not {len(labels)})")
@@ -121,7 +166,7 @@ def run_submission(
     labels = taxonomy["primary_label"].tolist()
     model_dir = Path(model_dir) if model_dir else Path(config.work_dir) / "model"
     members = _ensemble(config, model_dir, labels)
-    meta = members[0][1]
+    metas = [m[1] for m in members if not isinstance(m, SedMember)]
     files = list_audio(test_dir if test_dir is not None else paths.test_soundscapes)
     if not files:
         log.warning("no test soundscapes in %s (hidden while editing on Kaggle?): writing prior rows "
@@ -129,18 +174,23 @@ def run_submission(
     # the first member's backbone gives the zero-shot logits, stored with its embeddings (one pass)
     # (stored whenever the backbone has them: a later run with another weight reads them from the cache)
     zero_shot = load_zero_shot(config, taxonomy) if files else None
-    weights = None if zero_shot is None else zero_shot_weights(config, [m for _, m, _ in members], zero_shot.mapped)
+    weights = None if zero_shot is None else zero_shot_weights(config, metas, zero_shot.mapped)
     site_prior = load_site_prior(model_dir) if config.site_prior_weight > 0 else None
     if config.site_prior_weight > 0 and site_prior is None:
         log.warning("site_prior_weight=%s but %s has no %s (no labelled train soundscapes): no site prior",
                     config.site_prior_weight, model_dir, PRIOR_FILE)
+    t0 = time.perf_counter()
     probs, fallbacks = predict_files(files, members, config, labels, zero_shot=zero_shot,
                                      weights=weights, site_prior=site_prior)
+    kaggle_minutes = kaggle_estimate_minutes(time.perf_counter() - t0, len(files))
     sub = build_submission(probs, labels, config.window_s)
     expected = [r for f in files for r in row_ids(f.stem, len(probs[f.stem]), config.window_s)]
     if not files and paths.sample_submission.exists():
         sample_ids = pd.read_csv(paths.sample_submission, usecols=["row_id"], dtype=str)["row_id"].tolist()
-        sub = pd.DataFrame(prior_windows(meta, len(sample_ids)).astype(np.float64), columns=labels)
+        first = members[0]
+        rows = (np.repeat(np.asarray(first.prior, np.float64)[None], len(sample_ids), axis=0)
+                if isinstance(first, SedMember) else prior_windows(first[1], len(sample_ids)).astype(np.float64))
+        sub = pd.DataFrame(rows, columns=labels)
         sub.insert(0, "row_id", sample_ids)
         expected = sample_ids
     validate_submission(sub, labels, expected)
@@ -158,7 +208,8 @@ def run_submission(
             warnings.warn(f"{paths.solution} does not fit these soundscapes, not scored: {err}", stacklevel=2)
     record_run(config, stage="submit", metrics={"local_score": local, "n_rows": len(sub), "n_soundscapes": len(files),
                                                 "n_fallbacks": len(fb), "n_models": len(members),
-                                                "zero_shot_classes": 0 if weights is None else int((weights > 0).sum())})
+                                                "zero_shot_classes": 0 if weights is None else int((weights > 0).sum()),
+                                                "kaggle_minutes_estimate": kaggle_minutes})
     print(f"submission: {len(sub)} rows × {len(labels)} classes from {len(files)} soundscapes "
           f"({len(fb)} fell back to the prior) → {out}"
           + (f"; local score (macro ROC-AUC) {local:.4f}" if local is not None else ""))

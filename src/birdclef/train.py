@@ -25,9 +25,9 @@ from birdclef.progress import tqdm
 from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
 from birdclef.embeddings import EmbeddingCache
-from birdclef.errors import BirdclefError
 from birdclef.evaluate import auc_columns, macro_auc, per_class_auc
-from birdclef.examples import FOCAL, SOUNDSCAPE, Examples, build_examples, concat_examples, soundscape_examples
+from birdclef.examples import (FOCAL, SOUNDSCAPE, Examples, build_examples, concat_examples, load_manifest,
+                               soundscape_examples)
 from birdclef.io import atomic_path, write_csv, write_json, write_npz
 from birdclef.model import HeadMeta, MLPHead, predict, save_head
 from birdclef.priors import PRIOR_FILE, fit_site_prior
@@ -332,14 +332,6 @@ def head_meta(ex: Examples, labels: list[str], config: Config) -> HeadMeta:
                     segment_frames=config.segment_frames, embedding_key=config.embedding_key(), pool=config.head_pool)
 
 
-def load_manifest(config: Config) -> pd.DataFrame:
-    path = Path(config.work_dir) / "preprocess" / "manifest.csv"
-    if not path.exists():
-        raise BirdclefError(f"{path} not found: run the preprocess stage (02_preprocess) first")
-    return pd.read_csv(path, dtype={"primary_label": str, "secondary_labels": str, "author": str},
-                       keep_default_na=False)
-
-
 def blend_weights(prob: np.ndarray, zs: np.ndarray, y: np.ndarray, groups: np.ndarray, train_recordings: np.ndarray,
                   zero_shot: ZeroShot, labels: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
     """Zero-shot blend weight per class chosen on validation rows (focal examples and soundscape
@@ -386,6 +378,10 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     head, config, metrics, curves, validation predictions and the blend table, and a row to the
     runs table.
     """
+    if config.model_family == "sed":  # a spectrogram CNN trained end to end (birdclef.sed)
+        from birdclef.sed.stage import run_sed_training
+
+        return run_sed_training(config=config, progress=progress)
     from birdclef import pseudo, runs
     from birdclef.soundscapes import load_windows, soundscape_metrics
 

@@ -14,7 +14,8 @@ from birdclef.errors import BirdclefError
 from birdclef.kaggle.inputs import BUNDLE_MARKER, DEFAULT_COMPETITION, competition_from_folder
 from birdclef.kaggle.metadata import slugify, validate_dataset_metadata, validate_kernel_metadata
 from birdclef.kaggle.notebook import kernel_notebook
-from birdclef.kaggle.wheels import BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, _bundle_wheels, backbone_wheels, project_root
+from birdclef.kaggle.wheels import (BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, ONNXRUNTIME, _bundle_wheels, backbone_wheels,
+                                    project_root)
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,20 @@ def build_bundle(
     from birdclef.config import load_config
     from birdclef.pipeline import notebooks_dir
 
+    from birdclef.sed.run import SED_DIR
+
     run_dir = Path(run_dir)
-    model_dir = run_dir if (run_dir / "head.pt").is_file() else run_dir / "model"
-    for name in ("head.pt", "config.json"):
+    model_dir = run_dir if (run_dir / "head.pt").is_file() or (run_dir / SED_DIR).is_dir() else run_dir / "model"
+    sed_dir = model_dir / SED_DIR if (model_dir / SED_DIR / "model.onnx").is_file() else None
+    for name in ("config.json",) if sed_dir is not None else ("head.pt", "config.json"):
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"{model_dir / name} not found: --run must be a trained work_dir (run 03_train first)")
     config = load_config(model_dir / "config.json")
     warnings: list[str] = []
     competition, sample_path = resolve_competition(config.data_dir, competition, sample_submission, warnings)
     if sample_path is not None:
-        check_taxonomy(head_labels(model_dir / "head.pt"), sample_path, competition, run_dir)
+        labels = sed_labels(sed_dir) if sed_dir is not None else head_labels(model_dir / "head.pt")
+        check_taxonomy(labels, sample_path, competition, run_dir)
     user = user or os.environ.get("KAGGLE_USERNAME")
     if not user:
         raise BirdclefError("no Kaggle user: pass user= (--user) or set KAGGLE_USERNAME")
@@ -102,9 +107,14 @@ def build_bundle(
     for name in ("head.pt", "config.json", "metrics.json"):
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, dataset_dir / "model" / name)
-    backbone_file = _bundle_backbone(config, dataset_dir, model_sources, warnings)
+    if sed_dir is not None:  # the exported SED model and what reads it; the kernel runs it with onnxruntime
+        (dataset_dir / "model" / SED_DIR).mkdir()
+        for name in ("config.json", "labels.json", "metrics.json", "model.onnx", "model.xml", "model.bin"):
+            if (sed_dir / name).is_file():
+                shutil.copy2(sed_dir / name, dataset_dir / "model" / SED_DIR / name)
+    backbone_file = _bundle_backbone(config, dataset_dir, model_sources, warnings) if sed_dir is None else None
     python_versions = list(dict.fromkeys([*python_versions, f"{sys.version_info.major}.{sys.version_info.minor}"]))
-    extra_wheels = backbone_wheels(config.backbone, config.backbone_path)
+    extra_wheels = backbone_wheels(config.backbone, config.backbone_path) if sed_dir is None else (ONNXRUNTIME,)
     wheel_files, no_deps = _bundle_wheels(dataset_dir / "wheels", repo_dir=repo_dir or project_root(),
                                           python_versions=python_versions, wheel_cache=wheel_cache, warnings=warnings,
                                           extra=extra_wheels)
@@ -158,6 +168,13 @@ def resolve_competition(data_dir: str | None, competition: str | None, sample_su
     warnings.append(f"the run's classes were not checked against {competition}'s sample submission "
                     "(pass --sample-submission to check them before uploading)")
     return competition, None
+
+
+def sed_labels(sed_dir: Path) -> list[str]:
+    """The class labels a SED run predicts, in its output order."""
+    from birdclef.io import read_json
+
+    return [str(x) for x in read_json(sed_dir / "labels.json")["labels"]]
 
 
 def head_labels(head_path: Path) -> list[str]:

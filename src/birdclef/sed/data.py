@@ -1,0 +1,304 @@
+"""Training clips for SED models: random crops of train_audio recordings, labelled soundscape windows.
+
+Audio is decoded from the original files (soundfile, :mod:`birdclef.audio`) in the DataLoader's
+workers and resampled to the model's rate; no spectrogram cache is needed. For small data on a
+small machine, :class:`WaveCache` keeps the decoded waveforms in memory instead.
+
+Two kinds of item, in one :class:`SedClips` dataset:
+
+- a **recording** (``recordings`` table: ``path``, ``primary_label``, optional
+  ``secondary_labels`` as ``"a|b"`` or a list, optional ``duration_s``): a weak label (primary 1,
+  secondaries ``config.secondary_weight``). Training draws a random crop of ``clip_s`` each epoch
+  (seeded by seed, epoch and item, so the worker count never changes a run); evaluation takes up
+  to ``config.val_clips`` consecutive clips from the start.
+- a **window** (``windows`` table: ``path``, ``start_s``, ``end_s`` and ``labels`` (list of str)
+  or ``targets`` ((n_classes,) soft values), optional ``weight``): a labelled soundscape window
+  (:func:`birdclef.data.load_soundscape_labels`) or a pseudo-labelled one
+  (:mod:`birdclef.sed.noisy_student`). The clip is centred on the window.
+
+Unreadable recordings are left out when the dataset is built (``skipped``: path, reason); a
+file that fails later gives silence with loss weight 0 (logged).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from birdclef import audio
+from birdclef.errors import AudioError, BirdclefError
+from birdclef.sed.config import SedConfig
+
+log = logging.getLogger(__name__)
+
+RECORDING, WINDOW = 0, 1
+
+
+class WaveCache:
+    """Decoded waveforms at one sample rate, at most ``max_s`` seconds each, kept as float16 in memory."""
+
+    def __init__(self, sample_rate_hz: int, max_s: float):
+        self.sample_rate_hz, self.max_s = int(sample_rate_hz), float(max_s)
+        self.waves: dict[str, np.ndarray] = {}
+        self.complete: dict[str, bool] = {}
+
+    def add(self, path: str | Path) -> None:
+        x, sr = audio.read_audio(path, duration_s=self.max_s)
+        info = audio.audio_info(path)
+        self.waves[str(path)] = audio.resample(x, sr, self.sample_rate_hz).astype(np.float16)
+        self.complete[str(path)] = info.duration_s <= self.max_s
+
+    def get(self, path: str | Path, start_s: float, duration_s: float) -> np.ndarray | None:
+        """The samples of [start_s, start_s + duration_s) when the cache holds them, else None."""
+        w = self.waves.get(str(path))
+        if w is None:
+            return None
+        a = int(round(start_s * self.sample_rate_hz))
+        b = a + int(round(duration_s * self.sample_rate_hz))
+        if b > len(w) and not self.complete[str(path)]:
+            return None
+        return w[a:b].astype(np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(w.nbytes for w in self.waves.values())
+
+
+def read_clip(path: str | Path, start_s: float, config: SedConfig, cache: WaveCache | None = None) -> np.ndarray:
+    """(clip_samples,) float32 at ``config.sample_rate_hz`` from ``start_s``; zero-padded past the end."""
+    x = cache.get(path, start_s, config.clip_s) if cache is not None else None
+    if x is None:
+        x, sr = audio.read_audio(path, start_s=start_s, duration_s=config.clip_s)
+        x = audio.resample(x, sr, config.sample_rate_hz)
+    out = np.zeros(config.clip_samples, np.float32)
+    out[:min(len(x), len(out))] = x[:len(out)]
+    return out
+
+
+def label_vector(primary: str | None, secondary: Sequence[str], index: dict[str, int], secondary_weight: float
+                 ) -> np.ndarray:
+    """(n_classes,) float32: primary 1, secondary ``secondary_weight``; labels outside ``index`` ignored."""
+    t = np.zeros(len(index), np.float32)
+    for s in secondary:
+        if s in index:
+            t[index[s]] = max(t[index[s]], secondary_weight)
+    if primary is not None and primary in index:
+        t[index[primary]] = 1.0
+    return t
+
+
+def _weight(value: object) -> float:
+    """A loss weight from a table cell; absent or NaN: 1."""
+    try:
+        w = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 1.0
+    return 1.0 if w != w else w
+
+
+def _secondary(value: object) -> list[str]:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [str(v) for v in value]
+    text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
+    return [s for s in text.split("|") if s]
+
+
+class SedClips(Dataset):
+    """Recordings and windows → dicts of ``wave`` (clip_samples,), ``target`` (k,), ``weight`` (),
+    ``truth`` (k,) 0/1 (primary / window labels, for validation AUC), and the teacher's
+    ``teacher_embedding`` (dim,), ``teacher_logits`` (k,), ``teacher_mask`` (k,), ``has_teacher`` ()
+    (zeros without a teacher)."""
+
+    def __init__(self, recordings: pd.DataFrame | None, labels: Sequence[str], config: SedConfig, *,
+                 windows: pd.DataFrame | None = None, train: bool = True, teacher=None,
+                 cache: WaveCache | None = None):
+        self.labels = list(labels)
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.config, self.train, self.teacher, self.cache = config, train, teacher, cache
+        self.epoch = 0
+        recordings = pd.DataFrame(columns=["path", "primary_label"]) if recordings is None else recordings
+        self.recordings, self.skipped = _with_durations(recordings.reset_index(drop=True))
+        unknown = sorted(set(self.recordings["primary_label"]) - set(self.index))
+        if unknown:
+            raise BirdclefError(f"primary label(s) {unknown[:5]} not among the {len(self.labels)} labels")
+        self.windows = (windows if windows is not None else pd.DataFrame(columns=["path", "start_s", "end_s"])
+                        ).reset_index(drop=True)
+        self.items: list[tuple[int, int, float | None]] = []
+        for r, rec in enumerate(self.recordings.itertuples(index=False)):
+            if train:
+                self.items.append((RECORDING, r, None))
+            else:
+                n = max(1, min(config.val_clips, int(np.ceil(rec.duration_s / config.clip_s - 1e-9))))
+                self.items.extend((RECORDING, r, k * config.clip_s) for k in range(n))
+        self.items.extend((WINDOW, w, None) for w in range(len(self.windows)))
+        if not self.items:
+            raise BirdclefError("no training clip: every recording was skipped and no window was given")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random crops depend on (seed, epoch, item): call before each epoch's loader is iterated."""
+        self.epoch = int(epoch)
+
+    @property
+    def n_recordings(self) -> int:
+        return len(self.recordings)
+
+    def item_primary(self) -> np.ndarray:
+        """(len,) int class of each item (a window: its highest target), for balanced sampling."""
+        out = np.zeros(len(self.items), np.int64)
+        prim = self.recordings["primary_label"].map(self.index).to_numpy() if len(self.recordings) else []
+        for i, (kind, row, _) in enumerate(self.items):
+            out[i] = prim[row] if kind == RECORDING else int(np.argmax(self._window_target(row)))
+        return out
+
+    def sample_weights(self, *, balanced: bool, window_share: float | None) -> np.ndarray:
+        """(len,) sampling weights summing to 1: equal per primary class with ``balanced``; windows
+        (all of them together) get ``window_share`` of the draws when given."""
+        w = np.ones(len(self.items), np.float64)
+        kinds = np.array([k for k, _, _ in self.items])
+        if balanced:
+            prim = self.item_primary()
+            for kind in (RECORDING, WINDOW):
+                sel = kinds == kind
+                counts = np.bincount(prim[sel], minlength=len(self.labels))
+                w[sel] = 1.0 / counts[prim[sel]]
+        if window_share is not None and (kinds == WINDOW).any() and (kinds == RECORDING).any():
+            for kind, share in ((WINDOW, window_share), (RECORDING, 1 - window_share)):
+                sel = kinds == kind
+                w[sel] *= share / w[sel].sum()
+        return w / w.sum()
+
+    def _window_target(self, row: int) -> np.ndarray:
+        win = self.windows.iloc[row]
+        t = win.get("targets")
+        if isinstance(t, (np.ndarray, list, tuple)):  # soft targets (pseudo labels)
+            return np.asarray(t, np.float32)
+        return label_vector(None, list(win["labels"]), self.index, 1.0)
+
+    def _start(self, i: int, kind: int, row: int, start: float | None) -> tuple[str, float]:
+        cfg = self.config
+        if kind == RECORDING:
+            rec = self.recordings.iloc[row]
+            if start is None:
+                rng = np.random.default_rng([cfg.seed, self.epoch, i])
+                start = float(rng.uniform(0, max(0.0, rec["duration_s"] - cfg.clip_s)))
+            return str(rec["path"]), start
+        win = self.windows.iloc[row]
+        centre = (float(win["start_s"]) + float(win["end_s"])) / 2
+        return str(win["path"]), max(0.0, centre - cfg.clip_s / 2)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        kind, row, start = self.items[i]
+        path, start_s = self._start(i, kind, row, start)
+        weight = 1.0
+        if kind == RECORDING:
+            rec = self.recordings.iloc[row]
+            secondary = _secondary(rec.get("secondary_labels", ""))
+            target = label_vector(rec["primary_label"], secondary, self.index, self.config.secondary_weight)
+            truth = label_vector(rec["primary_label"], [], self.index, 0.0)
+            weight = _weight(rec.get("weight", 1.0))
+        else:
+            target = self._window_target(row)
+            truth = (target >= 0.5).astype(np.float32)
+            weight = _weight(self.windows.iloc[row].get("weight", 1.0))
+        try:
+            wave = read_clip(path, start_s, self.config, self.cache)
+        except (AudioError, OSError) as err:  # a clip that fails now still comes back, silent and unweighted
+            log.warning("%s: %s; the clip is silent with weight 0", path, err)
+            wave, weight = np.zeros(self.config.clip_samples, np.float32), 0.0
+        dim = 0 if self.teacher is None else self.teacher.dim
+        emb, logits = np.zeros(dim, np.float32), np.zeros(len(self.labels), np.float32)
+        mask, has = np.zeros(len(self.labels), np.float32), 0.0
+        got = None if self.teacher is None else self.teacher.targets(path, start_s, start_s + self.config.clip_s)
+        if got is not None:
+            emb, logits = got
+            mask, has = self.teacher.mapped.astype(np.float32), 1.0
+        return {"wave": torch.from_numpy(wave), "target": torch.from_numpy(target),
+                "weight": torch.tensor(weight, dtype=torch.float32), "truth": torch.from_numpy(truth),
+                "teacher_embedding": torch.from_numpy(emb), "teacher_logits": torch.from_numpy(logits),
+                "teacher_mask": torch.from_numpy(mask), "has_teacher": torch.tensor(has, dtype=torch.float32)}
+
+
+def _with_durations(recordings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table with ``duration_s`` filled from each file's header; unreadable files left out."""
+    missing = [c for c in ("path", "primary_label") if c not in recordings.columns]
+    if missing:
+        raise BirdclefError(f"the recordings table lacks column(s) {missing}; it needs path and primary_label")
+    keep, durations, skipped = [], [], []
+    for i, rec in enumerate(recordings.itertuples(index=False)):
+        d = getattr(rec, "duration_s", None)
+        try:
+            if d is None or not np.isfinite(float(d)) or float(d) <= 0:
+                d = audio.audio_info(rec.path).duration_s
+                if d <= 0:
+                    raise AudioError(f"{rec.path}: no audio samples")
+        except AudioError as err:
+            skipped.append({"path": str(rec.path), "reason": str(err)})
+            continue
+        keep.append(i)
+        durations.append(float(d))
+    out = recordings.iloc[keep].copy()
+    out["duration_s"] = durations
+    if skipped:
+        log.warning("%d recording(s) unreadable, left out", len(skipped))
+    return out.reset_index(drop=True), pd.DataFrame(skipped, columns=["path", "reason"])
+
+
+def build_wave_cache(paths: Sequence[str | Path], config: SedConfig, *, progress: bool = True) -> WaveCache:
+    """Decode every file once (at most ``config.cache_max_s`` s each) into a :class:`WaveCache`."""
+    cache = WaveCache(config.sample_rate_hz, config.cache_max_s)
+    for p in tqdm(list(dict.fromkeys(map(str, paths))), desc="caching waveforms", disable=not progress,
+                  mininterval=1.0):
+        try:
+            cache.add(p)
+        except (AudioError, OSError) as err:
+            log.warning("not cached: %s (%s)", p, err)
+    return cache
+
+
+def recordings_table(data_dir: str | Path, *, max_per_class: int | None = None, seed: int = 0
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A competition folder's train.csv → (recordings: filename, path, primary_label,
+    secondary_labels ("a|b"), author; rows skipped with a reason)."""
+    from birdclef.data import competition_paths, load_taxonomy, load_train_metadata
+    from birdclef.preprocess import select_recordings
+
+    paths = competition_paths(data_dir)
+    meta, skipped = load_train_metadata(paths.train_csv, load_taxonomy(paths.taxonomy))
+    meta = select_recordings(meta, max_per_class=max_per_class, seed=seed)
+    table = pd.DataFrame({
+        "filename": meta["filename"], "path": [str(paths.train_audio / f) for f in meta["filename"]],
+        "primary_label": meta["primary_label"], "secondary_labels": ["|".join(s) for s in meta["secondary_list"]],
+        "author": meta["author"] if "author" in meta else "",
+    })
+    return table.reset_index(drop=True), skipped
+
+
+def soundscape_windows(windows: pd.DataFrame, audio_dir: str | Path) -> pd.DataFrame:
+    """:func:`birdclef.data.load_soundscape_labels`' windows (filename, start_s, end_s, labels, ...)
+    with the ``path`` of each file in ``audio_dir``, ready for :class:`SedClips`."""
+    out = windows.copy()
+    out["path"] = [str(Path(audio_dir) / f) for f in out["filename"]]
+    return out
+
+
+def split_recordings(recordings: pd.DataFrame, *, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, validation) recordings: about ``val_fraction`` of each primary label's recordings held
+    out (seeded; a label with one recording stays in training)."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for _, group in recordings.groupby("primary_label", sort=True):
+        n = int(np.floor(len(group) * val_fraction + rng.random()))  # unbiased rounding
+        n = min(n, len(group) - 1)
+        if n > 0:
+            val.extend(rng.choice(group.index.to_numpy(), size=n, replace=False).tolist())
+    is_val = recordings.index.isin(val)
+    return recordings[~is_val].reset_index(drop=True), recordings[is_val].reset_index(drop=True)

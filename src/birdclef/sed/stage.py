@@ -1,0 +1,137 @@
+"""The SED family inside the pipeline: 03_train with ``model_family="sed"``, and SED members of the
+04_submit ensemble.
+
+Training reads what the preprocess stage wrote (the manifest of usable recordings, extra folders
+included, and the labelled soundscape windows), holds out ``val_fraction`` of each class's
+recordings to choose the epoch, and writes ``<work_dir>/model``: ``config.json`` (the pipeline's
+Config, as after an MLP run, so 04_submit inherits it), ``metrics.json``, ``history.csv``,
+``per_class_auc.csv``, ``val_predictions.npz``, and the SED run folder ``sed/``
+(:mod:`birdclef.sed.run`: weights, its SedConfig, labels, and the ONNX export a submission runs).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from birdclef.config import Config
+from birdclef.data import competition_paths, load_taxonomy
+from birdclef.evaluate import per_class_auc
+from birdclef.io import write_csv, write_json, write_npz
+
+log = logging.getLogger(__name__)
+
+# artefacts of an MLP run that would describe another model if left beside a SED run
+MLP_ONLY = ("head.pt", "zero_shot.csv", "cleaning.csv", "pseudo_rounds.csv", "soundscape_per_class_auc.csv",
+            "site_prior.csv")
+
+
+def sed_config(config: Config, *, distill_logits: bool = True):
+    """The :class:`~birdclef.sed.config.SedConfig` of a pipeline config: its ``sed_*`` fields, the
+    shared training fields (seed, val_fraction, secondary_weight, balanced_sampling, window_s), then
+    ``sed_params`` over them."""
+    from birdclef.sed.config import build_sed_config
+
+    return build_sed_config(**{
+        "backbone": config.sed_backbone, "pretrained_path": config.sed_pretrained_path, "clip_s": config.sed_clip_s,
+        "window_s": config.window_s, "epochs": config.sed_epochs, "batch_size": config.sed_batch_size,
+        "seed": config.seed, "val_fraction": config.val_fraction, "secondary_weight": config.secondary_weight,
+        "balanced_sampling": config.balanced_sampling, "student_rounds": config.sed_student_rounds,
+        "distill_embedding_weight": config.sed_distill_weight,
+        "distill_logit_weight": config.sed_distill_weight if distill_logits else 0.0,
+        **config.sed_params})
+
+
+@dataclass(frozen=True)
+class SedStageResult:
+    """What 03_train shows, as :class:`birdclef.train.TrainResult` holds it for the MLP."""
+
+    model: object  # the SedModel
+    meta: None
+    history: pd.DataFrame  # epoch, train_loss, val_loss, val_auc, lr, seconds
+    metrics: dict
+    per_class: pd.DataFrame  # label, positives, auc on the held-out recordings' clips
+    out_dir: Path
+    pseudo_rounds: None = None
+    soundscape_per_class: None = None
+    student_rounds: pd.DataFrame | None = None  # one row per noisy-student round
+
+
+def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult:
+    """Train a SED model on the preprocess stage's recordings and windows. See the module docstring
+    for what is written."""
+    from birdclef import runs
+    from birdclef.embeddings import EmbeddingCache
+    from birdclef.sed.data import SedClips, split_recordings
+    from birdclef.sed.distill import Teacher
+    from birdclef.sed.noisy_student import noisy_student, soundscape_guard, val_auc_guard
+    from birdclef.sed.run import SED_DIR, save_run
+    from birdclef.sed.train import predict_clips, train_sed
+    from birdclef.soundscapes import load_windows, soundscape_files, soundscape_truth
+    from birdclef.examples import load_manifest
+    from birdclef.zeroshot import load_zero_shot
+
+    paths = competition_paths(config.data_dir)
+    taxonomy = load_taxonomy(paths.taxonomy)
+    labels = taxonomy["primary_label"].tolist()
+    manifest = load_manifest(config)
+    recordings = manifest[["filename", "path", "primary_label", "secondary_labels", "author"]].copy()
+    windows = load_windows(config)
+    windows = windows.assign(labels=[str(x).split(";") for x in windows["labels"]]) if len(windows) else None
+    zero_shot = load_zero_shot(config, taxonomy) if config.sed_distill_weight > 0 else None
+    cfg = sed_config(config, distill_logits=zero_shot is not None)
+    teacher = None
+    if cfg.distills:
+        from birdclef.backbones import backbone_spec
+
+        teacher = Teacher.from_cache(recordings["path"], EmbeddingCache(config.work_dir, config),
+                                     frame_s=backbone_spec(config.backbone).window_s, n_classes=len(labels),
+                                     zero_shot=zero_shot)
+    train_rec, val_rec = split_recordings(recordings, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    train = SedClips(train_rec, labels, cfg, windows=windows, teacher=teacher)
+    val = SedClips(val_rec, labels, cfg, train=False) if len(val_rec) else None
+    result = train_sed(train, cfg, val=val, progress=progress, desc="SED epochs")
+    rounds = None
+    if cfg.student_rounds:
+        files = soundscape_files(config)
+        truth = soundscape_truth(config)
+        if not files:
+            log.warning("sed_student_rounds=%d but no unlabelled train soundscape: no noisy student", cfg.student_rounds)
+        else:
+            guard = soundscape_guard(files, truth, labels, cfg) if truth is not None else val_auc_guard
+            result, rounds = noisy_student(result, train, cfg, files, val=val, guard=guard, progress=progress)
+    out = Path(config.work_dir) / "model"
+    prior = np.bincount([labels.index(x) for x in recordings["primary_label"]], minlength=len(labels)) / len(recordings)
+    if val is not None:
+        prob, _, truth_val, weight = predict_clips(result.model, val, cfg)
+        keep = weight > 0
+        y_val, prob = truth_val[keep], prob[keep]
+    else:
+        y_val, prob = np.zeros((0, len(labels)), np.float32), np.zeros((0, len(labels)), np.float32)
+    per_class = per_class_auc(y_val, prob, labels)
+    from birdclef.sed.export import openvino_available
+
+    save_run(out / SED_DIR, result.model, cfg, labels, prior=prior, history=result.history, metrics=result.metrics,
+             onnx=True, openvino=openvino_available(),
+             tables={} if rounds is None else {"student_rounds.csv": rounds})
+    metrics = {**result.metrics, "model_family": "sed", "sed_backbone": cfg.backbone,
+               "n_val_recordings": int(len(val_rec)), "n_train_recordings": int(len(train_rec))}
+    if len(y_val) and not np.isnan(result.metrics["val_auc"]):
+        metrics["val_auc"] = float(result.metrics["val_auc"])
+    for name in MLP_ONLY:
+        if (out / name).exists():
+            (out / name).unlink()
+    write_json(config.to_dict(), out / "config.json")
+    write_json(metrics, out / "metrics.json")
+    write_csv(result.history, out / "history.csv")
+    write_csv(per_class, out / "per_class_auc.csv")
+    write_npz(out / "val_predictions.npz", y_true=y_val, y_score=prob)
+    write_csv(pd.DataFrame(columns=["filename", "reason"]), out / "skipped.csv")
+    runs.record_run(config, stage="train", metrics=metrics)
+    print(f"train (SED {cfg.backbone}, {cfg.init} init, {metrics['device']}): {len(train)} training items, "
+          f"best val macro AUC {metrics['val_auc']:.3f} at epoch {metrics['best_epoch']}"
+          + (f"; {int(rounds['kept'].sum()) - 1} noisy-student round(s) kept" if rounds is not None else ""))
+    return SedStageResult(result.model, None, result.history, metrics, per_class, out, None, None, rounds)

@@ -1,0 +1,122 @@
+"""The SED family inside the pipeline: 03_train with model_family="sed", SED members in 04_submit's
+ensemble (mean / rank blending, weights, engines), and a Kaggle bundle carrying the ONNX model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import rankdata
+
+pytest.importorskip("timm")
+pytest.importorskip("onnxruntime")
+
+from birdclef.config import build_config, load_config  # noqa: E402
+from birdclef.data import load_taxonomy  # noqa: E402
+from birdclef.preprocess import run_preprocess  # noqa: E402
+from birdclef.submission import run_submission  # noqa: E402
+from birdclef.train import run_training  # noqa: E402
+
+SED = dict(model_family="sed", sed_backbone="test_efficientnet", sed_epochs=2, sed_batch_size=4,
+           sed_params={"n_mels": 64, "ema_decay": None, "learning_rate": 3e-3})
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_demo, tmp_path_factory):
+    """An MLP run and a SED run on the same preprocessed data (melstats embeddings, shared)."""
+    root = tmp_path_factory.mktemp("sedstage")
+    mlp = build_config(data_dir=str(tiny_demo), work_dir=str(root / "mlp"), backbone="melstats", epochs=5, loss="ce",
+                       smoothing_kernel=(1.0,))
+    run_preprocess(config=mlp)
+    run_training(config=mlp, progress=False)
+    (root / "sed").mkdir()
+    for sub in ("embeddings", "preprocess"):
+        (root / "sed" / sub).symlink_to(root / "mlp" / sub, target_is_directory=True)
+    sed = build_config(**{**mlp.to_dict(), "work_dir": str(root / "sed"), **SED})
+    result = run_training(config=sed, progress=False)
+    return mlp, sed, result
+
+
+def test_the_training_stage_trains_a_sed_model_and_leaves_a_pipeline_model_folder(runs):
+    _, sed, result = runs
+    out = Path(sed.work_dir) / "model"
+    assert result.out_dir == out and len(result.history) == 2
+    assert (out / "sed" / "model.onnx").is_file() and (out / "sed" / "model.pt").is_file()
+    assert not (out / "head.pt").exists()
+    saved = load_config(out / "config.json")  # the pipeline's config: 04_submit inherits it
+    assert saved.model_family == "sed" and saved.sed_backbone == "test_efficientnet"
+    sed_saved = json.loads((out / "sed" / "config.json").read_text())
+    assert sed_saved["family"] == "sed" and sed_saved["init"] == "random" and sed_saved["n_mels"] == 64
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model_family"] == "sed" and metrics["n_val_recordings"] > 0 and 0 <= metrics["val_auc"] <= 1
+    per_class = pd.read_csv(out / "per_class_auc.csv")
+    assert len(per_class) == len(result.per_class) == 4
+
+
+def test_a_sed_run_submits_on_its_own_with_onnx_as_torch_does(runs, tiny_demo, tmp_path):
+    _, sed, _ = runs
+    labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
+    onnx = run_submission(config=sed, out_path=tmp_path / "onnx.csv").submission
+    assert list(onnx.columns) == ["row_id", *labels] and len(onnx) == 2 * 4
+    values = onnx[labels].to_numpy()
+    assert np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1 and values.std() > 0
+    torch_sub = run_submission(config=build_config(**{**sed.to_dict(), "sed_engine": "torch"}),
+                               out_path=tmp_path / "torch.csv").submission
+    np.testing.assert_allclose(torch_sub[labels].to_numpy(), values, atol=1e-4)
+
+
+def test_an_ensemble_mixes_mlp_and_sed_runs_with_weights_and_rank_blending(runs, tiny_demo, tmp_path):
+    mlp, sed, _ = runs
+    labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
+    alone = run_submission(config=mlp, out_path=tmp_path / "mlp.csv").submission[labels].to_numpy()
+    sed_dir = str(Path(sed.work_dir) / "model")
+
+    def submit(name, **params):
+        config = build_config(**{**mlp.to_dict(), "ensemble_model_dirs": [sed_dir], **params})
+        return run_submission(config=config, out_path=tmp_path / f"{name}.csv").submission[labels].to_numpy()
+
+    np.testing.assert_allclose(submit("w10", ensemble_weights=[1.0, 0.0]), alone, atol=1e-6)  # weight 0: SED unused
+    equal = submit("w11")
+    assert not np.allclose(equal, alone)
+    only_sed = run_submission(config=sed, out_path=tmp_path / "sed.csv").submission[labels].to_numpy()
+    np.testing.assert_allclose(equal, (alone + only_sed) / 2, atol=1e-5)  # no post-processing here: a plain mean
+    ranked = submit("rank", ensemble_blend="rank", ensemble_weights=[1.0, 0.0])
+    assert ranked.min() > 0 and ranked.max() <= 1
+    for c in range(len(labels)):  # ranks over every test window, per class: the MLP's ordering kept
+        np.testing.assert_allclose(rankdata(ranked[:, c]), rankdata(alone[:, c]))
+    mixed = submit("rank11", ensemble_blend="rank")
+    expected = (rankdata(alone, axis=0) + rankdata(only_sed, axis=0)) / (2 * len(alone))
+    np.testing.assert_allclose(mixed, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="one non-negative weight per model"):
+        build_config(**{**mlp.to_dict(), "ensemble_model_dirs": [sed_dir], "ensemble_weights": [1.0]})
+
+
+def test_a_kaggle_bundle_carries_the_onnx_model_and_onnxruntime(runs, tmp_path, monkeypatch):
+    from test_kaggle import ONNX_TAGS, USER, _binary_wheel, _no_download
+
+    from birdclef import kaggle
+
+    _, sed, _ = runs
+    cache = tmp_path / "cache"
+    for wheel in kaggle.BUNDLED_WHEELS:
+        spec = kaggle.wheels._bundle_spec(wheel)
+        _binary_wheel(cache, wheel.name, spec.split("==")[1] if "==" in spec else "1.0")
+    for tag in ONNX_TAGS.values():
+        _binary_wheel(cache, "onnxruntime", kaggle.wheels._bundle_spec(kaggle.ONNXRUNTIME).partition("==")[2] or "1.0", tag)
+    monkeypatch.setattr(kaggle.wheels, "build_birdclef_wheel",
+                        lambda *, repo_dir, out_dir: _binary_wheel(Path(out_dir), "birdclef", "0.0.0"))
+    monkeypatch.setattr(kaggle.wheels.subprocess, "run", _no_download)
+    built = kaggle.build_bundle(run_dir=sed.work_dir, out_dir=tmp_path / "build", user=USER, wheel_cache=cache,
+                                python_versions=["3.12"])
+    carried = built.dataset_dir / "model" / "sed"
+    assert (carried / "model.onnx").is_file() and (carried / "labels.json").is_file()
+    assert not (carried / "model.pt").exists()  # the kernel runs the export; the torch weights stay home
+    assert any(p.name.startswith("onnxruntime-") for p in (built.dataset_dir / "wheels").iterdir())
+    assert "onnxruntime" in built.marker["install_no_deps"]
+    # what the kernel loads: the bundled folder alone scores like the run
+    from birdclef.sed.run import open_exported
+
+    exported = open_exported(carried)
+    assert exported.labels == json.loads((Path(sed.work_dir) / "model" / "sed" / "labels.json").read_text())["labels"]
