@@ -78,7 +78,8 @@ def test_stage_config_layers_defaults_recipe_previous_stage_and_explicit_values(
 
 
 def test_path_fields_are_declared_on_the_fields():
-    assert PATH_FIELDS == ("data_dir", "work_dir", "backbone_path", "extra_data_dirs", "ensemble_model_dirs", "runs_table")
+    assert PATH_FIELDS == ("data_dir", "work_dir", "backbone_path", "extra_data_dirs", "sed_pretrained_path",
+                           "ensemble_model_dirs", "runs_table")
 
 
 # ---------------------------------------------------------------- typed values (every route ends in build_config)
