@@ -346,7 +346,6 @@ def test_noisy_student_round_table(demo, table):
 # ---------------------------------------------------------------- export, run folder
 
 
-@pytest.mark.slow
 def test_onnx_matches_torch_on_real_length_input(tmp_path):
     pytest.importorskip("onnxruntime")
     from birdclef.sed.export import ExportedSed, export_onnx
