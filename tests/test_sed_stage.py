@@ -120,3 +120,22 @@ def test_a_kaggle_bundle_carries_the_onnx_model_and_onnxruntime(runs, tmp_path, 
 
     exported = open_exported(carried)
     assert exported.labels == json.loads((Path(sed.work_dir) / "model" / "sed" / "labels.json").read_text())["labels"]
+
+
+def test_sed_members_run_in_worker_processes_as_they_run_here(runs, tiny_demo):
+    from birdclef.data import list_audio
+    from birdclef.infer import sed_predictions
+    from birdclef.submission import _ensemble
+
+    _, sed, _ = runs
+    labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
+    members = _ensemble(sed, Path(sed.work_dir) / "model", labels)
+    files = list_audio(tiny_demo / "test_soundscapes") * 4  # 8 files: enough for 2 workers of 4
+    broken = Path(sed.work_dir) / "broken.ogg"
+    broken.write_bytes(b"not audio")
+    here = sed_predictions([*files, broken], members, n_workers=1)
+    pooled = sed_predictions([*files, broken], members, n_workers=2)
+    assert set(here) == set(pooled) == {str(f) for f in [*files, broken]}
+    assert isinstance(here[str(broken)], str) and isinstance(pooled[str(broken)], str)  # a reason, not a crash
+    for f in files:
+        np.testing.assert_allclose(pooled[str(f)][0], here[str(f)][0], atol=1e-6)

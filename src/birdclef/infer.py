@@ -131,6 +131,61 @@ class SedMember:
     path: Path
     predict: Callable[[Path], np.ndarray]  # a soundscape → (n_windows, n_classes) probabilities
     prior: np.ndarray  # (n_classes,) training class frequencies: an unreadable soundscape's rows
+    engine: str = "onnxruntime"  # what runs it (birdclef.sed.run): worker processes open their own
+
+
+_SED_WORKER: dict = {}
+SED_MIN_FILES_PER_WORKER = 4  # below this, starting interpreters costs more than it saves
+
+
+def _sed_worker_init(runs: list[tuple[str, str]]) -> None:
+    """Each worker opens every SED run once, one thread each (workers × threads never exceed the cores)."""
+    import torch
+
+    from birdclef.sed.run import load_run, open_exported
+
+    torch.set_num_threads(1)
+    _SED_WORKER["predict"] = [load_run(p).predictor("torch") if engine == "torch" else
+                              open_exported(p, engine=engine, threads=1).predict for p, engine in runs]
+
+
+def _sed_worker_predict(path: str) -> tuple[str, list[np.ndarray] | str]:
+    try:
+        return path, [predict(Path(path)) for predict in _SED_WORKER["predict"]]
+    except (AudioError, BirdclefError, OSError, ValueError) as err:
+        return path, str(err)
+
+
+def sed_predictions(files: Sequence[Path], members: Sequence[SedMember], n_workers: int = 0
+                    ) -> dict[str, list[np.ndarray] | str]:
+    """{str(file): [(n_windows, n_classes) per SED member] or the reason it failed}. With more than
+    one worker (``n_workers``, 0 = one per core) the files are spread over spawned processes, one
+    thread each, every worker holding its own sessions; else they run here in turn."""
+    import os
+
+    workers = min(n_workers or os.cpu_count() or 1, len(files) // SED_MIN_FILES_PER_WORKER)
+    out: dict[str, list[np.ndarray] | str] = {}
+    bar = tqdm(total=len(files), desc=f"test soundscapes ({len(members)} SED model{'s' if len(members) > 1 else ''})",
+               unit="file", mininterval=1.0, disable=len(files) < 2)
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        runs = [(str(m.path), m.engine) for m in members]
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_sed_worker_init,
+                                 initargs=(runs,)) as pool:
+            for path, result in pool.map(_sed_worker_predict, [str(f) for f in files]):
+                out[path] = result
+                bar.update()
+    else:
+        for f in files:
+            try:
+                out[str(f)] = [m.predict(f) for m in members]
+            except (AudioError, BirdclefError, OSError, ValueError) as err:
+                out[str(f)] = str(err)
+            bar.update()
+    bar.close()
+    return out
 
 
 Member = tuple[MLPHead, HeadMeta, Config] | SedMember
@@ -153,7 +208,6 @@ def predict_files(
     An unreadable file gets the training prior in every window and a row in fallbacks (path,
     reason), with a warning; with ``config.strict`` it raises instead.
     """
-    heads = [m for m in members if not isinstance(m, SedMember)]
     by_key: dict[str, tuple[dict, pd.DataFrame]] = {}
     for i, m in enumerate(members):
         if isinstance(m, SedMember) or m[1].embedding_key in by_key:
@@ -165,19 +219,21 @@ def predict_files(
              and not isinstance(members[0], SedMember))
     first_prior = members[0].prior if isinstance(members[0], SedMember) else np.asarray(members[0][1].prior)
     rank = config.ensemble_blend == "rank" and len(members) > 1
+    sed_members = [m for m in members if isinstance(m, SedMember)]
+    sed_out = sed_predictions(files, sed_members, config.n_workers) if sed_members else {}
     per_member: list[dict[str, np.ndarray]] = [{} for _ in members]
     probs: dict[str, np.ndarray] = {}
     fallbacks = []
-    for f in tqdm(files, desc=f"test soundscapes ({len(members)} model{'s' if len(members) > 1 else ''})",
-                  unit="file", mininterval=1.0, disable=len(heads) == len(members)):
-        member_probs, reason = [], None
+    for f in files:
+        member_probs, reason, k = [], None, 0
         for m in members:
             if isinstance(m, SedMember):
-                try:
-                    member_probs.append(m.predict(f))
-                except (AudioError, BirdclefError, OSError, ValueError) as err:
-                    reason = f"{m.path.name}: {err}"
+                got = sed_out[str(f)]
+                if isinstance(got, str):
+                    reason = f"SED model: {got}"
                     break
+                member_probs.append(got[k])
+                k += 1
                 continue
             e = by_key[m[1].embedding_key][0].get(str(f))
             if e is None:

@@ -104,11 +104,11 @@ def _sed_member(run_dir: Path, config: Config, labels: list[str]) -> SedMember:
 
     if config.sed_engine == "torch":
         run = load_run(run_dir)
-        member = SedMember(run_dir, run.predictor("torch"), run.prior)
+        member = SedMember(run_dir, run.predictor("torch"), run.prior, "torch")
         run_labels = run.labels
     else:
         exported = open_exported(run_dir, engine=config.sed_engine, threads=1)
-        member = SedMember(run_dir, exported.predict, exported.prior)
+        member = SedMember(run_dir, exported.predict, exported.prior, config.sed_engine)
         run_labels = exported.labels
     if list(run_labels) != labels:
         raise BirdclefError(f"{run_dir} was trained on another taxonomy ({len(run_labels)} classes, not {len(labels)})")
