@@ -87,3 +87,16 @@ def test_max_pool_counts_a_call_in_one_segment_fully():
     mean = predict_windows(e, head, meta, pool="mean")[0, 0]
     peak = predict_windows(e, head, meta, pool="max")[0, 0]
     assert peak == pytest.approx(1 / (1 + np.exp(-10)), rel=1e-5) and mean == pytest.approx((4 * 0.5 + peak) / 5, rel=1e-5)
+
+
+def test_prior_rows_of_every_kind_of_ensemble_member():
+    from pathlib import Path
+
+    from birdclef.infer import SedMember, prior_windows
+
+    no_prior = HeadMeta(4, ("a", "b"), (), 0.0, "bce", 1, "k")
+    np.testing.assert_allclose(prior_windows(no_prior, 3), np.full((3, 2), 0.5))  # none saved: uniform
+    saved = HeadMeta(4, ("a", "b"), (), 0.0, "bce", 1, "k", prior=(0.25, 0.75))
+    np.testing.assert_allclose(prior_windows((None, saved, None), 2), [[0.25, 0.75]] * 2)
+    sed = SedMember(Path("run"), lambda p: None, np.array([0.1, 0.9]))
+    np.testing.assert_allclose(prior_windows(sed, 2), [[0.1, 0.9]] * 2)

@@ -110,10 +110,15 @@ def zero_shot_weights(config: Config, metas: Sequence[HeadMeta], mapped: np.ndar
     return np.where(mapped, np.mean(chosen, axis=0), 0.0)
 
 
-def prior_windows(meta: HeadMeta, count: int) -> np.ndarray:
-    """(count, n_classes) rows of the training prior (uniform when no prior was saved)."""
-    n = len(meta.labels)
-    prior = np.asarray(meta.prior, np.float32) if len(meta.prior) == n else np.full(n, 1.0 / n, np.float32)
+def prior_windows(member: "Member | HeadMeta", count: int) -> np.ndarray:
+    """(count, n_classes) rows of an ensemble member's training prior: a SED run's, or a head's
+    (uniform when the head saved none)."""
+    if isinstance(member, SedMember):
+        prior = np.asarray(member.prior, np.float32)
+    else:
+        meta = member if isinstance(member, HeadMeta) else member[1]
+        n = len(meta.labels)
+        prior = np.asarray(meta.prior, np.float32) if len(meta.prior) == n else np.full(n, 1.0 / n, np.float32)
     return np.repeat(prior[None], count, axis=0)
 
 
@@ -217,7 +222,6 @@ def predict_files(
             score_columns=zero_shot.score_columns if zero_shot is not None and i == 0 else None)
     blend = (zero_shot is not None and weights is not None and bool((np.asarray(weights) > 0).any())
              and not isinstance(members[0], SedMember))
-    first_prior = members[0].prior if isinstance(members[0], SedMember) else np.asarray(members[0][1].prior)
     rank = config.ensemble_blend == "rank" and len(members) > 1
     sed_members = [m for m in members if isinstance(m, SedMember)]
     sed_out = sed_predictions(files, sed_members, config.n_workers) if sed_members else {}
@@ -246,8 +250,7 @@ def predict_files(
                 raise BirdclefError(f"{f}: unreadable test soundscape ({reason}) and strict=True")
             warnings.warn(f"{f.name}: unreadable ({reason}); writing prior probabilities", stacklevel=3)
             fallbacks.append({"path": str(f), "reason": reason})
-            count = n_windows(_duration_or_fallback(f), config.window_s)
-            probs[f.stem] = np.repeat(first_prior[None].astype(np.float32), count, axis=0)
+            probs[f.stem] = prior_windows(members[0], n_windows(_duration_or_fallback(f), config.window_s))
             for store in per_member:
                 store[f.stem] = probs[f.stem]
             continue

@@ -187,10 +187,7 @@ def run_submission(
     expected = [r for f in files for r in row_ids(f.stem, len(probs[f.stem]), config.window_s)]
     if not files and paths.sample_submission.exists():
         sample_ids = pd.read_csv(paths.sample_submission, usecols=["row_id"], dtype=str)["row_id"].tolist()
-        first = members[0]
-        rows = (np.repeat(np.asarray(first.prior, np.float64)[None], len(sample_ids), axis=0)
-                if isinstance(first, SedMember) else prior_windows(first[1], len(sample_ids)).astype(np.float64))
-        sub = pd.DataFrame(rows, columns=labels)
+        sub = pd.DataFrame(prior_windows(members[0], len(sample_ids)).astype(np.float64), columns=labels)
         sub.insert(0, "row_id", sample_ids)
         expected = sample_ids
     validate_submission(sub, labels, expected)
