@@ -12,7 +12,7 @@ def cfg(**params):
     """Configs for stub embeddings with one frame per second (the default backbone's hop differs)."""
     return build_config(**{"hop_s": 1.0, **params})
 from birdclef.embeddings import Embedded, pool_segments
-from birdclef.examples import Examples, build_examples, crops
+from birdclef.examples import Examples, build_examples, crop_frames
 from birdclef.train import _epoch_order, _loss, split_folds, train_head, validation_targets
 
 LABELS = ["a", "b", "c"]
@@ -39,17 +39,17 @@ def manifest(rows):
 def test_crops_every_stride_and_always_the_last_frame():
     e = embedded(8)
     config = cfg(segment_s=5.0, crop_stride_s=2.0)
-    x = crops(e, np.arange(8), config)
+    x = e.embeddings[crop_frames(np.arange(8), config)]
     assert x.shape == (3, 5, 4)  # starts 0, 2 and the tail crop at 3
     np.testing.assert_array_equal(x[-1], e.embeddings[3:8])
-    short = crops(e, np.arange(3), config)  # shorter than a crop: one crop, frames repeated
+    short = e.embeddings[crop_frames(np.arange(3), config)]  # shorter than a crop: one crop, frames repeated
     assert short.shape == (1, 5, 4)
 
 
 def test_seed_segments_are_unchanged():
     e = embedded(7)
     config = cfg(recipe="seed")
-    np.testing.assert_array_equal(crops(e, np.arange(7), config), pool_segments(e, np.arange(7), 1))
+    np.testing.assert_array_equal(e.embeddings[crop_frames(np.arange(7), config)], pool_segments(e, np.arange(7), 1))
 
 
 def test_multi_label_targets_carry_secondary_labels_and_folds_follow_authors():

@@ -78,17 +78,17 @@ def crop_frames(idx: np.ndarray, config: Config) -> np.ndarray:
     return np.stack([idx[s:s + k] for s in starts])
 
 
-def crops(e: Embedded, idx: np.ndarray, config: Config) -> np.ndarray:
-    """Training crops (see :func:`crop_frames`) of the frame indices ``idx`` → (n, k, dim)."""
-    frames = crop_frames(idx, config)
-    if len(frames) == 0:
-        return np.zeros((0, config.segment_frames, e.embeddings.shape[1]), np.float32)
-    return e.embeddings[frames]
+def speech_free_frames(e: Embedded, start_s: float, end_s: float, config: Config) -> np.ndarray:
+    """Indices of the frames starting in [start_s, end_s) with at most ``max_speech_fraction`` speech."""
+    idx = frames_in(e, start_s, end_s)
+    return idx[e.speech[idx] <= config.max_speech_fraction]
 
 
-def _crop_examples(e: Embedded, idx: np.ndarray, target: np.ndarray, primary: int, group: str, fold_group: str,
-                   weight: float, config: Config, zero_shot: ZeroShot | None, kind: str, window: str = ""
-                   ) -> Examples | None:
+def crop_examples(e: Embedded, idx: np.ndarray, target: np.ndarray, primary: int, group: str, fold_group: str,
+                  weight: float, config: Config, zero_shot: ZeroShot | None, kind: str, window: str = ""
+                  ) -> Examples | None:
+    """The crops of frames ``idx`` (:func:`crop_frames`), each with ``target`` and the rest → Examples
+    (None when ``idx`` is empty); with ``zero_shot``, each crop's backbone logits (max over its frames)."""
     frames = crop_frames(idx, config)
     if len(frames) == 0:
         return None
@@ -103,7 +103,7 @@ def build_examples(
     manifest: pd.DataFrame, cache: EmbeddingCache, labels: list[str], config: Config,
     zero_shot: ZeroShot | None = None,
 ) -> tuple[Examples, pd.DataFrame]:
-    """Crops of each recording's speech-free frames (see :func:`crops`), with their targets
+    """Crops of each recording's speech-free frames (see :func:`crop_frames`), with their targets
     (and, with ``zero_shot``, the backbone's logits of each crop: max over its frames).
 
     Returns the examples and the recordings that gave none (filename, reason).
@@ -124,7 +124,7 @@ def build_examples(
         author = str(getattr(rec, "author", "") or "").strip()
         fold_group = f"author:{author}" if config.group_by == "author" and author else rec.filename
         keep = np.flatnonzero(e.speech <= config.max_speech_fraction)
-        part = _crop_examples(e, keep, target, index[rec.primary_label], rec.filename, fold_group, 1.0, config,
+        part = crop_examples(e, keep, target, index[rec.primary_label], rec.filename, fold_group, 1.0, config,
                               zero_shot, FOCAL)
         if part is None:
             skipped.append({"filename": rec.filename, "reason": "no speech-free frame"})
@@ -164,12 +164,11 @@ def soundscape_examples(
             continue
         target = np.zeros(len(labels), np.float32)
         target[[index[x] for x in names]] = 1.0
-        idx = frames_in(e, float(w.start_s), float(w.end_s))
-        idx = idx[e.speech[idx] <= config.max_speech_fraction]
+        idx = speech_free_frames(e, float(w.start_s), float(w.end_s), config)
         site = str(getattr(w, "site", "") or "")
         fold_group = f"site:{site}" if config.soundscape_group_by == "site" and site and site != "nan" else \
             f"soundscape:{w.filename}"
-        part = _crop_examples(e, idx, target, index[names[0]], f"soundscape:{w.filename}", fold_group,
+        part = crop_examples(e, idx, target, index[names[0]], f"soundscape:{w.filename}", fold_group,
                               config.soundscape_weight, config, zero_shot, SOUNDSCAPE, str(w.row_id))
         if part is None:
             skipped.append({"row_id": w.row_id, "reason": "no speech-free frame in the window"})

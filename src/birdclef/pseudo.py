@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from birdclef.config import Config
-from birdclef.embeddings import Embedded, frames_in
-from birdclef.examples import PSEUDO, Examples, concat_examples, crops
+from birdclef.embeddings import Embedded
+from birdclef.examples import PSEUDO, Examples, concat_examples, crop_examples, speech_free_frames
 from birdclef.model import HeadMeta, MLPHead, save_head
 from birdclef.soundscapes import load_soundscapes, predict_soundscapes, score_windows, soundscape_truth
 
@@ -55,19 +55,15 @@ def pseudo_examples(embedded: dict[str, Embedded], selected: list[tuple[str, int
     parts = []
     for stem, w, p in selected:
         e = embedded[stem]
-        idx = frames_in(e, w * config.window_s, (w + 1) * config.window_s)
-        idx = idx[e.speech[idx] <= config.max_speech_fraction]
-        if len(idx) == 0:
-            continue
-        segs = crops(e, idx, config)
+        idx = speech_free_frames(e, w * config.window_s, (w + 1) * config.window_s, config)
         if config.multi_label:  # soft: the confident classes keep their probability, the rest 0
             target = np.where(p >= config.pseudo_threshold, p, 0.0).astype(np.float32)
         else:
             target = np.eye(len(p), dtype=np.float32)[int(p.argmax())]
-        n, group = len(segs), f"pseudo:{stem}"
-        parts.append(Examples(segs.astype(np.float32), np.repeat(target[None], n, 0), np.full(n, int(p.argmax())),
-                              np.full(n, group, dtype=object), np.full(n, group, dtype=object),
-                              np.full(n, config.pseudo_weight, np.float32), kind=np.full(n, PSEUDO, dtype=object)))
+        group = f"pseudo:{stem}"
+        part = crop_examples(e, idx, target, int(p.argmax()), group, group, config.pseudo_weight, config, None, PSEUDO)
+        if part is not None:
+            parts.append(part)
     return concat_examples(parts) if parts else None
 
 

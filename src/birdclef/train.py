@@ -344,9 +344,7 @@ def blend_weights(prob: np.ndarray, zs: np.ndarray, y: np.ndarray, groups: np.nd
     from birdclef.postprocess import blend_logits
 
     n = len(labels)
-    pos = pd.DataFrame({"g": np.repeat(groups, n), "c": np.tile(np.arange(n), len(groups)),
-                        "y": (y > 0.5).reshape(-1)})
-    val_rec = np.bincount(pos.loc[pos["y"], ["g", "c"]].drop_duplicates()["c"], minlength=n)
+    val_rec = recordings_per_class(groups, y > 0.5, n)
     weights, _ = choose_weights(prob, zs, y, zero_shot.mapped, val_rec)
     blended = blend_logits(prob, zs, weights)
     sig = 1 / (1 + np.exp(-np.clip(zs, -30, 30)))
@@ -359,10 +357,11 @@ def blend_weights(prob: np.ndarray, zs: np.ndarray, y: np.ndarray, groups: np.nd
     return weights, table
 
 
-def _recordings_per_class(ex: Examples, idx: np.ndarray, n_classes: int) -> np.ndarray:
-    """(n_classes,) distinct recordings (or soundscapes) among examples ``idx`` with a positive target."""
-    g, c = np.nonzero(ex.targets[idx] >= 1.0)
-    pairs = pd.DataFrame({"g": ex.groups[idx][g], "c": c}).drop_duplicates()
+def recordings_per_class(groups: np.ndarray, positive: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes,) distinct recordings (or soundscapes) among rows with a positive: ``groups`` (n,)
+    each row's recording, ``positive`` (n, n_classes) bool."""
+    row, c = np.nonzero(positive)
+    pairs = pd.DataFrame({"g": np.asarray(groups)[row], "c": c}).drop_duplicates()
     return np.bincount(pairs["c"].to_numpy(np.int64), minlength=n_classes)
 
 
@@ -425,14 +424,14 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
         sc_per_class = per_class_auc(val.y_windows, prob_windows, labels)
     blend_table = None
     if zero_shot is not None and ex.zero_shot is not None and len(val.examples):
-        window_zs = np.full((len(val.window_ids), n), -np.inf, np.float32)
-        np.maximum.at(window_zs, val.owner, ex.zero_shot[val.windows])
-        window_groups = np.array([ex.groups[val.windows][val.owner == w][0] for w in range(len(val.window_ids))],
-                                 dtype=object)
+        # a window's backbone logit: the highest of its crops' (as zeroshot.window_logits takes its frames')
+        window_zs = pool_windows(ex.zero_shot[val.windows], val.owner, len(val.window_ids), "max")
+        window_groups = np.empty(len(val.window_ids), dtype=object)
+        window_groups[val.owner] = ex.groups[val.windows]  # every crop of a window is of the same soundscape
         weights, blend_table = blend_weights(
             np.concatenate([prob_focal, prob_windows]), np.concatenate([ex.zero_shot[val.focal], window_zs]),
             np.concatenate([val.y_focal, val.y_windows]), np.concatenate([ex.groups[val.focal], window_groups]),
-            _recordings_per_class(ex, tr, n), zero_shot, labels)
+            recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n), zero_shot, labels)
         meta = replace(meta, zero_shot_weights=tuple(float(w) for w in weights))
         mapped = blend_table[blend_table["mapped"]]
         metrics |= {"zero_shot_classes": int(zero_shot.mapped.sum()),
