@@ -191,8 +191,9 @@ def _embed_or_reason(path: Path, backbone: Backbone, config: Config, need_speech
 _WORKER: dict = {}
 
 
-def _worker_init(config: Config) -> None:
-    """One interpreter per worker, one thread each: workers × threads never exceed the cores."""
+def init_worker_process() -> None:
+    """In a spawned pool worker: one torch thread (workers × threads never exceed the cores), and
+    exit when the parent dies (a kill -9 of the parent must not leave workers behind)."""
     import threading
 
     import torch
@@ -200,12 +201,17 @@ def _worker_init(config: Config) -> None:
     torch.set_num_threads(1)
     parent = os.getppid()
 
-    def exit_when_orphaned() -> None:  # a kill -9 of the parent must not leave workers behind
+    def exit_when_orphaned() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
         os._exit(1)
 
     threading.Thread(target=exit_when_orphaned, daemon=True).start()
+
+
+def _worker_init(config: Config) -> None:
+    """One interpreter per worker, one thread each, holding its own backbone."""
+    init_worker_process()
     _WORKER["config"] = config
     _WORKER["backbone"] = get_backbone(config.backbone, model_path=config.backbone_path)
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from birdclef import audio
 from birdclef.config import Config
-from birdclef.embeddings import Embedded, extract, frames_in, n_windows, pool_segments
+from birdclef.embeddings import Embedded, extract, frames_in, init_worker_process, n_windows, pool_segments
 from birdclef.errors import AudioError, BirdclefError
 from birdclef.model import HeadMeta, MLPHead, predict
 from birdclef.postprocess import average, blend_logits, rank_average, smooth_windows
@@ -145,11 +145,9 @@ SED_MIN_FILES_PER_WORKER = 4  # below this, starting interpreters costs more tha
 
 def _sed_worker_init(runs: list[tuple[str, str]]) -> None:
     """Each worker opens every SED run once, one thread each (workers × threads never exceed the cores)."""
-    import torch
-
     from birdclef.sed.run import load_run, open_exported
 
-    torch.set_num_threads(1)
+    init_worker_process()
     _SED_WORKER["predict"] = [load_run(p).predictor("torch") if engine == "torch" else
                               open_exported(p, engine=engine, threads=1).predict for p, engine in runs]
 
