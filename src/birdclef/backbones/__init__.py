@@ -101,6 +101,27 @@ def open_tflite(path, *, num_threads: int | None = None):
         raise BackboneUnavailable(f"{path} is not a loadable TFLite model: {exc}") from exc
 
 
+def open_onnx(path, *, num_threads: int, cuda: bool = False):
+    """An onnxruntime InferenceSession of ``num_threads`` intra-op threads and one inter-op thread,
+    logging errors only (converted models log shape-inference warnings by the hundred); CUDA first
+    when ``cuda`` and onnxruntime has it. :class:`BackboneUnavailable` when onnxruntime is missing or
+    ``path`` is not a loadable model."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackboneUnavailable(f"running {path} needs onnxruntime: pip install birdclef[onnx] ({exc})") from exc
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if cuda else ("CPUExecutionProvider",)
+    providers = [p for p in wanted if p in ort.get_available_providers()]
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own error types for unreadable models
+        raise BackboneUnavailable(f"{path} is not a loadable ONNX model: {exc}") from exc
+
+
 def allocate_tensors(interpreter) -> None:
     """``interpreter.allocate_tensors()`` without the line "INFO: Created TensorFlow Lite XNNPACK
     delegate for CPU." that TFLite's C++ code writes to stderr there (once per interpreter, so once

@@ -39,7 +39,7 @@ from typing import Callable
 
 import numpy as np
 
-from birdclef.backbones import BackboneSpec, register, register_labels
+from birdclef.backbones import BackboneSpec, open_onnx, register, register_labels
 from birdclef.errors import BackboneUnavailable, SchemaError
 
 SPEC = BackboneSpec(
@@ -250,19 +250,7 @@ def _takes_windows(dtype: str, shape: list) -> bool:
 
 
 def _onnx_runner(path: Path, *, num_threads: int) -> tuple[_Runner, int]:
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise BackboneUnavailable(f"running {path} needs onnxruntime: pip install birdclef[onnx] ({exc})") from exc
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = num_threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only: conversions log shape-inference warnings by the hundred
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-    try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own error types for unreadable models
-        raise BackboneUnavailable(f"{path} is not a loadable ONNX model: {exc}") from exc
+    session = open_onnx(path, num_threads=num_threads, cuda=True)
     inputs = session.get_inputs()
     if len(inputs) != 1 or not _takes_windows(inputs[0].type, list(inputs[0].shape)):
         got = ", ".join(f"{i.name} {i.type} {list(i.shape)}" for i in inputs)

@@ -83,16 +83,9 @@ class ExportedSed:
         self.config, self.engine, self.path = config, engine, Path(path)
         self.frontend = MelFrontEnd(config).eval()
         if engine == "onnxruntime":
-            try:
-                import onnxruntime as ort
-            except ImportError as err:
-                raise BackboneUnavailable(f"running {path} needs onnxruntime (pip install onnxruntime): {err}") from err
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            from birdclef.backbones import open_onnx
+
+            self._session = open_onnx(path, num_threads=threads)
         else:
             if not openvino_available():
                 raise BackboneUnavailable(f"running {path} with OpenVINO needs openvino (pip install openvino)")
