@@ -5,7 +5,10 @@ import pytest
 import soundfile as sf
 
 from birdclef.data import list_audio
-from birdclef.heldout import make_heldout_task, window_truth
+from birdclef.evaluate import read_solution, score
+from birdclef.heldout import LOCKBOX, TaskSettings, make_heldout_task, session_holdout, window_truth
+from birdclef.mixing import band_db, FRAME_S
+from birdclef.sessions import recording_sessions
 from birdclef.realbench import subset_scores
 
 
@@ -21,10 +24,13 @@ def test_window_truth_needs_enough_overlap():
 @pytest.fixture(scope="module")
 def task(tiny_demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("heldout") / "s0"
-    return make_heldout_task(tiny_demo, out, split=0, n_mixtures=3, soundscape_s=20.0)
+    return make_heldout_task(tiny_demo, out, split=0, settings=DENSE)
 
 
-def test_one_recording_per_species_is_held_out_and_kept_out_of_training(task, tiny_demo):
+DENSE = TaskSettings(holdout="file", construction="dense", n_mixtures=3, soundscape_s=20.0)
+
+
+def test_dense_file_task_holds_one_recording_per_species_is_held_out_and_kept_out_of_training(task, tiny_demo):
     source = pd.read_csv(tiny_demo / "train.csv", dtype=str, keep_default_na=False)
     train = pd.read_csv(task.data_dir / "train.csv", dtype=str, keep_default_na=False)
     held = task.held_out
@@ -54,7 +60,7 @@ def test_soundscapes_and_truth_match_the_events_placed(task):
 
 def test_a_finished_task_is_reused_not_rebuilt(task, tiny_demo):
     before = {f.name: f.stat().st_mtime_ns for f in list_audio(task.data_dir / "test_soundscapes")}
-    again = make_heldout_task(tiny_demo, task.data_dir, split=0, n_mixtures=3, soundscape_s=20.0)
+    again = make_heldout_task(tiny_demo, task.data_dir, split=0, settings=DENSE)
     assert {f.name: f.stat().st_mtime_ns for f in list_audio(again.data_dir / "test_soundscapes")} == before
     pd.testing.assert_frame_equal(again.held_out, task.held_out)
 
@@ -81,3 +87,91 @@ def test_real_benchmark_runs_variants_through_the_stages_and_reuses_heads(tiny_d
     table = real_table(pd.DataFrame([{"variant": "zero-shot", "split": 0, "seed": -1, "all": 0.5, "mapped": np.nan,
                                       "unmapped": 0.5}, first, again]))
     assert "| `default` |" in table and "| `no-smooth` |" in table
+
+
+SPARSE = TaskSettings(n_soundscapes=12, soundscape_s=30.0, lockbox_share=0.5)
+
+
+@pytest.fixture(scope="module")
+def sparse(tiny_demo, tmp_path_factory):
+    return make_heldout_task(tiny_demo, tmp_path_factory.mktemp("sparse") / "s0", split=0, settings=SPARSE)
+
+
+def test_no_held_out_recording_shares_a_session_with_a_training_one(tmp_path):
+    from birdclef.data import load_taxonomy, load_train_metadata
+
+    rows = []  # 3 species; "s1" recorded two of them in one session (one place, adjacent numbers)
+    for i, (label, author, lat) in enumerate([("a", "s1", "1"), ("b", "s1", "1"), ("a", "x", "2"), ("b", "y", "3"),
+                                               ("c", "z", "4"), ("c", "w", "5"), ("a", "v", "6")]):
+        rows.append({"primary_label": label, "secondary_labels": "[]", "type": "[]", "filename": f"{label}/XC{100 + i}.ogg",
+                     "collection": "XC", "rating": "5", "url": f"https://xeno-canto.org/{100 + i}", "latitude": lat,
+                     "longitude": lat, "scientific_name": label, "common_name": label, "author": author, "license": ""})
+    meta = pd.DataFrame(rows)
+    session = dict(zip(meta["filename"], recording_sessions(meta)))
+    lockbox = set(session_holdout(meta, LOCKBOX, lockbox_share=0.5))
+    for split in (LOCKBOX, 0, 1, 2, 3):
+        held = set(session_holdout(meta, split, lockbox_share=0.5))
+        train = set(meta["filename"]) - held
+        assert held and not {session[f] for f in held} & {session[f] for f in train}
+        assert set(meta.loc[meta["filename"].isin(train), "primary_label"]) == {"a", "b", "c"}  # all still train
+        if split != LOCKBOX:
+            assert not held & lockbox  # the lockbox is only ever held out by its own split
+    assert ("a/XC100.ogg" in lockbox | set(session_holdout(meta, 0, lockbox_share=0.5))) == \
+        ("b/XC101.ogg" in lockbox | set(session_holdout(meta, 0, lockbox_share=0.5)))  # the session moves whole
+
+
+def test_sparse_task_looks_like_a_competition_test(sparse):
+    st = sparse.stats
+    assert st["n_soundscapes"] == 12 and st["positive_share"] <= 0.35 and st["empty_file_share"] > 0
+    assert st["median_run"] <= 2
+    files = list_audio(sparse.data_dir / "test_soundscapes")
+    assert len(files) == 12 and all(sf.info(str(f)).duration == pytest.approx(30.0, abs=0.01) for f in files)
+
+
+def test_sparse_truth_matches_the_audio_it_wrote(sparse):
+    solution, ignore = read_solution(sparse.data_dir / "solution.csv")
+    labels = list(solution.columns[1:])
+    calls = sparse.soundscapes[sparse.soundscapes["kind"] == "call"]
+    assert len(calls) and set(calls["primary_label"]) <= set(sparse.held_out["primary_label"])
+    for name, g in solution.groupby(solution["row_id"].str.rsplit("_", n=1).str[0]):
+        y = g[labels].to_numpy()
+        placed = calls[calls["soundscape"] == name]
+        assert set(np.asarray(labels)[y.sum(0) > 0]) == set(placed["primary_label"])  # a positive needs a call
+        for label, c in placed.groupby("primary_label"):
+            expected = np.zeros(len(y), np.int8)
+            for a, b in zip(c["start_s"], c["end_s"]):
+                cover = np.clip(np.minimum(b, np.arange(1, len(y) + 1) * 5.0) - np.maximum(a, np.arange(len(y)) * 5.0), 0, None)
+                expected |= (cover >= min(1.0, 0.5 * (b - a))).astype(np.int8)
+            np.testing.assert_array_equal(y[:, labels.index(label)], expected)
+        x, sr = sf.read(str(sparse.data_dir / "test_soundscapes" / f"{name}.ogg"), dtype="float32")
+        db = band_db(x, sr)
+        loud = placed[placed["snr_db"] >= 10]
+        for a, b in zip(loud["start_s"], loud["end_s"]):  # loud calls stand out of the bed where they were placed
+            if b - a > 0.3:
+                assert db[int(a / FRAME_S) + 3:int(b / FRAME_S) - 3].max() > np.median(db) + 5
+    assert ignore is not None and list(ignore["row_id"]) == list(solution["row_id"])
+    assert not ((ignore[labels].to_numpy() > 0) & (solution[labels].to_numpy() > 0)).any()
+
+
+def test_no_background_from_a_training_recording(sparse):
+    train = set(pd.read_csv(sparse.data_dir / "train.csv", dtype=str)["filename"])
+    bed = sparse.soundscapes[sparse.soundscapes["kind"] == "bed"]
+    assert len(bed) and set(bed["filename"]) <= set(sparse.held_out["filename"])
+    assert not set(bed["filename"]) & train
+
+
+def test_a_task_is_rebuilt_when_its_settings_change(sparse, tiny_demo):
+    again = make_heldout_task(tiny_demo, sparse.data_dir, split=0, settings=SPARSE)
+    assert again.stats == sparse.stats  # same settings: reused
+    other = make_heldout_task(tiny_demo, sparse.data_dir, split=0,
+                              settings=TaskSettings(n_soundscapes=5, soundscape_s=30.0, lockbox_share=0.5))
+    assert other.stats["n_soundscapes"] == 5 and len(list_audio(other.data_dir / "test_soundscapes")) == 5
+    assert len(pd.read_csv(other.data_dir / "solution.csv")) == 5 * 6
+
+
+def test_ignored_cells_are_left_out_of_the_score():
+    solution = pd.DataFrame({"row_id": ["r1", "r2", "r3"], "a": [1, 0, 0]})
+    sub = pd.DataFrame({"row_id": ["r1", "r2", "r3"], "a": [0.5, 0.9, 0.1]})
+    assert score(solution, sub) == 0.5
+    ignore = pd.DataFrame({"row_id": ["r1", "r2", "r3"], "a": [0, 1, 0]})
+    assert score(solution, sub, ignore=ignore) == 1.0  # r2 (a secondary species, say) is not judged

@@ -6,6 +6,8 @@ rows (by ``row_id``) and the same class columns, with finite numeric values; the
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
@@ -13,8 +15,24 @@ from sklearn.metrics import roc_auc_score
 from birdclef.errors import SchemaError
 
 
-def score(solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: str = "row_id") -> float:
+IGNORE_FILE = "solution_ignore.csv"  # beside solution.csv: 1 where a (window, class) cell is not scored
+
+
+def read_solution(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """solution.csv → (solution, the ignore table written beside it by held-out tasks, or None)."""
+    path = Path(path)
+    solution = pd.read_csv(path, dtype={"row_id": str})
+    ignore = path.with_name(IGNORE_FILE)
+    return solution, (pd.read_csv(ignore, dtype={"row_id": str}) if ignore.exists() else None)
+
+
+def score(solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: str = "row_id",
+          ignore: pd.DataFrame | None = None) -> float:
     """Macro ROC-AUC over the classes with a positive in ``solution``.
+
+    ``ignore`` (row_id + any of the class columns, 1 = not scored): cells whose truth cannot be judged
+    (a held-out task's secondary species, a call grazing a window) are left out of their class's AUC;
+    a class is scored on its remaining rows when they hold a positive and a negative.
 
     Rows are matched by ``row_id_column_name`` (order does not matter); a missing or extra row,
     a missing or extra class column, a non-numeric / NaN / infinite value, or a solution value
@@ -59,7 +77,14 @@ def score(solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: 
     scored = truth.columns[truth.sum(axis=0) > 0]
     if len(scored) == 0:
         raise SchemaError("solution has no positive label in any class: nothing to score")
-    return float(roc_auc_score(truth[scored].to_numpy(), values[scored].to_numpy(), average="macro"))
+    if ignore is None:
+        return float(roc_auc_score(truth[scored].to_numpy(), values[scored].to_numpy(), average="macro"))
+    skip = ignore.set_index(row_id_column_name).reindex(index=sol.index, columns=scored).fillna(0).to_numpy() > 0
+    y = np.where(skip, np.nan, truth[scored].to_numpy(np.float64))
+    aucs = masked_auc_columns(y, values[scored].to_numpy(np.float64))
+    if np.isnan(aucs).all():
+        raise SchemaError("no class keeps a positive and a negative once the ignored cells are left out")
+    return float(np.nanmean(aucs))
 
 
 def per_class_auc(y_true: np.ndarray, y_score: np.ndarray, labels: list[str] | tuple[str, ...]) -> pd.DataFrame:
@@ -79,6 +104,16 @@ def macro_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Macro ROC-AUC over classes with at least one positive and one negative (NaN if none)."""
     aucs = per_class_auc(y_true, y_score, [str(i) for i in range(np.asarray(y_true).shape[1])])["auc"]
     return float(aucs.mean()) if aucs.notna().any() else float("nan")
+
+
+def masked_auc_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Per-column ROC-AUC where ``y`` (n, C) holds 0/1 or NaN (a cell not scored); NaN where a column
+    keeps no positive or no negative."""
+    out = np.full(y.shape[1], np.nan)
+    for j in range(y.shape[1]):
+        keep = ~np.isnan(y[:, j])
+        out[j] = auc_columns(y[keep, j:j + 1], s[keep, j:j + 1])[0]
+    return out
 
 
 def auc_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:

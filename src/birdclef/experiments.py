@@ -226,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                          "realdev (held-out real recordings: the judge; see birdclef.realbench)")
     ap.add_argument("--realdev", default=None, help="the real recordings' folder (default: $BIRDCLEF_REALDEV or ../shared/realdev)")
     ap.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2], help="held-out splits (realdev)")
+    ap.add_argument("--construction", nargs="+", default=["sparse-session"],
+                    help="realdev test tasks, each <construction>-<holdout>: sparse-session (like the competition's, "
+                         "by recording session), dense-file (the earlier task), or the other two pairings")
+    ap.add_argument("--lockbox", action="store_true", help="realdev: also score the default on the lockbox split, last")
     args = ap.parse_args(argv)
     if args.dataset == "realdev":
         return _main_real(args, argv)
@@ -281,7 +285,14 @@ def _main_real(args: argparse.Namespace, argv: list[str] | None) -> int:
     if "seed-recipe" in names and yamnet_path() is None:
         print("seed-recipe left out: YAMNet weights not found (set BIRDCLEF_YAMNET)")
         names.remove("seed-recipe")
-    print(run_real(Path(args.out), source, splits=args.splits, seeds=args.seeds, names=names, epochs=args.epochs))
+    from birdclef.heldout import TaskSettings
+
+    try:
+        settings = [TaskSettings(construction=c.split("-")[0], holdout=c.split("-")[-1]) for c in args.construction]
+    except ValueError as err:
+        raise SystemExit(f"--construction: {err}") from None
+    print(run_real(Path(args.out), source, splits=args.splits, seeds=args.seeds, names=names, epochs=args.epochs,
+                   settings=settings, lockbox=args.lockbox))
     return 0
 
 

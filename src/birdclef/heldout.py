@@ -2,7 +2,20 @@
 
 A folder of focal recordings in the BirdCLEF layout (``../shared/realdev``, or the competition's
 own ``train_audio``) has no timed soundscapes. :func:`make_heldout_task` turns it into a
-competition folder that the ordinary stages run on:
+competition folder that the ordinary stages run on. Two choices, each named in :class:`TaskSettings`:
+
+``holdout="session"`` (default): whole recording sessions (:mod:`birdclef.sessions`: recordist +
+place [+ date], adjacent catalogue numbers) are held out, at least one per species that has two
+sessions, so no held-out file shares a session with a training file. A fixed *lockbox* set of
+sessions (:data:`LOCKBOX`, about ``lockbox_share`` of the species) is held out only by the lockbox
+split and trains in every other split: no default is chosen on it.
+
+``construction="sparse"`` (default): ``n_soundscapes`` minutes built like the competition's by
+:func:`birdclef.mixing.compose`: a bed of the held-out recordings' own call-free stretches, calls
+cut from them by an energy detector, a few species per file, many files with none; truth from the
+event boundaries, with the cells that cannot be judged in ``solution_ignore.csv``.
+
+The earlier construction stays as ``holdout="file", construction="dense"``:
 
 - for every species with at least ``min_recordings`` recordings, one recording (a seeded choice
   per ``split``) is held out; the rest stay in ``train.csv`` (species with one recording are
@@ -16,24 +29,29 @@ competition folder that the ordinary stages run on:
   least ``min_overlap_s`` of the window (primary labels only: a recording's secondary species
   are not timed).
 
-``train_audio`` is a symlink to the source's, so the embedding cache (keyed by the resolved path)
+A finished task is reused only when its ``task.json`` holds the same settings; otherwise it is
+rebuilt. ``train_audio`` is a symlink to the source's, so the embedding cache (keyed by the resolved path)
 is shared by every split; the source audio is read in place, never copied.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
-from dataclasses import dataclass
+import shutil
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from birdclef import audio
+from birdclef import audio, mixing
 from birdclef.data import competition_paths, load_taxonomy, load_train_metadata
 from birdclef.errors import AudioError, BirdclefError
-from birdclef.io import atomic_path, write_csv
+from birdclef.evaluate import IGNORE_FILE
+from birdclef.io import atomic_path, write_csv, write_json
+from birdclef.sessions import recording_sessions
 from birdclef.submission import row_ids
 
 log = logging.getLogger(__name__)
@@ -43,11 +61,55 @@ QUIET_PIECE_S = 0.5
 FADE_S = 0.05
 
 
+LOCKBOX = -1  # the split that holds out the lockbox sessions; no default is chosen on it
+HOLDOUTS = ("session", "file")
+CONSTRUCTIONS = ("sparse", "dense")
+TASK_VERSION = 2  # bump when the construction changes: finished tasks are rebuilt
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """How a held-out task is built (saved as ``task.json``; a task built otherwise is rebuilt)."""
+
+    holdout: str = "session"  # "session": whole recording sessions; "file": one recording per species (earlier)
+    construction: str = "sparse"  # "sparse": like the competition's; "dense": singles + mixtures (earlier)
+    min_recordings: int = 2
+    lockbox_share: float = 0.4  # share of the species whose lockbox session is set aside ("session" only)
+    soundscape_s: float = 60.0
+    min_overlap_s: float = 1.0
+    # sparse
+    n_soundscapes: int = 150
+    empty_share: float = 0.3  # files with no target
+    species_mean: float = 1.5  # species in a file that has any (zero-truncated Poisson mean)
+    snr_db: tuple[float, float] = (-5.0, 15.0)  # band SNR of a call over the bed
+    background_dbfs: float = -45.0
+    # dense
+    n_mixtures: int = 20
+    dense_background_dbfs: float = -40.0
+    level_dbfs: float = -22.0
+    version: int = field(default=TASK_VERSION)
+
+    def __post_init__(self) -> None:
+        if self.holdout not in HOLDOUTS:
+            raise ValueError(f"unknown holdout {self.holdout!r}; known: {', '.join(map(repr, HOLDOUTS))}")
+        if self.construction not in CONSTRUCTIONS:
+            raise ValueError(f"unknown construction {self.construction!r}; known: {', '.join(map(repr, CONSTRUCTIONS))}")
+
+    @property
+    def tag(self) -> str:
+        """Folder name of tasks built this way: ``<construction>-<holdout>``."""
+        return f"{self.construction}-{self.holdout}"
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
 @dataclass(frozen=True)
 class HeldOutTask:
     data_dir: Path
     held_out: pd.DataFrame  # filename, primary_label: the recordings kept out of train.csv
-    soundscapes: pd.DataFrame  # soundscape, kind (single | mixture), filename, primary_label, start_s, end_s, gain_db
+    soundscapes: pd.DataFrame  # what was placed: soundscape, kind, filename, primary_label, start_s, end_s, ...
+    stats: dict = field(default_factory=dict)  # positive_share, empty_file_share, median_run, n_soundscapes, ...
 
 
 def _rms_db(x: np.ndarray) -> float:
@@ -123,63 +185,187 @@ def _write_ogg(path: Path, x: np.ndarray) -> None:
         sf.write(str(tmp), np.clip(x, -1, 1), SAMPLE_RATE_HZ, format="OGG", subtype="VORBIS")
 
 
-def make_heldout_task(
-    source_dir: str | Path, out_dir: str | Path, *, split: int, min_recordings: int = 2, n_mixtures: int = 20,
-    soundscape_s: float = 60.0, background_dbfs: float = -40.0, level_dbfs: float = -22.0,
-    min_overlap_s: float = 1.0,
-) -> HeldOutTask:
-    """Write a competition folder at ``out_dir`` (see the module docstring); reuse it when present.
+def session_holdout(meta: pd.DataFrame, split: int, *, min_recordings: int = 2, lockbox_share: float = 0.4
+                    ) -> list[str]:
+    """Filenames held out by ``split`` (:data:`LOCKBOX` for the lockbox): whole sessions, greedily one
+    per species in a seeded order, each accepted only while every species it holds keeps a training
+    recording outside the held-out sessions. Dev splits never hold out a lockbox session."""
+    meta = meta.reset_index(drop=True)
+    session = pd.Series(recording_sessions(meta), index=meta.index)
+    labels = meta["primary_label"].astype(str)
+    eligible = sorted(labels.value_counts()[lambda c: c >= min_recordings].index)
 
-    Raises :class:`BirdclefError` when no species has ``min_recordings`` recordings.
+    def choose(rng: np.random.Generator, species: list[str], barred: set[str]) -> set[str]:
+        held: set[str] = set()
+        for sp in species:
+            if (labels[session.isin(held)] == sp).any():
+                continue
+            for s in rng.permutation(sorted(set(session[labels == sp]) - barred - held)):
+                trial = held | {s}
+                rest = labels[~session.isin(trial)]
+                if set(labels[session == s]) <= set(rest):  # every species of the session still trains
+                    held = trial
+                    break
+        return held
+
+    lock_rng = np.random.default_rng(7_777)
+    order = list(lock_rng.permutation(eligible))
+    lockbox = choose(lock_rng, order[: int(round(lockbox_share * len(order)))], set())
+    if split == LOCKBOX:
+        held = lockbox
+    else:
+        rng = np.random.default_rng(1000 + split)
+        held = choose(rng, list(rng.permutation(eligible)), lockbox)
+    return sorted(meta["filename"][session.isin(held)])
+
+
+def _settings_match(out: Path, settings: TaskSettings, split: int) -> bool:
+    path = out / "task.json"
+    if not (path.exists() and (out / "heldout.csv").exists()):
+        return False
+    saved = json.loads(path.read_text())
+    return saved.get("settings") == settings.to_dict() and saved.get("split") == split
+
+
+def make_heldout_task(source_dir: str | Path, out_dir: str | Path, *, split: int,
+                      settings: TaskSettings | None = None) -> HeldOutTask:
+    """Write a competition folder at ``out_dir`` (see the module docstring); reuse it when it was built
+    with the same ``settings`` and ``split``, rebuild it otherwise.
+
+    Raises :class:`BirdclefError` when nothing can be held out.
     """
+    settings = settings or TaskSettings()
     source = competition_paths(source_dir)
     out = Path(out_dir)
-    done = out / "heldout.csv"
-    if done.exists():
-        table = pd.read_csv(done, dtype={"primary_label": str}, keep_default_na=False)
-        held = table.drop_duplicates("filename")[["filename", "primary_label"]].reset_index(drop=True)
-        return HeldOutTask(out, held, table)
+    if _settings_match(out, settings, split):
+        table = pd.read_csv(out / "heldout.csv", dtype={"primary_label": str, "filename": str}, keep_default_na=False)
+        held = pd.read_csv(out / "heldout_recordings.csv", dtype=str, keep_default_na=False)
+        return HeldOutTask(out, held, table, json.loads((out / "task.json").read_text())["stats"])
+    for stale in ("task.json", "heldout.csv", "solution.csv", IGNORE_FILE):
+        (out / stale).unlink(missing_ok=True)
+    shutil.rmtree(out / "test_soundscapes", ignore_errors=True)
     rng = np.random.default_rng(1000 + split)
     taxonomy = load_taxonomy(source.taxonomy)
     labels = taxonomy["primary_label"].tolist()
     meta, _ = load_train_metadata(source.train_csv, taxonomy)
     raw = pd.read_csv(source.train_csv, dtype=str, keep_default_na=False)
-    candidates = meta.groupby("primary_label")["filename"].agg(list)
-    candidates = candidates[candidates.map(len) >= min_recordings]
-    if candidates.empty:
-        raise BirdclefError(f"{source.root}: no species has {min_recordings} recordings to hold one out")
-    held = pd.DataFrame([(str(rng.choice(sorted(files))), label) for label, files in candidates.items()],
-                        columns=["filename", "primary_label"])
+    if settings.holdout == "file":
+        candidates = meta.groupby("primary_label")["filename"].agg(list)
+        candidates = candidates[candidates.map(len) >= settings.min_recordings]
+        names = [str(rng.choice(sorted(files))) for files in candidates]
+    else:
+        names = session_holdout(meta, split, min_recordings=settings.min_recordings,
+                                lockbox_share=settings.lockbox_share)
+    if not names:
+        raise BirdclefError(f"{source.root}: no species has {settings.min_recordings} recordings (or two sessions) "
+                            "to hold one out")
+    held = meta[meta["filename"].isin(set(names))][["filename", "primary_label"]].reset_index(drop=True)
+    if settings.holdout == "file":  # the earlier order: one row per species, in label order
+        held = pd.DataFrame({"filename": names, "primary_label": list(candidates.index)})
     train_rows = raw[~raw["filename"].isin(set(held["filename"]))]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(train_rows, out / "train.csv")
     write_csv(pd.read_csv(source.taxonomy, dtype=str, keep_default_na=False), out / "taxonomy.csv")
+    write_csv(held, out / "heldout_recordings.csv")
     link = out / "train_audio"
     if not link.exists():
         os.symlink(source.train_audio.resolve(), link, target_is_directory=True)
+    if settings.construction == "dense":
+        table, solution, ignore = _dense(source, out, held, train_rows, labels, rng, split, settings)
+    else:
+        secondary = dict(zip(meta["filename"], meta["secondary_list"]))
+        table, solution, ignore = _sparse(source, out, held, secondary, labels, rng, split, settings)
+    write_csv(solution, out / "solution.csv")
+    if ignore is not None:
+        write_csv(ignore, out / IGNORE_FILE)
+    y = solution[labels].to_numpy()
+    n_win = int(round(settings.soundscape_s / 5.0))
+    stats = {**mixing.window_stats(y, per_file=n_win), "n_soundscapes": int(len(y) // n_win),
+             "n_held_out": int(len(held)), "n_species": int(held["primary_label"].nunique()),
+             "ignored_cells": int(ignore[labels].to_numpy().sum()) if ignore is not None else 0}
+    write_csv(table, out / "heldout.csv")
+    write_json({"split": split, "settings": settings.to_dict(), "stats": stats}, out / "task.json")  # last: marks it done
+    return HeldOutTask(out, held, table, stats)
+
+
+def _solution_frame(name: str, y: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(y.astype(np.int8), columns=labels)
+    df.insert(0, "row_id", row_ids(name, len(y)))
+    return df
+
+
+def _sparse(source, out: Path, held: pd.DataFrame, secondary: dict, labels: list[str], rng: np.random.Generator,
+            split: int, s: TaskSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    sources = []
+    for rec in held.itertuples(index=False):
+        try:
+            x, sr = audio.read_audio(source.train_audio / rec.filename, duration_s=120.0)
+        except AudioError as err:
+            log.warning("held-out %s skipped: %s", rec.filename, err)
+            continue
+        x = audio.resample(x, sr, SAMPLE_RATE_HZ).astype(np.float32)
+        sources.append(mixing.Source(rec.filename, rec.primary_label, tuple(secondary.get(rec.filename, ())), x,
+                                     tuple(mixing.detect_events(x)), tuple(mixing.quiet_stretches(x))))
+    if sources and not any(src.quiet for src in sources):  # short, busy recordings: shorter call-free stretches
+        log.warning("no call-free stretch of 2 s in the held-out recordings: the bed uses stretches of 0.5 s")
+        sources = [replace(src, quiet=tuple(mixing.quiet_stretches(src.audio, guard_s=0.2, min_s=0.5)))
+                   for src in sources]
+    if not any(src.quiet for src in sources):
+        raise BirdclefError(f"{source.root}: no call-free stretch in the held-out recordings to build a bed from")
+    by_species: dict[str, list[mixing.Source]] = {}
+    for src in sources:
+        if src.events:
+            by_species.setdefault(src.label, []).append(src)
+    if not by_species:
+        raise BirdclefError(f"{source.root}: no call detected in any held-out recording")
+    deck: list[str] = []
+    rows, solution, ignore = [], [], []
+    for i in range(s.n_soundscapes):
+        k = min(len(by_species), mixing.n_species(rng, empty_share=s.empty_share, species_mean=s.species_mean))
+        picked: list[str] = []
+        while len(picked) < k:  # every species in turn, so each held-out recording spreads over several files
+            if not deck:
+                deck = list(rng.permutation(sorted(by_species)))
+            sp = deck.pop()
+            if sp not in picked:
+                picked.append(sp)
+        name = f"heldout_{'lockbox' if split == LOCKBOX else f's{split}'}_{i:03d}"
+        mix = mixing.compose([by_species[sp] for sp in picked], sources, labels, rng, soundscape_s=s.soundscape_s,
+                             background_dbfs=s.background_dbfs, snr_db=tuple(s.snr_db), min_overlap_s=s.min_overlap_s)
+        _write_ogg(out / "test_soundscapes" / f"{name}.ogg", mix.audio)
+        rows += [{"soundscape": name, **p} for p in mix.parts]
+        solution.append(_solution_frame(name, mix.truth, labels))
+        ignore.append(_solution_frame(name, mix.ignore, labels))
+    table = pd.DataFrame(rows).rename(columns={"label": "primary_label"})
+    return table, pd.concat(solution, ignore_index=True), pd.concat(ignore, ignore_index=True)
+
+
+def _dense(source, out: Path, held: pd.DataFrame, train_rows: pd.DataFrame, labels: list[str], rng: np.random.Generator,
+           split: int, s: TaskSettings) -> tuple[pd.DataFrame, pd.DataFrame, None]:
+    """The earlier construction: a single soundscape per held-out recording and ``n_mixtures`` mixtures
+    of 2–4 excerpts at −12…0 dB, over a bed of the training recordings' quietest 0.5-s pieces."""
     pieces = _quiet_pieces([source.train_audio / f for f in train_rows["filename"]], rng)
-    length = int(soundscape_s * SAMPLE_RATE_HZ)
-    n_win = int(round(soundscape_s / 5.0))
+    length = int(s.soundscape_s * SAMPLE_RATE_HZ)
+    n_win = int(round(s.soundscape_s / 5.0))
     rows, solution = [], []
     plans: list[tuple[str, str, list[tuple[str, str, float]]]] = []  # (name, kind, [(file, label, gain_db)])
     for i, rec in enumerate(held.itertuples(index=False)):
         plans.append((f"heldout_s{split}_single_{i:03d}", "single", [(rec.filename, rec.primary_label, 0.0)]))
-    for i in range(n_mixtures):
+    for i in range(s.n_mixtures):
         pick = rng.choice(len(held), size=min(len(held), int(rng.integers(2, 5))), replace=False)
         plans.append((f"heldout_s{split}_mix_{i:03d}", "mixture",
                       [(held.filename[j], held.primary_label[j], float(rng.uniform(-12, 0))) for j in pick]))
-    test_dir = out / "test_soundscapes"
     for name, kind, parts in plans:
-        x = _bed(pieces, rng, length, background_dbfs)
+        x = _bed(pieces, rng, length, s.dense_background_dbfs)
         events = []
         for filename, label, gain_db in parts:
-            max_s = soundscape_s if kind == "single" else float(rng.uniform(8, 25))
+            max_s = s.soundscape_s if kind == "single" else float(rng.uniform(8, 25))
             try:
                 clip = _excerpt(source.train_audio / filename, max_s, rng)
             except AudioError as err:
                 log.warning("held-out %s skipped in %s: %s", filename, name, err)
                 continue
-            clip = clip * np.float32(10 ** ((level_dbfs + gain_db - _rms_db(clip)) / 20))
+            clip = clip * np.float32(10 ** ((s.level_dbfs + gain_db - _rms_db(clip)) / 20))
             start = int(rng.integers(0, max(1, length - len(clip) + 1)))
             clip = clip[: length - start]
             x[start:start + len(clip)] += clip
@@ -187,12 +373,6 @@ def make_heldout_task(
             events.append((label, a, b))
             rows.append({"soundscape": name, "kind": kind, "filename": filename, "primary_label": label,
                          "start_s": round(a, 3), "end_s": round(b, 3), "gain_db": round(gain_db, 2)})
-        _write_ogg(test_dir / f"{name}.ogg", x)
-        y = window_truth(events, labels, n_win, min_overlap_s=min_overlap_s)
-        df = pd.DataFrame(y, columns=labels)
-        df.insert(0, "row_id", row_ids(name, n_win))
-        solution.append(df)
-    write_csv(pd.concat(solution, ignore_index=True), out / "solution.csv")
-    table = pd.DataFrame(rows)
-    write_csv(table, done)  # last: its presence marks a finished task
-    return HeldOutTask(out, held, table)
+        _write_ogg(out / "test_soundscapes" / f"{name}.ogg", x)
+        solution.append(_solution_frame(name, window_truth(events, labels, n_win, min_overlap_s=s.min_overlap_s), labels))
+    return pd.DataFrame(rows), pd.concat(solution, ignore_index=True), None

@@ -2,10 +2,12 @@
 
     python -m birdclef.experiments --dataset realdev [--realdev DIR] [--splits 0 1 2] [--seeds 0 1 2]
 
-For each split, :func:`birdclef.heldout.make_heldout_task` holds one recording of every species
-with two or more out of ``DIR`` (default ``$BIRDCLEF_REALDEV`` or ``../shared/realdev`` beside
-this checkout) and builds test soundscapes from them (singles and mixtures over real
-background). Every variant trains and submits through the ordinary stage functions for each
+For each split, :func:`birdclef.heldout.make_heldout_task` holds whole recording sessions out of
+``DIR`` (default ``$BIRDCLEF_REALDEV`` or ``../shared/realdev`` beside this checkout) and builds
+test soundscapes from them like the competition's (sparse faint calls over a real bed; see
+:class:`birdclef.heldout.TaskSettings`; ``--construction dense --holdout file`` is the earlier,
+leakier and denser task). ``--lockbox`` adds the lockbox split, whose sessions no other split
+holds out: report it last, and choose nothing on it. Every variant trains and submits through the ordinary stage functions for each
 split × seed; the score is the competition metric on the test soundscapes over all classes,
 over the classes the backbone knows (*mapped*) and over the others (*unmapped*). The reference
 row is the backbone's raw zero-shot score on the same windows (its own logits on raw audio, the
@@ -25,9 +27,9 @@ import pandas as pd
 from birdclef.config import Config, build_config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.embeddings import extract
-from birdclef.evaluate import score
+from birdclef.evaluate import read_solution, score
 from birdclef.errors import SchemaError
-from birdclef.heldout import make_heldout_task
+from birdclef.heldout import LOCKBOX, TaskSettings, make_heldout_task
 from birdclef.postprocess import smooth_windows
 from birdclef.submission import build_submission
 from birdclef.zeroshot import load_zero_shot
@@ -82,15 +84,16 @@ def default_realdev() -> Path | None:
     return local if (local / "taxonomy.csv").exists() else None
 
 
-def subset_scores(solution: pd.DataFrame, submission: pd.DataFrame, mapped: dict[str, bool]) -> dict[str, float]:
+def subset_scores(solution: pd.DataFrame, submission: pd.DataFrame, mapped: dict[str, bool],
+                  ignore: pd.DataFrame | None = None) -> dict[str, float]:
     """{"all", "mapped", "unmapped"}: the competition metric over all classes and each subset (NaN
-    where a subset has no class with a positive)."""
+    where a subset has no class with a positive), the ``ignore`` cells left out."""
     out = {}
     for name, keep in (("all", lambda c: True), ("mapped", lambda c: mapped.get(c, False)),
                        ("unmapped", lambda c: not mapped.get(c, False))):
         cols = ["row_id", *[c for c in solution.columns[1:] if keep(c)]]
         try:
-            out[name] = score(solution[cols], submission[cols])
+            out[name] = score(solution[cols], submission[cols], ignore=ignore)
         except SchemaError:  # no positive among these classes
             out[name] = float("nan")
     return out
@@ -99,9 +102,15 @@ def subset_scores(solution: pd.DataFrame, submission: pd.DataFrame, mapped: dict
 class RealBenchmark:
     """Held-out tasks of one source folder, one shared embedding cache, many runs."""
 
-    def __init__(self, out: Path, source: Path, *, splits: list[int], base: dict[str, Any]) -> None:
+    def __init__(self, out: Path, source: Path, *, splits: list[int], base: dict[str, Any],
+                 settings: TaskSettings | None = None) -> None:
         self.out, self.base = out, base
-        self.tasks = {s: make_heldout_task(source, out / "tasks" / f"s{s}", split=s).data_dir for s in splits}
+        self.settings = settings or TaskSettings()
+        self.tag = self.settings.tag
+        built = {s: make_heldout_task(source, out / "tasks" / self.tag / split_name(s), split=s, settings=self.settings)
+                 for s in splits}
+        self.tasks = {s: t.data_dir for s, t in built.items()}
+        self.stats = {s: t.stats for s, t in built.items()}
         self.embeddings = out / "embeddings"  # shared by every split: train_audio links resolve to one place
         self.embeddings.mkdir(parents=True, exist_ok=True)
         self.trained: dict[str, Path] = {}  # (split, training settings) → model folder
@@ -110,7 +119,7 @@ class RealBenchmark:
         """The split's preprocessed work folder for ``config``'s embedding settings (made once)."""
         from birdclef.preprocess import run_preprocess
 
-        shared = self.out / "shared" / f"s{split}-{config.embedding_key()}"
+        shared = self.out / "shared" / f"{self.tag}-{split_name(split)}-{config.embedding_key()}"
         if not (shared / "preprocess" / "manifest.csv").exists():
             shared.mkdir(parents=True, exist_ok=True)
             if not (shared / "embeddings").exists():
@@ -119,7 +128,7 @@ class RealBenchmark:
         return shared
 
     def config(self, name: str, params: dict[str, Any], split: int, seed: int) -> Config:
-        work = self.out / "runs" / f"{name}-split{split}-s{seed}"
+        work = self.out / "runs" / f"{name}-{self.tag}-{split_name(split)}-s{seed}"
         if params.get("recipe") == "seed":
             params = {**params, "backbone_path": yamnet_path()}
         config = build_config(**{**self.base, **params, "data_dir": str(self.tasks[split]), "seed": seed,
@@ -151,10 +160,10 @@ class RealBenchmark:
             self.trained[key] = Path(config.work_dir) / "model"
         model_dir = self.trained[key]
         result = run_submission(config=config, model_dir=model_dir)
-        solution = pd.read_csv(competition_paths(config.data_dir).solution, dtype={"row_id": str})
+        solution, ignore = read_solution(competition_paths(config.data_dir).solution)
         metrics = json.loads((model_dir / "metrics.json").read_text())
-        return {"variant": name, "split": split, "seed": seed,
-                **subset_scores(solution, result.submission, self.mapped(split)),
+        return {"variant": name, "construction": self.tag, "split": split, "seed": seed,
+                **subset_scores(solution, result.submission, self.mapped(split), ignore),
                 "val_auc": metrics.get("val_auc", np.nan), "seconds": time.perf_counter() - t0}
 
     def zero_shot_rows(self, split: int) -> list[dict[str, Any]]:
@@ -176,65 +185,103 @@ class RealBenchmark:
         labels = taxonomy["primary_label"].tolist()
         for p in probs.values():
             p[:, ~zs.mapped] = 0.5
-        solution = pd.read_csv(paths.solution, dtype={"row_id": str})
+        solution, ignore = read_solution(paths.solution)
         mapped = dict(zip(labels, zs.mapped))
         smoothed = {stem: smooth_windows(p, build_config().smoothing_kernel) for stem, p in probs.items()}
-        return [{"variant": name, "split": split, "seed": -1,
-                 **subset_scores(solution, build_submission(p, labels, config.window_s), mapped)}
+        return [{"variant": name, "construction": self.tag, "split": split, "seed": -1,
+                 **subset_scores(solution, build_submission(p, labels, config.window_s), mapped, ignore)}
                 for name, p in (("zero-shot", probs), ("zero-shot-smoothed", smoothed))]
 
 
+def split_name(split: int) -> str:
+    return "lockbox" if split == LOCKBOX else f"s{split}"
+
+
 def real_table(results: pd.DataFrame) -> str:
-    """Markdown: per variant, mean ± sd over splits × seeds of all / mapped / unmapped, and the
-    paired gains over the raw zero-shot score of the same split (all, mapped) and over the
-    zero-shot score smoothed as the default smooths (mapped: what training adds where the backbone
-    already knows the species)."""
-    ref = results[results["variant"] == "zero-shot"].set_index("split")
-    smoothed = results[results["variant"] == "zero-shot-smoothed"].set_index("split")
-    lines = ["| variant | what changes | runs | all classes | mapped | unmapped | vs zero-shot: all | vs zero-shot: mapped "
-             "| vs zero-shot smoothed: mapped |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, g in results.groupby("variant", sort=False):
-        what = REFERENCE_ROWS.get(name) or REAL_VARIANTS.get(name, ("", {}))[0]
-        cells = []
-        for base, key in ((ref, "all"), (ref, "mapped"), (smoothed, "mapped")):
-            if name in REFERENCE_ROWS or base.empty:
-                cells.append("–")
-            else:
-                cells.append(mean_sd(pd.Series(g[key].to_numpy() - base.loc[g["split"], key].to_numpy()), signed=True))
-        runs = f"{g['split'].nunique()} splits" + ("" if name in REFERENCE_ROWS else f" × {g['seed'].nunique()} seeds")
-        lines.append(f"| `{name}` | {what} | {runs} | {mean_sd(g['all'])} | {mean_sd(g['mapped'])} | "
-                     f"{mean_sd(g['unmapped'])} | " + " | ".join(cells) + " |")
+    """Markdown: per construction and variant, mean ± sd over splits × seeds of all / mapped /
+    unmapped, and the paired gains over the raw zero-shot score of the same construction and split
+    (all, mapped) and over the zero-shot score smoothed as the default smooths (mapped: what
+    training adds where the backbone already knows the species)."""
+    if "construction" not in results:
+        results = results.assign(construction="dense-file")
+    lines = ["| construction | variant | what changes | runs | all classes | mapped | unmapped | vs zero-shot: all "
+             "| vs zero-shot: mapped | vs zero-shot smoothed: mapped |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for construction, c in results.groupby("construction", sort=False):
+        ref = c[c["variant"] == "zero-shot"].set_index("split")
+        smoothed = c[c["variant"] == "zero-shot-smoothed"].set_index("split")
+        for name, g in c.groupby("variant", sort=False):
+            what = REFERENCE_ROWS.get(name) or REAL_VARIANTS.get(name, ("", {}))[0]
+            cells = []
+            for base, key in ((ref, "all"), (ref, "mapped"), (smoothed, "mapped")):
+                if name in REFERENCE_ROWS or base.empty:
+                    cells.append("–")
+                else:
+                    cells.append(mean_sd(pd.Series(g[key].to_numpy() - base.loc[g["split"], key].to_numpy()), signed=True))
+            runs = f"{g['split'].nunique()} splits" + ("" if name in REFERENCE_ROWS else f" × {g['seed'].nunique()} seeds")
+            lines.append(f"| {construction} | `{name}` | {what} | {runs} | {mean_sd(g['all'])} | {mean_sd(g['mapped'])} | "
+                         f"{mean_sd(g['unmapped'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def split_table(results: pd.DataFrame, variant: str = "default") -> str:
-    """Markdown: per split, the variant's mean ± sd over seeds beside the raw zero-shot score."""
-    lines = ["| split | zero-shot: all | default: all | zero-shot: mapped | default: mapped | default: unmapped |",
-             "|---|---|---|---|---|---|"]
-    for split, g in results.groupby("split"):
+    """Markdown: per construction and split, the variant's mean ± sd over seeds beside the raw zero-shot score."""
+    if "construction" not in results:
+        results = results.assign(construction="dense-file")
+    lines = ["| construction | split | zero-shot: all | default: all | zero-shot: mapped | default: mapped | default: unmapped |",
+             "|---|---|---|---|---|---|---|"]
+    for (construction, split), g in results.groupby(["construction", "split"], sort=False):
         z, d = g[g["variant"] == "zero-shot"], g[g["variant"] == variant]
-        lines.append(f"| {split} | {mean_sd(z['all'])} | {mean_sd(d['all'])} | {mean_sd(z['mapped'])} | {mean_sd(d['mapped'])} | "
-                     f"{mean_sd(d['unmapped'])} |")
+        lines.append(f"| {construction} | {split_name(int(split))} | {mean_sd(z['all'])} | {mean_sd(d['all'])} | "
+                     f"{mean_sd(z['mapped'])} | {mean_sd(d['mapped'])} | {mean_sd(d['unmapped'])} |")
     return "\n".join(lines)
 
 
-def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], names: list[str], epochs: int) -> str:
-    bench = RealBenchmark(out, source, splits=splits, base=dict(epochs=epochs, n_workers=0))
-    rows = [row for s in splits for row in bench.zero_shot_rows(s)]
-    for seed in seeds:  # every variant and split of one seed before the next seed
-        for split in splits:
-            for name in names:
-                row = bench.run(name, REAL_VARIANTS[name][1], split, seed)
-                rows.append(row)
-                pd.DataFrame(rows).to_csv(out / "comparison.csv", index=False)  # partial results survive a stop
-                print(f"{name:>18} split {split} seed {seed}: all {row['all']:.4f} mapped {row['mapped']:.4f} "
-                      f"unmapped {row['unmapped']:.4f} ({row['seconds']:.0f} s)", flush=True)
+def task_table(stats: dict[str, dict[int, dict]]) -> str:
+    """Markdown: what each construction's test soundscapes look like, per split."""
+    lines = ["| construction | split | soundscapes | held-out recordings | species | positive windows | files without "
+             "a target | median positive run (windows) |", "|---|---|---|---|---|---|---|---|"]
+    for tag, per_split in stats.items():
+        for split, st in per_split.items():
+            lines.append(f"| {tag} | {split_name(split)} | {st['n_soundscapes']} | {st['n_held_out']} | {st['n_species']} | "
+                         f"{st['positive_share']:.0%} | {st['empty_file_share']:.0%} | {st['median_run']:.1f} |")
+    return "\n".join(lines)
+
+
+def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], names: list[str], epochs: int,
+             settings: list[TaskSettings] | None = None, lockbox: bool = False) -> str:
+    """Every construction of ``settings`` (default: the sparse session task) × split × seed × variant,
+    then, with ``lockbox``, the lockbox split of the first construction (the default variant only):
+    its table comes last and no choice is made on it."""
+    settings = settings or [TaskSettings()]
+    rows, stats, n_test = [], {}, 0
+    csv = out / "comparison.csv"
+    for task in settings:
+        bench = RealBenchmark(out, source, splits=splits, base=dict(epochs=epochs, n_workers=0), settings=task)
+        stats[bench.tag] = bench.stats
+        n_test += sum(st["n_soundscapes"] for st in bench.stats.values())
+        rows += [row for s in splits for row in bench.zero_shot_rows(s)]
+        for seed in seeds:  # every variant and split of one seed before the next seed
+            for split in splits:
+                for name in names:
+                    row = bench.run(name, REAL_VARIANTS[name][1], split, seed)
+                    rows.append(row)
+                    pd.DataFrame(rows).to_csv(csv, index=False)  # partial results survive a stop
+                    print(f"{bench.tag} {name:>18} split {split} seed {seed}: all {row['all']:.4f} mapped "
+                          f"{row['mapped']:.4f} unmapped {row['unmapped']:.4f} ({row['seconds']:.0f} s)", flush=True)
     results = pd.DataFrame(rows)
-    results.to_csv(out / "comparison.csv", index=False)
-    n_test = sum(len(list_audio(competition_paths(d).test_soundscapes)) for d in bench.tasks.values())
+    lock_rows = []
+    if lockbox:
+        bench = RealBenchmark(out, source, splits=[LOCKBOX], base=dict(epochs=epochs, n_workers=0), settings=settings[0])
+        stats[bench.tag] |= bench.stats
+        lock_rows = bench.zero_shot_rows(LOCKBOX) + [bench.run("default", {}, LOCKBOX, seed) for seed in seeds]
+    lock = pd.DataFrame(lock_rows)
+    pd.concat([results, lock], ignore_index=True).to_csv(csv, index=False)
     text = [f"Real-audio benchmark ({source}): splits {splits}, seeds {seeds}, {epochs} epochs; {n_test} test "
             "soundscapes in all; mean ± sd over splits × seeds; gains paired with the same split's zero-shot score.",
-            "", real_table(results), "", "Per split (the default recipe, mean ± sd over seeds):", "",
-            split_table(results)]
+            "", "Test soundscapes:", "", task_table(stats), "", real_table(results), "",
+            "Per split (the default recipe, mean ± sd over seeds):", "", split_table(results)]
+    if len(lock):
+        text += ["", "**Lockbox** (sessions no other split holds out; no default was chosen on it; the default "
+                 "recipe only):", "", real_table(lock)]
     (out / "comparison.md").write_text("\n".join(text) + "\n")
     return "\n".join(text)

@@ -20,7 +20,7 @@ import pandas as pd
 from birdclef.config import EMBEDDING_FIELDS, Config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.errors import BirdclefError, SchemaError, SubmissionError
-from birdclef.evaluate import score
+from birdclef.evaluate import read_solution, score
 from birdclef.infer import Member, SedMember, predict_files, prior_windows, zero_shot_weights
 from birdclef.io import atomic_path, read_json, write_csv
 from birdclef.model import load_head
@@ -198,9 +198,9 @@ def run_submission(
         write_csv(fb, out.with_name("submission_fallbacks.csv"))
     local = None
     if paths.solution.exists() and files:
-        solution = pd.read_csv(paths.solution, dtype={"row_id": str})
+        solution, ignore = read_solution(paths.solution)
         try:
-            local = score(solution, sub, row_id_column_name="row_id")
+            local = score(solution, sub, row_id_column_name="row_id", ignore=ignore)
         except SchemaError as err:  # the file is written and valid; only the local score is unavailable
             warnings.warn(f"{paths.solution} does not fit these soundscapes, not scored: {err}", stacklevel=2)
     record_run(config, stage="submit", metrics={"local_score": local, "n_rows": len(sub), "n_soundscapes": len(files),
