@@ -56,7 +56,7 @@ from birdclef.submission import row_ids
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE_HZ = 32_000
+SAMPLE_RATE_HZ = mixing.SAMPLE_RATE_HZ
 QUIET_PIECE_S = 0.5
 FADE_S = 0.05
 
@@ -249,19 +249,18 @@ def make_heldout_task(source_dir: str | Path, out_dir: str | Path, *, split: int
     labels = taxonomy["primary_label"].tolist()
     meta, _ = load_train_metadata(source.train_csv, taxonomy)
     raw = pd.read_csv(source.train_csv, dtype=str, keep_default_na=False)
-    if settings.holdout == "file":
+    if settings.holdout == "file":  # the earlier choice and order: one recording per species, in label order
         candidates = meta.groupby("primary_label")["filename"].agg(list)
         candidates = candidates[candidates.map(len) >= settings.min_recordings]
-        names = [str(rng.choice(sorted(files))) for files in candidates]
+        held = pd.DataFrame({"filename": [str(rng.choice(sorted(files))) for files in candidates],
+                             "primary_label": list(candidates.index)})
     else:
-        names = session_holdout(meta, split, min_recordings=settings.min_recordings,
-                                lockbox_share=settings.lockbox_share)
-    if not names:
+        names = set(session_holdout(meta, split, min_recordings=settings.min_recordings,
+                                    lockbox_share=settings.lockbox_share))
+        held = meta[meta["filename"].isin(names)][["filename", "primary_label"]].reset_index(drop=True)
+    if held.empty:
         raise BirdclefError(f"{source.root}: no species has {settings.min_recordings} recordings (or two sessions) "
                             "to hold one out")
-    held = meta[meta["filename"].isin(set(names))][["filename", "primary_label"]].reset_index(drop=True)
-    if settings.holdout == "file":  # the earlier order: one row per species, in label order
-        held = pd.DataFrame({"filename": names, "primary_label": list(candidates.index)})
     train_rows = raw[~raw["filename"].isin(set(held["filename"]))]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(train_rows, out / "train.csv")
