@@ -303,20 +303,34 @@ def test_extra_secondary_labels_map_through_the_folders_own_taxonomy(extra_2023,
         ("nosuch1", "", 1), ("secgone1", "Nomen secundum", 1)]
 
 
-def test_extra_folders_get_collision_free_filenames(extra_2023, current_taxonomy, tmp_path):
+def test_extra_folders_get_collision_free_filenames_and_duplicates_are_caught_by_name(extra_2023, current_taxonomy,
+                                                                                       tmp_path):
     from birdclef.data import load_extra_data
 
-    twin = tmp_path / "birdclef-2023"  # another folder of the same name
+    twin = tmp_path / "birdclef-2023"  # another folder of the same name: a copy of the same recordings
     shutil.copytree(extra_2023, twin)
     rec, skipped = load_extra_data([extra_2023, twin, extra_2023], current_taxonomy)
-    assert len(rec) == 8 and rec["filename"].is_unique and rec["path"].is_unique
-    assert {f.split("/")[0] for f in rec["filename"]} == {"birdclef-2023", "birdclef-2023-2"}
+    assert len(rec) == 4 and rec["filename"].is_unique and rec["path"].is_unique
+    assert {f.split("/")[0] for f in rec["filename"]} == {"birdclef-2023"}
+    reasons = skipped.set_index("filename")["reason"]
+    # the copy: other audio files, the same recordings (by catalogue number, the first rule that matches)
+    copy = reasons[reasons.index.str.startswith("birdclef-2023-2/") & reasons.str.contains("already used")]
+    assert len(copy) == 4 and not copy.str.contains("audio file").any()
     # the same folder listed twice: its recordings are used once
-    assert (skipped["reason"] == "the same audio file is already used").sum() == 4
-    assert {f.split("/")[0] for f in skipped["filename"]} == {"birdclef-2023", "birdclef-2023-2", "birdclef-2023-3"}
-    # the competition's own files are excluded the same way
+    again = reasons[reasons.index.str.startswith("birdclef-2023-3/")]
+    assert (again == "the same audio file is already used").sum() == 4
+    # the competition's own files are excluded the same way, by path or by what names the recording
     rec2, skipped2 = load_extra_data([extra_2023], current_taxonomy, exclude=rec["path"].iloc[:1])
     assert len(rec2) == 3 and (skipped2["reason"] == "the same audio file is already used").sum() == 1
+    from birdclef.sessions import catalogue_id
+
+    kind, number = catalogue_id(rec.iloc[1]).split(":")  # the competition holds it under another path and name
+    site = {"xc": "https://xeno-canto.org/", "inat": "https://www.inaturalist.org/observations/"}[kind]
+    competition = pd.DataFrame({"filename": ["c9/renamed.ogg"], "url": [f"{site}{number}"]})
+    rec3, skipped3 = load_extra_data([extra_2023], current_taxonomy, metadata=competition)
+    assert len(rec3) == 3 and skipped3["reason"].str.contains("catalogue number").sum() == 1
+    by_name = pd.DataFrame({"filename": [f"c9/{Path(rec['filename'].iloc[2]).name}"], "url": [""]})
+    assert len(load_extra_data([extra_2023], current_taxonomy, metadata=by_name)[0]) == 3
 
 
 def test_extra_data_summary_counts_per_folder(extra_2023, current_taxonomy):

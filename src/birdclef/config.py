@@ -30,6 +30,7 @@ _SEED: dict[str, Any] = dict(
     hidden_sizes=(512, 256), dropout=0.3, learning_rate=1e-3, class_weight="balanced",
     balanced_sampling=False, smoothing_kernel=(1.0,), tta_shifts_s=(0.0,), zero_shot_weight=0.0,
     pseudo_rounds=0, window_pool="mean", head_pool="mean", segment_cleaning=0.0,
+    group_by="recording", val_soundscapes=0,  # the public recipe split by file and validated on focal recordings only
 )
 IMPROVEMENTS: dict[str, Any] = dict(
     loss="bce", secondary_weight=0.5, segment_cleaning=0.5, cleaned_as="background",
@@ -51,7 +52,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 LOSSES = ("ce", "bce", "focal")
-GROUPS = ("recording", "author")
+VAL_SELECT = ("labelled", "soundscapes")
+SOUNDSCAPE_GROUPS = ("site_day", "file", "site")
+GROUPS = ("session", "recording", "author")
 POOLS = ("mean", "max")
 HEAD_POOLS = ("mean", "attention")  # how a segment's frames are pooled (birdclef.model.MLPHead)
 # What each field changes, declared on the field (``metadata["stage"]``): "embedding": what the
@@ -120,15 +123,23 @@ class Config:
     # probability of its label; "relative": the segments below segment_cleaning × the recording's highest
     cleaning_mode: Literal["share", "relative"] = _stage("training", "share")
     balanced_sampling: bool = _stage("training", False)  # draw each epoch's examples with equal probability per primary class
-    group_by: Literal["recording", "author"] = _stage("training", "recording")  # what validation folds keep together
+    # what validation folds keep together: "session" (recordist + place [+ date], adjacent catalogue numbers:
+    # birdclef.sessions), "recording", or "author"
+    group_by: Literal["session", "recording", "author"] = _stage("training", "session")
     val_fraction: float = _stage("training", 0.2)  # one fold of round(1 / val_fraction) is validation
+    # validation soundscapes (birdclef.valsoundscapes): this many minutes mixed from the validation fold's
+    # recordings like the test's (sparse faint calls over a bed), scored every epoch; 0: off
+    val_soundscapes: int = _stage("training", 30)
+    # which validation score picks the epoch and the blend weights: "labelled" (focal recordings and
+    # labelled soundscape windows, combined) or "soundscapes" (the validation soundscapes)
+    val_select: Literal["labelled", "soundscapes"] = _stage("training", "labelled")
     fold: int = _stage("training", 0)  # which fold is validation (different folds → different heads to ensemble)
     seed: int = _stage("training", 0)
     # labelled train-soundscape windows (2026 layout: train_soundscapes_labels.csv)
     soundscape_weight: float = _stage("training", 1.0)  # loss weight of a labelled window's crops; 0: validation only
     # what validation folds of labelled windows keep together: "file" (a soundscape) or "site" (every
     # soundscape of a recorder site, the harder test: the hidden test sites may differ)
-    soundscape_group_by: Literal["file", "site"] = _stage("training", "file")
+    soundscape_group_by: Literal["site_day", "file", "site"] = _stage("training", "site_day")
     # the model family: "mlp" (a head on the cached backbone embeddings) or "sed" (a spectrogram CNN trained
     # end to end, birdclef.sed; needs the `sed` extra). The sed_* fields only apply to "sed"
     model_family: Literal["mlp", "sed"] = _stage("training", "mlp")
@@ -245,10 +256,15 @@ class Config:
             raise ValueError("sed_distill_weight and sed_student_rounds must be >= 0, sed_epochs and sed_batch_size >= 1")
         if self.site_prior_weight < 0:
             raise ValueError(f"site_prior_weight must be >= 0, got {self.site_prior_weight}")
+        if self.val_soundscapes < 0:
+            raise ValueError(f"val_soundscapes must be >= 0, got {self.val_soundscapes}")
+        if self.val_select not in VAL_SELECT:
+            raise ValueError(f"unknown val_select {self.val_select!r}; known: {', '.join(map(repr, VAL_SELECT))}")
         if self.soundscape_weight < 0:
             raise ValueError(f"soundscape_weight must be >= 0, got {self.soundscape_weight}")
-        if self.soundscape_group_by not in ("file", "site"):
-            raise ValueError(f"unknown soundscape_group_by {self.soundscape_group_by!r}; known: 'file', 'site'")
+        if self.soundscape_group_by not in SOUNDSCAPE_GROUPS:
+            raise ValueError(f"unknown soundscape_group_by {self.soundscape_group_by!r}; known: "
+                             f"{', '.join(map(repr, SOUNDSCAPE_GROUPS))}")
         if self.zero_shot_weight is not None and not 0 <= self.zero_shot_weight <= 1:
             raise ValueError(f"zero_shot_weight must be in [0, 1], got {self.zero_shot_weight}")
 

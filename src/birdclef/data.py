@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from birdclef.errors import SchemaError
@@ -505,17 +506,35 @@ def load_extra_recordings(folder: str | Path, taxonomy: pd.DataFrame) -> ExtraRe
 
 
 def load_extra_data(dirs: list[str | Path] | tuple[str | Path, ...], taxonomy: pd.DataFrame, *,
-                    exclude: list[str | Path] | tuple = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    exclude: list[str | Path] | tuple = (), metadata: pd.DataFrame | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every folder of ``dirs`` through :func:`load_extra_recordings`, ready to join the competition's
     recordings → (recordings, skipped: filename, reason).
 
     ``filename`` becomes ``<folder name>/<filename>`` (a folder name met twice gets ``-2``, ``-3``, ...):
     unique across folders and beside the competition's own ``<label>/<file>``, so the training
-    stage, which groups examples by filename, keeps one recording per group. A recording whose audio
-    file is in ``exclude`` (the competition's own) or came from an earlier folder is skipped.
+    stage, which groups examples by filename, keeps one recording per group. A recording already
+    used — the competition's own (audio files in ``exclude``, rows of ``metadata``: filename, url) or
+    an earlier folder's — is skipped with its reason, one logged count per reason: the same audio
+    file, the same URL, the same catalogue number (:func:`birdclef.sessions.catalogue_id`), or the
+    same file name (another year's copy of one recording is a duplicate, and would sit on both sides
+    of a validation fold).
     """
+    from birdclef.sessions import catalogue_id
+
+    def keys(row: pd.Series) -> list[tuple[str, str]]:
+        url = str(row.get("url", "") or "").strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+        cat = catalogue_id(row)
+        return [(reason, k) for reason, k in (("the same URL", url), ("the same catalogue number", cat),
+                                              ("the same file name", Path(str(row["filename"])).name.lower()))
+                if k and k not in ("nan", "none")]
+
     parts, skipped, tags = [], [], set()
     seen = {str(Path(p).expanduser().resolve()) for p in exclude}
+    known: set[tuple[str, str]] = set()
+    for _, row in (metadata if metadata is not None else pd.DataFrame(columns=["filename"])).iterrows():
+        known.update(keys(row))
+    counts: dict[str, int] = {}
     for folder in dirs:
         extra = load_extra_recordings(folder, taxonomy)
         tag, n = extra.folder.name, 1
@@ -523,12 +542,24 @@ def load_extra_data(dirs: list[str | Path] | tuple[str | Path, ...], taxonomy: p
             n += 1
             tag = f"{extra.folder.name}-{n}"
         tags.add(tag)
-        rec = extra.recordings.assign(filename=[f"{tag}/{f}" for f in extra.recordings["filename"]])
-        twice = rec["path"].isin(seen).to_numpy()
+        rec = extra.recordings.reset_index(drop=True)
+        reasons = []
+        for _, row in rec.iterrows():
+            reason = "the same audio file is already used" if row["path"] in seen else next(
+                (f"{why} as a recording already used" for why, k in keys(row) if (why, k) in known), "")
+            reasons.append(reason)
+            if not reason:
+                seen.add(row["path"])
+                known.update(keys(row))
+            else:
+                counts[reason] = counts.get(reason, 0) + 1
+        twice = np.array([bool(r) for r in reasons], bool)
+        rec = rec.assign(filename=[f"{tag}/{f}" for f in rec["filename"]])
         skipped += [extra.skipped.assign(filename=[f"{tag}/{f}" for f in extra.skipped["filename"]]),
-                    pd.DataFrame({"filename": rec["filename"][twice], "reason": "the same audio file is already used"})]
-        seen.update(rec["path"])
+                    pd.DataFrame({"filename": rec["filename"][twice], "reason": np.asarray(reasons, object)[twice]})]
         parts.append(rec[~twice])
+    for reason, k in counts.items():
+        log.info("extra data: %d recording(s) skipped: %s", k, reason)
     columns = [*TRAIN_REQUIRED, "secondary_list", "source_label", "path", "source"]
     recordings = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     skipped = [t for t in skipped if len(t)]

@@ -7,6 +7,7 @@ are built from the same crops.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from birdclef.config import Config
 from birdclef.embeddings import Embedded, EmbeddingCache, frames_in
 from birdclef.errors import BirdclefError
 from birdclef.zeroshot import ZeroShot
+
+log = logging.getLogger(__name__)
 
 # what kind of example: validation scores each kind on its own (focal recordings by primary
 # label, soundscape windows by all their labels) before combining them
@@ -99,6 +102,46 @@ def crop_examples(e: Embedded, idx: np.ndarray, target: np.ndarray, primary: int
                     np.full(n, weight, np.float32), zs, np.full(n, kind, dtype=object), np.full(n, window, dtype=object))
 
 
+def focal_fold_group(rec, group_by: str) -> str:
+    """What a focal recording's validation fold keeps it with: its session (``session:<name>``), its
+    author, or itself (the filename: also the fallback where the manifest has no session or author)."""
+    if group_by == "session":
+        session = str(getattr(rec, "session", "") or "").strip()
+        if session:
+            return session if session.startswith("session:") else f"session:{session}"
+        _warn_once("the manifest has no recording sessions (an older preprocess run): validation folds keep "
+                   "recordings apart, not sessions; rerun 02_preprocess")
+    if group_by == "author":
+        author = str(getattr(rec, "author", "") or "").strip()
+        if author:
+            return f"author:{author}"
+    return str(rec.filename)
+
+
+def soundscape_fold_group(filename: str, site: object, how: str) -> str:
+    """What a labelled soundscape window's validation fold keeps it with: ``site_day`` its site and
+    recording day (neighbouring files of one recorder and day are never on both sides), ``site`` its
+    site, ``file`` its soundscape; a name whose site or date cannot be read falls back to the file."""
+    from birdclef.data import parse_soundscape_name
+
+    site = "" if site is None or str(site) == "nan" else str(site)
+    parsed = parse_soundscape_name(filename)
+    if how == "site_day" and parsed is not None:
+        return f"site_day:{parsed.site}:{parsed.date.isoformat()}"
+    if how == "site" and (site or parsed is not None):
+        return f"site:{site or parsed.site}"
+    return f"soundscape:{filename}"
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
 def build_examples(
     manifest: pd.DataFrame, cache: EmbeddingCache, labels: list[str], config: Config,
     zero_shot: ZeroShot | None = None,
@@ -121,8 +164,7 @@ def build_examples(
                 if s in index:
                     target[index[s]] = config.secondary_weight
         target[index[rec.primary_label]] = 1.0
-        author = str(getattr(rec, "author", "") or "").strip()
-        fold_group = f"author:{author}" if config.group_by == "author" and author else rec.filename
+        fold_group = focal_fold_group(rec, config.group_by)
         keep = np.flatnonzero(e.speech <= config.max_speech_fraction)
         part = crop_examples(e, keep, target, index[rec.primary_label], rec.filename, fold_group, 1.0, config,
                               zero_shot, FOCAL)
@@ -144,7 +186,8 @@ def soundscape_examples(
 
     ``windows``: the preprocess stage's ``soundscape_windows.csv`` (filename, path, start_s,
     end_s, row_id, labels ``;``-joined, site). Examples are grouped by soundscape file; validation
-    folds keep a file (``soundscape_group_by="file"``) or a site together. Loss weight
+    folds keep a site and day (``soundscape_group_by="site_day"``), a file or a site together
+    (:func:`soundscape_fold_group`). Loss weight
     ``soundscape_weight``. Returns the examples (None when no window gave one) and the windows that
     gave none (row_id, reason).
     """
@@ -165,9 +208,7 @@ def soundscape_examples(
         target = np.zeros(len(labels), np.float32)
         target[[index[x] for x in names]] = 1.0
         idx = speech_free_frames(e, float(w.start_s), float(w.end_s), config)
-        site = str(getattr(w, "site", "") or "")
-        fold_group = f"site:{site}" if config.soundscape_group_by == "site" and site and site != "nan" else \
-            f"soundscape:{w.filename}"
+        fold_group = soundscape_fold_group(w.filename, getattr(w, "site", ""), config.soundscape_group_by)
         part = crop_examples(e, idx, target, index[names[0]], f"soundscape:{w.filename}", fold_group,
                               config.soundscape_weight, config, zero_shot, SOUNDSCAPE, str(w.row_id))
         if part is None:
@@ -181,5 +222,5 @@ def load_manifest(config: Config) -> pd.DataFrame:
     path = Path(config.work_dir) / "preprocess" / "manifest.csv"
     if not path.exists():
         raise BirdclefError(f"{path} not found: run the preprocess stage (02_preprocess) first")
-    return pd.read_csv(path, dtype={"primary_label": str, "secondary_labels": str, "author": str},
+    return pd.read_csv(path, dtype={"primary_label": str, "secondary_labels": str, "author": str, "session": str},
                        keep_default_na=False)

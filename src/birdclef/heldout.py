@@ -39,7 +39,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +102,11 @@ class TaskSettings:
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def mixing_kwargs(self) -> dict:
+        """The sparse construction's settings as :func:`birdclef.mixing.sparse_soundscapes` takes them."""
+        return dict(soundscape_s=self.soundscape_s, background_dbfs=self.background_dbfs, snr_db=tuple(self.snr_db),
+                    min_overlap_s=self.min_overlap_s, empty_share=self.empty_share, species_mean=self.species_mean)
 
 
 @dataclass(frozen=True)
@@ -295,42 +300,12 @@ def _solution_frame(name: str, y: np.ndarray, labels: list[str]) -> pd.DataFrame
 
 def _sparse(source, out: Path, held: pd.DataFrame, secondary: dict, labels: list[str], rng: np.random.Generator,
             split: int, s: TaskSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    sources = []
-    for rec in held.itertuples(index=False):
-        try:
-            x, sr = audio.read_audio(source.train_audio / rec.filename, duration_s=120.0)
-        except AudioError as err:
-            log.warning("held-out %s skipped: %s", rec.filename, err)
-            continue
-        x = audio.resample(x, sr, SAMPLE_RATE_HZ).astype(np.float32)
-        sources.append(mixing.Source(rec.filename, rec.primary_label, tuple(secondary.get(rec.filename, ())), x,
-                                     tuple(mixing.detect_events(x)), tuple(mixing.quiet_stretches(x))))
-    if sources and not any(src.quiet for src in sources):  # short, busy recordings: shorter call-free stretches
-        log.warning("no call-free stretch of 2 s in the held-out recordings: the bed uses stretches of 0.5 s")
-        sources = [replace(src, quiet=tuple(mixing.quiet_stretches(src.audio, guard_s=0.2, min_s=0.5)))
-                   for src in sources]
-    if not any(src.quiet for src in sources):
-        raise BirdclefError(f"{source.root}: no call-free stretch in the held-out recordings to build a bed from")
-    by_species: dict[str, list[mixing.Source]] = {}
-    for src in sources:
-        if src.events:
-            by_species.setdefault(src.label, []).append(src)
-    if not by_species:
-        raise BirdclefError(f"{source.root}: no call detected in any held-out recording")
-    deck: list[str] = []
+    sources = mixing.load_sources([(source.train_audio / rec.filename, rec.filename, rec.primary_label,
+                                    tuple(secondary.get(rec.filename, ()))) for rec in held.itertuples(index=False)])
+    prefix = f"heldout_{'lockbox' if split == LOCKBOX else f's{split}'}_"
     rows, solution, ignore = [], [], []
-    for i in range(s.n_soundscapes):
-        k = min(len(by_species), mixing.n_species(rng, empty_share=s.empty_share, species_mean=s.species_mean))
-        picked: list[str] = []
-        while len(picked) < k:  # every species in turn, so each held-out recording spreads over several files
-            if not deck:
-                deck = list(rng.permutation(sorted(by_species)))
-            sp = deck.pop()
-            if sp not in picked:
-                picked.append(sp)
-        name = f"heldout_{'lockbox' if split == LOCKBOX else f's{split}'}_{i:03d}"
-        mix = mixing.compose([by_species[sp] for sp in picked], sources, labels, rng, soundscape_s=s.soundscape_s,
-                             background_dbfs=s.background_dbfs, snr_db=tuple(s.snr_db), min_overlap_s=s.min_overlap_s)
+    for name, mix in mixing.sparse_soundscapes(sources, labels, rng, n=s.n_soundscapes, prefix=prefix,
+                                               **s.mixing_kwargs(), where=str(source.root)):
         _write_ogg(out / "test_soundscapes" / f"{name}.ogg", mix.audio)
         rows += [{"soundscape": name, **p} for p in mix.parts]
         solution.append(_solution_frame(name, mix.truth, labels))

@@ -16,10 +16,18 @@ builds such minutes from focal recordings that never trained the model under tes
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from scipy.signal import stft
+
+from birdclef import audio as audio_io
+from birdclef.errors import AudioError, BirdclefError
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 32_000
 FRAME_S = 0.01
@@ -226,6 +234,60 @@ def compose(species: list[list[Source]], bed_sources: list[Source], labels: list
     if peak > 0.99:
         audio = audio * np.float32(0.99 / peak)
     return Mix(audio, truth, ignore, parts)
+
+
+def load_sources(recordings: Iterable[tuple[Path, str, str, tuple[str, ...]]], *, max_s: float = 120.0
+                 ) -> list[Source]:
+    """(path, name, primary label, secondary labels) per recording → their :class:`Source` (the first
+    ``max_s`` seconds at SAMPLE_RATE_HZ, calls and call-free stretches detected). An unreadable
+    recording is left out with a logged warning. When no recording has a call-free stretch of 2 s
+    (short, busy recordings), stretches of 0.5 s are taken instead."""
+    sources = []
+    for path, name, label, secondary in recordings:
+        try:
+            x, sr = audio_io.read_audio(path, duration_s=max_s)
+        except AudioError as err:
+            log.warning("recording %s left out of the soundscapes: %s", name, err)
+            continue
+        x = audio_io.resample(x, sr, SAMPLE_RATE_HZ).astype(np.float32)
+        sources.append(Source(name, label, tuple(secondary), x, tuple(detect_events(x)), tuple(quiet_stretches(x))))
+    if sources and not any(src.quiet for src in sources):
+        log.warning("no call-free stretch of 2 s in the recordings: the bed uses stretches of 0.5 s")
+        sources = [replace(src, quiet=tuple(quiet_stretches(src.audio, guard_s=0.2, min_s=0.5))) for src in sources]
+    return sources
+
+
+def sparse_soundscapes(sources: list[Source], labels: list[str], rng: np.random.Generator, *, n: int, prefix: str,
+                       soundscape_s: float = 60.0, background_dbfs: float = -45.0,
+                       snr_db: tuple[float, float] = (-5.0, 15.0), min_overlap_s: float = 1.0,
+                       empty_share: float = 0.3, species_mean: float = 1.5, where: str = "the recordings"
+                       ) -> Iterator[tuple[str, Mix]]:
+    """``n`` soundscapes ``<prefix><i:03d>`` from ``sources`` (calls and bed alike): per file a number
+    of species (:func:`n_species`), dealt from a shuffled deck of every species with a detected call
+    so each recording spreads over several files, composed by :func:`compose`.
+
+    Raises :class:`BirdclefError` when no source has a call-free stretch or a detected call."""
+    if not any(src.quiet for src in sources):
+        raise BirdclefError(f"{where}: no call-free stretch in the recordings to build a bed from")
+    by_species: dict[str, list[Source]] = {}
+    for src in sources:
+        if src.events:
+            by_species.setdefault(src.label, []).append(src)
+    if not by_species:
+        raise BirdclefError(f"{where}: no call detected in any recording")
+    deck: list[str] = []
+    for i in range(n):
+        k = min(len(by_species), n_species(rng, empty_share=empty_share, species_mean=species_mean))
+        picked: list[str] = []
+        while len(picked) < k:
+            if not deck:
+                deck = list(rng.permutation(sorted(by_species)))
+            sp = deck.pop()
+            if sp not in picked:
+                picked.append(sp)
+        yield f"{prefix}{i:03d}", compose([by_species[sp] for sp in picked], sources, labels, rng,
+                                          soundscape_s=soundscape_s, background_dbfs=background_dbfs,
+                                          snr_db=tuple(snr_db), min_overlap_s=min_overlap_s)
 
 
 def window_stats(truth: np.ndarray, *, per_file: int) -> dict[str, float]:

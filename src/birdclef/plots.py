@@ -237,7 +237,15 @@ def plot_history(history: pd.DataFrame):
     axes[0].plot(history["epoch"], history["val_loss"], label="validation")
     axes[0].set(title="loss", xlabel="epoch", ylabel="loss per example")
     axes[0].legend(frameon=False)
-    axes[1].plot(history["epoch"], history["val_auc"], color="tab:green")
+    if "val_mix_auc" in history:  # both validation scores; the one that picked the epoch is solid
+        picked_mix = np.allclose(history["val_auc"], history["val_mix_auc"], equal_nan=True)
+        axes[1].plot(history["epoch"], history["val_labelled_auc"], color="tab:green", ls=":" if picked_mix else "-",
+                     label="focal recordings" + (" + labelled windows" if "val_soundscape_auc" in history else ""))
+        axes[1].plot(history["epoch"], history["val_mix_auc"], color="tab:orange", ls="-" if picked_mix else ":",
+                     label="validation soundscapes")
+        axes[1].legend(frameon=False, title="solid: picks the epoch", fontsize=8, title_fontsize=8)
+    else:
+        axes[1].plot(history["epoch"], history["val_auc"], color="tab:green")
     axes[1].set(title="validation macro ROC-AUC", xlabel="epoch", ylabel="ROC-AUC")
     axes[2].plot(history["epoch"], history["lr"], color="tab:gray")
     axes[2].set(title="learning rate (OneCycle)", xlabel="epoch", ylabel="learning rate")

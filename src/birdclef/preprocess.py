@@ -16,6 +16,7 @@ from birdclef.config import Config
 from birdclef.data import competition_paths, load_extra_data, load_taxonomy, load_train_metadata
 from birdclef.embeddings import extract
 from birdclef.io import write_csv, write_json
+from birdclef.sessions import recording_sessions
 from birdclef.soundscapes import SOLUTION_FILE, WINDOWS_FILE, labelled_windows, soundscape_files
 from birdclef.zeroshot import load_zero_shot
 
@@ -26,7 +27,7 @@ WINDOWS_SKIPPED = "soundscape_skipped.csv"  # label rows and soundscape files th
 
 @dataclass(frozen=True)
 class PreprocessResult:
-    manifest: pd.DataFrame  # filename, primary_label, secondary_labels, author, path, source, duration_s, n_frames, speech_frames, status
+    manifest: pd.DataFrame  # filename, primary_label, secondary_labels, author, session, path, source, duration_s, n_frames, speech_frames, status
     skipped: pd.DataFrame  # filename, reason
     out_dir: Path
 
@@ -54,9 +55,11 @@ def run_preprocess(*, config: Config) -> PreprocessResult:
     meta = select_recordings(meta, max_per_class=config.max_recordings_per_class, seed=config.seed)
     meta = meta.assign(path=[str(paths.train_audio / f) for f in meta["filename"]], source="competition")
     if config.extra_data_dirs:  # other years / folders, mapped onto this taxonomy; the competition's come first
-        extra, skipped_extra = load_extra_data(config.extra_data_dirs, taxonomy, exclude=meta["path"])
+        extra, skipped_extra = load_extra_data(config.extra_data_dirs, taxonomy, exclude=meta["path"], metadata=meta)
         extra = select_recordings(extra, max_per_class=config.max_recordings_per_class, seed=config.seed, taken=meta)
         meta, skipped_meta = pd.concat([meta, extra], ignore_index=True), pd.concat([skipped_meta, skipped_extra])
+    # recording sessions (recordist + place [+ date], adjacent catalogue numbers): what validation folds keep together
+    meta = meta.reset_index(drop=True).assign(session=lambda m: recording_sessions(m))
     files = [Path(p) for p in meta["path"]]
     zero_shot = load_zero_shot(config, taxonomy)  # its logits are cached with the embeddings, for the blend weights
     embedded, report = extract(files, config=config, desc="train recordings",
@@ -70,7 +73,7 @@ def run_preprocess(*, config: Config) -> PreprocessResult:
         rows.append({
             "filename": rec.filename, "primary_label": rec.primary_label,
             "secondary_labels": "|".join(rec.secondary_list), "author": _text(getattr(rec, "author", "")),
-            "path": str(f), "source": rec.source,
+            "session": rec.session, "path": str(f), "source": rec.source,
             "duration_s": round(e.duration_s, 3), "n_frames": len(e.starts_s),
             "speech_frames": int((e.speech > config.max_speech_fraction).sum()), "status": rep["status"],
         })

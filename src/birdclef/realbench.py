@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from birdclef import valsoundscapes
 from birdclef.config import Config, build_config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.embeddings import extract
@@ -45,6 +46,13 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "clean-relative": ("cleaning relative to each recording's best segment (below 0.5 × its highest probability)",
                        dict(cleaning_mode="relative", segment_cleaning=0.5)),
     "no-smooth": ("no smoothing across windows", dict(smoothing_kernel=(1.0,))),
+    "smooth5": ("wider smoothing (0.1, 0.2, 0.4, 0.2, 0.1)", dict(smoothing_kernel=(0.1, 0.2, 0.4, 0.2, 0.1))),
+    "backbone-only": ("the backbone's logits alone on mapped classes (blend weight 1), smoothed", dict(zero_shot_weight=1.0)),
+    "max-pool": ("a window's segment probabilities pooled by max, not mean", dict(window_pool="max")),
+    "tta": ("test-time shifts −2.5, 0, +2.5 s (one BirdNET hop)", dict(tta_shifts_s=(-2.5, 0.0, 2.5))),
+    "select-soundscapes": ("the validation soundscapes pick the epoch and the blend weights", dict(val_select="soundscapes")),
+    "group-recording": ("validation folds keep recordings, not sessions, apart", dict(group_by="recording")),
+    "ce": ("single-label cross-entropy instead of BCE", dict(loss="ce")),
     "no-vad": ("no speech removal", dict(vad=False)),
     "denoise": ("noisereduce + RMS normalisation before the backbone", dict(denoise=True, rms_normalise=True)),
     "seed-recipe": ("the public recipe this project started from: YAMNet, CE, 1-s segments, no post-processing",
@@ -164,7 +172,13 @@ class RealBenchmark:
         metrics = json.loads((model_dir / "metrics.json").read_text())
         return {"variant": name, "construction": self.tag, "split": split, "seed": seed,
                 **subset_scores(solution, result.submission, self.mapped(split), ignore),
-                "val_auc": metrics.get("val_auc", np.nan), "seconds": time.perf_counter() - t0}
+                "val_auc": metrics.get("val_auc", np.nan),
+                # the validation scores a choice could be made on (see spearman_table)
+                "val_labelled": metrics.get("val_labelled_auc", metrics.get("val_auc", np.nan)),
+                "val_blend": metrics.get("val_auc_blend", np.nan),
+                "val_mix_head": metrics.get("val_mix_auc_head", np.nan),
+                "val_mix": valsoundscapes.saved_score(model_dir, config),
+                "seconds": time.perf_counter() - t0}
 
     def zero_shot_rows(self, split: int) -> list[dict[str, Any]]:
         """The backbone's own logits on raw audio (no cleaning), max over each window's frames; and the
@@ -236,6 +250,34 @@ def split_table(results: pd.DataFrame, variant: str = "default") -> str:
     return "\n".join(lines)
 
 
+VAL_SCORES = {
+    "val_labelled": "focal validation recordings (+ labelled soundscape windows): the head, at the chosen epoch",
+    "val_blend": "the same rows, mapped classes, head blended with the backbone (cross-fitted weights)",
+    "val_mix_head": "validation soundscapes mixed from the validation fold: the head alone",
+    "val_mix": "validation soundscapes after the variant's post-processing (blend, smoothing)",
+}
+
+
+def spearman_table(results: pd.DataFrame, target: str = "all") -> str:
+    """Markdown: for each validation score, Spearman's ρ between it and the held-out ``target`` score over
+    the variants — of the variants' means over every split × seed, and the mean ± sd of ρ computed within
+    each (construction, split, seed) — with how many variants it ranked."""
+    from scipy.stats import spearmanr
+
+    runs = results[results["seed"] >= 0]
+    lines = ["| validation score | what it scores | variants | ρ of the means | ρ within a split × seed |",
+             "|---|---|---|---|---|"]
+    for col, what in VAL_SCORES.items():
+        if col not in runs or runs[col].isna().all():
+            continue
+        means = runs.groupby(["construction", "variant"])[[col, target]].mean().dropna()
+        rho_means = spearmanr(means[col], means[target]).statistic if len(means) >= 3 else float("nan")
+        within = [spearmanr(g[col], g[target]).statistic for _, g in runs.dropna(subset=[col, target])
+                  .groupby(["construction", "split", "seed"]) if len(g) >= 3 and g[col].nunique() > 1]
+        lines.append(f"| `{col}` | {what} | {len(means)} | {rho_means:.2f} | {mean_sd(pd.Series(within), 2)} |")
+    return "\n".join(lines)
+
+
 def task_table(stats: dict[str, dict[int, dict]]) -> str:
     """Markdown: what each construction's test soundscapes look like, per split."""
     lines = ["| construction | split | soundscapes | held-out recordings | species | positive windows | files without "
@@ -279,7 +321,9 @@ def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], na
     text = [f"Real-audio benchmark ({source}): splits {splits}, seeds {seeds}, {epochs} epochs; {n_test} test "
             "soundscapes in all; mean ± sd over splits × seeds; gains paired with the same split's zero-shot score.",
             "", "Test soundscapes:", "", task_table(stats), "", real_table(results), "",
-            "Per split (the default recipe, mean ± sd over seeds):", "", split_table(results)]
+            "Per split (the default recipe, mean ± sd over seeds):", "", split_table(results), "",
+            "How well each validation score ranks the variants as the held-out test does (Spearman's ρ):", "",
+            spearman_table(results)]
     if len(lock):
         text += ["", "**Lockbox** (sessions no other split holds out; no default was chosen on it; the default "
                  "recipe only):", "", real_table(lock)]

@@ -13,7 +13,9 @@ import pandas as pd
 VALIDATION_SCORES = (
     ("val_focal_auc", "focal recordings (held-out recordings)"),
     ("val_soundscape_auc", "labelled soundscape windows (held-out files)"),
-    ("val_combined_auc", "combined (weighted by class counts; picks the epoch)"),
+    ("val_combined_auc", "combined (weighted by class counts)"),
+    ("val_mix_auc_head", "validation soundscapes mixed from the validation fold: the head"),
+    ("val_mix_auc_finished", "validation soundscapes after the blend and smoothing (as submitted)"),
 )
 
 
@@ -46,7 +48,7 @@ def expected_calibration_error(table: pd.DataFrame) -> float:
 
 def validation_scores(metrics: dict[str, Any]) -> pd.DataFrame:
     """The validation macro ROC-AUCs of a training run (``metrics.json``) side by side: focal
-    recordings, labelled soundscape windows and the two combined → DataFrame indexed by what was
+    recordings, labelled soundscape windows, the two combined, and the validation soundscapes → DataFrame indexed by what was
     scored, column ``macro ROC-AUC``; the scores the run lacks are left out (empty without any)."""
     metrics = dict(metrics)
     if metrics.get("val_combined_auc") is None and metrics.get("val_soundscape_auc") is not None:

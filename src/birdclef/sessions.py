@@ -33,6 +33,18 @@ def catalogue_number(row: pd.Series) -> int | None:
     return None
 
 
+def catalogue_id(row: pd.Series) -> str | None:
+    """``<collection>:<number>`` (``xc``, ``inat`` or ``csa``) from the recording's URL or file name, or
+    None: the same recording under two names (another year's folder, a renamed file) has one id."""
+    for key in ("url", "filename"):
+        m = _CATALOGUE.search(str(row.get(key, "") or ""))
+        if m:
+            prefix = m.group(0)[: -len(m.group(1))].lower()
+            kind = "xc" if "xeno" in prefix or prefix.endswith("xc") else "inat" if "inat" in prefix else "csa"
+            return f"{kind}:{int(m.group(1))}"
+    return None
+
+
 class _Union:
     def __init__(self, n: int) -> None:
         self.parent = list(range(n))

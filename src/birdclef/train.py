@@ -25,12 +25,14 @@ from birdclef.progress import tqdm
 from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
 from birdclef.embeddings import EmbeddingCache
-from birdclef.evaluate import auc_columns, macro_auc, per_class_auc
+from birdclef.evaluate import macro_auc, masked_auc_columns, per_class_auc
 from birdclef.examples import (FOCAL, SOUNDSCAPE, Examples, build_examples, concat_examples, load_manifest,
                                soundscape_examples)
 from birdclef.io import atomic_path, write_csv, write_json, write_npz
 from birdclef.model import HeadMeta, MLPHead, predict, save_head
 from birdclef.priors import PRIOR_FILE, fit_site_prior
+from birdclef import valsoundscapes
+from birdclef.valsoundscapes import ValSoundscapes
 from birdclef.zeroshot import ZeroShot, choose_weights, load_zero_shot
 
 log = logging.getLogger(__name__)
@@ -176,12 +178,14 @@ def _epoch_order(rng: np.random.Generator, ex: Examples, tr: np.ndarray, balance
 
 def train_head(
     ex: Examples, labels: list[str], config: Config, *, progress: bool = True, checkpoint: Path | None = None,
-    extra: Examples | None = None, refit_epochs: int | None = None,
+    extra: Examples | None = None, refit_epochs: int | None = None, val_mix: "ValSoundscapes | None" = None,
 ) -> tuple[MLPHead, pd.DataFrame, dict]:
     """Fit the head; returns (model with the best-validation-AUC weights, history, metrics).
 
     ``extra`` examples (pseudo-labelled windows) join the training side only; validation stays
-    the held-out fold of ``ex``. With ``refit_epochs``, every example of ``ex`` trains (no
+    the held-out fold of ``ex``. ``val_mix``: validation soundscapes mixed from that fold
+    (:mod:`birdclef.valsoundscapes`), scored every epoch (``val_mix_auc``); with
+    ``config.val_select="soundscapes"`` their score picks the epoch. With ``refit_epochs``, every example of ``ex`` trains (no
     validation) for that many epochs, and the last epoch's weights are returned. With ``checkpoint``, the full training state is saved
     atomically after every epoch; a rerun with the same config and examples continues after the
     last finished epoch (a killed run resumes, a finished one is reused). A checkpoint from
@@ -242,10 +246,14 @@ def train_head(
             val_loss = (float(criterion(model(x_all[va]), targets[va], primary[va], sample_w[va]))
                         if len(va) else float("nan"))
         scores = validation_scores(val, predict(model, meta, ex.x[va]), config.window_pool)
-        auc = scores["combined"]
+        mix_auc = (valsoundscapes.score(val_mix.truth, val_mix.head_probabilities(model, meta, config))
+                   if val_mix is not None and refit_epochs is None else float("nan"))
+        auc = mix_auc if config.val_select == "soundscapes" and not np.isnan(mix_auc) else scores["combined"]
         history.append({"epoch": epoch, "train_loss": total / len(tr), "val_loss": val_loss, "val_auc": auc,
                         **({"val_focal_auc": scores["focal"], "val_soundscape_auc": scores["soundscape"]}
                            if len(val.windows) else {}),
+                        **({"val_labelled_auc": scores["combined"], "val_mix_auc": mix_auc}
+                           if val_mix is not None and refit_epochs is None else {}),
                         "lr": sched.get_last_lr()[0]})
         # the best AUC; where AUC is undefined (a validation fold of one recording): the lowest validation
         # loss; without validation (a refit): the last epoch. Ties → the later epoch (a refit then trains as long)
@@ -270,9 +278,12 @@ def train_head(
         "best_epoch": int(best["epoch"]), "val_auc": float(best["val_auc"]),
         "final_val_auc": float(hist["val_auc"].iloc[-1]),
     }
-    if len(val.windows):  # val_auc is the combined score; each side's at the chosen epoch
+    if "val_mix_auc" in hist:  # val_auc is the score that chose the epoch; both at that epoch
+        metrics |= {"val_labelled_auc": float(best["val_labelled_auc"]), "val_mix_auc": float(best["val_mix_auc"]),
+                    "val_select": config.val_select}
+    if len(val.windows):  # the labelled score is the combined one; each side's at the chosen epoch
         metrics |= {"val_focal_auc": float(best["val_focal_auc"]), "val_soundscape_auc": float(best["val_soundscape_auc"]),
-                    "val_combined_auc": float(best["val_auc"]),
+                    "val_combined_auc": float(best.get("val_labelled_auc", best["val_auc"])),
                     "n_val_soundscape_windows": int(len(val.window_ids)),
                     "n_train_soundscape_windows": int(len(set(ex.windows[tr][ex.kinds[tr] == SOUNDSCAPE])))}
     return model, hist, metrics
@@ -333,26 +344,43 @@ def head_meta(ex: Examples, labels: list[str], config: Config) -> HeadMeta:
 
 
 def blend_weights(prob: np.ndarray, zs: np.ndarray, y: np.ndarray, groups: np.ndarray, train_recordings: np.ndarray,
-                  zero_shot: ZeroShot, labels: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
-    """Zero-shot blend weight per class chosen on validation rows (focal examples and soundscape
-    windows; see :func:`birdclef.zeroshot.choose_weights`) → (weights, one row per class: label,
-    mapped, train/validation recordings, weight, validation AUC of the head, of the backbone, of
-    the blend).
+                  zero_shot: ZeroShot, labels: list[str], *, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """Zero-shot blend weight per class chosen on validation rows (focal examples, labelled or
+    validation soundscape windows; see :func:`birdclef.zeroshot.choose_weights`) → (weights, one
+    row per class: label, mapped, train/validation recordings, weight, validation AUC of the head,
+    of the backbone, of the blend).
 
-    ``prob``/``zs``/``y``: (n, C) head probabilities, backbone logits, 0/1 truth; ``groups``: (n,)
-    the recording (or soundscape) of each row, counted per class where it is positive."""
+    The weights are chosen on every row; a mapped class with no training recording in the fold
+    takes the shared weight (its curve measures a head that never saw it, not the refit head that
+    will). The blend's AUC is cross-fitted: the rows are dealt by ``groups`` into two halves in a
+    seeded order, each half blended with the weights chosen on the other, so no row scores the
+    weights it chose.
+
+    ``prob``/``zs``/``y``: (n, C) head probabilities, backbone logits, 0/1 truth (NaN: not scored);
+    ``groups``: (n,) the recording (or soundscape) of each row, counted per class where it is positive."""
     from birdclef.postprocess import blend_logits
 
-    n = len(labels)
-    val_rec = recordings_per_class(groups, y > 0.5, n)
-    weights, _ = choose_weights(prob, zs, y, zero_shot.mapped, val_rec)
-    blended = blend_logits(prob, zs, weights)
+    y = np.asarray(y, np.float64)
+    positive = np.nan_to_num(y) > 0.5
+    learned = np.asarray(train_recordings) > 0
+    val_rec = recordings_per_class(groups, positive, len(labels))
+    weights, _ = choose_weights(prob, zs, y, zero_shot.mapped, val_rec, learned=learned)
+    names = np.unique(np.asarray(groups).astype(str))
+    half = dict(zip(names[np.random.default_rng(seed).permutation(len(names))], np.arange(len(names)) % 2))
+    side = np.array([half[str(g)] for g in groups])
+    crossed = np.zeros_like(np.asarray(prob, np.float64))
+    for h in (0, 1):
+        fit, out = side != h, side == h
+        w_other, _ = choose_weights(prob[fit], zs[fit], y[fit], zero_shot.mapped,
+                                    recordings_per_class(np.asarray(groups)[fit], positive[fit], len(labels)),
+                                    learned=learned)
+        crossed[out] = blend_logits(prob[out], zs[out], w_other)
     sig = 1 / (1 + np.exp(-np.clip(zs, -30, 30)))
     table = pd.DataFrame({
         "label": labels, "mapped": zero_shot.mapped, "train_recordings": train_recordings, "val_recordings": val_rec,
-        "weight": weights, "val_auc_head": auc_columns(y > 0.5, prob),
-        "val_auc_zero_shot": np.where(zero_shot.mapped, auc_columns(y > 0.5, sig), np.nan),
-        "val_auc_blend": auc_columns(y > 0.5, blended),
+        "weight": weights, "val_auc_head": masked_auc_columns(y, prob),
+        "val_auc_zero_shot": np.where(zero_shot.mapped, masked_auc_columns(y, sig), np.nan),
+        "val_auc_blend": masked_auc_columns(y, crossed),
     })
     return weights, table
 
@@ -363,6 +391,17 @@ def recordings_per_class(groups: np.ndarray, positive: np.ndarray, n_classes: in
     row, c = np.nonzero(positive)
     pairs = pd.DataFrame({"g": np.asarray(groups)[row], "c": c}).drop_duplicates()
     return np.bincount(pairs["c"].to_numpy(np.int64), minlength=n_classes)
+
+
+def validation_soundscapes(ex: Examples, manifest: pd.DataFrame, labels: list[str], config: Config,
+                           zero_shot: ZeroShot | None, *, progress: bool = False) -> ValSoundscapes | None:
+    """The validation fold's focal recordings (fold ``config.fold`` of :func:`split_folds`) mixed into
+    ``config.val_soundscapes`` test-like minutes (:func:`birdclef.valsoundscapes.build`); None when off."""
+    if config.val_soundscapes <= 0:
+        return None
+    _, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
+    held = set(ex.groups[va][ex.kinds[va] == FOCAL])
+    return valsoundscapes.build(manifest[manifest["filename"].isin(held)], labels, config, zero_shot, progress=progress)
 
 
 def run_training(*, config: Config, progress: bool = True) -> TrainResult:
@@ -399,9 +438,10 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
         skipped = pd.concat([skipped, sc_skipped.rename(columns={"row_id": "filename"})], ignore_index=True)
     out = Path(config.work_dir) / "model"
     meta = head_meta(ex, labels, config)
+    val_mix = validation_soundscapes(ex, load_manifest(config), labels, config, zero_shot, progress=progress)
 
     def fit(examples: Examples, **kwargs) -> tuple[MLPHead, pd.DataFrame, dict]:
-        return train_head(examples, labels, config, progress=progress, **kwargs)
+        return train_head(examples, labels, config, progress=progress, val_mix=val_mix, **kwargs)
 
     cleaning, cleaned_table = {}, None
     if config.segment_cleaning > 0:
@@ -422,8 +462,15 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
         prob_windows = pool_windows(predict(model, meta, ex.x[val.windows]), val.owner, len(val.window_ids),
                                     config.window_pool)
         sc_per_class = per_class_auc(val.y_windows, prob_windows, labels)
-    blend_table = None
-    if zero_shot is not None and ex.zero_shot is not None and len(val.examples):
+    blend_table, mix_prob = None, None
+    if val_mix is not None:
+        mix_prob = val_mix.head_probabilities(model, meta, config)
+    if zero_shot is not None and val_mix is not None and config.val_select == "soundscapes":
+        window_files = np.repeat(np.asarray(val_mix.names, dtype=object), val_mix.counts)
+        weights, blend_table = blend_weights(mix_prob, val_mix.zero_shot, val_mix.truth, window_files,
+                                             recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n),
+                                             zero_shot, labels, seed=config.seed)
+    elif zero_shot is not None and ex.zero_shot is not None and len(val.examples):
         # a window's backbone logit: the highest of its crops' (as zeroshot.window_logits takes its frames')
         window_zs = pool_windows(ex.zero_shot[val.windows], val.owner, len(val.window_ids), "max")
         window_groups = np.empty(len(val.window_ids), dtype=object)
@@ -431,7 +478,8 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
         weights, blend_table = blend_weights(
             np.concatenate([prob_focal, prob_windows]), np.concatenate([ex.zero_shot[val.focal], window_zs]),
             np.concatenate([val.y_focal, val.y_windows]), np.concatenate([ex.groups[val.focal], window_groups]),
-            recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n), zero_shot, labels)
+            recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n), zero_shot, labels, seed=config.seed)
+    if blend_table is not None:
         meta = replace(meta, zero_shot_weights=tuple(float(w) for w in weights))
         mapped = blend_table[blend_table["mapped"]]
         metrics |= {"zero_shot_classes": int(zero_shot.mapped.sum()),
@@ -439,6 +487,18 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
                     "val_auc_head_mapped": float(mapped["val_auc_head"].mean()),
                     "val_auc_zero_shot": float(mapped["val_auc_zero_shot"].mean()),
                     "val_auc_blend": float(mapped["val_auc_blend"].mean())}
+    if val_mix is not None:  # the fold's head on the validation soundscapes, after the submission's post-processing
+        from birdclef.infer import zero_shot_weights
+
+        chosen_w = None if zero_shot is None else zero_shot_weights(config, [meta], zero_shot.mapped)
+        metrics |= {"val_mix_auc_head": valsoundscapes.score(val_mix.truth, mix_prob),
+                    "val_mix_auc_finished": valsoundscapes.score(val_mix.truth, valsoundscapes.finished(
+                        mix_prob, val_mix.counts, config, zero_shot=val_mix.zero_shot, weights=chosen_w)),
+                    "n_val_mix_soundscapes": len(val_mix.names)}
+        valsoundscapes.save(out / valsoundscapes.FILE, val_mix, mix_prob, chosen_w,
+                            None if zero_shot is None else zero_shot.mapped)
+    elif (out / valsoundscapes.FILE).exists():
+        (out / valsoundscapes.FILE).unlink()
     kept_pseudo = bool(rounds is not None and rounds["kept"].sum() > 1)
     if config.refit and kept_pseudo:
         log.warning("refit skipped: the kept head trained on pseudo-labelled windows, which a refit would drop")
@@ -474,6 +534,8 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
           + (f"; on the {metrics['zero_shot_classes']} classes the backbone knows: head {metrics['val_auc_head_mapped']:.3f}, "
              f"backbone {metrics['val_auc_zero_shot']:.3f}, blend {metrics['val_auc_blend']:.3f}"
              if "val_auc_blend" in metrics else "")
+          + (f"; {metrics['n_val_mix_soundscapes']} validation soundscapes {metrics['val_mix_auc_head']:.3f} "
+             f"(post-processed {metrics['val_mix_auc_finished']:.3f})" if "val_mix_auc_head" in metrics else "")
           + (f"; refit on all {metrics['n_refit_recordings']} recordings" if "refit_epochs" in metrics else "")
           + (f"; train-soundscape score {metrics['soundscape_score']:.3f}" if "soundscape_score" in metrics else ""))
     return TrainResult(model, meta, hist, metrics, per_class, out, rounds, sc_per_class)

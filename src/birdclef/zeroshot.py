@@ -27,7 +27,7 @@ from birdclef.backbones import backbone_spec, labels_reader
 from birdclef.config import Config
 from birdclef.embeddings import Embedded, frames_in, n_windows
 from birdclef.errors import BirdclefError
-from birdclef.evaluate import auc_columns
+from birdclef.evaluate import auc_columns, masked_auc_columns
 
 log = logging.getLogger(__name__)
 
@@ -135,41 +135,51 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def _auc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Per-column ROC-AUC; ``y`` may hold NaN (cells not scored)."""
+    return masked_auc_columns(y, s) if np.isnan(y).any() else auc_columns(y > 0.5, s)
+
+
 def choose_weights(prob: np.ndarray, logits: np.ndarray, y: np.ndarray, mapped: np.ndarray,
-                   val_recordings: np.ndarray, *, grid=WEIGHT_GRID, shrink: float = SHRINK_RECORDINGS
-                   ) -> tuple[np.ndarray, pd.DataFrame]:
+                   val_recordings: np.ndarray, *, grid=WEIGHT_GRID, shrink: float = SHRINK_RECORDINGS,
+                   learned: np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """Blend weight per class from validation examples → ((n_classes,) weights, curve table).
 
     ``prob``: (n, C) head probabilities; ``logits``: (n, C) the backbone's logits; ``y``: (n, C)
-    0/1 truth; ``val_recordings``: (C,) validation recordings per class. For every weight of
-    ``grid`` the blend's ROC-AUC per mapped class is measured; the all-class curve (mean over
-    mapped classes with validation positives) picks a shared weight, and each class takes the
-    weight that maximises its own curve shrunk toward the shared one,
-    ``(n_c · auc_c(w) + shrink · auc_all(w)) / (n_c + shrink)`` (classes without validation
-    recordings take the shared weight; ties go to the larger weight, the backbone's side).
-    Unmapped classes get weight 0. The table has one row per (weight, class) measured.
+    0/1 truth (NaN: a cell not scored); ``val_recordings``: (C,) validation recordings per class.
+    For every weight of ``grid`` the blend's ROC-AUC per mapped class is measured; the all-class
+    curve (mean over mapped classes with validation positives that the head ``learned``) picks a
+    shared weight, and each class takes the weight that maximises its own curve shrunk toward the
+    shared one, ``(n_c · auc_c(w) + shrink · auc_all(w)) / (n_c + shrink)`` (ties go to the larger
+    weight, the backbone's side). Classes without validation recordings, and mapped classes the
+    head did not learn (``learned`` False: no training recording in the fold, so its validation
+    curve says nothing of the refit head that will), take the shared weight. Unmapped classes get
+    weight 0. The table has one row per (weight, class) measured.
     """
-    prob, logits, y = np.asarray(prob), np.asarray(logits), np.asarray(y) > 0.5
+    y = np.asarray(y, np.float64)
+    prob, logits, y = np.asarray(prob), np.asarray(logits), np.where(np.isnan(y), np.nan, y > 0.5)
     mapped = np.asarray(mapped, bool)
+    learned = np.ones(len(mapped), bool) if learned is None else np.asarray(learned, bool)
     weights = np.zeros(len(mapped), np.float64)
     if not mapped.any():
         return weights, pd.DataFrame(columns=["weight", "class_index", "auc"])
     head = _logit(prob[:, mapped])
     zs = np.asarray(logits, np.float64)[:, mapped]
-    curves = np.stack([auc_columns(y[:, mapped], (1 - w) * head + w * zs) for w in grid])  # (grid, mapped)
+    curves = np.stack([_auc(y[:, mapped], (1 - w) * head + w * zs) for w in grid])  # (grid, mapped)
     counts = np.asarray(val_recordings, np.float64)[mapped]
     scored = ~np.isnan(curves).any(axis=0)
     if not scored.any():  # no validation positive among mapped classes: trust the backbone
         weights[mapped] = 1.0
         return weights, pd.DataFrame(columns=["weight", "class_index", "auc"])
-    overall = curves[:, scored].mean(axis=1)  # (grid,)
+    pooled = scored & learned[mapped] if (scored & learned[mapped]).any() else scored
+    overall = curves[:, pooled].mean(axis=1)  # (grid,)
     g = np.asarray(grid, np.float64)
     shared = g[len(g) - 1 - np.argmax(overall[::-1])]  # ties → the larger weight
     own = np.where(np.isnan(curves), overall[:, None], curves)
     n = np.where(scored, counts, 0.0)
     shrunk = (n * own + shrink * overall[:, None]) / (n + shrink)
     picked = g[len(g) - 1 - np.argmax(shrunk[::-1], axis=0)]
-    weights[mapped] = np.where(scored, picked, shared)
+    weights[mapped] = np.where(scored & learned[mapped], picked, shared)
     idx = np.flatnonzero(mapped)
     table = pd.DataFrame([(float(w), int(idx[j]), float(curves[i, j])) for i, w in enumerate(grid)
                           for j in range(len(idx)) if scored[j]], columns=["weight", "class_index", "auc"])
