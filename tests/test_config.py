@@ -19,6 +19,20 @@ def test_default_backbone_is_birdnet_with_the_seed_head_and_the_measured_steps()
     assert Config().loss == "ce"  # the dataclass alone keeps the seed's training settings
 
 
+def test_validation_folds_keep_sessions_and_site_days_together_by_default():
+    c = build_config()
+    assert (c.group_by, c.soundscape_group_by) == ("session", "site_day")
+    assert (Config().group_by, Config().soundscape_group_by) == ("session", "site_day")
+    for group_by in ("session", "recording", "author"):
+        assert build_config(group_by=group_by).group_by == group_by
+    for how in ("site_day", "file", "site"):
+        assert build_config(soundscape_group_by=how).soundscape_group_by == how
+    with pytest.raises(ParameterError, match="group_by='day' is not valid: expected one of 'session', 'recording', 'author'"):
+        build_config(group_by="day")
+    with pytest.raises(ParameterError, match="soundscape_group_by='day' is not valid: expected one of 'site_day', 'file'"):
+        build_config(soundscape_group_by="day")
+
+
 def test_seed_recipe_is_the_public_notebook():
     c = build_config(recipe="seed")
     assert (c.backbone, c.loss, c.segment_s, c.hidden_sizes, c.dropout, c.learning_rate, c.class_weight) == (

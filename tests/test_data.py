@@ -303,9 +303,8 @@ def test_extra_secondary_labels_map_through_the_folders_own_taxonomy(extra_2023,
         ("nosuch1", "", 1), ("secgone1", "Nomen secundum", 1)]
 
 
-def test_extra_folders_get_collision_free_filenames_and_duplicates_are_caught_by_name(extra_2023, current_taxonomy,
-                                                                                       tmp_path):
-    from birdclef.data import load_extra_data
+def test_extra_folders_get_collision_free_filenames_and_copies_are_used_once(extra_2023, current_taxonomy, tmp_path):
+    from birdclef.data import SAME_AUDIO_FILE, load_extra_data
 
     twin = tmp_path / "birdclef-2023"  # another folder of the same name: a copy of the same recordings
     shutil.copytree(extra_2023, twin)
@@ -313,24 +312,75 @@ def test_extra_folders_get_collision_free_filenames_and_duplicates_are_caught_by
     assert len(rec) == 4 and rec["filename"].is_unique and rec["path"].is_unique
     assert {f.split("/")[0] for f in rec["filename"]} == {"birdclef-2023"}
     reasons = skipped.set_index("filename")["reason"]
-    # the copy: other audio files, the same recordings (by catalogue number, the first rule that matches)
+    # the copy: other audio files of the same recordings (the same URLs)
     copy = reasons[reasons.index.str.startswith("birdclef-2023-2/") & reasons.str.contains("already used")]
-    assert len(copy) == 4 and not copy.str.contains("audio file").any()
+    assert len(copy) == 4 and (copy == "the same URL as a recording already used").all()
     # the same folder listed twice: its recordings are used once
     again = reasons[reasons.index.str.startswith("birdclef-2023-3/")]
-    assert (again == "the same audio file is already used").sum() == 4
-    # the competition's own files are excluded the same way, by path or by what names the recording
+    assert (again == SAME_AUDIO_FILE).sum() == 4
+    # the competition's own files are excluded the same way
     rec2, skipped2 = load_extra_data([extra_2023], current_taxonomy, exclude=rec["path"].iloc[:1])
-    assert len(rec2) == 3 and (skipped2["reason"] == "the same audio file is already used").sum() == 1
-    from birdclef.sessions import catalogue_id
+    assert len(rec2) == 3 and (skipped2["reason"] == SAME_AUDIO_FILE).sum() == 1
 
-    kind, number = catalogue_id(rec.iloc[1]).split(":")  # the competition holds it under another path and name
-    site = {"xc": "https://xeno-canto.org/", "inat": "https://www.inaturalist.org/observations/"}[kind]
-    competition = pd.DataFrame({"filename": ["c9/renamed.ogg"], "url": [f"{site}{number}"]})
-    rec3, skipped3 = load_extra_data([extra_2023], current_taxonomy, metadata=competition)
-    assert len(rec3) == 3 and skipped3["reason"].str.contains("catalogue number").sum() == 1
-    by_name = pd.DataFrame({"filename": [f"c9/{Path(rec['filename'].iloc[2]).name}"], "url": [""]})
-    assert len(load_extra_data([extra_2023], current_taxonomy, metadata=by_name)[0]) == 3
+
+EXTRA_ROWS = [("c1/XC100.ogg", "https://xeno-canto.org/100"), ("c1/Dawn_Chorus.wav", ""),
+              ("c1/iNat300.ogg", "https://www.inaturalist.org/observations/300"), ("c1/keep.ogg", "")]
+
+
+@pytest.fixture
+def small_extra(tmp_path) -> Path:
+    """A folder in this project's layout of 4 recordings of class c1 (train.csv rows only: no audio is
+    opened): an XC one with its URL, one named without a catalogue number, an iNat one, one more."""
+    root = tmp_path / "small"
+    root.mkdir()
+    pd.DataFrame({"primary_label": ["c1"], "scientific_name": ["Boana minor"]}).to_csv(root / "taxonomy.csv", index=False)
+    pd.DataFrame({"primary_label": "c1", "secondary_labels": "[]", "filename": [f for f, _ in EXTRA_ROWS],
+                  "url": [u for _, u in EXTRA_ROWS], "author": "x"}).to_csv(root / "train.csv", index=False)
+    return root
+
+
+@pytest.mark.parametrize("competition, duplicate, reason", [
+    ([("c1/other.ogg", "http://www.Xeno-canto.org/100/")], "c1/XC100.ogg", "the same URL"),
+    ([("c1/XC100_renamed.ogg", "")], "c1/XC100.ogg", "the same catalogue number"),
+    ([("c1/x.ogg", "https://www.inaturalist.org/observations/300?tab=sounds")], "c1/iNat300.ogg",
+     "the same catalogue number"),
+    ([("c2/dawn_chorus.wav", "")], "c1/Dawn_Chorus.wav", "the same file name"),
+])
+def test_an_extra_recording_repeating_a_competition_one_is_skipped_with_its_rule(
+        small_extra, current_taxonomy, caplog, competition, duplicate, reason):
+    from birdclef.data import load_extra_data
+
+    metadata = pd.DataFrame(competition, columns=["filename", "url"])
+    with caplog.at_level("WARNING", logger="birdclef.data"):
+        rec, skipped = load_extra_data([small_extra], current_taxonomy, metadata=metadata)
+    assert sorted(rec["filename"]) == sorted(f"small/{f}" for f, _ in EXTRA_ROWS if f != duplicate)
+    assert skipped.to_dict("records") == [{"filename": f"small/{duplicate}",
+                                           "reason": f"{reason} as a recording already used"}]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"extra data: 1 recording(s) skipped as duplicates: {reason} as a recording already used"]
+
+
+def test_duplicates_are_counted_per_rule_and_look_alikes_are_kept(small_extra, current_taxonomy, caplog):
+    from birdclef.data import load_extra_data
+
+    metadata = pd.DataFrame([("c1/a.ogg", "https://xeno-canto.org/100"),
+                             ("c1/b.ogg", "https://inaturalist.org/observations/300"),  # www. left out
+                             ("c2/keep.ogg", "")], columns=["filename", "url"])
+    exclude = [small_extra / "train_audio" / "c1" / "Dawn_Chorus.wav"]  # the competition holds this very file
+    with caplog.at_level("WARNING", logger="birdclef.data"):
+        rec, skipped = load_extra_data([small_extra], current_taxonomy, exclude=exclude, metadata=metadata)
+    assert rec.empty and len(skipped) == 4
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        "extra data: 1 recording(s) skipped as duplicates: the same audio file is already used",
+        "extra data: 1 recording(s) skipped as duplicates: the same file name as a recording already used",
+        "extra data: 2 recording(s) skipped as duplicates: the same URL as a recording already used"]
+    # another collection's number 100 or 300, other names, no URL: other recordings
+    others = pd.DataFrame([("c1/iNat100.ogg", ""), ("c1/XC300.ogg", "https://xeno-canto.org/300"),
+                           ("c1/Dawn_Chorus_2.wav", ""), ("c1/kept.ogg", "nan")], columns=["filename", "url"])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="birdclef.data"):
+        rec, skipped = load_extra_data([small_extra], current_taxonomy, metadata=others)
+    assert len(rec) == 4 and skipped.empty and not caplog.records
 
 
 def test_extra_data_summary_counts_per_folder(extra_2023, current_taxonomy):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -14,27 +15,41 @@ from birdclef.preprocess import run_preprocess, select_recordings
 from test_data import make_extra_2023, make_extra_own
 
 
+SESSION = {"author": "One Recordist", "collection": "XC"}  # the first 3 recordings of the competition copy: one session
+SESSION_ROWS = [dict(url="https://xeno-canto.org/500000", latitude="4.5", longitude="-71.5"),
+                dict(url="https://xeno-canto.org/900000", latitude="4.5", longitude="-71.5"),  # the same place
+                dict(url="https://xeno-canto.org/500001", latitude="", longitude="")]  # the next number, no place
+
+
 @pytest.fixture(scope="module")
 def with_extras(tiny_demo, tmp_path_factory):
-    """tiny_demo plus a 2023-layout folder and an own-layout one (copies of 3 of tiny_demo's recordings,
-    under the same file names), preprocessed and trained with the placeholder backbone."""
+    """A copy of tiny_demo whose first 3 recordings are one recording session, plus a 2023-layout
+    folder and an own-layout one (copies of 3 of its recordings, under the same file names),
+    preprocessed and trained with the placeholder backbone."""
     from birdclef.train import run_training
 
     root = tmp_path_factory.mktemp("extras")
-    taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
+    competition = root / "competition"
+    shutil.copytree(tiny_demo, competition)
+    train = pd.read_csv(competition / "train.csv", dtype=str, keep_default_na=False)
+    for i, row in enumerate(SESSION_ROWS):
+        for key, value in {**SESSION, **row}.items():
+            train.loc[i, key] = value
+    train.to_csv(competition / "train.csv", index=False)
+    taxonomy = load_taxonomy(competition / "taxonomy.csv")
     old = make_extra_2023(root / "birdclef-2023", taxonomy)
-    own = make_extra_own(root / "own", tiny_demo)
-    config = build_config(data_dir=str(tiny_demo), work_dir=str(root / "work"), backbone="melstats", n_workers=1,
+    own = make_extra_own(root / "own", competition)
+    config = build_config(data_dir=str(competition), work_dir=str(root / "work"), backbone="melstats", n_workers=1,
                           epochs=3, extra_data_dirs=[str(old), str(own)])
     result = run_preprocess(config=config)
     trained = run_training(config=config, progress=False)
     return config, result, trained, taxonomy, old, own
 
 
-def test_extra_recordings_join_the_manifest_with_their_source(with_extras, tiny_demo):
+def test_extra_recordings_join_the_manifest_with_their_source(with_extras):
     config, result, _, taxonomy, old, own = with_extras
     manifest = pd.read_csv(Path(config.work_dir) / "preprocess" / "manifest.csv", dtype=str, keep_default_na=False)
-    n_competition = len(pd.read_csv(tiny_demo / "train.csv"))
+    n_competition = len(pd.read_csv(Path(config.data_dir) / "train.csv"))
     # the own-layout folder holds copies of competition recordings (same file names): skipped as duplicates
     assert manifest["source"].value_counts().to_dict() == {"competition": n_competition, str(old.resolve()): 4}
     skipped = pd.read_csv(Path(config.work_dir) / "preprocess" / "skipped.csv", dtype=str, keep_default_na=False)
@@ -48,6 +63,18 @@ def test_extra_recordings_join_the_manifest_with_their_source(with_extras, tiny_
     assert (from_old["filename"].str.split("/").str[0] == "birdclef-2023").all()
     assert taxonomy["primary_label"][3] in from_old["secondary_labels"].str.split("|").sum()  # secmap1, mapped
     assert names[from_old["primary_label"]].notna().all()
+
+
+def test_the_manifest_names_each_recordings_session(with_extras):
+    from birdclef.examples import load_manifest
+
+    config, result, *_ = with_extras
+    manifest = load_manifest(config)
+    first = manifest["filename"].iloc[0]
+    assert manifest["session"].iloc[:3].tolist() == [f"session:{first}"] * 3  # one place; the next number
+    sizes = manifest["session"].value_counts()
+    assert sizes.iloc[0] == 3 and (sizes.iloc[1:] == 1).all() and len(sizes) == len(manifest) - 2
+    assert manifest["session"].tolist() == result.manifest["session"].tolist()
 
 
 def test_extra_recordings_have_their_own_cache_entries(with_extras):

@@ -1,7 +1,7 @@
 """Recording sessions: the groups no train / held-out or train / validation split may cut."""
 import pandas as pd
 
-from birdclef.sessions import catalogue_number, recording_sessions
+from birdclef.sessions import catalogue_id, catalogue_number, recording_sessions
 
 
 def _meta(rows):
@@ -43,3 +43,28 @@ def test_catalogue_numbers_from_url_or_file_name():
     assert catalogue_number(pd.Series({"url": "", "filename": "612806/iNat799227.ogg"})) == 799227
     assert catalogue_number(pd.Series({"url": "", "filename": "612806/CSA36385.ogg"})) == 36385
     assert catalogue_number(pd.Series({"url": "", "filename": "a/recording.ogg"})) is None
+
+
+def test_missing_columns_leave_fewer_links_never_an_error():
+    full = _meta([("a/XC100.ogg", "A", "1.0", "1.0", "https://xeno-canto.org/100"),
+                  ("b/XC500.ogg", "A", "1.0", "1.0", "https://xeno-canto.org/500"),  # same place
+                  ("c/XC101.ogg", "A", "", "", "https://xeno-canto.org/101")])  # next number, no place
+    assert len(set(recording_sessions(full))) == 1
+    # no author: every recording its own session
+    s = recording_sessions(full.drop(columns="author"))
+    assert list(s) == ["session:a/XC100.ogg", "session:b/XC500.ogg", "session:c/XC101.ogg"]
+    # no coordinates: only adjacent catalogue numbers (here from the file names) link
+    s = recording_sessions(full.drop(columns=["latitude", "longitude", "url"]))
+    assert s[0] == s[2] != s[1]
+    # no URL and names without numbers: only the place links
+    s = recording_sessions(full.drop(columns="url").assign(filename=["a/1.ogg", "b/2.ogg", "c/3.ogg"]))
+    assert s[0] == s[1] != s[2]
+
+
+def test_catalogue_ids_tell_collections_apart():
+    assert catalogue_id(pd.Series({"url": "https://xeno-canto.org/33703", "filename": "x.ogg"})) == "xc:33703"
+    assert catalogue_id(pd.Series({"url": "", "filename": "a/XC033703.ogg"})) == "xc:33703"
+    assert catalogue_id(pd.Series({"url": "", "filename": "612806/iNat33703.ogg"})) == "inat:33703"
+    assert catalogue_id(pd.Series({"url": "https://www.inaturalist.org/observations/33703"})) == "inat:33703"
+    assert catalogue_id(pd.Series({"url": "", "filename": "612806/CSA33703.ogg"})) == "csa:33703"
+    assert catalogue_id(pd.Series({"url": "", "filename": "a/recording.ogg"})) is None

@@ -43,7 +43,8 @@ def windows_table(rows: list[tuple[str, int, str, str]]) -> pd.DataFrame:
 
 def test_window_examples_take_every_label_and_skip_bad_windows_with_a_reason():
     cache = FakeCache({"/x/s1.ogg": soundscape(speech_at=(4, 5)), "/x/s2.ogg": soundscape()})
-    config = build_config(backbone="melstats", loss="bce", soundscape_weight=0.7)  # hop 2.5 s: 2 one-frame crops a window
+    config = build_config(backbone="melstats", loss="bce", soundscape_weight=0.7,  # hop 2.5 s: 2 one-frame crops a window
+                          soundscape_group_by="file")
     windows = windows_table([("s1.ogg", 5, "b;c", "S01"), ("s1.ogg", 15, "a", "S01"),  # frames 4, 5: speech
                              ("s2.ogg", 10, "zzz", "S02"), ("s2.ogg", 20, "a", "S02")])
     ex, skipped = soundscape_examples(windows, cache, LABELS, config)
@@ -59,6 +60,38 @@ def test_window_examples_take_every_label_and_skip_bad_windows_with_a_reason():
     assert set(ex_site.fold_groups) == {"site:S01", "site:S02"}
     with pytest.raises(BirdclefError, match="no cached embedding"):
         soundscape_examples(windows_table([("missing.ogg", 5, "a", "S01")]), cache, LABELS, config)
+
+
+SITE_DAY_FILES = ["H02_20230420_074000.ogg", "H02_20230420_075000.ogg",  # one recorder, one morning: the pair
+                  "H02_20230421_074000.ogg", "H05_20230420_074000.ogg", "BC2026_Train_0001_S08_20250606_060000.ogg",
+                  "BC2026_Train_0002_S08_20250607_060000.ogg", "H07_20231129_215000.ogg", "noname.ogg"]
+
+
+def test_a_site_and_day_never_lands_on_both_sides_of_the_folds():
+    cache = FakeCache({f"/x/{f}": soundscape() for f in SITE_DAY_FILES})
+    windows = windows_table([(f, end, "a", "") for f in SITE_DAY_FILES for end in (5, 10)])
+    config = build_config(backbone="melstats")
+    assert config.soundscape_group_by == "site_day"
+    ex, _ = soundscape_examples(windows, cache, LABELS, config)
+    group = dict(zip(ex.groups, ex.fold_groups))
+    assert group["soundscape:H02_20230420_074000.ogg"] == group["soundscape:H02_20230420_075000.ogg"] == \
+        "site_day:H02:2023-04-20"
+    assert len(set(group.values())) == len(SITE_DAY_FILES) - 1  # other days and sites are groups of their own
+    assert group["soundscape:noname.ogg"] == "soundscape:noname.ogg"  # no site or date in the name: the file
+    pair = {"soundscape:H02_20230420_074000.ogg", "soundscape:H02_20230420_075000.ogg"}
+
+    def split_pair(ex_) -> bool:
+        for seed in range(8):
+            for fold in range(3):
+                tr, va = split_folds(ex_, n_folds=3, fold=fold, seed=seed)
+                if set(ex_.groups[tr]) & pair and set(ex_.groups[va]) & pair:
+                    return True
+        return False
+
+    assert not split_pair(ex)
+    by_file, _ = soundscape_examples(windows, cache, LABELS,
+                                     build_config(backbone="melstats", soundscape_group_by="file"))
+    assert split_pair(by_file)  # grouped by file, the same folds do put the pair on both sides
 
 
 def focal_examples(n_per_class: int = 6) -> Examples:

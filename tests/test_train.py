@@ -60,9 +60,44 @@ def test_multi_label_targets_carry_secondary_labels_and_folds_follow_authors():
     assert len(skipped) == 0 and len(ex) == 24
     np.testing.assert_allclose(ex.targets[0], [1.0, 0.3, 0.0])
     assert set(ex.fold_groups) == {f"author:author{k}" for k in range(3)}
-    ce, _ = build_examples(manifest(rows), cache, LABELS, cfg(loss="ce"))
+    ce, _ = build_examples(manifest(rows), cache, LABELS, cfg(loss="ce", group_by="recording"))
     np.testing.assert_allclose(ce.targets[0], [1.0, 0.0, 0.0])
     assert set(ce.fold_groups) == {f"r{i}.ogg" for i in range(6)}
+
+
+def test_folds_follow_the_manifests_recording_sessions_by_default(caplog):
+    cache = StubCache({f"p{i}": embedded(4, seed=i) for i in range(12)})
+    rows = [(f"r{i}.ogg", LABELS[i % 3], "", "someone", f"p{i}") for i in range(12)]
+    sessions = manifest(rows).assign(session=[f"session:r{i - i % 4}.ogg" for i in range(12)])  # 3 sessions of 4
+    assert cfg().group_by == "session"
+    ex, _ = build_examples(sessions, cache, LABELS, cfg())
+    assert set(ex.fold_groups) == {"session:r0.ogg", "session:r4.ogg", "session:r8.ogg"}
+    for fold in range(3):
+        tr, va = split_folds(ex, n_folds=3, fold=fold, seed=0)
+        assert len(va) and not set(ex.fold_groups[tr]) & set(ex.fold_groups[va])
+    # a manifest of an older preprocess run has no session column: one group per recording, one warning
+    with caplog.at_level("WARNING", logger="birdclef.examples"):
+        old, _ = build_examples(manifest(rows), cache, LABELS, cfg())
+    assert set(old.fold_groups) == {f"r{i}.ogg" for i in range(12)}
+    assert len([r for r in caplog.records if "no recording sessions" in r.getMessage()]) == 1
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="birdclef.examples"):
+        build_examples(sessions, cache, LABELS, cfg())
+        build_examples(manifest(rows), cache, LABELS, cfg(group_by="recording"))
+    assert not caplog.records  # sessions present, or not asked for: nothing to warn about
+
+
+def test_a_manifest_is_read_back_as_text(tmp_path):
+    from birdclef.examples import load_manifest
+
+    config = cfg(work_dir=str(tmp_path))
+    (tmp_path / "preprocess").mkdir()
+    pd.DataFrame({"filename": ["1.ogg"], "primary_label": ["1139490"], "secondary_labels": [""], "author": ["NA"],
+                  "session": ["session:1.ogg"], "path": ["/x/1.ogg"]}).to_csv(tmp_path / "preprocess" / "manifest.csv",
+                                                                              index=False)
+    row = load_manifest(config).iloc[0]
+    assert (row["primary_label"], row["author"], row["session"], row["secondary_labels"]) == (
+        "1139490", "NA", "session:1.ogg", "")
 
 
 def test_speech_frames_are_left_out_and_an_all_speech_recording_is_reported():

@@ -137,8 +137,10 @@ class Config:
     seed: int = _stage("training", 0)
     # labelled train-soundscape windows (2026 layout: train_soundscapes_labels.csv)
     soundscape_weight: float = _stage("training", 1.0)  # loss weight of a labelled window's crops; 0: validation only
-    # what validation folds of labelled windows keep together: "file" (a soundscape) or "site" (every
-    # soundscape of a recorder site, the harder test: the hidden test sites may differ)
+    # what validation folds of labelled windows keep together (birdclef.examples.soundscape_fold_group):
+    # "site_day" (every soundscape of a recorder site and day, from the file name: neighbouring files
+    # share calls), "file" (a soundscape) or "site" (every soundscape of a site, the harder test: the
+    # hidden test sites may differ)
     soundscape_group_by: Literal["site_day", "file", "site"] = _stage("training", "site_day")
     # the model family: "mlp" (a head on the cached backbone embeddings) or "sed" (a spectrogram CNN trained
     # end to end, birdclef.sed; needs the `sed` extra). The sed_* fields only apply to "sed"

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from birdclef.errors import SchemaError
+from birdclef.sessions import catalogue_id
 
 log = logging.getLogger(__name__)
 
@@ -505,6 +506,21 @@ def load_extra_recordings(folder: str | Path, taxonomy: pd.DataFrame) -> ExtraRe
                            counts(dropped_sec, "mentions"))
 
 
+SAME_AUDIO_FILE = "the same audio file is already used"
+
+
+def recording_keys(row: pd.Series) -> list[tuple[str, str]]:
+    """What names a recording besides its audio file, as (rule, key) pairs in the order
+    :func:`load_extra_data` tries them: its URL (scheme and ``www.`` dropped, lower case), its
+    catalogue number (:func:`birdclef.sessions.catalogue_id`, e.g. ``xc:12345``) and its file name
+    (the last part of ``filename``, lower case). Empty ones are left out."""
+    url = str(row.get("url", "") or "").strip().lower()
+    url = re.sub(r"^https?://", "", url).removeprefix("www.").rstrip("/")
+    name = Path(str(row.get("filename", "") or "")).name.lower()
+    pairs = (("the same URL", url), ("the same catalogue number", catalogue_id(row)), ("the same file name", name))
+    return [(rule, key) for rule, key in pairs if key and key not in ("nan", "none")]
+
+
 def load_extra_data(dirs: list[str | Path] | tuple[str | Path, ...], taxonomy: pd.DataFrame, *,
                     exclude: list[str | Path] | tuple = (), metadata: pd.DataFrame | None = None
                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -514,26 +530,18 @@ def load_extra_data(dirs: list[str | Path] | tuple[str | Path, ...], taxonomy: p
     ``filename`` becomes ``<folder name>/<filename>`` (a folder name met twice gets ``-2``, ``-3``, ...):
     unique across folders and beside the competition's own ``<label>/<file>``, so the training
     stage, which groups examples by filename, keeps one recording per group. A recording already
-    used — the competition's own (audio files in ``exclude``, rows of ``metadata``: filename, url) or
-    an earlier folder's — is skipped with its reason, one logged count per reason: the same audio
-    file, the same URL, the same catalogue number (:func:`birdclef.sessions.catalogue_id`), or the
-    same file name (another year's copy of one recording is a duplicate, and would sit on both sides
-    of a validation fold).
+    used — the competition's own (audio files in ``exclude``, rows of ``metadata``: filename and,
+    where present, url) or an earlier folder's — is skipped: another year's copy of a recording would
+    sit on both sides of a validation fold. The first rule that matches is its reason: the same
+    audio file, then :func:`recording_keys` (the same URL, catalogue number or file name); one
+    warning per reason gives the count.
     """
-    from birdclef.sessions import catalogue_id
-
-    def keys(row: pd.Series) -> list[tuple[str, str]]:
-        url = str(row.get("url", "") or "").strip().lower().removeprefix("https://").removeprefix("http://").rstrip("/")
-        cat = catalogue_id(row)
-        return [(reason, k) for reason, k in (("the same URL", url), ("the same catalogue number", cat),
-                                              ("the same file name", Path(str(row["filename"])).name.lower()))
-                if k and k not in ("nan", "none")]
-
     parts, skipped, tags = [], [], set()
     seen = {str(Path(p).expanduser().resolve()) for p in exclude}
     known: set[tuple[str, str]] = set()
-    for _, row in (metadata if metadata is not None else pd.DataFrame(columns=["filename"])).iterrows():
-        known.update(keys(row))
+    if metadata is not None:
+        for _, row in metadata.iterrows():
+            known.update(recording_keys(row))
     counts: dict[str, int] = {}
     for folder in dirs:
         extra = load_extra_recordings(folder, taxonomy)
@@ -545,21 +553,22 @@ def load_extra_data(dirs: list[str | Path] | tuple[str | Path, ...], taxonomy: p
         rec = extra.recordings.reset_index(drop=True)
         reasons = []
         for _, row in rec.iterrows():
-            reason = "the same audio file is already used" if row["path"] in seen else next(
-                (f"{why} as a recording already used" for why, k in keys(row) if (why, k) in known), "")
+            keys = recording_keys(row)
+            reason = SAME_AUDIO_FILE if row["path"] in seen else next(
+                (f"{rule} as a recording already used" for rule, key in keys if (rule, key) in known), "")
             reasons.append(reason)
-            if not reason:
-                seen.add(row["path"])
-                known.update(keys(row))
-            else:
+            if reason:
                 counts[reason] = counts.get(reason, 0) + 1
+            else:
+                seen.add(row["path"])
+                known.update(keys)
         twice = np.array([bool(r) for r in reasons], bool)
         rec = rec.assign(filename=[f"{tag}/{f}" for f in rec["filename"]])
         skipped += [extra.skipped.assign(filename=[f"{tag}/{f}" for f in extra.skipped["filename"]]),
                     pd.DataFrame({"filename": rec["filename"][twice], "reason": np.asarray(reasons, object)[twice]})]
         parts.append(rec[~twice])
     for reason, k in counts.items():
-        log.info("extra data: %d recording(s) skipped: %s", k, reason)
+        log.warning("extra data: %d recording(s) skipped as duplicates: %s", k, reason)
     columns = [*TRAIN_REQUIRED, "secondary_list", "source_label", "path", "source"]
     recordings = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     skipped = [t for t in skipped if len(t)]

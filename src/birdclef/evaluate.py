@@ -109,6 +109,8 @@ def macro_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
 def masked_auc_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Per-column ROC-AUC where ``y`` (n, C) holds 0/1 or NaN (a cell not scored); NaN where a column
     keeps no positive or no negative."""
+    if not np.isnan(y).any():  # nothing masked: every column at once
+        return auc_columns(y, s)
     out = np.full(y.shape[1], np.nan)
     for j in range(y.shape[1]):
         keep = ~np.isnan(y[:, j])

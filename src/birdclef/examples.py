@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from birdclef.config import Config
+from birdclef.config import GROUPS, SOUNDSCAPE_GROUPS, Config
+from birdclef.data import parse_soundscape_name
 from birdclef.embeddings import Embedded, EmbeddingCache, frames_in
 from birdclef.errors import BirdclefError
 from birdclef.zeroshot import ZeroShot
@@ -32,7 +33,9 @@ class Examples:
     targets: np.ndarray  # (n, n_classes) float32: primary 1, secondary secondary_weight (multi-label), or soft
     primary: np.ndarray  # (n,) int class index (the argmax of a pseudo-labelled target)
     groups: np.ndarray  # (n,) recording filename (or "pseudo:<soundscape stem>")
-    fold_groups: np.ndarray  # (n,) what validation folds keep together: recording, author, soundscape file or site
+    # (n,) what validation folds keep together: a focal recording's session, itself or its author; a
+    # labelled window's site and day, soundscape file or site (focal_fold_group, soundscape_fold_group)
+    fold_groups: np.ndarray
     weights: np.ndarray  # (n,) float32 loss weight: 1 for labelled examples, pseudo_weight for pseudo ones
     zero_shot: np.ndarray | None = None  # (n, n_classes) float32: the backbone's logits (max over the crop's frames)
     kind: np.ndarray | None = None  # (n,) FOCAL / SOUNDSCAPE / PSEUDO; None: all FOCAL
@@ -103,43 +106,32 @@ def crop_examples(e: Embedded, idx: np.ndarray, target: np.ndarray, primary: int
 
 
 def focal_fold_group(rec, group_by: str) -> str:
-    """What a focal recording's validation fold keeps it with: its session (``session:<name>``), its
-    author, or itself (the filename: also the fallback where the manifest has no session or author)."""
-    if group_by == "session":
-        session = str(getattr(rec, "session", "") or "").strip()
-        if session:
-            return session if session.startswith("session:") else f"session:{session}"
-        _warn_once("the manifest has no recording sessions (an older preprocess run): validation folds keep "
-                   "recordings apart, not sessions; rerun 02_preprocess")
-    if group_by == "author":
-        author = str(getattr(rec, "author", "") or "").strip()
-        if author:
-            return f"author:{author}"
-    return str(rec.filename)
+    """What a focal recording's validation fold keeps it with (``rec``: a manifest row): its session
+    (``session:<name>``, the manifest's ``session`` column), its author (``author:<name>``), or itself
+    (its filename: also where the row has no session or author, as in a manifest of an older run)."""
+    if group_by not in GROUPS:
+        raise ValueError(f"unknown group_by {group_by!r}; known: {', '.join(map(repr, GROUPS))}")
+    key = group_by if group_by in ("session", "author") else None  # the manifest column it reads
+    value = str(getattr(rec, key, "") or "").strip() if key else ""
+    if not value:
+        return str(rec.filename)
+    return value if value.startswith(f"{key}:") else f"{key}:{value}"
 
 
 def soundscape_fold_group(filename: str, site: object, how: str) -> str:
     """What a labelled soundscape window's validation fold keeps it with: ``site_day`` its site and
-    recording day (neighbouring files of one recorder and day are never on both sides), ``site`` its
-    site, ``file`` its soundscape; a name whose site or date cannot be read falls back to the file."""
-    from birdclef.data import parse_soundscape_name
-
-    site = "" if site is None or str(site) == "nan" else str(site)
+    recording day (``site_day:H02:2023-04-20``: neighbouring files of one recorder and day are never
+    on both sides), ``site`` its site (the ``site`` column, else the one in the name), ``file`` its
+    soundscape (``soundscape:<filename>``, also where the name gives no site or date)."""
+    if how not in SOUNDSCAPE_GROUPS:
+        raise ValueError(f"unknown soundscape_group_by {how!r}; known: {', '.join(map(repr, SOUNDSCAPE_GROUPS))}")
     parsed = parse_soundscape_name(filename)
+    site = "" if site is None or str(site).strip() in ("", "nan", "None") else str(site).strip()
     if how == "site_day" and parsed is not None:
         return f"site_day:{parsed.site}:{parsed.date.isoformat()}"
     if how == "site" and (site or parsed is not None):
         return f"site:{site or parsed.site}"
     return f"soundscape:{filename}"
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning(message)
 
 
 def build_examples(
@@ -153,6 +145,9 @@ def build_examples(
     """
     index = {label: i for i, label in enumerate(labels)}
     columns = None if zero_shot is None else zero_shot.score_columns
+    if config.group_by == "session" and "session" not in manifest.columns:
+        log.warning("the manifest has no recording sessions (written by an older preprocess stage): validation "
+                    "folds keep recordings apart, not sessions; rerun the preprocess stage (02_preprocess)")
     parts, skipped = [], []
     for rec in manifest.itertuples(index=False):
         e = cache.load(rec.path, need_speech=True, score_columns=columns)
@@ -222,5 +217,5 @@ def load_manifest(config: Config) -> pd.DataFrame:
     path = Path(config.work_dir) / "preprocess" / "manifest.csv"
     if not path.exists():
         raise BirdclefError(f"{path} not found: run the preprocess stage (02_preprocess) first")
-    return pd.read_csv(path, dtype={"primary_label": str, "secondary_labels": str, "author": str, "session": str},
-                       keep_default_na=False)
+    text = ("filename", "primary_label", "secondary_labels", "author", "session", "path", "source")
+    return pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False)

@@ -44,13 +44,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
 from birdclef import audio, mixing
 from birdclef.data import competition_paths, load_taxonomy, load_train_metadata
 from birdclef.errors import AudioError, BirdclefError
 from birdclef.evaluate import IGNORE_FILE
-from birdclef.io import atomic_path, write_csv, write_json
+from birdclef.io import write_csv, write_json, write_ogg
 from birdclef.sessions import recording_sessions
 from birdclef.submission import row_ids
 
@@ -185,11 +184,6 @@ def window_truth(events: list[tuple[str, float, float]], labels: list[str], n_wi
     return y
 
 
-def _write_ogg(path: Path, x: np.ndarray) -> None:
-    with atomic_path(path, ".ogg") as tmp:
-        sf.write(str(tmp), np.clip(x, -1, 1), SAMPLE_RATE_HZ, format="OGG", subtype="VORBIS")
-
-
 def session_holdout(meta: pd.DataFrame, split: int, *, min_recordings: int = 2, lockbox_share: float = 0.4
                     ) -> list[str]:
     """Filenames held out by ``split`` (:data:`LOCKBOX` for the lockbox): whole sessions, greedily one
@@ -306,7 +300,7 @@ def _sparse(source, out: Path, held: pd.DataFrame, secondary: dict, labels: list
     rows, solution, ignore = [], [], []
     for name, mix in mixing.sparse_soundscapes(sources, labels, rng, n=s.n_soundscapes, prefix=prefix,
                                                **s.mixing_kwargs(), where=str(source.root)):
-        _write_ogg(out / "test_soundscapes" / f"{name}.ogg", mix.audio)
+        write_ogg(out / "test_soundscapes" / f"{name}.ogg", np.clip(mix.audio, -1, 1), SAMPLE_RATE_HZ)
         rows += [{"soundscape": name, **p} for p in mix.parts]
         solution.append(_solution_frame(name, mix.truth, labels))
         ignore.append(_solution_frame(name, mix.ignore, labels))
@@ -347,6 +341,6 @@ def _dense(source, out: Path, held: pd.DataFrame, train_rows: pd.DataFrame, labe
             events.append((label, a, b))
             rows.append({"soundscape": name, "kind": kind, "filename": filename, "primary_label": label,
                          "start_s": round(a, 3), "end_s": round(b, 3), "gain_db": round(gain_db, 2)})
-        _write_ogg(out / "test_soundscapes" / f"{name}.ogg", x)
+        write_ogg(out / "test_soundscapes" / f"{name}.ogg", np.clip(x, -1, 1), SAMPLE_RATE_HZ)
         solution.append(_solution_frame(name, window_truth(events, labels, n_win, min_overlap_s=s.min_overlap_s), labels))
     return pd.DataFrame(rows), pd.concat(solution, ignore_index=True), None

@@ -72,3 +72,12 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, tuple)):
         return list(obj)
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def write_ogg(path: str | Path, x: np.ndarray, sample_rate_hz: int) -> Path:
+    """Mono audio ``x`` (n,) as Ogg Vorbis at ``path``, atomically."""
+    import soundfile as sf
+
+    with atomic_path(path, ".ogg") as tmp:
+        sf.write(str(tmp), x, sample_rate_hz, format="OGG", subtype="VORBIS")
+    return Path(path)

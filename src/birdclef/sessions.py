@@ -24,25 +24,30 @@ import pandas as pd
 _CATALOGUE = re.compile(r"(?:xeno-canto\.org/|\bXC|inaturalist\.org/observations/|iNat|CSA)(\d+)", re.IGNORECASE)
 
 
-def catalogue_number(row: pd.Series) -> int | None:
-    """The recording's number in its collection (Xeno-canto, iNaturalist, CSA) from its URL or file name."""
+def _catalogue_match(row: pd.Series) -> re.Match | None:
+    """The first catalogue reference in the recording's URL, else its file name."""
     for key in ("url", "filename"):
         m = _CATALOGUE.search(str(row.get(key, "") or ""))
         if m:
-            return int(m.group(1))
+            return m
     return None
+
+
+def catalogue_number(row: pd.Series) -> int | None:
+    """The recording's number in its collection (Xeno-canto, iNaturalist, CSA) from its URL or file name."""
+    m = _catalogue_match(row)
+    return None if m is None else int(m.group(1))
 
 
 def catalogue_id(row: pd.Series) -> str | None:
     """``<collection>:<number>`` (``xc``, ``inat`` or ``csa``) from the recording's URL or file name, or
     None: the same recording under two names (another year's folder, a renamed file) has one id."""
-    for key in ("url", "filename"):
-        m = _CATALOGUE.search(str(row.get(key, "") or ""))
-        if m:
-            prefix = m.group(0)[: -len(m.group(1))].lower()
-            kind = "xc" if "xeno" in prefix or prefix.endswith("xc") else "inat" if "inat" in prefix else "csa"
-            return f"{kind}:{int(m.group(1))}"
-    return None
+    m = _catalogue_match(row)
+    if m is None:
+        return None
+    prefix = m.group(0)[: -len(m.group(1))].lower()
+    kind = "xc" if "xeno" in prefix or prefix.endswith("xc") else "inat" if "inat" in prefix else "csa"
+    return f"{kind}:{int(m.group(1))}"
 
 
 class _Union:

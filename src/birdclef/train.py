@@ -465,10 +465,10 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     blend_table, mix_prob = None, None
     if val_mix is not None:
         mix_prob = val_mix.head_probabilities(model, meta, config)
+    train_rec = recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n)
     if zero_shot is not None and val_mix is not None and config.val_select == "soundscapes":
         window_files = np.repeat(np.asarray(val_mix.names, dtype=object), val_mix.counts)
-        weights, blend_table = blend_weights(mix_prob, val_mix.zero_shot, val_mix.truth, window_files,
-                                             recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n),
+        weights, blend_table = blend_weights(mix_prob, val_mix.zero_shot, val_mix.truth, window_files, train_rec,
                                              zero_shot, labels, seed=config.seed)
     elif zero_shot is not None and ex.zero_shot is not None and len(val.examples):
         # a window's backbone logit: the highest of its crops' (as zeroshot.window_logits takes its frames')
@@ -478,7 +478,7 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
         weights, blend_table = blend_weights(
             np.concatenate([prob_focal, prob_windows]), np.concatenate([ex.zero_shot[val.focal], window_zs]),
             np.concatenate([val.y_focal, val.y_windows]), np.concatenate([ex.groups[val.focal], window_groups]),
-            recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n), zero_shot, labels, seed=config.seed)
+            train_rec, zero_shot, labels, seed=config.seed)
     if blend_table is not None:
         meta = replace(meta, zero_shot_weights=tuple(float(w) for w in weights))
         mapped = blend_table[blend_table["mapped"]]

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
 from birdclef import mixing
 from birdclef.config import Config
@@ -29,7 +28,7 @@ from birdclef.embeddings import Embedded, extract, n_windows
 from birdclef.errors import BirdclefError
 from birdclef.evaluate import masked_auc_columns
 from birdclef.infer import finish_windows, predict_windows
-from birdclef.io import atomic_path, write_json, write_npz
+from birdclef.io import write_json, write_npz, write_ogg
 from birdclef.model import HeadMeta, MLPHead
 from birdclef.zeroshot import ZeroShot
 
@@ -96,9 +95,7 @@ def build(recordings: pd.DataFrame, labels: list[str], config: Config, zero_shot
         try:
             for name, mix in mixing.sparse_soundscapes(sources, labels, rng, n=config.val_soundscapes, prefix="val_",
                                                        where="validation fold"):
-                with atomic_path(folder / f"{name}.ogg", ".ogg") as tmp:
-                    sf.write(str(tmp), np.clip(mix.audio, -1, 1), mixing.SAMPLE_RATE_HZ, format="OGG",
-                             subtype="VORBIS")
+                write_ogg(folder / f"{name}.ogg", np.clip(mix.audio, -1, 1), mixing.SAMPLE_RATE_HZ)
                 names.append(name)
                 truth.append(mix.truth)
                 ignore.append(mix.ignore)

@@ -27,7 +27,7 @@ from birdclef.backbones import backbone_spec, labels_reader
 from birdclef.config import Config
 from birdclef.embeddings import Embedded, frames_in, n_windows
 from birdclef.errors import BirdclefError
-from birdclef.evaluate import auc_columns, masked_auc_columns
+from birdclef.evaluate import masked_auc_columns
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,6 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _auc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Per-column ROC-AUC; ``y`` may hold NaN (cells not scored)."""
-    return masked_auc_columns(y, s) if np.isnan(y).any() else auc_columns(y > 0.5, s)
-
-
 def choose_weights(prob: np.ndarray, logits: np.ndarray, y: np.ndarray, mapped: np.ndarray,
                    val_recordings: np.ndarray, *, grid=WEIGHT_GRID, shrink: float = SHRINK_RECORDINGS,
                    learned: np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
@@ -165,7 +160,7 @@ def choose_weights(prob: np.ndarray, logits: np.ndarray, y: np.ndarray, mapped: 
         return weights, pd.DataFrame(columns=["weight", "class_index", "auc"])
     head = _logit(prob[:, mapped])
     zs = np.asarray(logits, np.float64)[:, mapped]
-    curves = np.stack([_auc(y[:, mapped], (1 - w) * head + w * zs) for w in grid])  # (grid, mapped)
+    curves = np.stack([masked_auc_columns(y[:, mapped], (1 - w) * head + w * zs) for w in grid])  # (grid, mapped)
     counts = np.asarray(val_recordings, np.float64)[mapped]
     scored = ~np.isnan(curves).any(axis=0)
     if not scored.any():  # no validation positive among mapped classes: trust the backbone

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
 from birdclef.demo.common import SAMPLE_RATE_HZ, WINDOW_S, Conditions, _rng, resolve_conditions
 from birdclef.demo.plan import _plan_recordings, _plan_soundscapes, _Recording, _Soundscape
 from birdclef.demo.render import _render_recording, _render_soundscape, _window_labels
 from birdclef.demo.species import _make_taxonomy, _Species
-from birdclef.io import atomic_path
+from birdclef.io import atomic_path, write_ogg
 from birdclef.tts import synthesize_batch
 
 TAXONOMY_COLUMNS = ["primary_label", "inat_taxon_id", "scientific_name", "common_name", "class_name"]
@@ -55,11 +54,6 @@ class DemoSummary:
     total_audio_s: float
     layout: str = "2025"
     soundscape_only_classes: tuple[str, ...] = ()  # labels with no train audio (2026 layout)
-
-
-def _write_audio(path: Path, wave: np.ndarray) -> None:
-    with atomic_path(path, ".ogg") as tmp:
-        sf.write(tmp, wave, SAMPLE_RATE_HZ, format="OGG", subtype="VORBIS")
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -180,7 +174,7 @@ def make_demo_dataset(
 
     def make_recording(rec: _Recording) -> tuple[dict, dict | None, float]:
         wave, span = _render_recording(rec, waves.get(rec.speech_text), seed, cond)
-        _write_audio(rec_path[rec.index], wave)
+        write_ogg(rec_path[rec.index], wave, SAMPLE_RATE_HZ)
         row = {"primary_label": rec.species.label, "filename": rec.filename,
                "scientific_name": rec.species.scientific_name, "common_name": rec.species.common_name,
                "class_name": rec.species.class_name, "inat_taxon_id": rec.species.inat_taxon_id, **rec.row}
@@ -192,7 +186,7 @@ def make_demo_dataset(
 
     def make_soundscape(sc: _Soundscape) -> tuple[pd.DataFrame, dict | None, float]:
         wave, events, span = _render_soundscape(sc, taxonomy, waves.get(sc.speech_text), soundscape_s, seed, cond)
-        _write_audio(sc_path[sc.index], wave)
+        write_ogg(sc_path[sc.index], wave, SAMPLE_RATE_HZ)
         row_ids, matrix = _window_labels(sc.stem, events, n_classes, soundscape_s)
         frame = pd.DataFrame(matrix, columns=labels)
         frame.insert(0, "row_id", row_ids)
