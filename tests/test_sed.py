@@ -407,3 +407,38 @@ def test_openvino_matches_onnx(tmp_path):
     ref = torch_outputs(model, clips)[0]
     got = ExportedSed(xml, cfg, engine="openvino").outputs(clips)[0]
     assert np.abs(ref - got).max() <= 1e-4
+
+
+def _sessions_table(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """8 labels × 6 recordings, each label's recordings in 3 sessions of 2 (one recordist, one place)."""
+    rows, groups = [], []
+    for c in range(8):
+        for r in range(6):
+            rows.append({"filename": f"c{c}/XC{1000 * c + r}.ogg", "path": "", "primary_label": f"c{c}",
+                         "secondary_labels": "", "author": f"a{c}"})
+            groups.append(f"session:c{c}-{r // 2}")
+    return pd.DataFrame(rows), np.array(groups)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_sed_validation_split_holds_out_whole_sessions_and_keeps_every_label_in_training(seed):
+    recordings, groups = _sessions_table()
+    train, val = sed.split_recordings(recordings, val_fraction=0.34, seed=seed, groups=groups)
+    group_of = dict(zip(recordings["filename"], groups))
+    assert len(val) and len(train) + len(val) == len(recordings)
+    assert not {group_of[f] for f in train["filename"]} & {group_of[f] for f in val["filename"]}
+    assert set(train["primary_label"]) == set(recordings["primary_label"])
+    # without groups, one session's two recordings land on both sides for some label
+    train_f, val_f = sed.split_recordings(recordings, val_fraction=0.34, seed=seed)
+    assert {group_of[f] for f in train_f["filename"]} & {group_of[f] for f in val_f["filename"]}
+
+
+def test_a_label_whose_only_session_is_held_out_gets_it_back():
+    recordings = pd.DataFrame({"filename": [f"r{i}" for i in range(10)], "path": "", "secondary_labels": "",
+                               "author": "", "primary_label": ["a"] * 8 + ["b"] * 2})
+    groups = np.array([f"s{i}" for i in range(8)] + ["only-b", "only-b"])
+    for seed in range(5):
+        train, _ = sed.split_recordings(recordings, val_fraction=0.5, seed=seed, groups=groups)
+        assert (train["primary_label"] == "b").sum() == 2
+    with pytest.raises(ValueError, match="groups for"):
+        sed.split_recordings(recordings, val_fraction=0.5, seed=0, groups=groups[:3])

@@ -123,8 +123,8 @@ class Config:
     # probability of its label; "relative": the segments below segment_cleaning × the recording's highest
     cleaning_mode: Literal["share", "relative"] = _stage("training", "share")
     balanced_sampling: bool = _stage("training", False)  # draw each epoch's examples with equal probability per primary class
-    # what validation folds keep together: "session" (recordist + place [+ date], adjacent catalogue numbers:
-    # birdclef.sessions), "recording", or "author"
+    # what validation folds (and the SED family's validation split) keep together: "session" (recordist +
+    # place [+ date], adjacent catalogue numbers: birdclef.sessions), "recording", or "author"
     group_by: Literal["session", "recording", "author"] = _stage("training", "session")
     val_fraction: float = _stage("training", 0.2)  # one fold of round(1 / val_fraction) is validation
     # validation soundscapes (birdclef.valsoundscapes): this many minutes mixed from the validation fold's

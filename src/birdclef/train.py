@@ -53,9 +53,11 @@ class TrainResult:
 def split_folds(ex: Examples, *, n_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train/validation example indices of fold ``fold``: no group on both sides.
 
-    Focal recordings: stratified by primary label, grouped by recording or author. Labelled
-    soundscape windows: their fold groups (soundscape file or site) dealt to the folds in a seeded
-    random order, so the validation fold holds whole soundscapes (or sites) next to whole recordings.
+    Focal recordings: stratified by primary label, grouped by their fold group (a recording
+    session, the recording itself or its author: ``group_by``). Labelled soundscape windows: their
+    fold groups (site and day, soundscape file or site: ``soundscape_group_by``) dealt to the folds in
+    a seeded random order, so the validation fold holds whole site-days (files, sites) next to whole
+    sessions.
     """
     kinds = ex.kinds
     focal = np.flatnonzero(kinds != SOUNDSCAPE)

@@ -22,12 +22,14 @@ file that fails later gives silence with loss weight 0 (logged).
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.model_selection import StratifiedGroupKFold
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -290,15 +292,25 @@ def soundscape_windows(windows: pd.DataFrame, audio_dir: str | Path) -> pd.DataF
     return out
 
 
-def split_recordings(recordings: pd.DataFrame, *, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_recordings(recordings: pd.DataFrame, *, val_fraction: float, seed: int,
+                     groups: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, validation) recordings: about ``val_fraction`` of each primary label's recordings held
-    out (seeded; a label with one recording stays in training)."""
-    rng = np.random.default_rng(seed)
-    val = []
-    for _, group in recordings.groupby("primary_label", sort=True):
-        n = int(np.floor(len(group) * val_fraction + rng.random()))  # unbiased rounding
-        n = min(n, len(group) - 1)
-        if n > 0:
-            val.extend(rng.choice(group.index.to_numpy(), size=n, replace=False).tolist())
-    is_val = recordings.index.isin(val)
+    out, whole ``groups`` (n,) at a time (a recording session: no session on both sides; default each
+    recording its own group), stratified by primary label and seeded. A label left with no training
+    recording gets its held-out groups back."""
+    groups = recordings["filename"].astype(str).to_numpy() if groups is None else np.asarray(groups, str)
+    if len(groups) != len(recordings):
+        raise ValueError(f"{len(groups)} groups for {len(recordings)} recordings")
+    n_splits = max(2, int(round(1 / val_fraction)))
+    is_val = np.zeros(len(recordings), bool)
+    if len(np.unique(groups)) >= n_splits:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # labels with fewer groups than splits
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            _, va = next(splitter.split(np.zeros(len(recordings)), recordings["primary_label"].astype(str), groups))
+        is_val[va] = True
+    label = recordings["primary_label"].astype(str).to_numpy()
+    for name in np.unique(label[is_val]):
+        if not (~is_val & (label == name)).any():  # every recording of the label held out: keep it in training
+            is_val &= ~np.isin(groups, groups[is_val & (label == name)])
     return recordings[~is_val].reset_index(drop=True), recordings[is_val].reset_index(drop=True)

@@ -3,7 +3,7 @@
 
 Training reads what the preprocess stage wrote (the manifest of usable recordings, extra folders
 included, and the labelled soundscape windows), holds out ``val_fraction`` of each class's
-recordings to choose the epoch, and writes ``<work_dir>/model``: ``config.json`` (the pipeline's
+recordings to choose the epoch (whole recording sessions, as ``group_by`` says), and writes ``<work_dir>/model``: ``config.json`` (the pipeline's
 Config, as after an MLP run, so 04_submit inherits it), ``metrics.json``, ``history.csv``,
 ``per_class_auc.csv``, ``val_predictions.npz``, and the SED run folder ``sed/``
 (:mod:`birdclef.sed.run`: weights, its SedConfig, labels, and the ONNX export a submission runs).
@@ -71,7 +71,7 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
     from birdclef.sed.run import SED_DIR, save_run
     from birdclef.sed.train import predict_clips, train_sed
     from birdclef.soundscapes import load_windows, soundscape_files, soundscape_truth
-    from birdclef.examples import load_manifest
+    from birdclef.examples import focal_fold_group, load_manifest
     from birdclef.zeroshot import load_zero_shot
 
     paths = competition_paths(config.data_dir)
@@ -79,6 +79,10 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
     labels = taxonomy["primary_label"].tolist()
     manifest = load_manifest(config)
     recordings = manifest[["filename", "path", "primary_label", "secondary_labels", "author"]].copy()
+    if config.group_by == "session" and "session" not in manifest.columns:
+        log.warning("the manifest has no recording sessions (written by an older preprocess stage): the SED "
+                    "validation split keeps recordings apart, not sessions; rerun the preprocess stage")
+    sessions = [focal_fold_group(rec, config.group_by) for rec in manifest.itertuples(index=False)]
     windows = load_windows(config)
     windows = windows.assign(labels=[str(x).split(";") for x in windows["labels"]]) if len(windows) else None
     zero_shot = load_zero_shot(config, taxonomy) if config.sed_distill_weight > 0 else None
@@ -90,7 +94,8 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
         teacher = Teacher.from_cache(recordings["path"], EmbeddingCache(config.work_dir, config),
                                      frame_s=backbone_spec(config.backbone).window_s, n_classes=len(labels),
                                      zero_shot=zero_shot)
-    train_rec, val_rec = split_recordings(recordings, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    train_rec, val_rec = split_recordings(recordings, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                                        groups=np.asarray(sessions, str))
     train = SedClips(train_rec, labels, cfg, windows=windows, teacher=teacher)
     val = SedClips(val_rec, labels, cfg, train=False) if len(val_rec) else None
     result = train_sed(train, cfg, val=val, progress=progress, desc="SED epochs")
