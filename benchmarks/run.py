@@ -138,6 +138,7 @@ def main() -> None:
     from birdclef.config import build_config
     from birdclef.demo import make_demo_dataset
     from birdclef.preprocess import run_preprocess
+    from birdclef.workdir import RunLayout
     from birdclef.train import run_training
 
     tmp = Path(tempfile.mkdtemp(prefix="birdclef-bench-"))
@@ -160,8 +161,9 @@ def main() -> None:
         except Exception as err:
             print(f"skipping end-to-end for {name}: {err}")
             continue
-        cold, peak_cold = end_to_end(data, tmp / f"{name}-e2e", tmp / name / "model")
-        warm, peak_warm = end_to_end(data, tmp / f"{name}-e2e", tmp / name / "model")
+        trained = RunLayout(tmp / name).model_dir
+        cold, peak_cold = end_to_end(data, tmp / f"{name}-e2e", trained)
+        warm, peak_warm = end_to_end(data, tmp / f"{name}-e2e", trained)
         e2e.append((name, ratio(cold, audio_s), ratio(warm, audio_s), cold / warm, max(peak_cold, peak_warm),
                     700 * SOUNDSCAPE_S / ratio(cold, audio_s) / 60))
     cores = os.cpu_count()

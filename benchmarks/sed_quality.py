@@ -68,6 +68,7 @@ def main() -> None:
     from birdclef.preprocess import run_preprocess
     from birdclef.submission import run_submission
     from birdclef.train import run_training
+    from birdclef.workdir import RunLayout
     from birdclef.zeroshot import load_zero_shot
 
     out = Path(args.out)
@@ -92,15 +93,12 @@ def main() -> None:
     train_truth = (pd.read_csv(data / "train_soundscapes_solution.csv", dtype={"row_id": str})
                    if (data / "train_soundscapes_solution.csv").exists() else None)
     variants = args.variants.split(",")
-    shared = out / "embeddings"
-    shared.mkdir(exist_ok=True)
+    shared = RunLayout(out)  # one embedding cache for every seed
     rows = []
     for seed in args.seeds:
         t0 = time.perf_counter()
         work = out / f"mlp-s{seed}"
-        work.mkdir(exist_ok=True)
-        if not (work / "embeddings").exists():
-            (work / "embeddings").symlink_to(shared.resolve(), target_is_directory=True)
+        RunLayout(work).link_caches(shared, preprocess=False)
         config = build_config(data_dir=str(data), work_dir=str(work), seed=seed, n_workers=0)
         run_preprocess(config=config)
         zero_shot = load_zero_shot(config, taxonomy)

@@ -83,3 +83,46 @@ def test_stages_do_not_reach_back():
     assert "birdclef.train" not in graph["birdclef.pseudo"]
     for stage in ("birdclef.train", "birdclef.infer", "birdclef.submission", "birdclef.preprocess"):
         assert not {"birdclef.plots", "birdclef.report", "birdclef.pipeline", "birdclef.cli"} & graph[stage], stage
+
+
+# ("notebooks" is left out: the repository's own notebooks/ folder is spelled where it is looked up)
+LAYOUT_NAMES = {"model", "preprocess", "embeddings", "head.pt", "manifest.csv", "submission.csv",
+                "runs.csv", "soundscape_windows.csv", "val_soundscapes", "sed"}
+
+
+def spelled_run_paths(source: str) -> list[tuple[int, str]]:
+    """(line, name) of every ``<path> / "<name>"`` whose name is a ``work_dir`` layout name."""
+    return [(node.lineno, node.right.value) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+            and isinstance(node.right, ast.Constant) and node.right.value in LAYOUT_NAMES]
+
+
+def test_the_spelled_path_finder_sees_a_join():
+    assert spelled_run_paths('p = Path(w) / "model" / "x"\nq = a / "b"\n') == [(1, "model")]
+
+
+def test_no_module_but_workdir_spells_a_path_under_work_dir():
+    """Every stage, the Kaggle bundle and the benchmarks take their paths from birdclef.workdir."""
+    roots = [PACKAGE, PACKAGE.parents[1] / "benchmarks"]
+    found = {str(path.relative_to(PACKAGE.parents[1])): hits
+             for root in roots for path in root.rglob("*.py") if path.name != "workdir.py"
+             for hits in [spelled_run_paths(path.read_text())] if hits}
+    assert found == {}
+
+
+def test_a_run_layout_names_each_stage_folder_and_links_shared_caches(tmp_path):
+    from birdclef.config import build_config
+    from birdclef.workdir import RunLayout
+
+    layout = RunLayout.of(build_config(work_dir=str(tmp_path / "run")))
+    assert layout.root == tmp_path / "run"
+    assert layout.manifest.parent == layout.preprocess and layout.model.head.parent == layout.model_dir
+    assert layout.embedding_cache("k").parent == layout.embeddings
+    shared = RunLayout(tmp_path / "shared")
+    other = RunLayout(tmp_path / "other")
+    other.link_caches(shared)
+    (shared.embeddings / "a.npz").write_bytes(b"x")
+    assert (other.embeddings / "a.npz").read_bytes() == b"x" and other.preprocess.resolve() == shared.preprocess.resolve()
+    third = RunLayout(tmp_path / "third")
+    third.link_caches(shared, preprocess=False)
+    assert third.embeddings.is_symlink() and not third.preprocess.exists()

@@ -203,3 +203,28 @@ def test_a_2026_folder_runs_every_notebook_to_a_submission_with_its_soundscape_v
     assert "no labelled train soundscapes" not in train_text and "val_soundscape_auc" in train_text
     for name in ("02_preprocess", "04_submit", "05_report"):
         shown(name)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_each_notebook_sets_up_with_one_shared_import(name):
+    _, code = _parameters_cell(name)
+    setup = code[1].source
+    assert setup.splitlines()[0].startswith("from birdclef.notebook import ")
+    for repeated in ("pd.set_option", "%matplotlib", "TF_CPP_MIN_LOG_LEVEL", "import pandas", "import matplotlib"):
+        assert repeated not in setup, f"{name} repeats {repeated!r}: birdclef.notebook does it"
+
+
+def test_the_shared_setup_quiets_tensorflow_and_shows_tables_wide(monkeypatch):
+    import importlib
+    import os
+
+    import pandas as pd
+
+    import birdclef.notebook as nb
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    pd.reset_option("display.max_columns")
+    importlib.reload(nb)
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    assert pd.get_option("display.max_columns") == 30 and pd.get_option("display.max_colwidth") is None
+    assert {"np", "pd", "plt", "display", "Path"} <= set(nb.__all__)

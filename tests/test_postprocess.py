@@ -52,3 +52,88 @@ def test_average_is_the_mean_and_refuses_mismatched_members():
         average([a, np.ones((3, 3))])
     with pytest.raises(ValueError):
         average([])
+
+
+# the post-processing chain (birdclef.postprocess.STEPS, Config.postprocess)
+
+def _evidence(n: int = 6, c: int = 3, seed: int = 0):
+    from birdclef.postprocess import Evidence
+
+    rng = np.random.default_rng(seed)
+    prob = rng.uniform(0.01, 0.99, (n, c)).astype(np.float32)
+    ev = Evidence(zero_shot_logits=rng.normal(0, 2, (n, c)).astype(np.float32),
+                  zero_shot_weights=np.array([0.5, 0.0, 0.3]), prior_shift=np.array([1.0, -1.0, 0.0], np.float32))
+    return prob, ev
+
+
+def test_the_default_chain_is_blend_then_site_prior_then_smoothing():
+    from birdclef.config import build_config
+    from birdclef.postprocess import run_chain
+    from birdclef.priors import apply_shift
+
+    config = build_config(site_prior_weight=0.7, smoothing_kernel=(0.25, 0.5, 0.25))
+    assert config.postprocess == ("blend", "site_prior", "smoothing")
+    prob, ev = _evidence()
+    by_hand = smooth_windows(apply_shift(blend_logits(prob, ev.zero_shot_logits, ev.zero_shot_weights),
+                                         ev.prior_shift, 0.7), (0.25, 0.5, 0.25))
+    np.testing.assert_allclose(run_chain(prob, config, ev), by_hand, rtol=1e-6)
+
+
+def test_a_step_left_out_is_off_and_the_order_is_the_one_given():
+    from birdclef.config import build_config
+    from birdclef.postprocess import run_chain
+
+    prob, ev = _evidence()
+    kernel = (0.25, 0.5, 0.25)
+    only_smoothing = run_chain(prob, build_config(postprocess=("smoothing",), smoothing_kernel=kernel), ev)
+    np.testing.assert_allclose(only_smoothing, smooth_windows(prob, kernel), rtol=1e-6)
+    first = run_chain(prob, build_config(postprocess=("blend", "smoothing"), smoothing_kernel=kernel), ev)
+    last = run_chain(prob, build_config(postprocess=("smoothing", "blend"), smoothing_kernel=kernel), ev)
+    np.testing.assert_allclose(last, blend_logits(smooth_windows(prob, kernel), ev.zero_shot_logits, ev.zero_shot_weights),
+                               rtol=1e-6)
+    assert np.abs(first - last).max() > 1e-3
+    np.testing.assert_array_equal(run_chain(prob, build_config(postprocess=()), ev), prob)
+
+
+def test_a_step_without_its_evidence_passes_the_probabilities_through():
+    from birdclef.config import build_config
+    from birdclef.postprocess import Evidence, run_chain
+
+    prob, _ = _evidence()
+    np.testing.assert_array_equal(run_chain(prob, build_config(postprocess=("blend", "site_prior"),
+                                                               site_prior_weight=1.0), Evidence()), prob)
+
+
+def test_an_unknown_or_repeated_step_is_refused_by_name_and_every_step_reads_config_fields():
+    import dataclasses
+
+    from birdclef.config import Config, build_config
+    from birdclef.postprocess import STEPS
+
+    with pytest.raises(ValueError, match=r"unknown post-processing step.*'sharpen'.*known: 'blend'"):
+        build_config(postprocess=("blend", "sharpen"))
+    with pytest.raises(ValueError, match="named twice"):
+        build_config(postprocess=("smoothing", "smoothing"))
+    names = {f.name for f in dataclasses.fields(Config)}
+    for s in STEPS.values():
+        assert s.fields and set(s.fields) <= names, s.name
+
+
+def test_a_new_step_is_one_registered_function_and_the_chain_table_shows_its_settings(monkeypatch):
+    from birdclef import postprocess
+    from birdclef.config import build_config
+
+    monkeypatch.setattr(postprocess, "STEPS", dict(postprocess.STEPS))
+
+    @postprocess.step("square", fields=("site_prior_weight",), summary="squares every probability")
+    def _square(prob, config, evidence):
+        return prob ** 2
+
+    config = build_config(postprocess=("smoothing", "square"), smoothing_kernel=(1.0,))
+    prob, ev = _evidence()
+    np.testing.assert_allclose(postprocess.run_chain(prob, config, ev), prob ** 2, rtol=1e-6)
+    table = postprocess.chain_table(config)
+    assert [(r["order"], r["step"]) for r in table] == [("1", "smoothing"), ("2", "square")]
+    assert table[1]["settings"] == "site_prior_weight=0.0" and table[0]["settings"] == "smoothing_kernel=(1.0,)"
+    with pytest.raises(ValueError, match="registered twice"):
+        postprocess.step("square", fields=(), summary="")(_square)

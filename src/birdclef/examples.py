@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ from birdclef.config import GROUPS, SOUNDSCAPE_GROUPS, Config
 from birdclef.data import parse_soundscape_name
 from birdclef.embeddings import Embedded, EmbeddingCache, frames_in
 from birdclef.errors import BirdclefError
+from birdclef.workdir import RunLayout
 from birdclef.zeroshot import ZeroShot
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def soundscape_examples(
 
 
 def load_manifest(config: Config) -> pd.DataFrame:
-    path = Path(config.work_dir) / "preprocess" / "manifest.csv"
+    path = RunLayout.of(config).manifest
     if not path.exists():
         raise BirdclefError(f"{path} not found: run the preprocess stage (02_preprocess) first")
     text = ("filename", "primary_label", "secondary_labels", "author", "session", "path", "source")

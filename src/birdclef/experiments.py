@@ -31,6 +31,7 @@ from birdclef.model import load_head
 from birdclef.pseudo import round_heads
 from birdclef.realbench import mean_sd, yamnet_path  # noqa: F401  (also the helpers benchmarks/ import from here)
 from birdclef.submission import build_submission
+from birdclef.workdir import RunLayout
 
 _P = {k: IMPROVEMENTS[k] for k in ("pseudo_rounds", "pseudo_threshold", "pseudo_weight")}
 _K = IMPROVEMENTS["smoothing_kernel"]
@@ -103,7 +104,7 @@ class Benchmark:
             make_demo_dataset(data, **PRESETS[dataset])
         marker.write_text(dataset + "\n")
         self.shared = out / "shared"
-        self.base = {**base, "data_dir": str(data), "runs_table": str(out / "runs.csv")}
+        self.base = {**base, "data_dir": str(data), "runs_table": str(RunLayout(out).runs)}
         shared = build_config(**self.base, work_dir=str(self.shared), pseudo_rounds=1)
         run_preprocess(config=shared)  # train recordings + train soundscapes, cached after the first call
         self.test = load_test(shared)
@@ -115,10 +116,7 @@ class Benchmark:
 
     def config(self, name: str, params: dict[str, Any], seed: int, fold: int = 0) -> Config:
         work = self.out / "runs" / (f"{name}-s{seed}" + (f"-f{fold}" if fold else ""))
-        work.mkdir(parents=True, exist_ok=True)
-        for sub in ("embeddings", "preprocess"):  # the shared cache: embeddings are the same for every variant
-            if not (work / sub).exists():
-                (work / sub).symlink_to((self.shared / sub).resolve(), target_is_directory=True)
+        RunLayout(work).link_caches(RunLayout(self.shared))  # embeddings are the same for every variant
         return build_config(**{**self.base, **params, "seed": seed, "fold": fold, "work_dir": str(work),
                                "run_name": name})
 
@@ -132,7 +130,7 @@ class Benchmark:
         key = json.dumps(settings, sort_keys=True, default=str)
         if key not in self.trained:
             run_training(config=config, progress=False)
-            self.trained[key] = Path(config.work_dir) / "model"
+            self.trained[key] = RunLayout.of(config).model_dir
         return self.trained[key]
 
     def run(self, name: str, params: dict[str, Any], seed: int) -> dict[str, Any]:

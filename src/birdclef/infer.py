@@ -15,8 +15,8 @@ from birdclef.config import Config
 from birdclef.embeddings import Embedded, extract, frames_in, init_worker_process, n_windows, pool_segments
 from birdclef.errors import AudioError, BirdclefError
 from birdclef.model import HeadMeta, MLPHead, predict
-from birdclef.postprocess import average, blend_logits, rank_average, smooth_windows
-from birdclef.priors import apply_shift, prior_shift
+from birdclef.postprocess import Evidence, average, rank_average, run_chain
+from birdclef.priors import prior_shift
 from birdclef.progress import tqdm
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,11 @@ def head_windows(e: Embedded, model: MLPHead, meta: HeadMeta, config: Config) ->
 
 def finish_windows(prob: np.ndarray, config: Config, *, zero_shot: tuple[np.ndarray, np.ndarray] | None = None,
                    prior: np.ndarray | None = None) -> np.ndarray:
-    """The post-processing after the ensemble: zero-shot blend → site / hour prior → smoothing."""
-    if zero_shot is not None:
-        prob = blend_logits(prob, zero_shot[0], zero_shot[1])
-    if prior is not None:
-        prob = apply_shift(prob, prior, config.site_prior_weight)
-    return smooth_windows(prob, config.smoothing_kernel)
+    """The post-processing after the ensemble: the chain ``config.postprocess`` (default zero-shot
+    blend → site / hour prior → smoothing, :func:`birdclef.postprocess.run_chain`)."""
+    evidence = Evidence(zero_shot_logits=None if zero_shot is None else zero_shot[0],
+                        zero_shot_weights=None if zero_shot is None else zero_shot[1], prior_shift=prior)
+    return run_chain(prob, config, evidence)
 
 
 def zero_shot_weights(config: Config, metas: Sequence[HeadMeta], mapped: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from birdclef.errors import BirdclefError, ParameterError
+from birdclef.workdir import RunLayout
 
 NOTEBOOKS = ("01_eda", "02_preprocess", "03_train", "04_submit", "05_report")
 # the kernel's own log: a warning at every start that its local TCP sockets are unencrypted, and an error
@@ -180,7 +181,7 @@ def run_notebooks(
     inputs = {name: absolute_paths(given) for name, given in inputs.items()}
     dirs = absolute_paths({"data_dir": str(data_dir), "work_dir": str(work_dir)})
     data_dir, work_dir = dirs["data_dir"], dirs["work_dir"]
-    out = Path(work_dir) / "notebooks"
+    out = RunLayout.of(work_dir).notebooks
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     # papermill logs four INFO lines per notebook (input, output, working directory, kernel): the line

@@ -4,12 +4,21 @@ Calls last longer than a window and species call in bouts, so a window's neighbo
 evidence about it: :func:`smooth_windows` mixes them in. :func:`blend_logits` mixes in the
 backbone's own species logits where a class maps to one; :func:`average` is the ensemble.
 Every function returns a new array.
+
+After the ensemble, a soundscape's probabilities go through the post-processing chain: the
+ordered steps named by ``Config.postprocess`` (default ``("blend", "site_prior", "smoothing")``),
+each a :class:`Step` in :data:`STEPS` — one function of (probabilities, config, :class:`Evidence`)
+and the Config fields it reads. :func:`run_chain` runs them; :func:`chain_table` says what a
+config's chain does. A new step is one function registered with :func:`step`.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from birdclef.priors import apply_shift
 
 
 def smooth_windows(prob: np.ndarray, kernel: Sequence[float]) -> np.ndarray:
@@ -85,3 +94,85 @@ def rank_average(probs: Sequence[np.ndarray], weights: Sequence[float] | None = 
 
     ranked = [rankdata(np.asarray(p, np.float64), axis=0) / max(len(p), 1) for p in probs]
     return average(ranked, weights)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What post-processing steps may draw on for one soundscape besides its window probabilities."""
+
+    zero_shot_logits: np.ndarray | None = None  # (n_windows, n_classes) the backbone's own logits
+    zero_shot_weights: np.ndarray | None = None  # (n_classes,) their blend weights in [0, 1]
+    prior_shift: np.ndarray | None = None  # (n_classes,) logit shift of the file's site and hour (birdclef.priors)
+
+
+StepFunction = Callable[[np.ndarray, Any, Evidence], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One post-processing step: ``apply(prob (n_windows, n_classes), config, evidence)`` → a new
+    array of the same shape; ``fields``: the Config fields it reads (its settings)."""
+
+    name: str
+    apply: StepFunction
+    fields: tuple[str, ...]
+    summary: str
+
+
+STEPS: dict[str, Step] = {}
+
+
+def step(name: str, *, fields: tuple[str, ...], summary: str) -> Callable[[StepFunction], StepFunction]:
+    """Register a post-processing step under ``name`` (decorator)."""
+    def register(fn: StepFunction) -> StepFunction:
+        if name in STEPS:
+            raise ValueError(f"post-processing step {name!r} registered twice")
+        STEPS[name] = Step(name, fn, fields, summary)
+        return fn
+    return register
+
+
+def chain(names: Sequence[str]) -> list[Step]:
+    """The registered steps ``names``, in that order (an unknown or repeated name is refused)."""
+    unknown = [n for n in names if n not in STEPS]
+    if unknown:
+        raise ValueError(f"unknown post-processing step(s) {unknown}; known: {', '.join(map(repr, STEPS))}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a post-processing step is named twice in {list(names)}")
+    return [STEPS[n] for n in names]
+
+
+def run_chain(prob: np.ndarray, config: Any, evidence: Evidence = Evidence()) -> np.ndarray:
+    """One soundscape's (n_windows, n_classes) probabilities through ``config.postprocess`` in order."""
+    out = np.asarray(prob, np.float32)
+    for s in chain(config.postprocess):
+        out = s.apply(out, config, evidence)
+    return out
+
+
+def chain_table(config: Any) -> list[dict[str, str]]:
+    """One row per step of ``config.postprocess``: order, step, settings (``field=value``), what it does."""
+    return [{"order": str(i + 1), "step": s.name, "settings": ", ".join(f"{f}={getattr(config, f)!r}" for f in s.fields),
+             "does": s.summary} for i, s in enumerate(chain(config.postprocess))]
+
+
+@step("blend", fields=("zero_shot_weight",),
+      summary="head probabilities blended with the backbone's own logits in logit space, per mapped class")
+def _blend_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+    if evidence.zero_shot_logits is None or evidence.zero_shot_weights is None:
+        return prob  # a member without backbone logits (SED), or the blend off
+    return blend_logits(prob, evidence.zero_shot_logits, evidence.zero_shot_weights)
+
+
+@step("site_prior", fields=("site_prior_weight",),
+      summary="the site and hour prior of the labelled train soundscapes, weighted, in logit space")
+def _site_prior_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+    if evidence.prior_shift is None:
+        return prob
+    return apply_shift(prob, evidence.prior_shift, config.site_prior_weight)
+
+
+@step("smoothing", fields=("smoothing_kernel",),
+      summary="each window a weighted mean of its neighbours (the kernel, centred)")
+def _smoothing_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+    return smooth_windows(prob, config.smoothing_kernel)

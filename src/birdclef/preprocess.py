@@ -17,7 +17,8 @@ from birdclef.data import competition_paths, load_extra_data, load_taxonomy, loa
 from birdclef.embeddings import extract
 from birdclef.io import write_csv, write_json
 from birdclef.sessions import recording_sessions
-from birdclef.soundscapes import SOLUTION_FILE, WINDOWS_FILE, labelled_windows, soundscape_files
+from birdclef.soundscapes import SOLUTION_FILE, labelled_windows, soundscape_files
+from birdclef.workdir import WINDOWS_FILE, RunLayout
 from birdclef.zeroshot import load_zero_shot
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,11 @@ def run_preprocess(*, config: Config) -> PreprocessResult:
         })
     manifest = pd.DataFrame(rows)
     skipped_df = pd.concat(skipped, ignore_index=True)
-    out = Path(config.work_dir) / "preprocess"
-    write_csv(manifest, out / "manifest.csv")
+    layout = RunLayout.of(config)
+    out = layout.preprocess
+    write_csv(manifest, layout.manifest)
     write_csv(skipped_df, out / "skipped.csv")
-    write_json(config.to_dict(), out / "config.json")
+    write_json(config.to_dict(), layout.preprocess_config)
     windows, n_window_skips = _embed_labelled_windows(config, taxonomy, zero_shot, out)
     soundscapes = _embed_train_soundscapes(config)
     n_cached = int((manifest["status"] == "cached").sum()) if len(manifest) else 0

@@ -33,6 +33,7 @@ from birdclef.errors import SchemaError
 from birdclef.heldout import LOCKBOX, TaskSettings, make_heldout_task
 from birdclef.postprocess import smooth_windows
 from birdclef.submission import build_submission
+from birdclef.workdir import RunLayout
 from birdclef.zeroshot import load_zero_shot
 
 # name → (what changes, parameters over the default recipe)
@@ -119,20 +120,18 @@ class RealBenchmark:
                  for s in splits}
         self.tasks = {s: t.data_dir for s, t in built.items()}
         self.stats = {s: t.stats for s, t in built.items()}
-        self.embeddings = out / "embeddings"  # shared by every split: train_audio links resolve to one place
-        self.embeddings.mkdir(parents=True, exist_ok=True)
+        self.cache = RunLayout(out)  # its embeddings, shared by every split: train_audio links resolve to one place
+        self.cache.embeddings.mkdir(parents=True, exist_ok=True)
         self.trained: dict[str, Path] = {}  # (split, training settings) → model folder
 
-    def _shared(self, split: int, config: Config) -> Path:
+    def _shared(self, split: int, config: Config) -> RunLayout:
         """The split's preprocessed work folder for ``config``'s embedding settings (made once)."""
         from birdclef.preprocess import run_preprocess
 
-        shared = self.out / "shared" / f"{self.tag}-{split_name(split)}-{config.embedding_key()}"
-        if not (shared / "preprocess" / "manifest.csv").exists():
-            shared.mkdir(parents=True, exist_ok=True)
-            if not (shared / "embeddings").exists():
-                (shared / "embeddings").symlink_to(self.embeddings.resolve(), target_is_directory=True)
-            run_preprocess(config=build_config(**{**config.to_dict(), "work_dir": str(shared)}))
+        shared = RunLayout(self.out / "shared" / f"{self.tag}-{split_name(split)}-{config.embedding_key()}")
+        if not shared.manifest.exists():
+            shared.link_caches(self.cache, preprocess=False)
+            run_preprocess(config=build_config(**{**config.to_dict(), "work_dir": str(shared.root)}))
         return shared
 
     def config(self, name: str, params: dict[str, Any], split: int, seed: int) -> Config:
@@ -140,12 +139,8 @@ class RealBenchmark:
         if params.get("recipe") == "seed":
             params = {**params, "backbone_path": yamnet_path()}
         config = build_config(**{**self.base, **params, "data_dir": str(self.tasks[split]), "seed": seed,
-                                 "work_dir": str(work), "run_name": name, "runs_table": str(self.out / "runs.csv")})
-        shared = self._shared(split, config)
-        work.mkdir(parents=True, exist_ok=True)
-        for sub in ("embeddings", "preprocess"):
-            if not (work / sub).exists():
-                (work / sub).symlink_to((shared / sub).resolve(), target_is_directory=True)
+                                 "work_dir": str(work), "run_name": name, "runs_table": str(RunLayout(self.out).runs)})
+        RunLayout(work).link_caches(self._shared(split, config))
         return config
 
     def mapped(self, split: int) -> dict[str, bool]:
@@ -165,7 +160,7 @@ class RealBenchmark:
         key = json.dumps([split, config.training_dict()], sort_keys=True, default=str)
         if key not in self.trained:
             run_training(config=config, progress=False)
-            self.trained[key] = Path(config.work_dir) / "model"
+            self.trained[key] = RunLayout.of(config).model_dir
         model_dir = self.trained[key]
         result = run_submission(config=config, model_dir=model_dir)
         solution, ignore = read_solution(competition_paths(config.data_dir).solution)
@@ -185,9 +180,7 @@ class RealBenchmark:
         same smoothed across windows as the default recipe smooths (to tell its share of a gain)."""
         config = build_config(**{**self.base, "data_dir": str(self.tasks[split]), "denoise": False,
                                  "rms_normalise": False, "work_dir": str(self.out / "zero_shot")})
-        if not (Path(config.work_dir) / "embeddings").exists():
-            Path(config.work_dir).mkdir(parents=True, exist_ok=True)
-            (Path(config.work_dir) / "embeddings").symlink_to(self.embeddings.resolve(), target_is_directory=True)
+        RunLayout.of(config).link_caches(self.cache, preprocess=False)
         paths = competition_paths(config.data_dir)
         taxonomy = load_taxonomy(paths.taxonomy)
         zs = load_zero_shot(config, taxonomy)

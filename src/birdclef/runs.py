@@ -16,12 +16,10 @@ import pandas as pd
 
 from birdclef.config import Config
 from birdclef.io import write_csv
-
-RUNS_FILE = "runs.csv"
-
+from birdclef.workdir import RUNS_FILE, RunLayout
 
 def runs_table_path(config: Config) -> Path:
-    return Path(config.runs_table) if config.runs_table else Path(config.work_dir) / RUNS_FILE
+    return Path(config.runs_table) if config.runs_table else RunLayout.of(config).runs
 
 
 def _cell(value: object) -> object:

@@ -22,9 +22,9 @@ from birdclef.errors import SchemaError
 from birdclef.evaluate import score
 from birdclef.infer import soundscape_probabilities
 from birdclef.model import HeadMeta, MLPHead
+from birdclef.workdir import RunLayout
 
 SOLUTION_FILE = "train_soundscapes_solution.csv"  # the demo's hidden truth for train_soundscapes
-WINDOWS_FILE = "soundscape_windows.csv"  # the preprocess stage's list of labelled windows
 WINDOW_COLUMNS = ["filename", "path", "start_s", "end_s", "row_id", "labels", "site", "hour"]
 
 
@@ -49,7 +49,7 @@ def labelled_windows(config: Config, taxonomy: pd.DataFrame) -> tuple[pd.DataFra
 
 def load_windows(config: Config) -> pd.DataFrame:
     """The labelled windows the preprocess stage embedded (empty when there are none)."""
-    path = Path(config.work_dir) / "preprocess" / WINDOWS_FILE
+    path = RunLayout.of(config).windows
     if not path.exists():
         return pd.DataFrame(columns=WINDOW_COLUMNS)
     return pd.read_csv(path, dtype={"labels": str, "filename": str, "row_id": str, "site": str},

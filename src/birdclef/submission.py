@@ -26,6 +26,7 @@ from birdclef.io import atomic_path, read_json, write_csv
 from birdclef.model import load_head
 from birdclef.priors import PRIOR_FILE, load_site_prior
 from birdclef.runs import record_run
+from birdclef.workdir import ModelFolder, RunLayout
 from birdclef.zeroshot import load_zero_shot
 
 log = logging.getLogger(__name__)
@@ -126,13 +127,14 @@ def _ensemble(config: Config, model_dir: Path, labels: list[str]) -> list[Member
 
     members = []
     for i, d in enumerate([model_dir, *map(Path, config.ensemble_model_dirs)]):
-        sed_dir = sed_run_dir(d) if not (d / "head.pt").exists() else None
+        head = ModelFolder(Path(d)).head
+        sed_dir = sed_run_dir(d) if not head.exists() else None
         if sed_dir is not None:
             members.append(_sed_member(sed_dir, config, labels))
             continue
-        if not (d / "head.pt").exists():
+        if not head.exists():
             raise BirdclefError(f"{d} holds no trained model (no head.pt, no SED run): run the training stage first")
-        model, meta = load_head(d / "head.pt")
+        model, meta = load_head(head)
         if list(meta.labels) != labels:
             raise BirdclefError(f"{d} was trained on another taxonomy ({len(meta.labels)} classes, not {len(labels)})")
         if i == 0:
@@ -164,7 +166,7 @@ def run_submission(
     paths = competition_paths(config.data_dir)
     taxonomy = load_taxonomy(paths.taxonomy)
     labels = taxonomy["primary_label"].tolist()
-    model_dir = Path(model_dir) if model_dir else Path(config.work_dir) / "model"
+    model_dir = Path(model_dir) if model_dir else RunLayout.of(config).model_dir
     members = _ensemble(config, model_dir, labels)
     metas = [m[1] for m in members if not isinstance(m, SedMember)]
     files = list_audio(test_dir if test_dir is not None else paths.test_soundscapes)
@@ -191,7 +193,7 @@ def run_submission(
         sub.insert(0, "row_id", sample_ids)
         expected = sample_ids
     validate_submission(sub, labels, expected)
-    out = Path(out_path) if out_path else Path(config.work_dir) / "submission.csv"
+    out = Path(out_path) if out_path else RunLayout.of(config).submission
     write_submission(sub, out)
     fb = pd.DataFrame(fallbacks, columns=["path", "reason"])
     if len(fb):

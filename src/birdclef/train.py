@@ -33,6 +33,7 @@ from birdclef.model import HeadMeta, MLPHead, predict, save_head
 from birdclef.priors import PRIOR_FILE, fit_site_prior
 from birdclef import valsoundscapes
 from birdclef.valsoundscapes import ValSoundscapes
+from birdclef.workdir import RunLayout
 from birdclef.zeroshot import ZeroShot, choose_weights, load_zero_shot
 
 log = logging.getLogger(__name__)
@@ -438,7 +439,8 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
         if sc_ex is not None:
             ex = concat_examples([ex, sc_ex])
         skipped = pd.concat([skipped, sc_skipped.rename(columns={"row_id": "filename"})], ignore_index=True)
-    out = Path(config.work_dir) / "model"
+    model_folder = RunLayout.of(config).model
+    out = model_folder.root
     meta = head_meta(ex, labels, config)
     val_mix = validation_soundscapes(ex, load_manifest(config), labels, config, zero_shot, progress=progress)
 
@@ -509,7 +511,7 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
         metrics |= {"refit_epochs": metrics["best_epoch"], "n_refit_recordings": int(len(set(ex.groups)))}
     if "soundscape_score" not in metrics:
         metrics |= soundscape_metrics(model, meta, config)
-    save_head(model, meta, out / "head.pt")
+    save_head(model, meta, model_folder.head)
     write_json(config.to_dict(), out / "config.json")
     write_json(metrics, out / "metrics.json")
     write_csv(hist, out / "history.csv")

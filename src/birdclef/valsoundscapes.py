@@ -30,6 +30,7 @@ from birdclef.evaluate import masked_auc_columns
 from birdclef.infer import finish_windows, predict_windows
 from birdclef.io import write_json, write_npz, write_ogg
 from birdclef.model import HeadMeta, MLPHead
+from birdclef.workdir import RunLayout
 from birdclef.zeroshot import ZeroShot
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def build(recordings: pd.DataFrame, labels: list[str], config: Config, zero_shot
     are off, or the recordings give no call or no call-free stretch."""
     if config.val_soundscapes <= 0 or recordings.empty:
         return None
-    folder = Path(config.work_dir) / "preprocess" / "val_soundscapes" / _key(recordings, config)
+    folder = RunLayout.of(config).val_soundscapes / _key(recordings, config)
     done = folder / "truth.npz"
     if not done.exists():
         sources = mixing.load_sources(

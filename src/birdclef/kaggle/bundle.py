@@ -16,6 +16,7 @@ from birdclef.kaggle.metadata import slugify, validate_dataset_metadata, validat
 from birdclef.kaggle.notebook import kernel_notebook
 from birdclef.kaggle.wheels import (BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, ONNXRUNTIME, _bundle_wheels, backbone_wheels,
                                     project_root)
+from birdclef.workdir import MODEL, ModelFolder, RunLayout
 
 
 @dataclass(frozen=True)
@@ -64,24 +65,23 @@ def build_bundle(
     from birdclef.config import load_config
     from birdclef.pipeline import notebooks_dir
 
-    from birdclef.sed.run import SED_DIR
-
     run_dir = Path(run_dir)
-    model_dir = run_dir if (run_dir / "head.pt").is_file() or (run_dir / SED_DIR).is_dir() else run_dir / "model"
-    sed_dir = model_dir / SED_DIR if (model_dir / SED_DIR / "model.onnx").is_file() else None
-    for name in ("config.json",) if sed_dir is not None else ("head.pt", "config.json"):
-        if not (model_dir / name).is_file():
-            raise FileNotFoundError(f"{model_dir / name} not found: --run must be a trained work_dir (run 03_train first)")
-    config = load_config(model_dir / "config.json")
+    given = ModelFolder(run_dir)  # --run is a model folder itself, or a work_dir holding one
+    model = given if given.head.is_file() or given.sed.is_dir() else RunLayout(run_dir).model
+    sed_dir = model.sed if (model.sed / "model.onnx").is_file() else None
+    for path in (model.config,) if sed_dir is not None else (model.head, model.config):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: --run must be a trained work_dir (run 03_train first)")
+    config = load_config(model.config)
     warnings: list[str] = []
     competition, sample_path = resolve_competition(config.data_dir, competition, sample_submission, warnings)
     if sample_path is not None:
-        labels = sed_labels(sed_dir) if sed_dir is not None else head_labels(model_dir / "head.pt")
+        labels = sed_labels(sed_dir) if sed_dir is not None else head_labels(model.head)
         check_taxonomy(labels, sample_path, competition, run_dir)
     user = user or os.environ.get("KAGGLE_USERNAME")
     if not user:
         raise BirdclefError("no Kaggle user: pass user= (--user) or set KAGGLE_USERNAME")
-    run_name = slugify(run_dir.resolve().name if model_dir == run_dir / "model" else run_dir.resolve().parent.name) or "run"
+    run_name = slugify(run_dir.resolve().name if model is not given else run_dir.resolve().parent.name) or "run"
     dataset_slug = dataset_slug or slugify(f"birdclef-{run_name}-bundle")[:50]
     if not kernel_slug:
         kernel_slug = slugify(title)[:50] if title else slugify(f"birdclef-{run_name}-submission")[:50]
@@ -103,15 +103,16 @@ def build_bundle(
     _fresh_dir(dataset_dir, (BUNDLE_MARKER, "dataset-metadata.json"))
     _fresh_dir(kernel_dir, ("kernel-metadata.json",))
 
-    (dataset_dir / "model").mkdir()
-    for name in ("head.pt", "config.json", "metrics.json"):
-        if (model_dir / name).is_file():
-            shutil.copy2(model_dir / name, dataset_dir / "model" / name)
+    bundled = RunLayout(dataset_dir).model
+    bundled.root.mkdir()
+    for path in (model.head, model.config, model.root / "metrics.json"):
+        if path.is_file():
+            shutil.copy2(path, bundled.root / path.name)
     if sed_dir is not None:  # the exported SED model and what reads it; the kernel runs it with onnxruntime
-        (dataset_dir / "model" / SED_DIR).mkdir()
+        bundled.sed.mkdir()
         for name in ("config.json", "labels.json", "metrics.json", "model.onnx", "model.xml", "model.bin"):
             if (sed_dir / name).is_file():
-                shutil.copy2(sed_dir / name, dataset_dir / "model" / SED_DIR / name)
+                shutil.copy2(sed_dir / name, bundled.sed / name)
     backbone_file = _bundle_backbone(config, dataset_dir, model_sources, warnings) if sed_dir is None else None
     python_versions = list(dict.fromkeys([*python_versions, f"{sys.version_info.major}.{sys.version_info.minor}"]))
     extra_wheels = backbone_wheels(config.backbone, config.backbone_path) if sed_dir is None else (ONNXRUNTIME,)
@@ -123,7 +124,7 @@ def build_bundle(
         "format": 1, "birdclef_version": __version__, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run": str(run_dir.resolve()), "competition": competition, "dataset": f"{user}/{dataset_slug}",
         "kernel": f"{user}/{kernel_slug}", "backbone": config.backbone, "embedding_key": config.embedding_key(),
-        "model_dir": "model", "backbone_file": backbone_file,
+        "model_dir": MODEL, "backbone_file": backbone_file,
         "backbone_name": Path(str(config.backbone_path)).name if config.backbone_path else None,
         "model_sources": model_sources,
         "install": [w.name for w in (*BUNDLED_WHEELS, *extra_wheels) if not w.no_deps], "install_no_deps": no_deps,

@@ -13,6 +13,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
 
+from birdclef.workdir import MODEL, RunLayout
+
 INPUT_ENV = "BIRDCLEF_KAGGLE_INPUT"  # overrides /kaggle/input (tests lay out a fake tree)
 WORKING_ENV = "BIRDCLEF_KAGGLE_WORKING"  # overrides /kaggle/working
 DEFAULT_INPUT = "/kaggle/input"
@@ -38,7 +40,7 @@ def _is_competition(names: set[str]) -> bool:
 
 
 def _is_bundle(path: Path, names: set[str]) -> bool:
-    return BUNDLE_MARKER in names or ("wheels" in names and (path / "model" / "head.pt").is_file())
+    return BUNDLE_MARKER in names or ("wheels" in names and RunLayout(path).model.head.is_file())
 
 
 def resolve_kaggle_inputs(
@@ -136,7 +138,7 @@ def resolve_kernel_params(
         raise FileNotFoundError(f"no birdclef bundle ({BUNDLE_MARKER}) under {inputs['root']}: "
                                 "attach the dataset made by `birdclef kaggle build`")
     if model_dir == "auto":
-        model_dir = str(bundle / meta.get("model_dir", "model"))
+        model_dir = str(bundle / meta.get("model_dir", MODEL))
     if backbone_path == "auto":
         backbone_path = None
         if meta.get("backbone_file"):
@@ -149,7 +151,7 @@ def resolve_kernel_params(
     work = working_dir()
     out.update(data_dir=data_dir, work_dir=str(work) if work_dir == "auto" else work_dir, model_dir=model_dir,
                backbone_path=backbone_path,
-               output_path=str(work / "submission.csv") if output_path == "auto" else output_path)
+               output_path=str(RunLayout(work).submission) if output_path == "auto" else output_path)
     return out
 
 

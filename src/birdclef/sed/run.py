@@ -30,6 +30,7 @@ from birdclef.io import atomic_path, read_json, write_csv, write_json
 from birdclef.sed.config import SedConfig, build_sed_config
 from birdclef.sed.infer import Predictor, predict_file
 from birdclef.sed.model import SedModel, build_model
+from birdclef.workdir import SED_DIR
 
 ENGINE_FILES = {"onnxruntime": "model.onnx", "openvino": "model.xml"}
 
@@ -154,7 +155,6 @@ def is_sed_run(path: str | Path) -> bool:
         return False
 
 
-SED_DIR = "sed"  # the SED run folder inside a pipeline model folder (birdclef.sed.stage)
 
 
 def sed_run_dir(model_dir: str | Path) -> Path | None:

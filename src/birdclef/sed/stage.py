@@ -21,11 +21,12 @@ from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
 from birdclef.evaluate import per_class_auc
 from birdclef.io import write_csv, write_json, write_npz
+from birdclef.workdir import HEAD_FILE, RunLayout
 
 log = logging.getLogger(__name__)
 
 # artefacts of an MLP run that would describe another model if left beside a SED run
-MLP_ONLY = ("head.pt", "zero_shot.csv", "cleaning.csv", "pseudo_rounds.csv", "soundscape_per_class_auc.csv",
+MLP_ONLY = (HEAD_FILE, "zero_shot.csv", "cleaning.csv", "pseudo_rounds.csv", "soundscape_per_class_auc.csv",
             "site_prior.csv")
 
 
@@ -108,7 +109,7 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
         else:
             guard = soundscape_guard(files, truth, labels, cfg) if truth is not None else val_auc_guard
             result, rounds = noisy_student(result, train, cfg, files, val=val, guard=guard, progress=progress)
-    out = Path(config.work_dir) / "model"
+    out = RunLayout.of(config).model_dir
     prior = np.bincount([labels.index(x) for x in recordings["primary_label"]], minlength=len(labels)) / len(recordings)
     if val is not None:
         prob, _, truth_val, weight = predict_clips(result.model, val, cfg)
