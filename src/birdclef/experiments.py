@@ -31,7 +31,7 @@ from birdclef.model import load_head
 from birdclef.pseudo import round_heads
 from birdclef.realbench import mean_sd, yamnet_path  # noqa: F401  (also the helpers benchmarks/ import from here)
 from birdclef.submission import build_submission
-from birdclef.workdir import RunLayout
+from birdclef.workdir import ModelFolder, RunLayout
 
 _P = {k: IMPROVEMENTS[k] for k in ("pseudo_rounds", "pseudo_threshold", "pseudo_weight")}
 _K = IMPROVEMENTS["smoothing_kernel"]
@@ -145,7 +145,7 @@ class Benchmark:
         if members:
             config = build_config(**{**config.to_dict(), "ensemble_model_dirs": members})
         result = run_submission(config=config, model_dir=model_dir)
-        metrics = json.loads((model_dir / "metrics.json").read_text())
+        metrics = json.loads(ModelFolder(model_dir).metrics.read_text())
         row = {"variant": name, "seed": seed, "test_score": result.score, "val_auc": metrics["val_auc"],
                "soundscape_score": metrics.get("soundscape_score", np.nan), "seconds": time.perf_counter() - t0}
         if self.no_audio:  # classes heard only in labelled soundscape windows: their own test AUC

@@ -33,7 +33,7 @@ from birdclef.errors import SchemaError
 from birdclef.heldout import LOCKBOX, TaskSettings, make_heldout_task
 from birdclef.postprocess import smooth_windows
 from birdclef.submission import build_submission
-from birdclef.workdir import RunLayout
+from birdclef.workdir import ModelFolder, RunLayout
 from birdclef.zeroshot import load_zero_shot
 
 # name → (what changes, parameters over the default recipe)
@@ -164,7 +164,7 @@ class RealBenchmark:
         model_dir = self.trained[key]
         result = run_submission(config=config, model_dir=model_dir)
         solution, ignore = read_solution(competition_paths(config.data_dir).solution)
-        metrics = json.loads((model_dir / "metrics.json").read_text())
+        metrics = json.loads(ModelFolder(model_dir).metrics.read_text())
         return {"variant": name, "construction": self.tag, "split": split, "seed": seed,
                 **subset_scores(solution, result.submission, self.mapped(split), ignore),
                 "val_auc": metrics.get("val_auc", np.nan),

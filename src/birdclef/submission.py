@@ -139,8 +139,8 @@ def _ensemble(config: Config, model_dir: Path, labels: list[str]) -> list[Member
             raise BirdclefError(f"{d} was trained on another taxonomy ({len(meta.labels)} classes, not {len(labels)})")
         if i == 0:
             member = config
-        elif (d / "config.json").exists():
-            saved = read_json(d / "config.json")
+        elif ModelFolder(Path(d)).config.exists():
+            saved = read_json(ModelFolder(Path(d)).config)
             member = dataclasses.replace(config, **{k: saved[k] for k in EMBEDDING_FIELDS if k in saved})
         else:
             raise BirdclefError(f"ensemble member {d} has no config.json beside head.pt: cannot embed for it")

@@ -512,8 +512,8 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     if "soundscape_score" not in metrics:
         metrics |= soundscape_metrics(model, meta, config)
     save_head(model, meta, model_folder.head)
-    write_json(config.to_dict(), out / "config.json")
-    write_json(metrics, out / "metrics.json")
+    write_json(config.to_dict(), model_folder.config)
+    write_json(metrics, model_folder.metrics)
     write_csv(hist, out / "history.csv")
     write_csv(per_class, out / "per_class_auc.csv")
     write_npz(out / "val_predictions.npz", y_true=val.y_focal, y_score=prob_focal,

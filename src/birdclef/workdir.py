@@ -29,6 +29,7 @@ MANIFEST_FILE = "manifest.csv"
 WINDOWS_FILE = "soundscape_windows.csv"  # the labelled soundscape windows the preprocess stage listed
 VAL_SOUNDSCAPES = "val_soundscapes"
 HEAD_FILE = "head.pt"
+METRICS_FILE = "metrics.json"  # a training run's validation scores and what it chose
 SED_DIR = "sed"  # the SED run folder inside a model folder (birdclef.sed.run)
 
 
@@ -41,6 +42,10 @@ class ModelFolder:
     @property
     def config(self) -> Path:
         return self.root / CONFIG_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS_FILE
 
     @property
     def head(self) -> Path:

@@ -105,7 +105,7 @@ def build_bundle(
 
     bundled = RunLayout(dataset_dir).model
     bundled.root.mkdir()
-    for path in (model.head, model.config, model.root / "metrics.json"):
+    for path in (model.head, model.config, model.metrics):
         if path.is_file():
             shutil.copy2(path, bundled.root / path.name)
     if sed_dir is not None:  # the exported SED model and what reads it; the kernel runs it with onnxruntime

@@ -21,7 +21,7 @@ from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
 from birdclef.evaluate import per_class_auc
 from birdclef.io import write_csv, write_json, write_npz
-from birdclef.workdir import HEAD_FILE, RunLayout
+from birdclef.workdir import HEAD_FILE, ModelFolder, RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
     for name in MLP_ONLY:
         if (out / name).exists():
             (out / name).unlink()
-    write_json(config.to_dict(), out / "config.json")
-    write_json(metrics, out / "metrics.json")
+    write_json(config.to_dict(), ModelFolder(out).config)
+    write_json(metrics, ModelFolder(out).metrics)
     write_csv(result.history, out / "history.csv")
     write_csv(per_class, out / "per_class_auc.csv")
     write_npz(out / "val_predictions.npz", y_true=y_val, y_score=prob)
