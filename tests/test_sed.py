@@ -442,3 +442,55 @@ def test_a_label_whose_only_session_is_held_out_gets_it_back():
         assert (train["primary_label"] == "b").sum() == 2
     with pytest.raises(ValueError, match="groups for"):
         sed.split_recordings(recordings, val_fraction=0.5, seed=0, groups=groups[:3])
+
+
+def test_an_engine_error_on_one_file_gives_that_file_its_reason_and_the_rest_go_on(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from birdclef.errors import InferenceError
+    from birdclef.infer import SedMember, sed_predictions
+    from birdclef.sed.export import ExportedSed, export_onnx
+
+    cfg = tiny_config()
+    exported = ExportedSed(export_onnx(sed.build_model(cfg, 3), cfg, tmp_path / "model.onnx"), cfg)
+    good, bad = _wave(tmp_path / "good.wav", 10.0), _wave(tmp_path / "bad.wav", 10.0)
+
+    class Fail(Exception):  # like onnxruntime's own error types: not a RuntimeError
+        pass
+
+    session = exported._session
+    calls = {"n": 0}
+
+    class Flaky:
+        def run(self, names, feeds):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise Fail("[ONNXRuntimeError] : 1 : FAIL : bad node")
+            return session.run(names, feeds)
+
+    monkeypatch.setattr(exported, "_session", Flaky())
+    member = SedMember(tmp_path, exported.predict_file, np.full(3, 1 / 3))
+    out = sed_predictions([good, bad], [member], n_workers=1)
+    assert isinstance(out[str(good)], list) and out[str(good)][0].shape == (2, 3)
+    assert isinstance(out[str(bad)], str) and "onnxruntime failed on model.onnx" in out[str(bad)] and "Fail" in out[str(bad)]
+    with pytest.raises(InferenceError):
+        calls["n"] = 1
+        exported.predict_file(good)
+
+
+def test_openvino_is_compiled_for_f32_inference(tmp_path, monkeypatch):
+    import types
+
+    from birdclef.sed import export
+
+    seen = {}
+
+    class Core:
+        def compile_model(self, path, device, config):
+            seen.update(path=path, device=device, config=config)
+            return object()
+
+    monkeypatch.setitem(sys.modules, "openvino", types.SimpleNamespace(Core=Core))
+    monkeypatch.setattr(export, "openvino_available", lambda: True)
+    export.ExportedSed(tmp_path / "model.xml", tiny_config(), engine="openvino", threads=2)
+    assert seen["device"] == "CPU" and seen["config"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert seen["config"]["INFERENCE_NUM_THREADS"] == 2

@@ -21,6 +21,10 @@ class SubmissionError(BirdclefError, ValueError):
     """A submission would be invalid (missing rows, columns, non-finite values)."""
 
 
+class InferenceError(BirdclefError):
+    """An inference engine (ONNX Runtime, OpenVINO) failed on one input: that file falls back, the run goes on."""
+
+
 class BackboneUnavailable(BirdclefError):
     """A backbone's weights or optional dependency are not installed here."""
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from birdclef.errors import BackboneUnavailable
+from birdclef.errors import BackboneUnavailable, InferenceError
 from birdclef.io import atomic_path
 from birdclef.sed.config import SedConfig
 from birdclef.sed.frontend import MelFrontEnd, n_mel_frames
@@ -31,6 +31,8 @@ from birdclef.sed.model import SedModel
 ONNX_OPSET = 17
 OUTPUT_NAMES = ("clip_logits", "frame_logits", "frame_attention")
 ENGINES = ("onnxruntime", "openvino")
+# f32 inference: on a bf16-capable CPU OpenVINO would otherwise run in bf16 and drift from ONNX Runtime
+OPENVINO_CPU_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 
 
 class _MelToOutputs(nn.Module):
@@ -92,8 +94,7 @@ class ExportedSed:
             import openvino as ov
 
             core = ov.Core()
-            self._compiled = core.compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": int(threads),
-                                                                   "PERFORMANCE_HINT": "LATENCY"})
+            self._compiled = core.compile_model(str(path), "CPU", OPENVINO_CPU_CONFIG | {"INFERENCE_NUM_THREADS": int(threads)})
 
     @torch.inference_mode()
     def mel(self, clips: np.ndarray) -> np.ndarray:
@@ -102,11 +103,15 @@ class ExportedSed:
 
     def outputs_from_mel(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         mel = np.ascontiguousarray(mel, np.float32)
-        if self.engine == "onnxruntime":
-            clip, frame, att = self._session.run(list(OUTPUT_NAMES), {"mel": mel})
-        else:
-            result = self._compiled(mel)
-            clip, frame, att = (result[self._compiled.output(i)] for i in range(3))
+        try:
+            if self.engine == "onnxruntime":
+                clip, frame, att = self._session.run(list(OUTPUT_NAMES), {"mel": mel})
+            else:
+                result = self._compiled(mel)
+                clip, frame, att = (result[self._compiled.output(i)] for i in range(3))
+        except Exception as err:  # the engines' own error types (ORT's Fail, InvalidArgument) are no RuntimeError
+            raise InferenceError(f"{self.engine} failed on {self.path.name} (input {mel.shape}): "
+                                 f"{type(err).__name__}: {err}") from err
         return np.asarray(clip), np.asarray(frame), np.asarray(att)
 
     def outputs(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
