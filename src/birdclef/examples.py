@@ -118,6 +118,15 @@ def focal_fold_group(rec, group_by: str) -> str:
     return value if value.startswith(f"{key}:") else f"{key}:{value}"
 
 
+def focal_fold_groups(manifest: pd.DataFrame, group_by: str) -> np.ndarray:
+    """(n,) :func:`focal_fold_group` of every manifest row, with one warning when ``group_by`` asks
+    for sessions the manifest does not have (an older preprocess run): recordings are kept apart instead."""
+    if group_by == "session" and "session" not in manifest.columns:
+        log.warning("the manifest has no recording sessions (written by an older preprocess stage): validation "
+                    "folds keep recordings apart, not sessions; rerun the preprocess stage (02_preprocess)")
+    return np.array([focal_fold_group(rec, group_by) for rec in manifest.itertuples(index=False)], dtype=object)
+
+
 def soundscape_fold_group(filename: str, site: object, how: str) -> str:
     """What a labelled soundscape window's validation fold keeps it with: ``site_day`` its site and
     recording day (``site_day:H02:2023-04-20``: neighbouring files of one recorder and day are never
@@ -145,11 +154,8 @@ def build_examples(
     """
     index = {label: i for i, label in enumerate(labels)}
     columns = None if zero_shot is None else zero_shot.score_columns
-    if config.group_by == "session" and "session" not in manifest.columns:
-        log.warning("the manifest has no recording sessions (written by an older preprocess stage): validation "
-                    "folds keep recordings apart, not sessions; rerun the preprocess stage (02_preprocess)")
     parts, skipped = [], []
-    for rec in manifest.itertuples(index=False):
+    for rec, fold_group in zip(manifest.itertuples(index=False), focal_fold_groups(manifest, config.group_by)):
         e = cache.load(rec.path, need_speech=True, score_columns=columns)
         if e is None:
             raise BirdclefError(f"{rec.path}: no cached embedding; run the preprocess stage with the same config first")
@@ -159,7 +165,6 @@ def build_examples(
                 if s in index:
                     target[index[s]] = config.secondary_weight
         target[index[rec.primary_label]] = 1.0
-        fold_group = focal_fold_group(rec, config.group_by)
         keep = np.flatnonzero(e.speech <= config.max_speech_fraction)
         part = crop_examples(e, keep, target, index[rec.primary_label], rec.filename, fold_group, 1.0, config,
                               zero_shot, FOCAL)

@@ -21,7 +21,7 @@ from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
 from birdclef.evaluate import per_class_auc
 from birdclef.io import write_csv, write_json, write_npz
-from birdclef.workdir import HEAD_FILE, ModelFolder, RunLayout
+from birdclef.workdir import HEAD_FILE, RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
     from birdclef.sed.run import SED_DIR, save_run
     from birdclef.sed.train import predict_clips, train_sed
     from birdclef.soundscapes import load_windows, soundscape_files, soundscape_truth
-    from birdclef.examples import focal_fold_group, load_manifest
+    from birdclef.examples import focal_fold_groups, load_manifest
     from birdclef.zeroshot import load_zero_shot
 
     paths = competition_paths(config.data_dir)
@@ -80,10 +80,6 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
     labels = taxonomy["primary_label"].tolist()
     manifest = load_manifest(config)
     recordings = manifest[["filename", "path", "primary_label", "secondary_labels", "author"]].copy()
-    if config.group_by == "session" and "session" not in manifest.columns:
-        log.warning("the manifest has no recording sessions (written by an older preprocess stage): the SED "
-                    "validation split keeps recordings apart, not sessions; rerun the preprocess stage")
-    sessions = [focal_fold_group(rec, config.group_by) for rec in manifest.itertuples(index=False)]
     windows = load_windows(config)
     windows = windows.assign(labels=[str(x).split(";") for x in windows["labels"]]) if len(windows) else None
     zero_shot = load_zero_shot(config, taxonomy) if config.sed_distill_weight > 0 else None
@@ -96,7 +92,7 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
                                      frame_s=backbone_spec(config.backbone).window_s, n_classes=len(labels),
                                      zero_shot=zero_shot)
     train_rec, val_rec = split_recordings(recordings, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                                        groups=np.asarray(sessions, str))
+                                        groups=focal_fold_groups(manifest, config.group_by))
     train = SedClips(train_rec, labels, cfg, windows=windows, teacher=teacher)
     val = SedClips(val_rec, labels, cfg, train=False) if len(val_rec) else None
     result = train_sed(train, cfg, val=val, progress=progress, desc="SED epochs")
@@ -109,7 +105,8 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
         else:
             guard = soundscape_guard(files, truth, labels, cfg) if truth is not None else val_auc_guard
             result, rounds = noisy_student(result, train, cfg, files, val=val, guard=guard, progress=progress)
-    out = RunLayout.of(config).model_dir
+    model_folder = RunLayout.of(config).model
+    out = model_folder.root
     prior = np.bincount([labels.index(x) for x in recordings["primary_label"]], minlength=len(labels)) / len(recordings)
     if val is not None:
         prob, _, truth_val, weight = predict_clips(result.model, val, cfg)
@@ -130,8 +127,8 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
     for name in MLP_ONLY:
         if (out / name).exists():
             (out / name).unlink()
-    write_json(config.to_dict(), ModelFolder(out).config)
-    write_json(metrics, ModelFolder(out).metrics)
+    write_json(config.to_dict(), model_folder.config)
+    write_json(metrics, model_folder.metrics)
     write_csv(result.history, out / "history.csv")
     write_csv(per_class, out / "per_class_auc.csv")
     write_npz(out / "val_predictions.npz", y_true=y_val, y_score=prob)
