@@ -92,11 +92,35 @@ def test_max_pool_counts_a_call_in_one_segment_fully():
 def test_prior_rows_of_every_kind_of_ensemble_member():
     from pathlib import Path
 
-    from birdclef.infer import SedMember, prior_windows
+    from birdclef.family import uniform_or
+    from birdclef.head_family import HeadMember
+    from birdclef.infer import prior_windows
+    from birdclef.sed.family import SedMember
 
     no_prior = HeadMeta(4, ("a", "b"), (), 0.0, "bce", 1, "k")
     np.testing.assert_allclose(prior_windows(no_prior, 3), np.full((3, 2), 0.5))  # none saved: uniform
     saved = HeadMeta(4, ("a", "b"), (), 0.0, "bce", 1, "k", prior=(0.25, 0.75))
-    np.testing.assert_allclose(prior_windows((None, saved, None), 2), [[0.25, 0.75]] * 2)
-    sed = SedMember(Path("run"), lambda p: None, np.array([0.1, 0.9]))
+    head = HeadMember(Path("run"), saved.labels, uniform_or(saved.prior, 2), None, saved, None)
+    np.testing.assert_allclose(prior_windows(head, 2), [[0.25, 0.75]] * 2)
+    sed = SedMember(Path("run"), ("a", "b"), np.array([0.1, 0.9]), lambda p: None)
     np.testing.assert_allclose(prior_windows(sed, 2), [[0.1, 0.9]] * 2)
+
+
+def test_taxonomy_steps_read_the_taxonomy_given_or_the_data_folders(tmp_path):
+    import pandas as pd
+
+    from birdclef.config import build_config
+    from birdclef.infer import finish_windows
+    from birdclef.postprocess import genus_smoothing
+
+    pd.DataFrame({"primary_label": ["a", "b", "c"], "inat_taxon_id": ["1", "2", "3"],
+                  "scientific_name": ["Parus major", "Parus ater", "Rana temporaria"], "common_name": ["x", "y", "z"],
+                  "class_name": ["Aves", "Aves", "Amphibia"]}).to_csv(tmp_path / "taxonomy.csv", index=False)
+    config = build_config(data_dir=str(tmp_path), backbone="melstats", postprocess=("genus_smoothing",), genus_weight=0.5)
+    prob = np.array([[0.9, 0.1, 0.3], [0.2, 0.6, 0.7]], np.float32)
+    expected = genus_smoothing(prob, ["Parus", "Parus", "Rana"], 0.5)
+    np.testing.assert_allclose(finish_windows(prob, config), expected, atol=1e-6)  # read from data_dir
+    assert not np.allclose(expected, prob)
+    other = pd.DataFrame({"primary_label": ["a", "b", "c"], "scientific_name": ["A x", "B y", "C z"],
+                          "class_name": ["Aves"] * 3})
+    np.testing.assert_allclose(finish_windows(prob, config, taxonomy=other), prob, atol=1e-6)  # the one given wins

@@ -7,6 +7,32 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "birdclef"
 
 
+def _type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
+                                         or isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:`` (imports for annotations only,
+    never run); their ``else`` branches are kept."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if _type_checking(node):
+            todo.extend([node.test, *node.orelse])
+        else:
+            todo.extend(ast.iter_child_nodes(node))
+
+
+def test_annotation_only_imports_are_not_edges_but_every_other_import_is():
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import a\nelse:\n    import b\n"
+                     "def f():\n    import c\n")
+    names = {a.name for n in runtime_nodes(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert names == {"b", "c"}
+
+
 def import_graph() -> dict[str, set[str]]:
     """{module: birdclef modules it imports anywhere in its body (function-level imports too)}."""
     modules = {}
@@ -22,7 +48,7 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in modules.items():
         deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("birdclef"):
                 deps.update(owner(f"{node.module}.{a.name}") or owner(node.module) for a in node.names)
             elif isinstance(node, ast.Import):

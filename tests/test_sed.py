@@ -447,7 +447,7 @@ def test_a_label_whose_only_session_is_held_out_gets_it_back():
 def test_an_engine_error_on_one_file_gives_that_file_its_reason_and_the_rest_go_on(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     from birdclef.errors import InferenceError
-    from birdclef.infer import SedMember, sed_predictions
+    from birdclef.sed.family import SedMember, sed_predictions
     from birdclef.sed.export import ExportedSed, export_onnx
 
     cfg = tiny_config()
@@ -468,7 +468,7 @@ def test_an_engine_error_on_one_file_gives_that_file_its_reason_and_the_rest_go_
             return session.run(names, feeds)
 
     monkeypatch.setattr(exported, "_session", Flaky())
-    member = SedMember(tmp_path, exported.predict_file, np.full(3, 1 / 3))
+    member = SedMember(tmp_path, ("a", "b", "c"), np.full(3, 1 / 3), exported.predict_file)
     out = sed_predictions([good, bad], [member], n_workers=1)
     assert isinstance(out[str(good)], list) and out[str(good)][0].shape == (2, 3)
     assert isinstance(out[str(bad)], str) and "onnxruntime failed on model.onnx" in out[str(bad)] and "Fail" in out[str(bad)]

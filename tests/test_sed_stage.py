@@ -116,12 +116,12 @@ def test_a_kaggle_bundle_carries_the_onnx_model_and_onnxruntime(runs, tmp_path, 
 
 def test_sed_members_run_in_worker_processes_as_they_run_here(runs, tiny_demo):
     from birdclef.data import list_audio
-    from birdclef.infer import sed_predictions
-    from birdclef.submission import _ensemble
+    from birdclef.family import load_members
+    from birdclef.sed.family import sed_predictions
 
     _, sed, _ = runs
     labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
-    members = _ensemble(sed, Path(sed.work_dir) / "model", labels)
+    members = load_members(sed, [Path(sed.work_dir) / "model"], labels)
     files = list_audio(tiny_demo / "test_soundscapes") * 4  # 8 files: enough for 2 workers of 4
     broken = Path(sed.work_dir) / "broken.ogg"
     broken.write_bytes(b"not audio")

@@ -233,3 +233,26 @@ def test_perch_v2_labels_only_match_the_loaded_models(tmp_path, tiny_demo):
     config = build_config(data_dir=str(tiny_demo), backbone="perch_v2", backbone_path=str(real))
     assert len(labels_reader("perch_v2", model_path=str(real))()) == N_CLASSES
     assert load_zero_shot(config, taxonomy).class_columns.tolist() == [-1, 5, 3, -1]
+
+
+def test_each_ensemble_member_blends_with_its_own_backbone(trained, tiny_demo, standin, tmp_path):
+    """A stand-in head behind a melstats head (no species scores) still blends with the stand-in's
+    logits, and the melstats head is never blended with them."""
+    labels = standin["primary_label"].tolist()
+    mel = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path / "mel"), backbone="melstats", epochs=2,
+                       smoothing_kernel=(1.0,), zero_shot_weight=1.0)
+    run_preprocess(config=mel)
+    run_training(config=mel, progress=False)
+    mel_alone = run_submission(config=mel, out_path=tmp_path / "mel.csv").submission[labels].to_numpy()
+    full = build_config(**{**trained.to_dict(), "zero_shot_weight": 1.0})
+    standin_alone = run_submission(config=full, out_path=tmp_path / "standin.csv").submission[labels].to_numpy()
+    standin_dir = f"{trained.work_dir}/model"
+
+    def ensemble(name, weights, blend="mean"):
+        config = build_config(**{**mel.to_dict(), "ensemble_model_dirs": [standin_dir], "ensemble_weights": weights,
+                                 "ensemble_blend": blend})
+        return run_submission(config=config, out_path=tmp_path / f"{name}.csv").submission[labels].to_numpy()
+
+    np.testing.assert_allclose(ensemble("second", [0.0, 1.0]), standin_alone, atol=1e-6)  # blended with its own logits
+    np.testing.assert_allclose(ensemble("first", [1.0, 0.0]), mel_alone, atol=1e-6)  # nothing blended into melstats
+    np.testing.assert_allclose(ensemble("both", [1.0, 1.0]), (mel_alone + standin_alone) / 2, atol=1e-5)

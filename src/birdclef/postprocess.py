@@ -10,15 +10,38 @@ ordered steps named by ``Config.postprocess`` (default ``("blend", "site_prior",
 each a :class:`Step` in :data:`STEPS` — one function of (probabilities, config, :class:`Evidence`)
 and the Config fields it reads. :func:`run_chain` runs them; :func:`chain_table` says what a
 config's chain does. A new step is one function registered with :func:`step`.
+
+Steps that are off unless named in ``Config.postprocess`` (the tricks of the BirdCLEF top
+teams): ``file_boost`` (each window raised toward the file's maximum of its class),
+``taxon_smoothing`` (temporal smoothing with a kernel per taxonomy ``class_name``: frogs and
+insects call longer than birds) and ``genus_smoothing`` (each class takes a share of the
+evidence of its genus- and family-mates). The last two read :attr:`Evidence.taxonomy`.
 """
 from __future__ import annotations
 
+import functools
+import logging
+import re
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from birdclef.priors import apply_shift
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def check_kernel(kernel: Sequence[float]) -> np.ndarray:
+    """``kernel`` as a float64 array, or ValueError: it must be an odd number of non-negative
+    weights with a positive sum (what :func:`smooth_windows` takes)."""
+    k = np.asarray(kernel, np.float64)
+    if k.ndim != 1 or len(k) % 2 == 0 or np.isnan(k).any() or (k < 0).any() or k.sum() <= 0:
+        raise ValueError(f"kernel must be an odd number of non-negative weights with a positive sum, got {kernel}")
+    return k
 
 
 def smooth_windows(prob: np.ndarray, kernel: Sequence[float]) -> np.ndarray:
@@ -29,9 +52,7 @@ def smooth_windows(prob: np.ndarray, kernel: Sequence[float]) -> np.ndarray:
     renormalised, so a constant input stays constant. ``(1.0,)`` returns a copy.
     """
     prob = np.asarray(prob, np.float32)
-    k = np.asarray(kernel, np.float64)
-    if k.ndim != 1 or len(k) % 2 == 0 or (k < 0).any() or k.sum() <= 0:
-        raise ValueError(f"kernel must be an odd number of non-negative weights with a positive sum, got {kernel}")
+    k = check_kernel(kernel)
     if len(k) == 1 or len(prob) <= 1:
         return prob.copy()
     half = len(k) // 2
@@ -103,6 +124,9 @@ class Evidence:
     zero_shot_logits: np.ndarray | None = None  # (n_windows, n_classes) the backbone's own logits
     zero_shot_weights: np.ndarray | None = None  # (n_classes,) their blend weights in [0, 1]
     prior_shift: np.ndarray | None = None  # (n_classes,) logit shift of the file's site and hour (birdclef.priors)
+    # one row per class in the submission's label order: columns primary_label, scientific_name,
+    # class_name and, where the taxonomy has one, family (birdclef.data.load_taxonomy, reindexed)
+    taxonomy: pd.DataFrame | None = None
 
 
 StepFunction = Callable[[np.ndarray, Any, Evidence], np.ndarray]
@@ -117,17 +141,20 @@ class Step:
     apply: StepFunction
     fields: tuple[str, ...]
     summary: str
+    evidence: tuple[str, ...] = ()  # the Evidence fields it cannot do without (e.g. "taxonomy")
 
 
 STEPS: dict[str, Step] = {}
 
 
-def step(name: str, *, fields: tuple[str, ...], summary: str) -> Callable[[StepFunction], StepFunction]:
-    """Register a post-processing step under ``name`` (decorator)."""
+def step(name: str, *, fields: tuple[str, ...], summary: str, evidence: tuple[str, ...] = ()
+         ) -> Callable[[StepFunction], StepFunction]:
+    """Register a post-processing step under ``name`` (decorator); ``evidence``: the
+    :class:`Evidence` fields it needs filled."""
     def register(fn: StepFunction) -> StepFunction:
         if name in STEPS:
             raise ValueError(f"post-processing step {name!r} registered twice")
-        STEPS[name] = Step(name, fn, fields, summary)
+        STEPS[name] = Step(name, fn, fields, summary, tuple(evidence))
         return fn
     return register
 
@@ -142,12 +169,32 @@ def chain(names: Sequence[str]) -> list[Step]:
     return [STEPS[n] for n in names]
 
 
-def run_chain(prob: np.ndarray, config: Any, evidence: Evidence = Evidence()) -> np.ndarray:
-    """One soundscape's (n_windows, n_classes) probabilities through ``config.postprocess`` in order."""
+def needs(config: Any, name: str) -> bool:
+    """Whether a step of ``config.postprocess`` needs the :class:`Evidence` field ``name``."""
+    return any(name in s.evidence for s in chain(config.postprocess))
+
+
+def run_chain(prob: np.ndarray, config: Any, evidence: Evidence = Evidence(),
+              names: Sequence[str] | None = None) -> np.ndarray:
+    """One soundscape's (n_windows, n_classes) probabilities through ``config.postprocess`` in order
+    (``names``: only those steps, in that order)."""
     out = np.asarray(prob, np.float32)
-    for s in chain(config.postprocess):
+    for s in chain(config.postprocess if names is None else names):
         out = s.apply(out, config, evidence)
     return out
+
+
+MEMBER_STEP = "blend"  # the last step an ensemble member runs alone, with its own backbone's scores
+
+
+def split_chain(config: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``config.postprocess`` → (the steps each ensemble member runs alone: up to and including the
+    zero-shot blend, so each blends with its own backbone's scores; the steps run on the ensemble
+    mean). Without a blend step every step runs on the mean. Run one after the other on one
+    member, the two halves are the whole chain."""
+    names = tuple(config.postprocess)
+    cut = names.index(MEMBER_STEP) + 1 if MEMBER_STEP in names else 0
+    return names[:cut], names[cut:]
 
 
 def chain_table(config: Any) -> list[dict[str, str]]:
@@ -176,3 +223,180 @@ def _site_prior_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.nd
       summary="each window a weighted mean of its neighbours (the kernel, centred)")
 def _smoothing_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
     return smooth_windows(prob, config.smoothing_kernel)
+
+
+@step("file_boost", fields=("file_boost_alpha", "file_boost_power"),
+      summary="each window raised toward the file's maximum for its class (additive: α; multiplicative: max^β)")
+def _file_boost_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+    return file_boost(prob, alpha=config.file_boost_alpha, power=config.file_boost_power)
+
+
+def file_boost(prob: np.ndarray, *, alpha: float = 0.0, power: float = 0.0) -> np.ndarray:
+    """(n_windows, n_classes) of one file → the same shape: ``(p·(1 − α) + α·m) · m^β`` per class,
+    ``m`` (1, n_classes) the class's maximum over the file's windows.
+
+    α in [0, 1] lifts every window toward ``m`` (α = 1: ``m`` everywhere) and never above it;
+    β ≥ 0 scales a class by how sure the file is of it somewhere (β = 0: factor 1). With
+    α = β = 0 the input comes back unchanged; probabilities in [0, 1] stay in [0, 1].
+    """
+    prob = np.asarray(prob, np.float32)
+    if not 0 <= alpha <= 1 or not power >= 0:
+        raise ValueError(f"file_boost needs alpha in [0, 1] and power >= 0, got alpha={alpha}, power={power}")
+    if len(prob) == 0 or (alpha == 0 and power == 0):
+        return prob.copy()
+    p = prob.astype(np.float64)
+    m = p.max(axis=0, keepdims=True)
+    if alpha > 0:
+        p = p * (1 - alpha) + alpha * m
+    if power > 0:
+        p = p * np.power(np.clip(m, 0, None), power)
+    return p.astype(np.float32)
+
+
+# taxonomy-based steps: group index arrays are worked out once per taxonomy (the cache is keyed on
+# the column values, so it costs a tuple per soundscape, not a groupby)
+
+def _column(taxonomy: Any, column: str, step_name: str, n_classes: int) -> tuple[str, ...]:
+    """One taxonomy column as stripped strings (missing values → ""), checked against the classes."""
+    if taxonomy is None:
+        raise ValueError(f"post-processing step {step_name!r} needs the taxonomy (Evidence.taxonomy: one row per "
+                         "class, in the submission's label order); none was given")
+    if column not in taxonomy:
+        raise ValueError(f"post-processing step {step_name!r} needs the taxonomy column {column!r}; "
+                         f"it has {list(taxonomy.keys())}")
+    values = tuple("" if v is None or v != v else str(v).strip() for v in taxonomy[column])
+    if len(values) != n_classes:
+        raise ValueError(f"post-processing step {step_name!r}: the taxonomy has {len(values)} rows but the "
+                         f"probabilities {n_classes} classes (it must be one row per class, in label order)")
+    return values
+
+
+def parse_taxon_kernels(entries: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """``("Amphibia:0.1/0.2/0.4/0.2/0.1", "Insecta:0.25/0.5/0.25")`` → {class name (case-folded): kernel}.
+
+    Each entry is ``ClassName:w1/w2/...`` (weights split by ``/``, spaces or commas), the kernel
+    valid for :func:`smooth_windows`; a class name may be one no taxonomy has, but only once.
+    """
+    return dict(_parse_taxon_kernels(tuple(entries)))
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_taxon_kernels(entries: tuple[str, ...]) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    out: dict[str, tuple[float, ...]] = {}
+    for entry in entries:
+        name, sep, weights = str(entry).partition(":")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"entry {entry!r} is not 'ClassName:w1/w2/w3' (separate a kernel's weights with '/'; "
+                             "commas separate entries), e.g. Amphibia:0.25/0.5/0.25")
+        try:
+            kernel = tuple(float(w) for w in re.split(r"[/,\s]+", weights.strip()) if w)
+        except ValueError:
+            raise ValueError(f"entry {entry!r}: the weights are not numbers") from None
+        try:
+            check_kernel(kernel)
+        except ValueError as err:
+            raise ValueError(f"entry {entry!r}: {err}") from None
+        if name.casefold() in out:
+            raise ValueError(f"class name {name!r} has two kernels")
+        out[name.casefold()] = kernel
+    return tuple(out.items())
+
+
+@functools.lru_cache(maxsize=16)
+def _taxon_groups(class_names: tuple[str, ...], entries: tuple[str, ...]
+                  ) -> tuple[tuple[np.ndarray, tuple[float, ...]], ...]:
+    """(column indices of one class name, its kernel) for each kernel whose class name the taxonomy has."""
+    names = np.array([c.casefold() for c in class_names], dtype=object)
+    groups = []
+    for name, kernel in _parse_taxon_kernels(entries):
+        idx = np.flatnonzero(names == name)
+        if len(idx):
+            groups.append((idx, kernel))
+    return tuple(groups)
+
+
+@step("taxon_smoothing", fields=("taxon_smoothing_kernels",),
+      summary="each window a weighted mean of its neighbours with a kernel per taxonomy class_name "
+              "(wider for frogs and insects); other classes left as they are", evidence=("taxonomy",))
+def _taxon_smoothing_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+    prob = np.asarray(prob, np.float32)
+    class_names = _column(evidence.taxonomy, "class_name", "taxon_smoothing", prob.shape[1])
+    return taxon_smoothing(prob, class_names, config.taxon_smoothing_kernels)
+
+
+def taxon_smoothing(prob: np.ndarray, class_names: Sequence[str], kernels: Sequence[str]) -> np.ndarray:
+    """(n_windows, n_classes) → the same shape: the columns whose ``class_names`` entry (n_classes,)
+    has a kernel in ``kernels`` (:func:`parse_taxon_kernels`; names match in any case) smoothed
+    over time with it (:func:`smooth_windows`); every other column unchanged."""
+    prob = np.asarray(prob, np.float32)
+    out = prob.copy()
+    for idx, kernel in _taxon_groups(tuple(class_names), tuple(kernels)):
+        out[:, idx] = smooth_windows(prob[:, idx], kernel)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _mates_matrix(groups: tuple[str, ...]) -> np.ndarray:
+    """(n_classes, n_classes) float64 ``A``: ``(p @ A)[:, j]`` is the mean of ``p`` over the other classes
+    of ``j``'s group, or ``p[:, j]`` itself when ``j`` is alone in it (an empty group name: alone)."""
+    g = np.array(groups, dtype=object)
+    same = (g[:, None] == g[None, :]) & (g[:, None] != "")
+    np.fill_diagonal(same, False)
+    mates = same.sum(axis=0)
+    a = np.where(mates > 0, same / np.maximum(mates, 1), 0.0)
+    a[np.diag_indices_from(a)] = (mates == 0).astype(np.float64)
+    a.setflags(write=False)
+    return a
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning(message)
+
+
+@step("genus_smoothing", fields=("genus_weight", "family_weight"),
+      summary="each class takes a share of the mean of its genus-mates (and of its family-mates where the "
+              "taxonomy has a family column); a class alone in its genus keeps its value", evidence=("taxonomy",))
+def _genus_smoothing_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+    prob = np.asarray(prob, np.float32)
+    n = prob.shape[1]
+    genera = tuple(name.split()[0] if name else "" for name in _column(evidence.taxonomy, "scientific_name",
+                                                                      "genus_smoothing", n))
+    families = None
+    if config.family_weight > 0:
+        if "family" in evidence.taxonomy:
+            families = _column(evidence.taxonomy, "family", "genus_smoothing", n)
+        else:
+            _warn_once(f"genus_smoothing: family_weight={config.family_weight} but the taxonomy has no 'family' "
+                       "column; only the genus share is used")
+    return genus_smoothing(prob, genera, config.genus_weight, families, config.family_weight if families else 0.0)
+
+
+def genus_smoothing(prob: np.ndarray, genera: Sequence[str], genus_weight: float,
+                    families: Sequence[str] | None = None, family_weight: float = 0.0) -> np.ndarray:
+    """(n_windows, n_classes) → the same shape:
+    ``p' = (1 − w_g − w_f)·p + w_g·mean(p over the genus's other classes) + w_f·mean(over the family's)``.
+
+    ``genera``, ``families``: (n_classes,) group names (``families`` None: no family share); the
+    family's other classes include the genus-mates. A group term of a class alone in its group is
+    the class's own value, so a class alone in its genus (and family) keeps its value exactly.
+    Weights ≥ 0 with ``w_g + w_f ≤ 1``; both 0: the input unchanged.
+    """
+    prob = np.asarray(prob, np.float32)
+    if families is None:
+        family_weight = 0.0
+    if genus_weight < 0 or family_weight < 0 or genus_weight + family_weight > 1:
+        raise ValueError(f"genus_smoothing needs weights >= 0 with genus_weight + family_weight <= 1, "
+                         f"got {genus_weight}, {family_weight}")
+    p = prob.astype(np.float64)
+    out = p.copy()
+    if genus_weight > 0:
+        out += genus_weight * (p @ _mates_matrix(tuple(genera)) - p)
+    if family_weight > 0:
+        out += family_weight * (p @ _mates_matrix(tuple(families)) - p)
+    return out.astype(np.float32)

@@ -7,7 +7,6 @@ soundscape gets the training prior (with a warning; ``strict=True`` raises inste
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import warnings
@@ -17,17 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from birdclef.config import EMBEDDING_FIELDS, Config
+from birdclef.config import Config
 from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.errors import BirdclefError, SchemaError, SubmissionError
 from birdclef.evaluate import read_solution, score
-from birdclef.infer import Member, SedMember, predict_files, prior_windows, zero_shot_weights
-from birdclef.io import atomic_path, read_json, write_csv
-from birdclef.model import load_head
+from birdclef.family import load_members
+from birdclef.infer import predict_files, prior_windows, zero_shot_weights
+from birdclef.io import atomic_path, write_csv
 from birdclef.priors import PRIOR_FILE, load_site_prior
 from birdclef.runs import record_run
-from birdclef.workdir import ModelFolder, RunLayout
-from birdclef.zeroshot import load_zero_shot
+from birdclef.workdir import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -98,59 +96,9 @@ def kaggle_estimate_minutes(seconds: float, n_files: int) -> float | None:
     return round(minutes, 1)
 
 
-def _sed_member(run_dir: Path, config: Config, labels: list[str]) -> SedMember:
-    """A SED run folder as an ensemble member, run by ``config.sed_engine`` (one thread: the
-    submission's parallelism is across processes, not inside a model)."""
-    from birdclef.sed.run import load_run, open_exported
-
-    if config.sed_engine == "torch":
-        run = load_run(run_dir)
-        member = SedMember(run_dir, run.predictor("torch"), run.prior, "torch")
-        run_labels = run.labels
-    else:
-        exported = open_exported(run_dir, engine=config.sed_engine, threads=1)
-        member = SedMember(run_dir, exported.predict, exported.prior, config.sed_engine)
-        run_labels = exported.labels
-    if list(run_labels) != labels:
-        raise BirdclefError(f"{run_dir} was trained on another taxonomy ({len(run_labels)} classes, not {len(labels)})")
-    return member
-
-
-def _ensemble(config: Config, model_dir: Path, labels: list[str]) -> list[Member]:
-    """The members of ``model_dir`` and of every ``config.ensemble_model_dirs`` folder: an MLP head
-    (head, meta, embedding config), or a SED run (:class:`birdclef.infer.SedMember`).
-
-    Each MLP head is applied to the embeddings it was trained on (its saved backbone and cleaning
-    settings), read from or written to this run's embedding cache.
-    """
-    from birdclef.sed.run import sed_run_dir
-
-    members = []
-    for i, d in enumerate([model_dir, *map(Path, config.ensemble_model_dirs)]):
-        head = ModelFolder(Path(d)).head
-        sed_dir = sed_run_dir(d) if not head.exists() else None
-        if sed_dir is not None:
-            members.append(_sed_member(sed_dir, config, labels))
-            continue
-        if not head.exists():
-            raise BirdclefError(f"{d} holds no trained model (no head.pt, no SED run): run the training stage first")
-        model, meta = load_head(head)
-        if list(meta.labels) != labels:
-            raise BirdclefError(f"{d} was trained on another taxonomy ({len(meta.labels)} classes, not {len(labels)})")
-        if i == 0:
-            member = config
-        elif ModelFolder(Path(d)).config.exists():
-            saved = read_json(ModelFolder(Path(d)).config)
-            member = dataclasses.replace(config, **{k: saved[k] for k in EMBEDDING_FIELDS if k in saved})
-        else:
-            raise BirdclefError(f"ensemble member {d} has no config.json beside head.pt: cannot embed for it")
-        if meta.embedding_key != member.embedding_key():
-            raise BirdclefError(
-                f"{d} was trained on embeddings {meta.embedding_key}, but this config gives "
-                f"{member.embedding_key()}: use the training run's backbone/denoise/vad settings"
-            )
-        members.append((model, meta, member))
-    return members
+def ensemble_dirs(config: Config, model_dir: Path) -> list[Path]:
+    """The model folders a submission blends: ``model_dir``, then every ``config.ensemble_model_dirs`` one."""
+    return [Path(model_dir), *map(Path, config.ensemble_model_dirs)]
 
 
 def run_submission(
@@ -167,23 +115,22 @@ def run_submission(
     taxonomy = load_taxonomy(paths.taxonomy)
     labels = taxonomy["primary_label"].tolist()
     model_dir = Path(model_dir) if model_dir else RunLayout.of(config).model_dir
-    members = _ensemble(config, model_dir, labels)
-    metas = [m[1] for m in members if not isinstance(m, SedMember)]
+    members = load_members(config, ensemble_dirs(config, model_dir), labels)
     files = list_audio(test_dir if test_dir is not None else paths.test_soundscapes)
     if not files:
         log.warning("no test soundscapes in %s (hidden while editing on Kaggle?): writing prior rows "
                     "for the sample submission's row ids", test_dir or paths.test_soundscapes)
-    # the first member's backbone gives the zero-shot logits, stored with its embeddings (one pass)
-    # (stored whenever the backbone has them: a later run with another weight reads them from the cache)
-    zero_shot = load_zero_shot(config, taxonomy) if files else None
-    weights = None if zero_shot is None else zero_shot_weights(config, metas, zero_shot.mapped)
+    # each member's own backbone scores (stored with its embeddings, one pass) and blend weights:
+    # the weights it chose on validation, or zero_shot_weight
+    zero_shot = [m.zero_shot(taxonomy) if files else None for m in members]
+    weights = [None if zs is None else zero_shot_weights(config, [m], zs.mapped) for m, zs in zip(members, zero_shot)]
     site_prior = load_site_prior(model_dir) if config.site_prior_weight > 0 else None
     if config.site_prior_weight > 0 and site_prior is None:
         log.warning("site_prior_weight=%s but %s has no %s (no labelled train soundscapes): no site prior",
                     config.site_prior_weight, model_dir, PRIOR_FILE)
     t0 = time.perf_counter()
     probs, fallbacks = predict_files(files, members, config, labels, zero_shot=zero_shot,
-                                     weights=weights, site_prior=site_prior)
+                                     weights=weights, site_prior=site_prior, taxonomy=taxonomy)
     kaggle_minutes = kaggle_estimate_minutes(time.perf_counter() - t0, len(files))
     sub = build_submission(probs, labels, config.window_s)
     expected = [r for f in files for r in row_ids(f.stem, len(probs[f.stem]), config.window_s)]
@@ -207,7 +154,7 @@ def run_submission(
             warnings.warn(f"{paths.solution} does not fit these soundscapes, not scored: {err}", stacklevel=2)
     record_run(config, stage="submit", metrics={"local_score": local, "n_rows": len(sub), "n_soundscapes": len(files),
                                                 "n_fallbacks": len(fb), "n_models": len(members),
-                                                "zero_shot_classes": 0 if weights is None else int((weights > 0).sum()),
+                                                "zero_shot_classes": 0 if weights[0] is None else int((weights[0] > 0).sum()),
                                                 "kaggle_minutes_estimate": kaggle_minutes})
     print(f"submission: {len(sub)} rows × {len(labels)} classes from {len(files)} soundscapes "
           f"({len(fb)} fell back to the prior) → {out}"

@@ -26,6 +26,7 @@ from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
 from birdclef.embeddings import EmbeddingCache
 from birdclef.evaluate import macro_auc, masked_auc_columns, per_class_auc
+from birdclef.family import TrainResult, family
 from birdclef.examples import (FOCAL, SOUNDSCAPE, Examples, build_examples, concat_examples, load_manifest,
                                soundscape_examples)
 from birdclef.io import atomic_path, write_csv, write_json, write_npz
@@ -37,18 +38,6 @@ from birdclef.workdir import RunLayout
 from birdclef.zeroshot import ZeroShot, choose_weights, load_zero_shot
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    model: MLPHead
-    meta: HeadMeta
-    history: pd.DataFrame  # epoch, train_loss, val_loss, val_auc, lr (+ val_focal_auc, val_soundscape_auc)
-    metrics: dict
-    per_class: pd.DataFrame  # label, positives, auc on the validation segments
-    out_dir: Path
-    pseudo_rounds: pd.DataFrame | None = None  # one row per pseudo-labelling round (see birdclef.pseudo)
-    soundscape_per_class: pd.DataFrame | None = None  # label, positives, auc on held-out labelled soundscape windows
 
 
 def split_folds(ex: Examples, *, n_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -408,8 +397,15 @@ def validation_soundscapes(ex: Examples, manifest: pd.DataFrame, labels: list[st
 
 
 def run_training(*, config: Config, progress: bool = True) -> TrainResult:
-    """Train on the preprocess stage's manifest (and its labelled soundscape windows) and write
-    ``<work_dir>/model``.
+    """Train the model family ``config.model_family`` names (:func:`birdclef.family.family`) and
+    write ``<work_dir>/model``: :func:`train_embedding_head` for "mlp", the SED stage
+    (:func:`birdclef.sed.stage.run_sed_training`) for "sed"."""
+    return family(config.model_family).train(config=config, progress=progress)
+
+
+def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResult:
+    """The "mlp" family: train a head on the preprocess stage's manifest (and its labelled soundscape
+    windows) and write ``<work_dir>/model``.
 
     Steps: (weak-label cleaning: a first fit scores every segment) → fit on the training fold,
     the epoch chosen by the validation score (focal recordings and, where the data has them,
@@ -419,10 +415,6 @@ def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     head, config, metrics, curves, validation predictions and the blend table, and a row to the
     runs table.
     """
-    if config.model_family == "sed":  # a spectrogram CNN trained end to end (birdclef.sed)
-        from birdclef.sed.stage import run_sed_training
-
-        return run_sed_training(config=config, progress=progress)
     from birdclef import pseudo, runs
     from birdclef.soundscapes import load_windows, soundscape_metrics
 

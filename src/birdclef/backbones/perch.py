@@ -24,11 +24,11 @@ from typing import Callable
 
 import numpy as np
 
-from birdclef.backbones import BackboneSpec, register
+from birdclef.backbones import BackboneSpec, ModelIdentity, folder_identity, register, register_identity
 from birdclef.errors import BackboneUnavailable
 
 SPEC = BackboneSpec(
-    name="perch", sample_rate_hz=32_000, window_s=5.0, embedding_dim=1280, hop_s=5.0
+    name="perch", sample_rate_hz=32_000, window_s=5.0, embedding_dim=1280, hop_s=5.0, has_weights=True,
 )
 ENV_VAR = "BIRDCLEF_PERCH"
 BATCH_SIZE = 16
@@ -142,11 +142,8 @@ def _savedmodel_runner(path: Path) -> _Runner:
     return run
 
 
-@register("perch")
-def make_perch(
-    *, model_path: str | None = None, batch_size: int = BATCH_SIZE, **_: object
-) -> Perch:
-    """Build Perch from a SavedModel folder or $BIRDCLEF_PERCH; ``batch_size`` windows per call."""
+def _model_folder(model_path: str | os.PathLike[str] | None) -> Path:
+    """model_path, else $BIRDCLEF_PERCH, as a SavedModel folder, or BackboneUnavailable."""
     if model_path is None:
         model_path = os.environ.get(ENV_VAR) or None
     if model_path is None:
@@ -154,6 +151,21 @@ def make_perch(
     path = Path(os.fspath(model_path)).expanduser()
     if not path.is_dir():
         raise BackboneUnavailable(f"no SavedModel folder at {path}: {_HOW_TO_PROVIDE}")
+    return path
+
+
+@register_identity("perch")
+def model_identity(*, model_path: str | os.PathLike[str] | None = None, **_: object) -> ModelIdentity:
+    """The :func:`folder_identity` of the SavedModel :func:`make_perch` would load, without loading it."""
+    return folder_identity(_model_folder(model_path))
+
+
+@register("perch")
+def make_perch(
+    *, model_path: str | None = None, batch_size: int = BATCH_SIZE, **_: object
+) -> Perch:
+    """Build Perch from a SavedModel folder or $BIRDCLEF_PERCH; ``batch_size`` windows per call."""
+    path = _model_folder(model_path)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     return Perch(_savedmodel_runner(path), source=str(path), batch_size=batch_size)

@@ -39,13 +39,22 @@ from typing import Callable
 
 import numpy as np
 
-from birdclef.backbones import BackboneSpec, open_onnx, register, register_labels
+from birdclef.backbones import (
+    BackboneSpec,
+    ModelIdentity,
+    file_identity,
+    folder_identity,
+    open_onnx,
+    register,
+    register_identity,
+    register_labels,
+)
 from birdclef.errors import BackboneUnavailable, SchemaError
 
 SPEC = BackboneSpec(
     name="perch_v2", sample_rate_hz=32_000, window_s=5.0, embedding_dim=1536, hop_s=5.0, has_scores=True,
     # trained on raw audio, like BirdNET: no denoising or loudness normalisation before it
-    denoise=False, rms_normalise=False,
+    denoise=False, rms_normalise=False, has_weights=True,
 )
 N_CLASSES = 14_795  # classes of Google's release (a stand-in or another export may have others)
 ENV_VAR = "BIRDCLEF_PERCH_V2"
@@ -403,6 +412,20 @@ def labels_reader(*, model_path: str | None = None, labels_path: str | None = No
             return make_perch_v2(model_path=str(given), labels_path=str(labels)).labels
 
     return read
+
+
+@register_identity("perch_v2")
+def model_identity(*, model_path: str | os.PathLike[str] | None = None, **_: object) -> ModelIdentity:
+    """The identity of the model :func:`make_perch_v2` would load (``model_path``, else
+    $BIRDCLEF_PERCH_V2; BackboneUnavailable as it would raise), without loading it: a .onnx file's
+    :func:`file_identity`, or the :func:`folder_identity` of a folder given (a SavedModel, or a
+    folder holding one .onnx: all its files count, label file included)."""
+    given = model_path or os.environ.get(ENV_VAR) or None
+    if given is None:
+        raise BackboneUnavailable(f"no Perch v2 model given: {_HOW_TO_PROVIDE}")
+    path = Path(os.fspath(given)).expanduser()
+    _model_file(path)  # refuses what make_perch_v2 refuses
+    return file_identity(path) if path.is_file() else folder_identity(path)
 
 
 def model_runtime(model_path: str | os.PathLike[str]) -> str:

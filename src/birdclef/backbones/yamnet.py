@@ -20,11 +20,20 @@ from typing import Callable
 
 import numpy as np
 
-from birdclef.backbones import BackboneSpec, allocate_tensors, open_tflite, register
+from birdclef.backbones import (
+    BackboneSpec,
+    ModelIdentity,
+    allocate_tensors,
+    file_identity,
+    folder_identity,
+    open_tflite,
+    register,
+    register_identity,
+)
 from birdclef.errors import BackboneUnavailable, SchemaError
 
 SPEC = BackboneSpec(
-    name="yamnet", sample_rate_hz=16_000, window_s=0.975, embedding_dim=1024, hop_s=1.0
+    name="yamnet", sample_rate_hz=16_000, window_s=0.975, embedding_dim=1024, hop_s=1.0, has_weights=True,
 )
 N_CLASSES = 521  # AudioSet classes scored by YAMNet
 ENV_VAR = "BIRDCLEF_YAMNET"
@@ -139,26 +148,46 @@ def _is_hub_url(handle: str) -> bool:
     return "://" in handle
 
 
-@register("yamnet")
-def make_yamnet(*, model_path: str | None = None, **_: object) -> YAMNet:
-    """Build YAMNet from a .tflite file, a SavedModel folder, a TF-Hub handle, or $BIRDCLEF_YAMNET."""
+def _model_source(model_path: str | os.PathLike[str] | None) -> tuple[str, str]:
+    """model_path, else $BIRDCLEF_YAMNET → (what to load, "hub" | "savedmodel" | "tflite"), or
+    BackboneUnavailable saying what was found."""
     if model_path is None:
         model_path = os.environ.get(ENV_VAR) or None
         if model_path is None:
             raise BackboneUnavailable(f"no YAMNet model given: {_HOW_TO_PROVIDE}")
     model_path = os.fspath(model_path)
     if _is_hub_url(model_path):
-        return YAMNet(_savedmodel_runner(model_path), source=model_path)
+        return model_path, "hub"
     path = Path(model_path).expanduser()
     if not path.exists():
         raise BackboneUnavailable(f"YAMNet model not found at {path}: {_HOW_TO_PROVIDE}")
     if path.is_dir():
-        return YAMNet(_savedmodel_runner(str(path)), source=str(path))
+        return str(path), "savedmodel"
     if path.suffix.lower() == ".tflite":
-        return YAMNet(_tflite_runner(path), source=str(path))
+        return str(path), "tflite"
     raise BackboneUnavailable(
         f"{path} is neither a .tflite file nor a SavedModel folder: {_HOW_TO_PROVIDE}"
     )
+
+
+@register_identity("yamnet")
+def model_identity(*, model_path: str | os.PathLike[str] | None = None, **_: object) -> ModelIdentity:
+    """The identity of the model :func:`make_yamnet` would load, without loading it: a TF-Hub
+    handle is its own identity (a handle names one published version), a folder its
+    :func:`folder_identity`, a .tflite file its :func:`file_identity`."""
+    source, kind = _model_source(model_path)
+    if kind == "hub":
+        return ModelIdentity(f"tfhub {source}", source)
+    return folder_identity(source) if kind == "savedmodel" else file_identity(source)
+
+
+@register("yamnet")
+def make_yamnet(*, model_path: str | None = None, **_: object) -> YAMNet:
+    """Build YAMNet from a .tflite file, a SavedModel folder, a TF-Hub handle, or $BIRDCLEF_YAMNET."""
+    source, kind = _model_source(model_path)
+    if kind == "tflite":
+        return YAMNet(_tflite_runner(Path(source)), source=source)
+    return YAMNet(_savedmodel_runner(source), source=source)
 
 
 def yamnet_class_names(csv_path: str | os.PathLike[str]) -> list[str]:

@@ -16,7 +16,11 @@ from birdclef.kaggle.metadata import slugify, validate_dataset_metadata, validat
 from birdclef.kaggle.notebook import kernel_notebook
 from birdclef.kaggle.wheels import (BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, ONNXRUNTIME, _bundle_wheels, backbone_wheels,
                                     project_root)
+from birdclef.family import family_of
 from birdclef.workdir import MODEL, ModelFolder, RunLayout
+
+# what a model family's BundleParts.packages name → the wheel bundled for it
+RUNTIME_WHEELS = {"onnxruntime": ONNXRUNTIME}
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,14 @@ class Bundle:
     kernel_metadata: dict
     marker: dict
     warnings: tuple[str, ...]
+
+
+def _holds_run(folder: ModelFolder) -> bool:
+    try:
+        family_of(folder)
+        return True
+    except BirdclefError:
+        return False
 
 
 def _fresh_dir(path: Path, marker_names: tuple[str, ...]) -> None:
@@ -67,17 +79,18 @@ def build_bundle(
 
     run_dir = Path(run_dir)
     given = ModelFolder(run_dir)  # --run is a model folder itself, or a work_dir holding one
-    model = given if given.head.is_file() or given.sed.is_dir() else RunLayout(run_dir).model
-    sed_dir = model.sed if (model.sed / "model.onnx").is_file() else None
-    for path in (model.config,) if sed_dir is not None else (model.head, model.config):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: --run must be a trained work_dir (run 03_train first)")
+    model = given if _holds_run(given) else RunLayout(run_dir).model
+    if not model.config.is_file():
+        raise FileNotFoundError(f"{model.config} not found: --run must be a trained work_dir (run 03_train first)")
+    parts = family_of(model).bundle(model)
+    for name in parts.required:
+        if not (model.root / name).is_file():
+            raise FileNotFoundError(f"{model.root / name} not found: --run must be a trained work_dir (run 03_train first)")
     config = load_config(model.config)
     warnings: list[str] = []
     competition, sample_path = resolve_competition(config.data_dir, competition, sample_submission, warnings)
     if sample_path is not None:
-        labels = sed_labels(sed_dir) if sed_dir is not None else head_labels(model.head)
-        check_taxonomy(labels, sample_path, competition, run_dir)
+        check_taxonomy(list(parts.labels), sample_path, competition, run_dir)
     user = user or os.environ.get("KAGGLE_USERNAME")
     if not user:
         raise BirdclefError("no Kaggle user: pass user= (--user) or set KAGGLE_USERNAME")
@@ -104,18 +117,13 @@ def build_bundle(
     _fresh_dir(kernel_dir, ("kernel-metadata.json",))
 
     bundled = RunLayout(dataset_dir).model
-    bundled.root.mkdir()
-    for path in (model.head, model.config, model.metrics):
-        if path.is_file():
-            shutil.copy2(path, bundled.root / path.name)
-    if sed_dir is not None:  # the exported SED model and what reads it; the kernel runs it with onnxruntime
-        bundled.sed.mkdir()
-        for name in ("config.json", "labels.json", "metrics.json", "model.onnx", "model.xml", "model.bin"):
-            if (sed_dir / name).is_file():
-                shutil.copy2(sed_dir / name, bundled.sed / name)
-    backbone_file = _bundle_backbone(config, dataset_dir, model_sources, warnings) if sed_dir is None else None
+    for name in parts.files:  # the run's files, at the same places under the bundle's model folder
+        (bundled.root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(model.root / name, bundled.root / name)
+    backbone_file = _bundle_backbone(config, dataset_dir, model_sources, warnings) if parts.uses_backbone else None
     python_versions = list(dict.fromkeys([*python_versions, f"{sys.version_info.major}.{sys.version_info.minor}"]))
-    extra_wheels = backbone_wheels(config.backbone, config.backbone_path) if sed_dir is None else (ONNXRUNTIME,)
+    extra_wheels = (*(backbone_wheels(config.backbone, config.backbone_path) if parts.uses_backbone else ()),
+                    *(RUNTIME_WHEELS[p] for p in parts.packages))
     wheel_files, no_deps = _bundle_wheels(dataset_dir / "wheels", repo_dir=repo_dir or project_root(),
                                           python_versions=python_versions, wheel_cache=wheel_cache, warnings=warnings,
                                           extra=extra_wheels)
@@ -171,22 +179,11 @@ def resolve_competition(data_dir: str | None, competition: str | None, sample_su
     return competition, None
 
 
-def sed_labels(sed_dir: Path) -> list[str]:
-    """The class labels a SED run predicts, in its output order."""
-    from birdclef.io import read_json
-
-    return [str(x) for x in read_json(sed_dir / "labels.json")["labels"]]
-
-
 def head_labels(head_path: Path) -> list[str]:
-    """The class labels a trained head predicts, in its output order."""
-    import torch
+    """The class labels a trained head predicts, in its output order (:func:`birdclef.head_family.head_labels`)."""
+    from birdclef.head_family import head_labels as read_labels
 
-    try:
-        blob = torch.load(head_path, map_location="cpu", weights_only=True)
-        return [str(x) for x in blob["meta"]["labels"]]
-    except Exception as err:  # a truncated or foreign file: say which
-        raise BirdclefError(f"cannot read the class labels from {head_path}: {err}") from err
+    return read_labels(head_path)
 
 
 def check_taxonomy(labels: list[str], sample_submission: Path, competition: str, run_dir: str | Path) -> None:

@@ -14,7 +14,16 @@ Two kinds of item, in one :class:`SedClips` dataset:
 - a **window** (``windows`` table: ``path``, ``start_s``, ``end_s`` and ``labels`` (list of str)
   or ``targets`` ((n_classes,) soft values), optional ``weight``): a labelled soundscape window
   (:func:`birdclef.data.load_soundscape_labels`) or a pseudo-labelled one
-  (:mod:`birdclef.sed.noisy_student`). The clip is centred on the window.
+  (:mod:`birdclef.sed.noisy_student`). Its clip (:func:`window_clip_start`) lies on the window
+  grid: the window at position ``(n - 1) // 2`` of the clip's ``n = clip_s / window_s`` windows
+  (the first of the two middle ones when ``n`` is even), moved later when that would start before
+  0 s. The clip's target is the union of the labels of every window of the table, same file, that
+  the clip covers for more than half of the window's length (:data:`MIN_WINDOW_COVER`,
+  :func:`covered_windows`): soft targets combine by their element-wise maximum, each at its own
+  strength, and the item's own window always counts; the loss weight stays the item's window's.
+  A window not in the table (past its labelled part, or past the end of the file) contributes
+  nothing. With ``clip_s == window_s`` and windows on the grid the clip is its window and the
+  target that window's own, as before.
 
 Unreadable recordings are left out when the dataset is built (``skipped``: path, reason); a
 file that fails later gives silence with loss weight 0 (logged).
@@ -40,6 +49,10 @@ from birdclef.sed.config import SedConfig
 log = logging.getLogger(__name__)
 
 RECORDING, WINDOW = 0, 1
+# A window counts toward a clip's target when the clip holds more than this share of it: a label
+# says "heard somewhere in these 5 s", so past half the call is more likely in the clip than not;
+# exactly half (the neighbours of a clip on a 50 %-overlapping table) does not count.
+MIN_WINDOW_COVER = 0.5
 
 
 class WaveCache:
@@ -95,6 +108,20 @@ def label_vector(primary: str | None, secondary: Sequence[str], index: dict[str,
     return t
 
 
+def window_clip_start(start_s: float, config: SedConfig) -> float:
+    """Start (s) of the clip for a window starting at ``start_s``: on the window grid, the window at
+    position ``(n - 1) // 2`` of the clip's ``n`` windows, never before 0 s."""
+    return max(0.0, float(start_s) - (config.windows_per_clip - 1) // 2 * config.window_s)
+
+
+def covered_windows(start_s: np.ndarray, end_s: np.ndarray, clip_start_s: float, clip_end_s: float) -> np.ndarray:
+    """(n,) bool: the windows [start_s, end_s) (each (n,), s) the clip [clip_start_s, clip_end_s)
+    covers for more than :data:`MIN_WINDOW_COVER` of their length."""
+    start_s, end_s = np.asarray(start_s, np.float64), np.asarray(end_s, np.float64)
+    overlap = np.clip(np.minimum(end_s, clip_end_s) - np.maximum(start_s, clip_start_s), 0.0, None)
+    return overlap > MIN_WINDOW_COVER * (end_s - start_s) + 1e-6  # 1e-6 s: exactly half stays out
+
+
 def _weight(value: object) -> float:
     """A loss weight from a table cell; absent or NaN: 1."""
     try:
@@ -131,6 +158,10 @@ class SedClips(Dataset):
             raise BirdclefError(f"primary label(s) {unknown[:5]} not among the {len(self.labels)} labels")
         self.windows = (windows if windows is not None else pd.DataFrame(columns=["path", "start_s", "end_s"])
                         ).reset_index(drop=True)
+        # per file: the table's windows (start_s, end_s, row), so a clip finds every window it covers
+        self._file_windows = {
+            str(path): (g["start_s"].to_numpy(np.float64), g["end_s"].to_numpy(np.float64), g.index.to_numpy())
+            for path, g in self.windows.astype({"path": str}).groupby("path", sort=False)}
         self.items: list[tuple[int, int, float | None]] = []
         for r, rec in enumerate(self.recordings.itertuples(index=False)):
             if train:
@@ -154,7 +185,8 @@ class SedClips(Dataset):
         return len(self.recordings)
 
     def item_primary(self) -> np.ndarray:
-        """(len,) int class of each item (a window: its highest target), for balanced sampling."""
+        """(len,) int class of each item (a window: the highest target of the window itself, not of
+        its clip), for balanced sampling."""
         out = np.zeros(len(self.items), np.int64)
         prim = self.recordings["primary_label"].map(self.index).to_numpy() if len(self.recordings) else []
         for i, (kind, row, _) in enumerate(self.items):
@@ -185,6 +217,17 @@ class SedClips(Dataset):
             return np.asarray(t, np.float32)
         return label_vector(None, list(win["labels"]), self.index, 1.0)
 
+    def clip_target(self, row: int, start_s: float) -> np.ndarray:
+        """(n_classes,) float32 target of window ``row``'s clip from ``start_s``: the element-wise
+        maximum of the targets of every window of its file the clip covers (:func:`covered_windows`),
+        the window itself always among them."""
+        target = self._window_target(row)
+        starts, ends, rows = self._file_windows[str(self.windows.iloc[row]["path"])]
+        for other in rows[covered_windows(starts, ends, start_s, start_s + self.config.clip_s)]:
+            if other != row:
+                target = np.maximum(target, self._window_target(int(other)))
+        return target
+
     def _start(self, i: int, kind: int, row: int, start: float | None) -> tuple[str, float]:
         cfg = self.config
         if kind == RECORDING:
@@ -194,8 +237,7 @@ class SedClips(Dataset):
                 start = float(rng.uniform(0, max(0.0, rec["duration_s"] - cfg.clip_s)))
             return str(rec["path"]), start
         win = self.windows.iloc[row]
-        centre = (float(win["start_s"]) + float(win["end_s"])) / 2
-        return str(win["path"]), max(0.0, centre - cfg.clip_s / 2)
+        return str(win["path"]), window_clip_start(win["start_s"], cfg)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         kind, row, start = self.items[i]
@@ -208,7 +250,7 @@ class SedClips(Dataset):
             truth = label_vector(rec["primary_label"], [], self.index, 0.0)
             weight = _weight(rec.get("weight", 1.0))
         else:
-            target = self._window_target(row)
+            target = self.clip_target(row, start_s)
             truth = (target >= 0.5).astype(np.float32)
             weight = _weight(self.windows.iloc[row].get("weight", 1.0))
         try:

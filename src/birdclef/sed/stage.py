@@ -11,7 +11,6 @@ Config, as after an MLP run, so 04_submit inherits it), ``metrics.json``, ``hist
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import pandas as pd
 from birdclef.config import Config
 from birdclef.data import competition_paths, load_taxonomy
 from birdclef.evaluate import per_class_auc
+from birdclef.family import TrainResult
 from birdclef.io import write_csv, write_json, write_npz
 from birdclef.workdir import HEAD_FILE, RunLayout
 
@@ -46,22 +46,7 @@ def sed_config(config: Config, *, distill_logits: bool = True):
         **config.sed_params})
 
 
-@dataclass(frozen=True)
-class SedStageResult:
-    """What 03_train shows, as :class:`birdclef.train.TrainResult` holds it for the MLP."""
-
-    model: object  # the SedModel
-    meta: None
-    history: pd.DataFrame  # epoch, train_loss, val_loss, val_auc, lr, seconds
-    metrics: dict
-    per_class: pd.DataFrame  # label, positives, auc on the held-out recordings' clips
-    out_dir: Path
-    pseudo_rounds: None = None
-    soundscape_per_class: None = None
-    student_rounds: pd.DataFrame | None = None  # one row per noisy-student round
-
-
-def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult:
+def run_sed_training(*, config: Config, progress: bool = True) -> TrainResult:
     """Train a SED model on the preprocess stage's recordings and windows. See the module docstring
     for what is written."""
     from birdclef import runs
@@ -137,4 +122,4 @@ def run_sed_training(*, config: Config, progress: bool = True) -> SedStageResult
     print(f"train (SED {cfg.backbone}, {cfg.init} init, {metrics['device']}): {len(train)} training items, "
           f"best val macro AUC {metrics['val_auc']:.3f} at epoch {metrics['best_epoch']}"
           + (f"; {int(rounds['kept'].sum()) - 1} noisy-student round(s) kept" if rounds is not None else ""))
-    return SedStageResult(result.model, None, result.history, metrics, per_class, out, None, None, rounds)
+    return TrainResult(result.model, None, result.history, metrics, per_class, out, student_rounds=rounds)
