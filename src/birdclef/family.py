@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -91,7 +91,7 @@ class BundleParts:
     """What a Kaggle bundle carries for one run."""
 
     files: tuple[str, ...]  # paths relative to the model folder, copied as they are
-    labels: tuple[str, ...]  # the classes it predicts (checked against the competition's sample submission)
+    read_labels: Callable[[], Sequence[str]]  # the classes it predicts (checked against the sample submission)
     uses_backbone: bool  # it embeds with Config.backbone at submission time (weights and wheels come along)
     packages: tuple[str, ...] = ()  # pip names of runtimes it needs beyond the bundle's usual wheels
     required: tuple[str, ...] = ()  # of ``files``, those without which it cannot submit

@@ -79,8 +79,11 @@ class HeadFamily(ModelFamily):
         if first:
             member = config
         elif folder.config.exists():
-            saved = read_json(folder.config)
-            member = dataclasses.replace(config, **{k: saved[k] for k in EMBEDDING_FIELDS if k in saved})
+            saved = {k: v for k, v in read_json(folder.config).items() if k in EMBEDDING_FIELDS}
+            bundled = folder.root / str(saved.get("backbone_path") or "")
+            if saved.get("backbone_path") and not Path(saved["backbone_path"]).is_absolute() and bundled.exists():
+                saved["backbone_path"] = str(bundled)  # a Kaggle bundle's member: its backbone beside it
+            member = dataclasses.replace(config, **saved)
         else:
             raise BirdclefError(f"ensemble member {folder.root} has no config.json beside head.pt: cannot embed for it")
         if meta.embedding_key != member.embedding_key():
@@ -117,5 +120,5 @@ class HeadFamily(ModelFamily):
 
     def bundle(self, folder: ModelFolder) -> BundleParts:
         present = [name for name in (HEAD_FILE, CONFIG_FILE, METRICS_FILE) if (folder.root / name).is_file()]
-        return BundleParts(files=tuple(present), labels=tuple(head_labels(folder.head)), uses_backbone=True,
+        return BundleParts(files=tuple(present), read_labels=lambda: head_labels(folder.head), uses_backbone=True,
                            required=(HEAD_FILE, CONFIG_FILE))

@@ -36,6 +36,7 @@ from birdclef.submission import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
 from birdclef.zeroshot import load_zero_shot
 
+_CHAIN = ("blend", "site_prior", "smoothing")  # the default post-processing chain
 # name → (what changes, parameters over the default recipe)
 REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("the default recipe", {}),
@@ -60,6 +61,21 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                     dict(recipe="seed")),
     "vad-0.5": ("Silero's own speech threshold 0.5 and shortest speech 0.25 s", dict(vad_threshold=0.5,
                                                                                  vad_min_speech_s=0.25)),
+    # post-processing steps of the BirdCLEF top teams (issue 20), each after the default chain
+    "file-boost-0.3": ("each window raised toward its file's maximum: p·0.7 + 0.3·max",
+                       dict(postprocess=(*_CHAIN, "file_boost"), file_boost_alpha=0.3)),
+    "file-boost-0.6": ("each window raised toward its file's maximum: p·0.4 + 0.6·max",
+                       dict(postprocess=(*_CHAIN, "file_boost"), file_boost_alpha=0.6)),
+    "file-boost-mult": ("each window scaled by its file's maximum: p·max",
+                        dict(postprocess=(*_CHAIN, "file_boost"), file_boost_power=1.0)),
+    "genus-0.1": ("each class takes 0.1 of its genus-mates' mean", dict(postprocess=(*_CHAIN, "genus_smoothing"),
+                                                                       genus_weight=0.1)),
+    "genus-0.3": ("each class takes 0.3 of its genus-mates' mean", dict(postprocess=(*_CHAIN, "genus_smoothing"),
+                                                                       genus_weight=0.3)),
+    "taxon-smooth": ("smoothing per taxon: birds (0.25, 0.5, 0.25), frogs (0.1, 0.2, 0.4, 0.2, 0.1)",
+                     dict(postprocess=("blend", "site_prior", "taxon_smoothing"),
+                          taxon_smoothing_kernels=("Aves:0.25/0.5/0.25", "Amphibia:0.1/0.2/0.4/0.2/0.1",
+                                                   "Insecta:0.1/0.2/0.4/0.2/0.1", "Mammalia:0.25/0.5/0.25"))),
 }
 
 

@@ -22,7 +22,7 @@ from birdclef.errors import BirdclefError, SchemaError, SubmissionError
 from birdclef.evaluate import read_solution, score
 from birdclef.family import load_members
 from birdclef.infer import predict_files, prior_windows, zero_shot_weights
-from birdclef.io import atomic_path, write_csv
+from birdclef.io import atomic_path, write_csv, write_json
 from birdclef.priors import PRIOR_FILE, load_site_prior
 from birdclef.runs import record_run
 from birdclef.workdir import RunLayout
@@ -142,6 +142,7 @@ def run_submission(
     validate_submission(sub, labels, expected)
     out = Path(out_path) if out_path else RunLayout.of(config).submission
     write_submission(sub, out)
+    write_json(config.to_dict(), RunLayout.of(config).submission_config)  # what `kaggle build` bundles
     fb = pd.DataFrame(fallbacks, columns=["path", "reason"])
     if len(fb):
         write_csv(fb, out.with_name("submission_fallbacks.csv"))

@@ -7,6 +7,7 @@
         model/                 the training stage: config.json, head.pt (embedding head) or sed/
                                (a SED run), metrics, history, tables
         submission.csv         the submission stage's output
+        submission_config.json the config it ran under (its ensemble: what `kaggle build` bundles)
         runs.csv               one row per training or submission run (birdclef.runs)
         notebooks/             executed notebooks (birdclef.pipeline)
 
@@ -23,6 +24,7 @@ PREPROCESS = "preprocess"
 EMBEDDINGS = "embeddings"
 MODEL = "model"
 SUBMISSION_FILE = "submission.csv"
+SUBMISSION_CONFIG = "submission_config.json"
 RUNS_FILE = "runs.csv"
 NOTEBOOKS = "notebooks"
 MANIFEST_FILE = "manifest.csv"
@@ -106,6 +108,10 @@ class RunLayout:
     @property
     def submission(self) -> Path:
         return self.root / SUBMISSION_FILE
+
+    @property
+    def submission_config(self) -> Path:
+        return self.root / SUBMISSION_CONFIG
 
     @property
     def runs(self) -> Path:

@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from birdclef.errors import BirdclefError
 from birdclef.kaggle.inputs import BUNDLE_MARKER, DEFAULT_COMPETITION, competition_from_folder
@@ -16,8 +16,10 @@ from birdclef.kaggle.metadata import slugify, validate_dataset_metadata, validat
 from birdclef.kaggle.notebook import kernel_notebook
 from birdclef.kaggle.wheels import (BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, ONNXRUNTIME, _bundle_wheels, backbone_wheels,
                                     project_root)
-from birdclef.family import family_of
-from birdclef.workdir import MODEL, ModelFolder, RunLayout
+from birdclef.family import BundleParts, family_of
+from birdclef.workdir import CONFIG_FILE, MODEL, ModelFolder, RunLayout
+
+MEMBERS = "members"  # the bundle's folder of ensemble members beyond the first (members/1, members/2, …)
 
 # what a model family's BundleParts.packages name → the wheel bundled for it
 RUNTIME_WHEELS = {"onnxruntime": ONNXRUNTIME}
@@ -31,6 +33,88 @@ class Bundle:
     kernel_metadata: dict
     marker: dict
     warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Member:
+    index: int  # 0: the run itself; i: the i-th of ensemble_model_dirs
+    folder: ModelFolder
+    parts: BundleParts
+    config: Any  # the config it embeds under (its saved one)
+
+    @property
+    def bundled(self) -> str:
+        """Its folder in the dataset, relative to the dataset's root."""
+        return MODEL if self.index == 0 else f"{MEMBERS}/{self.index}"
+
+
+def _required(folder: ModelFolder, name: str) -> Path:
+    path = folder.root / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --run (and every ensemble member) must be a trained work_dir "
+                                "or model folder (run 03_train first)")
+    return path
+
+
+def _member(folder: ModelFolder, setup, index: int) -> _Member:
+    """An ensemble member to bundle: its family's parts, every file they require present."""
+    from birdclef.config import load_config
+
+    if not folder.root.is_dir():
+        raise FileNotFoundError(f"ensemble member {folder.root} not found (ensemble_model_dirs)")
+    parts = family_of(folder).bundle(folder)
+    for name in parts.required:
+        _required(folder, name)
+    config = setup if index == 0 or not folder.config.is_file() else load_config(folder.config)
+    return _Member(index, folder, parts, config)
+
+
+def submission_setup(work_dir: Path, model: ModelFolder, params: dict[str, Any]):
+    """The submission a bundle reproduces: ``<work_dir>/submission_config.json`` (the last 04_submit's
+    config), else the run's training config, with the submission settings ``params`` over it
+    (another kind of setting is refused: it would need another trained model)."""
+    from birdclef.config import SUBMISSION_FIELDS, resume_config
+
+    other = sorted(set(params) - set(SUBMISSION_FIELDS))
+    if other:
+        raise BirdclefError(f"kaggle build takes submission settings only; {other} change what was trained or "
+                            f"embedded: train a run with them (submission settings: {', '.join(SUBMISSION_FIELDS)})")
+    saved = RunLayout(work_dir).submission_config
+    return resume_config(saved if saved.is_file() else model.config, **params)
+
+
+def _write_setup(path: Path, setup, members: list[str]) -> None:
+    """The bundled first member's config.json with the submission's settings; its other members are
+    named by their folders in the bundle (``members/<i>``, relative to the dataset: the kernel's
+    ``ensemble_model_dirs="auto"`` resolves them where Kaggle mounts it), no local path kept."""
+    from birdclef.config import SUBMISSION_FIELDS
+    from birdclef.io import read_json, write_json
+
+    saved = read_json(path)
+    chosen = setup.to_dict()
+    saved.update({k: chosen[k] for k in SUBMISSION_FIELDS}, ensemble_model_dirs=members)
+    if saved.get("sed_engine") == "torch":
+        saved["sed_engine"] = "onnxruntime"
+    write_json(saved, path)
+
+
+def _bundle_member_backbone(member: _Member, dest: Path) -> None:
+    """An ensemble member's local backbone file into its bundled folder (``backbone/<name>``), its
+    bundled config.json pointing there (relative: :meth:`birdclef.head_family.HeadFamily.load`
+    resolves it against the member folder)."""
+    from birdclef.io import read_json, write_json
+
+    if not member.config.backbone_path:
+        return
+    local = Path(str(member.config.backbone_path)).expanduser()
+    if not local.exists():
+        raise BirdclefError(f"ensemble member {member.folder.root}'s backbone_path {member.config.backbone_path!r} is "
+                            "not a local file or folder, and the kernel runs without internet")
+    (dest / "backbone").mkdir(exist_ok=True)
+    (shutil.copytree if local.is_dir() else shutil.copy2)(local, dest / "backbone" / local.name)
+    saved = read_json(dest / CONFIG_FILE)
+    saved["backbone_path"] = f"backbone/{local.name}"
+    write_json(saved, dest / CONFIG_FILE)
 
 
 def _holds_run(folder: ModelFolder) -> bool:
@@ -57,8 +141,18 @@ def build_bundle(
     model_sources: Iterable[str] = (),
     license_name: str = "other", python_versions: Iterable[str] = KAGGLE_PYTHON_VERSIONS,
     wheel_cache: str | Path | None = None, repo_dir: str | Path | None = None, notebook: str | Path | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Bundle:
-    """A trained run (``<run_dir>/model/head.pt``) → ``<out_dir>/dataset`` + ``<out_dir>/kernel``.
+    """A trained run (``<run_dir>/model``, any model family) and the submission it is part of →
+    ``<out_dir>/dataset`` + ``<out_dir>/kernel``.
+
+    The submission: the run's saved submission config (``<work_dir>/submission_config.json``, what
+    the last 04_submit ran) or else its training config, with ``params`` (the submission settings
+    04_submit takes, as ``-p`` gives them) over it (:func:`submission_setup`). Every member of its
+    ensemble (``ensemble_model_dirs``) is copied into ``members/<i>/`` of the dataset with what its
+    family needs (:meth:`birdclef.family.ModelFamily.bundle`), its own backbone file too; the
+    kernel finds them there, and the bundled ``model/config.json`` carries the submission settings
+    (weights, blend, post-processing), so the kernel reproduces the local 04_submit.
 
     ``user`` defaults to ``$KAGGLE_USERNAME``; slugs and titles default from the run folder's
     name. Backbone weights: a local ``backbone_path`` file/folder is copied into the dataset; a
@@ -68,7 +162,7 @@ def build_bundle(
     Perch v2 from a .onnx file). Both metadata files are validated before this returns.
 
     ``competition`` (the Kaggle slug) defaults to the run's data folder name when it looks like
-    ``birdclef-20xx``, else to :data:`DEFAULT_COMPETITION` with a warning; it is saved in the
+    ``birdclef-20xx``; otherwise it must be given (refused, not guessed); it is saved in the
     bundle marker, where the kernel reads it. When the competition's sample submission is at hand
     (``sample_submission``, or ``sample_submission.csv`` in a data folder named after the
     competition), a run whose head predicts other classes than its columns is refused before any work.
@@ -80,17 +174,18 @@ def build_bundle(
     run_dir = Path(run_dir)
     given = ModelFolder(run_dir)  # --run is a model folder itself, or a work_dir holding one
     model = given if _holds_run(given) else RunLayout(run_dir).model
-    if not model.config.is_file():
-        raise FileNotFoundError(f"{model.config} not found: --run must be a trained work_dir (run 03_train first)")
-    parts = family_of(model).bundle(model)
-    for name in parts.required:
-        if not (model.root / name).is_file():
-            raise FileNotFoundError(f"{model.root / name} not found: --run must be a trained work_dir (run 03_train first)")
-    config = load_config(model.config)
+    config = load_config(_required(model, CONFIG_FILE))
+    setup = submission_setup(run_dir if model is not given else run_dir.parent, model, params or {})
+    members = [_member(model, config, 0)]
+    members += [_member(ModelFolder(Path(d)), setup, i) for i, d in enumerate(setup.ensemble_model_dirs, 1)]
     warnings: list[str] = []
+    if setup.sed_engine == "torch" and any(not m.parts.uses_backbone for m in members):
+        warnings.append("sed_engine='torch' runs SED members from their PyTorch weights, which the bundle does not "
+                        "carry: the kernel runs their ONNX export (onnxruntime)")
     competition, sample_path = resolve_competition(config.data_dir, competition, sample_submission, warnings)
     if sample_path is not None:
-        check_taxonomy(list(parts.labels), sample_path, competition, run_dir)
+        for m in members:
+            check_taxonomy(list(m.parts.read_labels()), sample_path, competition, m.folder.root)
     user = user or os.environ.get("KAGGLE_USERNAME")
     if not user:
         raise BirdclefError("no Kaggle user: pass user= (--user) or set KAGGLE_USERNAME")
@@ -116,14 +211,22 @@ def build_bundle(
     _fresh_dir(dataset_dir, (BUNDLE_MARKER, "dataset-metadata.json"))
     _fresh_dir(kernel_dir, ("kernel-metadata.json",))
 
-    bundled = RunLayout(dataset_dir).model
-    for name in parts.files:  # the run's files, at the same places under the bundle's model folder
-        (bundled.root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(model.root / name, bundled.root / name)
-    backbone_file = _bundle_backbone(config, dataset_dir, model_sources, warnings) if parts.uses_backbone else None
+    backbone_file, extra_wheels = None, []
+    for m in members:
+        dest = RunLayout(dataset_dir).model_dir if m.index == 0 else dataset_dir / m.bundled
+        for name in m.parts.files:  # the run's files, at the same places under the member's bundled folder
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(m.folder.root / name, dest / name)
+        if m.parts.uses_backbone:
+            extra_wheels += backbone_wheels(m.config.backbone, m.config.backbone_path)
+            if m.index == 0:
+                backbone_file = _bundle_backbone(config, dataset_dir, model_sources, warnings)
+            else:
+                _bundle_member_backbone(m, dest)
+        extra_wheels += [RUNTIME_WHEELS[p] for p in m.parts.packages]
+    extra_wheels = list({w.name: w for w in extra_wheels}.values())
+    _write_setup(RunLayout(dataset_dir).model.config, setup, [m.bundled for m in members[1:]])
     python_versions = list(dict.fromkeys([*python_versions, f"{sys.version_info.major}.{sys.version_info.minor}"]))
-    extra_wheels = (*(backbone_wheels(config.backbone, config.backbone_path) if parts.uses_backbone else ()),
-                    *(RUNTIME_WHEELS[p] for p in parts.packages))
     wheel_files, no_deps = _bundle_wheels(dataset_dir / "wheels", repo_dir=repo_dir or project_root(),
                                           python_versions=python_versions, wheel_cache=wheel_cache, warnings=warnings,
                                           extra=extra_wheels)
@@ -132,7 +235,8 @@ def build_bundle(
         "format": 1, "birdclef_version": __version__, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run": str(run_dir.resolve()), "competition": competition, "dataset": f"{user}/{dataset_slug}",
         "kernel": f"{user}/{kernel_slug}", "backbone": config.backbone, "embedding_key": config.embedding_key(),
-        "model_dir": MODEL, "backbone_file": backbone_file,
+        "model_dir": MODEL, "members": [m.bundled for m in members[1:]],
+        "families": [family_of(m.folder).name for m in members], "backbone_file": backbone_file,
         "backbone_name": Path(str(config.backbone_path)).name if config.backbone_path else None,
         "model_sources": model_sources,
         "install": [w.name for w in (*BUNDLED_WHEELS, *extra_wheels) if not w.no_deps], "install_no_deps": no_deps,
@@ -157,16 +261,16 @@ def resolve_competition(data_dir: str | None, competition: str | None, sample_su
                         warnings: list[str]) -> tuple[str, Path | None]:
     """→ (the competition slug, the sample submission to check the run against, or None).
 
-    The slug: ``competition``, else the data folder's name when it is one (``birdclef-2026``), else
-    :data:`DEFAULT_COMPETITION` (warned). The sample submission: ``sample_submission`` (must
+    The slug: ``competition``, else the data folder's name when it is one (``birdclef-2026``);
+    neither: refused (no guess). The sample submission: ``sample_submission`` (must
     exist), else the data folder's when the folder is named after the competition, else None (warned).
     """
     from_folder = competition_from_folder(data_dir)
     if not competition:
-        competition = from_folder or DEFAULT_COMPETITION
-        if not from_folder:
-            warnings.append(f"the run's data folder {data_dir!r} does not name a competition (birdclef-20xx): "
-                            f"submitting to {DEFAULT_COMPETITION}; pass --competition to choose")
+        if not from_folder:  # a guess would submit to the wrong competition, found out only on Kaggle
+            raise BirdclefError(f"the run's data folder {data_dir!r} is not named after a competition (birdclef-20xx): "
+                                f"pass --competition (e.g. {DEFAULT_COMPETITION}) to say which one the kernel submits to")
+        competition = from_folder
     if sample_submission is not None:
         path = Path(sample_submission).expanduser()
         if not path.is_file():

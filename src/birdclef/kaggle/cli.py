@@ -7,7 +7,7 @@ from pathlib import Path
 
 from birdclef.errors import BirdclefError
 from birdclef.kaggle.bundle import build_bundle
-from birdclef.kaggle.inputs import DEFAULT_COMPETITION, DEFAULT_INPUT, INPUT_ENV, resolve_kaggle_inputs
+from birdclef.kaggle.inputs import DEFAULT_INPUT, INPUT_ENV, resolve_kaggle_inputs
 from birdclef.kaggle.wheels import KAGGLE_PYTHON_VERSIONS, WHEEL_CACHE_ENV
 
 
@@ -23,8 +23,8 @@ def add_cli(sub) -> None:
     b.add_argument("--kernel-slug", help="kernel slug (default: from --title, else birdclef-<run>-submission)")
     b.add_argument("--title", help="kernel title")
     b.add_argument("--dataset-title", help="dataset title, 6-50 characters")
-    b.add_argument("--competition", help="Kaggle competition slug (default: the run's data folder name when it is "
-                   f"birdclef-20xx, else {DEFAULT_COMPETITION})")
+    b.add_argument("--competition", help="Kaggle competition slug, e.g. birdclef-2026 (default: the run's data folder "
+                   "name when it is birdclef-20xx; otherwise it must be given)")
     b.add_argument("--sample-submission", help="the competition's sample_submission.csv: the run's classes must match "
                    "its columns (default: the one in the run's data folder, when that folder is named after the competition)")
     b.add_argument("--model-source", action="append", default=[], metavar="OWNER/MODEL/FRAMEWORK/VARIATION/VERSION",
@@ -32,11 +32,25 @@ def add_cli(sub) -> None:
     b.add_argument("--license", default="other", help="dataset licence name (default: other)")
     b.add_argument("--python-version", action="append", default=None,
                    help=f"Kaggle Python versions to bundle binary wheels for (default {' '.join(KAGGLE_PYTHON_VERSIONS)})")
+    b.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a submission setting over the run's saved submission config, as `birdclef submit -p` takes it "
+                        "(e.g. ensemble_model_dirs=runs/sed/model ensemble_blend=rank); repeatable")
     b.add_argument("--wheel-cache", help=f"where downloaded wheels are kept (default ${WHEEL_CACHE_ENV} or ~/.cache/birdclef/wheels)")
     r = ksub.add_parser("resolve", help="print what the kernel finds under /kaggle/input (as JSON)")
     r.add_argument("--root", help=f"default ${INPUT_ENV} or {DEFAULT_INPUT}")
     r.add_argument("--competition")
     r.add_argument("--model-source", action="append", default=[])
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    """``-p key=value`` pairs → {key: text}; build_config converts each to its field's type."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BirdclefError(f"-p expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def run_cli(args) -> int:
@@ -58,9 +72,12 @@ def run_cli(args) -> int:
         sample_submission=args.sample_submission,
         model_sources=args.model_source, license_name=args.license,
         python_versions=args.python_version or KAGGLE_PYTHON_VERSIONS, wheel_cache=args.wheel_cache,
+        params=_params(args.param),
     )
     for warning in bundle.warnings:
         print(f"warning: {warning}")
+    members = [bundle.marker["model_dir"], *bundle.marker["members"]]
+    print(f"ensemble: {len(members)} member(s) {', '.join(f'{m} ({f})' for m, f in zip(members, bundle.marker['families']))}")
     size_mb = sum(f.stat().st_size for f in bundle.dataset_dir.rglob("*") if f.is_file()) / 1e6
     print(f"dataset {bundle.dataset_metadata['id']} ({size_mb:.0f} MB, {len(bundle.marker['wheels'])} wheels) → {bundle.dataset_dir}\n"
           f"kernel  {bundle.kernel_metadata['id']} → {bundle.kernel_dir}\n"

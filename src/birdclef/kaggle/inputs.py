@@ -118,12 +118,14 @@ def working_dir() -> Path:
 def resolve_kernel_params(
     *, data_dir: str | None = "auto", work_dir: str | None = "auto", model_dir: str | None = "auto",
     backbone_path: str | None = "auto", output_path: str | None = "auto", inputs: dict | None = None,
-) -> dict[str, str | None]:
+    ensemble_model_dirs: Any = "auto",
+) -> dict[str, Any]:
     """The kernel's ``"auto"`` parameters → real paths (other values pass through unchanged).
 
     data_dir → the competition folder; work_dir → the working folder; model_dir → the bundle's
     model/; backbone_path → the bundle's backbone file, else the mounted model source, else None
-    (the training config's value); output_path → <working>/submission.csv.
+    (the training config's value); output_path → <working>/submission.csv; ensemble_model_dirs →
+    the bundle's other members (its marker's ``members``; [] for one model).
     """
     inputs = inputs or resolve_kaggle_inputs()
     meta = inputs["bundle_meta"]
@@ -134,7 +136,7 @@ def resolve_kernel_params(
                                     f"{inputs['root']}: add the competition as an input")
         data_dir = str(inputs["competition"])
     bundle = inputs["bundle"]
-    if bundle is None and "auto" in (model_dir, backbone_path):
+    if bundle is None and ("auto" in (model_dir, backbone_path) or ensemble_model_dirs == "auto"):
         raise FileNotFoundError(f"no birdclef bundle ({BUNDLE_MARKER}) under {inputs['root']}: "
                                 "attach the dataset made by `birdclef kaggle build`")
     if model_dir == "auto":
@@ -148,10 +150,13 @@ def resolve_kernel_params(
             if missing:
                 raise FileNotFoundError(f"model source(s) {missing} not found under {inputs['root']}: add them as inputs")
             backbone_path = str(_model_path(next(iter(inputs["models"].values())), meta.get("backbone_name")))
+    if ensemble_model_dirs == "auto":
+        ensemble_model_dirs = [str(bundle / m) for m in meta.get("members", [])]
     work = working_dir()
     out.update(data_dir=data_dir, work_dir=str(work) if work_dir == "auto" else work_dir, model_dir=model_dir,
                backbone_path=backbone_path,
-               output_path=str(RunLayout(work).submission) if output_path == "auto" else output_path)
+               output_path=str(RunLayout(work).submission) if output_path == "auto" else output_path,
+               ensemble_model_dirs=ensemble_model_dirs)
     return out
 
 

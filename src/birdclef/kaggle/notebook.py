@@ -13,6 +13,7 @@ KERNEL_PARAMETERS = {
     "data_dir": ("auto", '"auto": the competition folder found under /kaggle/input'),
     "work_dir": ("auto", f'"auto": ${WORKING_ENV} or {DEFAULT_WORKING}'),
     "model_dir": ("auto", '"auto": model/ of the attached birdclef bundle dataset'),
+    "ensemble_model_dirs": ("auto", '"auto": the bundle\'s other ensemble members (members/<i>), none for one model'),
     "backbone_path": ("auto", '"auto": the bundle\'s backbone file or model source; None: as in training'),
     "output_path": ("auto", '"auto": <work_dir>/submission.csv, what the competition reads'),
     "test_dir": (None, "None: <data_dir>/test_soundscapes (hidden while editing: the sample rows are written)"),
@@ -40,9 +41,10 @@ RESOLVE_CELL = '''\
 # Kaggle: "auto" parameters → the inputs found under /kaggle/input (searched: the mount layout changes)
 from birdclef.kaggle import resolve_kernel_params
 _resolved = resolve_kernel_params(data_dir=data_dir, work_dir=work_dir, model_dir=model_dir,
-                                  backbone_path=backbone_path, output_path=output_path)
-data_dir, work_dir, model_dir, backbone_path, output_path = (
-    _resolved[k] for k in ("data_dir", "work_dir", "model_dir", "backbone_path", "output_path"))
+                                  backbone_path=backbone_path, output_path=output_path,
+                                  ensemble_model_dirs=ensemble_model_dirs)
+data_dir, work_dir, model_dir, backbone_path, output_path, ensemble_model_dirs = (
+    _resolved[k] for k in ("data_dir", "work_dir", "model_dir", "backbone_path", "output_path", "ensemble_model_dirs"))
 print(_resolved)
 '''
 

@@ -141,7 +141,7 @@ class SedFamily(ModelFamily):
                                 f"({SED_DIR}/ beside the pipeline's config.json)")
         inner = [f"{SED_DIR}/{n}" for n in RUN_FILES if (folder.sed / n).is_file()]
         outer = [n for n in (CONFIG_FILE, METRICS_FILE) if (folder.root / n).is_file()]
-        return BundleParts(files=(*outer, *inner), labels=tuple(sed_labels(folder.sed)), uses_backbone=False,
+        return BundleParts(files=(*outer, *inner), read_labels=lambda: sed_labels(folder.sed), uses_backbone=False,
                            packages=("onnxruntime",), required=(CONFIG_FILE, f"{SED_DIR}/model.onnx"))
 
 
