@@ -161,3 +161,66 @@ def test_the_toy_family_bundles_for_kaggle(toy_run, tmp_path, monkeypatch):
                                 competition="birdclef-2025")
     finally:
         (tmp_path / "moved.json").rename(RunLayout.of(toy_run).model.root / TOY_FILE)
+
+
+@dataclass(frozen=True)
+class SlowMember(ToyMember):
+    family: ClassVar[str] = "slowtoy"
+
+
+@register_family
+class SlowToyFamily(ToyFamily):
+    """The toy family, 0.1 s per file: an ensemble member too slow for a short time budget."""
+
+    name = "slowtoy"
+
+    def holds(self, folder):
+        return (folder.root / "slow.json").is_file()
+
+    def load(self, folder, config, labels, *, first):
+        saved = read_json(folder.root / "slow.json")
+        return SlowMember(folder.root, tuple(saved["labels"]), np.asarray(saved["prior"], np.float32), 0.9)
+
+    def predict(self, members, files, config, *, zero_shot):
+        import time
+
+        time.sleep(0.1 * len(files) * len(members))
+        return super().predict(members, files, config, zero_shot=zero_shot)
+
+
+def test_a_short_time_budget_leaves_the_last_files_to_the_fastest_member(toy_run, tiny_demo, tmp_path):
+    """40 files, a slow member (0.1 s per file) and the fast toy, 3 s allowed: after the first chunk
+    of 16 (~1.6 s) the rest would take ~2.4 s more, so they go to the fast member alone; with no time
+    at all left after the first chunk, the rest get the prior."""
+    from birdclef.submission import run_submission
+
+    labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
+    slow_dir = tmp_path / "slow_model"
+    slow_dir.mkdir()
+    (slow_dir / "slow.json").write_bytes((RunLayout.of(toy_run).model.root / TOY_FILE).read_bytes())
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    sources = sorted(competition_paths(str(tiny_demo)).test_soundscapes.iterdir())
+    for k in range(40):
+        (test_dir / f"s{k:02d}.ogg").write_bytes(sources[k % len(sources)].read_bytes())
+    prior = np.asarray(read_json(RunLayout.of(toy_run).model.root / TOY_FILE)["prior"])
+    setup = build_config(**{**toy_run.to_dict(), "ensemble_model_dirs": [str(slow_dir)], "smoothing_kernel": (1.0,)})
+
+    def submit(budget_min):
+        config = build_config(**{**setup.to_dict(), "time_budget_min": budget_min})
+        sub = run_submission(config=config, test_dir=test_dir, out_path=tmp_path / "sub.csv").submission
+        stems = sub["row_id"].str.rsplit("_", n=1).str[0]
+        return {s: sub.loc[stems == s, labels].to_numpy(float) for s in sorted(set(stems))}
+
+    both, fast = (0.5 + 0.9) / 2 * prior, 0.5 * prior  # the mean of the two members; the fast toy alone
+    with pytest.warns(UserWarning, match="24 files left would pass the time budget.*fastest member alone"):
+        got = submit(3.0 / 60)
+    for k, stem in enumerate(sorted(got)):
+        np.testing.assert_allclose(got[stem], np.repeat((both if k < 16 else fast)[None], len(got[stem]), 0), atol=1e-6)
+    with pytest.warns(UserWarning, match="time budget of 0 min spent after 16 of 40 files"):
+        got = submit(0.5 / 60)  # the first chunk alone (1.6 s) spends it
+    for k, stem in enumerate(sorted(got)):
+        np.testing.assert_allclose(got[stem], np.repeat((both if k < 16 else prior)[None], len(got[stem]), 0), atol=1e-6)
+    speed = json.loads(RunLayout.of(setup).submission_speed.read_text())
+    quick, slow = (m["seconds_per_file"] for m in speed["members"])  # the toy run first, then the slow one
+    assert slow > 0.09 > quick  # measured per member

@@ -141,7 +141,7 @@ def test_a_data_folder_not_named_after_a_competition_needs_competition(tmp_path)
 
 
 # ------------------------------------------------- the same bundles through papermill in Kaggle's image
-from test_kaggle import IMAGE_TIMEOUT_S, kaggle_image, kernel_python  # noqa: E402,F401  (fixtures)
+from test_kaggle import IMAGE_TIMEOUT_S, kaggle_image, kernel_python  # noqa: E402,F401,F811  (fixtures)
 
 
 @pytest.mark.slow
@@ -165,3 +165,26 @@ def test_an_ensemble_kernel_matches_the_local_submission_in_kaggles_image(setup,
     assert len(built.marker["members"]) == 1
     kernel, _ = _submit_on_fake_kaggle(built, kernel_python, tiny_demo, tmp_path)
     _same(kernel, local)
+
+
+def test_kaggle_build_estimates_the_kernels_time_and_refuses_past_the_limit(members, tmp_path, monkeypatch):
+    mlp = members["mlp"]
+    _local(mlp, tmp_path / "local.csv", ensemble_model_dirs=[])  # measures this setup's speed
+    speed_file = RunLayout.of(mlp).submission_speed
+    speed = json.loads(speed_file.read_text())
+    assert speed["n_files"] == 2 and speed["members"][0]["folder"] == str(RunLayout.of(mlp).model_dir.resolve())
+    built = _build(Path(mlp.work_dir), tmp_path / "ok", monkeypatch)
+    assert built.budget[-1]["kaggle_min"] == built.marker["kaggle_minutes_estimate"] > 0
+    slow = {**speed, "seconds_per_file": 40.0, "members": [{**speed["members"][0], "seconds_per_file": 40.0}]}
+    speed_file.write_text(json.dumps(slow))  # 40 s per file here: ~600 min on Kaggle
+    try:
+        with pytest.raises(BirdclefError, match=r"estimated \d+ min .* over the 90-min limit.*--force"):
+            _build(Path(mlp.work_dir), tmp_path / "slow", monkeypatch)
+        assert not (tmp_path / "slow").exists()  # refused before any work
+        forced = _build(Path(mlp.work_dir), tmp_path / "forced", monkeypatch, force=True)
+        assert forced.marker["kaggle_minutes_estimate"] > 90 and any("over the 90-min" in w for w in forced.warnings)
+        speed_file.write_text(json.dumps({**speed, "members": [{**speed["members"][0], "folder": "/elsewhere"}]}))
+        unmeasured = _build(Path(mlp.work_dir), tmp_path / "other", monkeypatch)
+        assert unmeasured.budget == () and any("no measured speed" in w for w in unmeasured.warnings)
+    finally:
+        speed_file.write_text(json.dumps(speed))

@@ -66,16 +66,16 @@ def _evidence(n: int = 6, c: int = 3, seed: int = 0):
     return prob, ev
 
 
-def test_the_default_chain_is_blend_then_site_prior_then_smoothing():
+def test_the_default_chain_is_blend_then_site_prior_then_smoothing_then_the_file_boost():
     from birdclef.config import build_config
-    from birdclef.postprocess import run_chain
+    from birdclef.postprocess import file_boost, run_chain
     from birdclef.priors import apply_shift
 
     config = build_config(site_prior_weight=0.7, smoothing_kernel=(0.25, 0.5, 0.25))
-    assert config.postprocess == ("blend", "site_prior", "smoothing")
+    assert config.postprocess == ("blend", "site_prior", "smoothing", "file_boost") and config.file_boost_power == 1.0
     prob, ev = _evidence()
-    by_hand = smooth_windows(apply_shift(blend_logits(prob, ev.zero_shot_logits, ev.zero_shot_weights),
-                                         ev.prior_shift, 0.7), (0.25, 0.5, 0.25))
+    by_hand = file_boost(smooth_windows(apply_shift(blend_logits(prob, ev.zero_shot_logits, ev.zero_shot_weights),
+                                                    ev.prior_shift, 0.7), (0.25, 0.5, 0.25)), power=1.0)
     np.testing.assert_allclose(run_chain(prob, config, ev), by_hand, rtol=1e-6)
 
 

@@ -34,19 +34,19 @@ def _taxonomy(family: bool = False) -> pd.DataFrame:
 
 
 def _config(**params):
-    return build_config(postprocess=NEW_STEPS, **params)
+    return build_config(postprocess=NEW_STEPS, **{"file_boost_power": 0.0, **params})
 
 
 def _boost(**params):
-    return build_config(postprocess=("file_boost",), **params)
+    return build_config(postprocess=("file_boost",), **{"file_boost_power": 0.0, **params})
 
 
-def test_the_default_chain_is_unchanged_and_the_new_steps_are_off():
+def test_the_default_recipe_ends_with_the_file_boost_and_the_other_new_steps_are_off():
     c = build_config()
-    assert c.postprocess == ("blend", "site_prior", "smoothing")
-    assert Config().postprocess == ("blend", "site_prior", "smoothing")
+    assert c.postprocess == ("blend", "site_prior", "smoothing", "file_boost")
+    assert Config().postprocess == build_config(recipe="seed").postprocess == ("blend", "site_prior", "smoothing")
     assert (c.file_boost_alpha, c.file_boost_power, c.taxon_smoothing_kernels, c.genus_weight, c.family_weight) == \
-        (0.0, 0.0, (), 0.0, 0.0)
+        (0.0, 1.0, (), 0.0, 0.0)
     for name in NEW_STEPS:
         assert name in postprocess.STEPS
 
@@ -208,13 +208,13 @@ def test_config_refuses_bad_settings_by_name(params, message):
 
 
 @pytest.mark.parametrize("params, step", [({"file_boost_alpha": 0.5}, "file_boost"),
-                                          ({"file_boost_power": 1.0}, "file_boost"),
+                                          ({"file_boost_power": 0.5}, "file_boost"),
                                           ({"taxon_smoothing_kernels": "Amphibia:0.25/0.5/0.25"}, "taxon_smoothing"),
                                           ({"family_weight": 0.1}, "genus_smoothing")])
 def test_a_setting_of_a_step_left_out_of_the_chain_is_refused_not_ignored(params, step):
     field = next(iter(params))
     with pytest.raises(ValueError, match=rf"{field}=.*'{step}' is not in postprocess"):
-        build_config(**params)
+        build_config(postprocess=("blend", "smoothing"), **params)
     assert getattr(build_config(postprocess=("smoothing", step), **params), field) is not None
 
 

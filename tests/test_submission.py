@@ -80,7 +80,9 @@ def test_the_kaggle_time_estimate_warns_past_the_limit():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert kaggle_estimate_minutes(10.0, 10) == pytest.approx(600 / 4 / 60)  # 1 s per file: 2.5 min
+        # 1 s per file on 4 cores like Kaggle's: 600 files × 1 s / 60 × 1.5 safety + 1 min start = 16 min
+        assert kaggle_estimate_minutes(10.0, 10, cores=4) == pytest.approx(16.0)
+        assert kaggle_estimate_minutes(10.0, 10, cores=2) == pytest.approx(8.5)  # two cores here: Kaggle's four do twice
         assert kaggle_estimate_minutes(5.0, 1) is None
     with pytest.warns(UserWarning, match="over Kaggle's 90-min limit"):
-        assert kaggle_estimate_minutes(80.0, 2) == pytest.approx(100.0)  # 40 s per file
+        assert kaggle_estimate_minutes(20.0, 2, cores=4) == pytest.approx(151.0)  # 10 s per file

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import warnings
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -162,6 +164,8 @@ def predict_files(
     (:func:`birdclef.postprocess.rank_average`). An unreadable file gets the first member's training
     prior in every window and a row in fallbacks (path, reason), with a warning; with
     ``config.strict`` it raises instead. ``taxonomy``: for the post-processing steps that read it.
+    ``config.time_budget_min``: the files time would not allow go to the fastest member alone,
+    those past the budget get the prior (:func:`run_members`).
     """
     n = len(members)
     zero_shot = list(zero_shot) if zero_shot is not None else [None] * n
@@ -172,23 +176,17 @@ def predict_files(
     # a member blends when it takes the blend, has its backbone's scores and a positive weight somewhere
     blends = [m.blends_zero_shot and zs is not None and w is not None and bool((np.asarray(w) > 0).any())
               for m, zs, w in zip(members, zero_shot, weights)]
-    outputs: list[dict | None] = [None] * n
-    by_family: dict[str, list[int]] = {}
-    for i, m in enumerate(members):
-        by_family.setdefault(m.family, []).append(i)
-    for name, idx in by_family.items():
-        # asked for whenever the backbone has them: stored with the embeddings, so a later run with
-        # another weight reads them from the cache
-        got = family(name).predict([members[i] for i in idx], files, config, zero_shot=[zero_shot[i] for i in idx])
-        for i, pred in zip(idx, got):
-            outputs[i] = pred
+    outputs, timing = run_members(files, members, config, zero_shot,
+                                  budget_s=None if config.time_budget_min is None else 60 * config.time_budget_min)
     rank = config.ensemble_blend == "rank" and n > 1
     alone, together = split_chain(config)
     per_member: list[dict[str, np.ndarray]] = [{} for _ in members]
     probs: dict[str, np.ndarray] = {}
     fallbacks = []
     for f in files:
-        got = [out[str(f)] for out in outputs]
+        # a file left to the fastest member when time ran short: its output stands in for the others'
+        fast = outputs[timing.fastest].get(str(f), f"time budget of {config.time_budget_min} min spent")
+        got = [out.get(str(f), fast) for out in outputs]
         reason = next((g for g in got if isinstance(g, str)), None)
         if reason is not None:
             if config.strict:
@@ -215,4 +213,78 @@ def predict_files(
                                config.ensemble_weights)
         edges = np.cumsum([0] + [len(per_member[0][s]) for s in stems])
         probs = {s: blended[a:b] for s, a, b in zip(stems, edges[:-1], edges[1:])}
-    return probs, fallbacks
+    return probs, fallbacks, timing
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long each member took, and which files time left to fewer of them."""
+
+    seconds: tuple[float, ...]  # per member, seconds spent predicting (a family's members share their time)
+    files: tuple[int, ...]  # per member, files it predicted
+    fastest: int  # the member with the fewest seconds per file (the one a short budget falls back to)
+    fastest_only: tuple[str, ...] = ()  # files only the fastest member predicted (the budget ran short)
+    unscored: tuple[str, ...] = ()  # files no member predicted (the budget was spent)
+
+    def seconds_per_file(self) -> list[float | None]:
+        return [s / n if n else None for s, n in zip(self.seconds, self.files)]
+
+
+BUDGET_CHUNKS = 10  # with a time budget, files go in this many chunks, the budget checked after each
+BUDGET_MIN_CHUNK = 16  # … of at least this many files (each chunk starts the members' worker processes)
+
+
+def run_members(files: Sequence[Path], members: Sequence[Member], config: Config,
+                zero_shot: Sequence[ZeroShot | None], *, budget_s: float | None = None) -> tuple[list[dict], Timing]:
+    """Each family predicts its members' files → ([{str(file): Output or reason} per member], timing).
+
+    Without ``budget_s`` every family sees every file at once. With it, files go in chunks with the
+    elapsed time printed after each; when the members' speed so far says the rest would not be done
+    within ``budget_s`` seconds, the rest go to the fastest member alone (a warning says how many),
+    and once ``budget_s`` is spent no further file is predicted (its rows get the prior).
+    """
+    n = len(members)
+    by_family: dict[str, list[int]] = {}
+    for i, m in enumerate(members):
+        by_family.setdefault(m.family, []).append(i)
+    outputs: list[dict] = [{} for _ in members]
+    seconds, counts = np.zeros(n), np.zeros(n, np.int64)
+    size = len(files) if budget_s is None else max(BUDGET_MIN_CHUNK, -(-len(files) // BUDGET_CHUNKS))
+    active, fastest_only, unscored = list(range(n)), [], []
+    t0 = time.perf_counter()
+    for start in range(0, len(files), max(size, 1)):
+        part = list(files[start:start + size])
+        done, elapsed = start, time.perf_counter() - t0
+        if budget_s is not None and done:
+            rate = lambda idx: sum(seconds[i] / max(counts[i], 1) for i in idx)  # noqa: E731  s per file
+            fastest = min(active, key=lambda i: seconds[i] / max(counts[i], 1))
+            if elapsed >= budget_s:
+                unscored += [str(f) for f in files[start:]]
+                warnings.warn(f"time budget of {budget_s / 60:.0f} min spent after {done} of {len(files)} files: the "
+                              f"other {len(files) - done} get the training prior", stacklevel=3)
+                break
+            if len(active) > 1 and elapsed + (len(files) - done) * rate(active) > budget_s:
+                warnings.warn(f"at {rate(active):.1f} s per file the {len(files) - done} files left would pass the time "
+                              f"budget of {budget_s / 60:.0f} min: they go to the fastest member alone "
+                              f"({members[fastest].folder}, {rate([fastest]):.1f} s per file)", stacklevel=3)
+                active = [fastest]
+            if active == [fastest] and len(members) > 1:
+                fastest_only += [str(f) for f in part]
+        for name, idx in by_family.items():
+            idx = [i for i in idx if i in active]
+            if not idx:
+                continue
+            t = time.perf_counter()
+            # backbone scores are asked for whenever the backbone has them: stored with the embeddings,
+            # so a later run with another weight reads them from the cache
+            got = family(name).predict([members[i] for i in idx], part, config, zero_shot=[zero_shot[i] for i in idx])
+            for i, pred in zip(idx, got):
+                outputs[i].update(pred)
+                seconds[i] += (time.perf_counter() - t) / len(idx)
+                counts[i] += len(part)
+        if budget_s is not None:
+            print(f"test soundscapes: {start + len(part)}/{len(files)} in {(time.perf_counter() - t0) / 60:.1f} min "
+                  f"(budget {budget_s / 60:.0f} min)", flush=True)
+    fastest = int(np.argmin([s / c if c else np.inf for s, c in zip(seconds, counts)])) if counts.any() else 0
+    return outputs, Timing(tuple(float(x) for x in seconds), tuple(int(c) for c in counts), fastest,
+                           tuple(fastest_only), tuple(unscored))

@@ -36,7 +36,7 @@ from birdclef.submission import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
 from birdclef.zeroshot import load_zero_shot
 
-_CHAIN = ("blend", "site_prior", "smoothing")  # the default post-processing chain
+_CHAIN = ("blend", "site_prior", "smoothing")  # the post-processing chain before the file boost
 # name → (what changes, parameters over the default recipe)
 REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("the default recipe", {}),
@@ -61,13 +61,17 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                     dict(recipe="seed")),
     "vad-0.5": ("Silero's own speech threshold 0.5 and shortest speech 0.25 s", dict(vad_threshold=0.5,
                                                                                  vad_min_speech_s=0.25)),
-    # post-processing steps of the BirdCLEF top teams (issue 20), each after the default chain
+    # post-processing steps of the BirdCLEF top teams (issue 20), each after blend, site prior and smoothing
+    "no-file-boost": ("the chain before the file boost: blend, site prior, smoothing", dict(postprocess=_CHAIN)),
     "file-boost-0.3": ("each window raised toward its file's maximum: p·0.7 + 0.3·max",
-                       dict(postprocess=(*_CHAIN, "file_boost"), file_boost_alpha=0.3)),
+                       dict(postprocess=(*_CHAIN, "file_boost"), file_boost_alpha=0.3, file_boost_power=0.0)),
     "file-boost-0.6": ("each window raised toward its file's maximum: p·0.4 + 0.6·max",
-                       dict(postprocess=(*_CHAIN, "file_boost"), file_boost_alpha=0.6)),
-    "file-boost-mult": ("each window scaled by its file's maximum: p·max",
+                       dict(postprocess=(*_CHAIN, "file_boost"), file_boost_alpha=0.6, file_boost_power=0.0)),
+    "file-boost-mult": ("each window scaled by its file's maximum: p·max (the default since issue 20)",
                         dict(postprocess=(*_CHAIN, "file_boost"), file_boost_power=1.0)),
+    "file-boost-smooth5": ("the file boost (p·max) after the wider smoothing (0.1, 0.2, 0.4, 0.2, 0.1)",
+                           dict(postprocess=(*_CHAIN, "file_boost"), file_boost_power=1.0,
+                                smoothing_kernel=(0.1, 0.2, 0.4, 0.2, 0.1))),
     "genus-0.1": ("each class takes 0.1 of its genus-mates' mean", dict(postprocess=(*_CHAIN, "genus_smoothing"),
                                                                        genus_weight=0.1)),
     "genus-0.3": ("each class takes 0.3 of its genus-mates' mean", dict(postprocess=(*_CHAIN, "genus_smoothing"),

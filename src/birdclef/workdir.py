@@ -8,6 +8,7 @@
                                (a SED run), metrics, history, tables
         submission.csv         the submission stage's output
         submission_config.json the config it ran under (its ensemble: what `kaggle build` bundles)
+        submission_speed.json  its measured speed, whole and per member (`kaggle build`'s time estimate)
         runs.csv               one row per training or submission run (birdclef.runs)
         notebooks/             executed notebooks (birdclef.pipeline)
 
@@ -25,6 +26,7 @@ EMBEDDINGS = "embeddings"
 MODEL = "model"
 SUBMISSION_FILE = "submission.csv"
 SUBMISSION_CONFIG = "submission_config.json"
+SUBMISSION_SPEED = "submission_speed.json"
 RUNS_FILE = "runs.csv"
 NOTEBOOKS = "notebooks"
 MANIFEST_FILE = "manifest.csv"
@@ -112,6 +114,10 @@ class RunLayout:
     @property
     def submission_config(self) -> Path:
         return self.root / SUBMISSION_CONFIG
+
+    @property
+    def submission_speed(self) -> Path:
+        return self.root / SUBMISSION_SPEED
 
     @property
     def runs(self) -> Path:

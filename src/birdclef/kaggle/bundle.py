@@ -33,6 +33,7 @@ class Bundle:
     kernel_metadata: dict
     marker: dict
     warnings: tuple[str, ...]
+    budget: tuple[dict, ...] = ()  # per member and in all: seconds per file here, estimated minutes on Kaggle
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,40 @@ def _bundle_member_backbone(member: _Member, dest: Path) -> None:
     write_json(saved, dest / CONFIG_FILE)
 
 
+def time_budget(work_dir: Path, members: list[_Member], *, force: bool, warnings: list[str]) -> tuple[dict, ...]:
+    """The bundle's estimated run time on Kaggle from the run's measured submission speed → rows
+    (member, family, seconds per file here, minutes on Kaggle), the last the whole submission (the
+    stage as a user timed it, with the kernel's start). Refused past Kaggle's limit unless ``force``;
+    none measured for these members: a warning, no estimate."""
+    from birdclef.io import read_json
+    from birdclef.submission import (KAGGLE_CORES, KAGGLE_FILES, KAGGLE_LIMIT_MIN, KAGGLE_SAFETY, KAGGLE_STARTUP_MIN,
+                                     kaggle_minutes)
+
+    path = RunLayout(work_dir).submission_speed
+    speed = read_json(path) if path.is_file() else None
+    folders = [str(m.folder.root.resolve()) for m in members]
+    if speed is None or [m["folder"] for m in speed["members"]] != folders:
+        warnings.append(f"no measured speed for this ensemble ({path}): run 04_submit (birdclef submit) with it on "
+                        f"some test soundscapes first; its time on Kaggle ({KAGGLE_LIMIT_MIN} min) is not estimated")
+        return ()
+    cores = speed["cores"]
+    rows = [{"member": m.bundled, "family": got["family"], "seconds_per_file": got["seconds_per_file"],
+             "kaggle_min": None if got["seconds_per_file"] is None else
+             round(kaggle_minutes(got["seconds_per_file"], cores=cores), 1)} for m, got in zip(members, speed["members"])]
+    total = round(kaggle_minutes(speed["seconds_per_file"], cores=cores) + KAGGLE_STARTUP_MIN, 1)
+    rows.append({"member": "all (the whole submission)", "family": "", "seconds_per_file": speed["seconds_per_file"],
+                 "kaggle_min": total})
+    if total > KAGGLE_LIMIT_MIN:
+        what = (f"estimated {total:.0f} min for {KAGGLE_FILES} test soundscapes on Kaggle's {KAGGLE_CORES} cores "
+                f"({speed['seconds_per_file']:.2f} s per file here on {cores} cores, ×{KAGGLE_SAFETY} safety, "
+                f"measured on {speed['n_files']} files), over the {KAGGLE_LIMIT_MIN}-min limit")
+        if not force:
+            raise BirdclefError(f"{what}: drop or shrink members, or pass --force (the kernel's time budget then "
+                                "leaves the last files to the fastest member)")
+        warnings.append(what)
+    return tuple(rows)
+
+
 def _holds_run(folder: ModelFolder) -> bool:
     try:
         family_of(folder)
@@ -141,7 +176,7 @@ def build_bundle(
     model_sources: Iterable[str] = (),
     license_name: str = "other", python_versions: Iterable[str] = KAGGLE_PYTHON_VERSIONS,
     wheel_cache: str | Path | None = None, repo_dir: str | Path | None = None, notebook: str | Path | None = None,
-    params: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None, force: bool = False,
 ) -> Bundle:
     """A trained run (``<run_dir>/model``, any model family) and the submission it is part of →
     ``<out_dir>/dataset`` + ``<out_dir>/kernel``.
@@ -153,6 +188,10 @@ def build_bundle(
     family needs (:meth:`birdclef.family.ModelFamily.bundle`), its own backbone file too; the
     kernel finds them there, and the bundled ``model/config.json`` carries the submission settings
     (weights, blend, post-processing), so the kernel reproduces the local 04_submit.
+
+    Time: the run's measured submission speed (``submission_speed.json``, the whole stage and each
+    member) gives the bundle's estimated minutes on Kaggle (:func:`time_budget`); a bundle estimated
+    past Kaggle's limit is refused unless ``force``.
 
     ``user`` defaults to ``$KAGGLE_USERNAME``; slugs and titles default from the run folder's
     name. Backbone weights: a local ``backbone_path`` file/folder is copied into the dataset; a
@@ -182,6 +221,7 @@ def build_bundle(
     if setup.sed_engine == "torch" and any(not m.parts.uses_backbone for m in members):
         warnings.append("sed_engine='torch' runs SED members from their PyTorch weights, which the bundle does not "
                         "carry: the kernel runs their ONNX export (onnxruntime)")
+    budget = time_budget(run_dir if model is not given else run_dir.parent, members, force=force, warnings=warnings)
     competition, sample_path = resolve_competition(config.data_dir, competition, sample_submission, warnings)
     if sample_path is not None:
         for m in members:
@@ -241,6 +281,7 @@ def build_bundle(
         "model_sources": model_sources,
         "install": [w.name for w in (*BUNDLED_WHEELS, *extra_wheels) if not w.no_deps], "install_no_deps": no_deps,
         "wheels": [w.name for w in wheel_files], "python_versions": python_versions,
+        "kaggle_minutes_estimate": budget[-1]["kaggle_min"] if budget else None,
     }
     (dataset_dir / BUNDLE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     (dataset_dir / "dataset-metadata.json").write_text(json.dumps(dataset_meta, indent=2) + "\n")
@@ -254,7 +295,7 @@ def build_bundle(
     nbformat.write(nb, str(kernel_dir / code_file))
     validate_kernel_metadata(kernel_meta, folder=kernel_dir)
     (kernel_dir / "kernel-metadata.json").write_text(json.dumps(kernel_meta, indent=2) + "\n")
-    return Bundle(dataset_dir, kernel_dir, dataset_meta, kernel_meta, marker, tuple(warnings))
+    return Bundle(dataset_dir, kernel_dir, dataset_meta, kernel_meta, marker, tuple(warnings), budget)
 
 
 def resolve_competition(data_dir: str | None, competition: str | None, sample_submission: str | Path | None,

@@ -35,6 +35,8 @@ def add_cli(sub) -> None:
     b.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a submission setting over the run's saved submission config, as `birdclef submit -p` takes it "
                         "(e.g. ensemble_model_dirs=runs/sed/model ensemble_blend=rank); repeatable")
+    b.add_argument("--force", action="store_true",
+                   help="bundle even when the measured speed says the kernel would pass Kaggle's time limit")
     b.add_argument("--wheel-cache", help=f"where downloaded wheels are kept (default ${WHEEL_CACHE_ENV} or ~/.cache/birdclef/wheels)")
     r = ksub.add_parser("resolve", help="print what the kernel finds under /kaggle/input (as JSON)")
     r.add_argument("--root", help=f"default ${INPUT_ENV} or {DEFAULT_INPUT}")
@@ -72,10 +74,14 @@ def run_cli(args) -> int:
         sample_submission=args.sample_submission,
         model_sources=args.model_source, license_name=args.license,
         python_versions=args.python_version or KAGGLE_PYTHON_VERSIONS, wheel_cache=args.wheel_cache,
-        params=_params(args.param),
+        params=_params(args.param), force=args.force,
     )
     for warning in bundle.warnings:
         print(f"warning: {warning}")
+    for row in bundle.budget:
+        if row["kaggle_min"] is not None:
+            print(f"time: {row['member']:<28} {row['family']:<5} {row['seconds_per_file']:>7.2f} s per file here → "
+                  f"~{row['kaggle_min']:.0f} min on Kaggle")
     members = [bundle.marker["model_dir"], *bundle.marker["members"]]
     print(f"ensemble: {len(members)} member(s) {', '.join(f'{m} ({f})' for m, f in zip(members, bundle.marker['families']))}")
     size_mb = sum(f.stat().st_size for f in bundle.dataset_dir.rglob("*") if f.is_file()) / 1e6

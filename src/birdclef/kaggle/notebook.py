@@ -16,6 +16,7 @@ KERNEL_PARAMETERS = {
     "ensemble_model_dirs": ("auto", '"auto": the bundle\'s other ensemble members (members/<i>), none for one model'),
     "backbone_path": ("auto", '"auto": the bundle\'s backbone file or model source; None: as in training'),
     "output_path": ("auto", '"auto": <work_dir>/submission.csv, what the competition reads'),
+    "time_budget_min": (80, "minutes of prediction; then the rest go to the fastest member (Kaggle stops at 90)"),
     "test_dir": (None, "None: <data_dir>/test_soundscapes (hidden while editing: the sample rows are written)"),
 }
 

@@ -11,7 +11,6 @@ Config, as after an MLP run, so 04_submit inherits it), ``metrics.json``, ``hist
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
