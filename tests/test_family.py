@@ -23,6 +23,7 @@ from birdclef.io import read_json, write_json
 from birdclef.workdir import ModelFolder, RunLayout
 
 TOY_FILE = "toy.json"
+CHAIN = ("blend", "site_prior", "smoothing")  # no file boost: the expected values here are the members' own
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def toy_run(tiny_demo, tmp_path_factory):
     from birdclef.train import run_training
 
     config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path_factory.mktemp("toy")), backbone="melstats",
-                          model_family="toy", smoothing_kernel=(0.25, 0.5, 0.25))
+                          model_family="toy", smoothing_kernel=(0.25, 0.5, 0.25), postprocess=CHAIN)
     run_preprocess(config=config)
     result = run_training(config=config, progress=False)  # 03_train's entry point
     assert result.out_dir == RunLayout.of(config).model.root
@@ -131,7 +132,7 @@ def test_the_toy_family_joins_an_mlp_head_in_an_ensemble(toy_run, tiny_demo, tmp
 
     labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
     mlp = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path / "mlp"), backbone="melstats", epochs=2,
-                       smoothing_kernel=(1.0,))
+                       smoothing_kernel=(1.0,), postprocess=CHAIN)
     run_preprocess(config=mlp)
     run_training(config=mlp, progress=False)
     alone = run_submission(config=mlp, out_path=tmp_path / "mlp.csv").submission[labels].to_numpy()

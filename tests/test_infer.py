@@ -43,10 +43,11 @@ def test_shifts_average_the_shifted_windows():
 def test_soundscape_probabilities_ensemble_blend_and_smooth_in_that_order():
     e = soundscape()
     heads = [head(0), head(1)]
-    plain = build_config(backbone="melstats", smoothing_kernel=(1.0,))
+    chain = ("blend", "site_prior", "smoothing")  # the file boost (the default's last step) has its own tests
+    plain = build_config(backbone="melstats", smoothing_kernel=(1.0,), postprocess=chain)
     each = [predict_windows(e, m, meta) for m, meta in heads]
     np.testing.assert_allclose(soundscape_probabilities([e, e], heads, plain), np.mean(each, 0), rtol=1e-5)
-    config = build_config(backbone="melstats", smoothing_kernel=(0.25, 0.5, 0.25))
+    config = build_config(backbone="melstats", smoothing_kernel=(0.25, 0.5, 0.25), postprocess=chain)
     logits = np.full((4, 3), 2.0, np.float32)
     weights = np.array([1.0, 0.0, 0.0])  # class 0: the backbone alone
     out = soundscape_probabilities([e, e], heads, config, zero_shot=(logits, weights))

