@@ -35,9 +35,7 @@ def members(tiny_demo, tmp_path_factory):
     mlp = build_config(data_dir=str(tiny_demo), work_dir=str(root / "mlp"), backbone="melstats", epochs=3)
     run_preprocess(config=mlp)
     run_training(config=mlp, progress=False)
-    (root / "sed").mkdir()
-    for sub in ("embeddings", "preprocess"):
-        (root / "sed" / sub).symlink_to(root / "mlp" / sub, target_is_directory=True)
+    RunLayout(root / "sed").link_caches(RunLayout.of(mlp))  # the MLP run's embeddings and preprocess folder
     sed = build_config(**{**mlp.to_dict(), "work_dir": str(root / "sed"), **SED})
     run_training(config=sed, progress=False)
     conversion = root / "perch_v2_onnx"

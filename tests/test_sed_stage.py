@@ -18,6 +18,7 @@ from birdclef.data import load_taxonomy  # noqa: E402
 from birdclef.preprocess import run_preprocess  # noqa: E402
 from birdclef.submission import run_submission  # noqa: E402
 from birdclef.train import run_training  # noqa: E402
+from birdclef.workdir import RunLayout  # noqa: E402
 
 SED = dict(model_family="sed", sed_backbone="test_efficientnet", sed_epochs=2, sed_batch_size=4,
            sed_params={"n_mels": 64, "ema_decay": None, "learning_rate": 3e-3})
@@ -31,9 +32,7 @@ def runs(tiny_demo, tmp_path_factory):
                        smoothing_kernel=(1.0,), postprocess=("blend", "site_prior", "smoothing"))  # no file boost
     run_preprocess(config=mlp)
     run_training(config=mlp, progress=False)
-    (root / "sed").mkdir()
-    for sub in ("embeddings", "preprocess"):
-        (root / "sed" / sub).symlink_to(root / "mlp" / sub, target_is_directory=True)
+    RunLayout(root / "sed").link_caches(RunLayout.of(mlp))  # the MLP run's embeddings and preprocess folder
     sed = build_config(**{**mlp.to_dict(), "work_dir": str(root / "sed"), **SED})
     result = run_training(config=sed, progress=False)
     return mlp, sed, result
