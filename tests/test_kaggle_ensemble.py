@@ -173,6 +173,14 @@ def test_kaggle_build_estimates_the_kernels_time_and_refuses_past_the_limit(memb
     assert speed["n_files"] == 2 and speed["members"][0]["folder"] == str(RunLayout.of(mlp).model_dir.resolve())
     built = _build(Path(mlp.work_dir), tmp_path / "ok", monkeypatch)
     assert built.budget[-1]["kaggle_min"] == built.marker["kaggle_minutes_estimate"] > 0
+    assert speed["command_seconds"] >= speed["seconds"]  # the whole command: its imports and set-up too
+    # ten minutes of set-up outside the stage: once per run, ×1.5 safety
+    speed_file.write_text(json.dumps({**speed, "command_seconds": speed["seconds"] + 600}))
+    try:
+        slow_start = _build(Path(mlp.work_dir), tmp_path / "slow_start", monkeypatch)
+    finally:
+        speed_file.write_text(json.dumps(speed))
+    assert slow_start.budget[-1]["kaggle_min"] == pytest.approx(built.budget[-1]["kaggle_min"] + 15, abs=0.11)
     slow = {**speed, "seconds_per_file": 40.0, "members": [{**speed["members"][0], "seconds_per_file": 40.0}]}
     speed_file.write_text(json.dumps(slow))  # 40 s per file here: ~600 min on Kaggle
     try:

@@ -86,3 +86,10 @@ def test_the_kaggle_time_estimate_warns_past_the_limit():
         assert kaggle_estimate_minutes(5.0, 1) is None
     with pytest.warns(UserWarning, match="over Kaggle's 90-min limit"):
         assert kaggle_estimate_minutes(20.0, 2, cores=4) == pytest.approx(151.0)  # 10 s per file
+
+
+def test_the_whole_commands_set_up_counts_once_with_the_safety_factor():
+    from birdclef.submission import KAGGLE_SAFETY, command_overhead_minutes
+
+    assert command_overhead_minutes({"seconds": 30.0, "command_seconds": 90.0}) == pytest.approx(KAGGLE_SAFETY)
+    assert command_overhead_minutes({"seconds": 30.0}) == 0.0  # a speed file written before command_seconds

@@ -8,7 +8,6 @@ An expected error (a bad parameter, a missing file, a malformed CSV) prints one 
 from __future__ import annotations
 
 import argparse
-import ast
 import logging
 import sys
 import time
@@ -16,16 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from birdclef.errors import BirdclefError, ParameterError
+from birdclef.params import parse_pairs
 from birdclef.workdir import RunLayout
 
 EXPECTED_ERRORS = (BirdclefError, ValueError, FileNotFoundError, NotADirectoryError)
-
-
-def _value(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def _params(pairs: list[str]) -> dict[str, Any]:
@@ -33,14 +26,10 @@ def _params(pairs: list[str]) -> dict[str, Any]:
     to the field's type), a Python literal where it reads as one for a notebook's own parameters."""
     from birdclef.config import FIELD_TYPES
 
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ParameterError(f"-p expects key=value, got {pair!r}")
-        key, val = (part.strip() for part in pair.split("=", 1))
-        if key in ("data_dir", "work_dir"):
+    out = parse_pairs(pairs, text=FIELD_TYPES)
+    for key in ("data_dir", "work_dir"):
+        if key in out:
             raise ParameterError(f"{key} is set with --{key.replace('_', '-')} (demo: --run-dir), not -p")
-        out[key] = val if key in FIELD_TYPES else _value(val)
     return out
 
 

@@ -233,16 +233,24 @@ def _embed_or_reason(path: Path, backbone: Backbone, config: Config, need_speech
 
 
 _WORKER: dict = {}
+# what torch (OpenMP, MKL) and NumPy's BLAS read for their thread counts
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def init_worker_process() -> None:
-    """In a spawned pool worker: one torch thread (workers × threads never exceed the cores), and
-    exit when the parent dies (a kill -9 of the parent must not leave workers behind)."""
+    """In a spawned pool worker: one thread per math library (workers × threads never exceed the
+    cores), and exit when the parent dies (a kill -9 of the parent must not leave workers behind).
+
+    torch is not imported for this (~1 s per worker that a TFLite or ONNX backbone never needs):
+    the thread variables are set before anything imports it, and torch reads them when it does.
+    """
+    import sys
     import threading
 
-    import torch
-
-    torch.set_num_threads(1)
+    for var in THREAD_VARIABLES:
+        os.environ[var] = "1"
+    if "torch" in sys.modules:  # already imported (e.g. while unpickling the task): too late for the variables
+        sys.modules["torch"].set_num_threads(1)
     parent = os.getppid()
 
     def exit_when_orphaned() -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from birdclef.errors import SchemaError
 
@@ -78,6 +77,8 @@ def score(solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: 
     if len(scored) == 0:
         raise SchemaError("solution has no positive label in any class: nothing to score")
     if ignore is None:
+        from sklearn.metrics import roc_auc_score  # here: scikit-learn's import is ~1 s a submission need not pay
+
         return float(roc_auc_score(truth[scored].to_numpy(), values[scored].to_numpy(), average="macro"))
     skip = ignore.set_index(row_id_column_name).reindex(index=sol.index, columns=scored).fillna(0).to_numpy() > 0
     y = np.where(skip, np.nan, truth[scored].to_numpy(np.float64))
@@ -89,6 +90,8 @@ def score(solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: 
 
 def per_class_auc(y_true: np.ndarray, y_score: np.ndarray, labels: list[str] | tuple[str, ...]) -> pd.DataFrame:
     """(n, C) 0/1 truth and scores → one row per class: label, positives, auc (NaN when undefined)."""
+    from sklearn.metrics import roc_auc_score
+
     y_true = np.asarray(y_true)
     rows = []
     for j, label in enumerate(labels):

@@ -21,7 +21,7 @@ import numbers
 import os
 import types
 import typing
-from typing import Any, Literal
+from typing import Any, Collection, Literal
 
 import numpy as np
 
@@ -34,6 +34,27 @@ _NONE = {"none", "null"}
 
 class _Refused(Exception):
     """A value does not fit a type; the caller names the field."""
+
+
+def parse_pairs(pairs: list[str], *, text: Collection[str] | None = None) -> dict[str, Any]:
+    """``-p key=value`` pairs (the command lines' form) → {key: value}. A key in ``text`` (every key when
+    None: e.g. the Config fields, which :func:`convert_params` types later) keeps its value as text;
+    any other is read as a Python literal where it is one (a notebook's own parameter), else text.
+    A pair without ``=`` or with an empty key is refused by name."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = (part.strip() for part in pair.partition("="))
+        if not sep or not key:
+            raise ParameterError(f"-p expects key=value, got {pair!r}")
+        out[key] = value if text is None or key in text else _literal(value)
+    return out
+
+
+def _literal(value: str) -> Any:
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
 
 
 def convert_params(params: dict[str, Any], hints: dict[str, Any]) -> dict[str, Any]:

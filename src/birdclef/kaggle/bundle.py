@@ -121,11 +121,11 @@ def _bundle_member_backbone(member: _Member, dest: Path) -> None:
 def time_budget(work_dir: Path, members: list[_Member], *, force: bool, warnings: list[str]) -> tuple[dict, ...]:
     """The bundle's estimated run time on Kaggle from the run's measured submission speed → rows
     (member, family, seconds per file here, minutes on Kaggle), the last the whole submission (the
-    stage as a user timed it, with the kernel's start). Refused past Kaggle's limit unless ``force``;
-    none measured for these members: a warning, no estimate."""
+    stage per file, the whole command's imports and set-up once, and the kernel's start). Refused past
+    Kaggle's limit unless ``force``; none measured for these members: a warning, no estimate."""
     from birdclef.io import read_json
     from birdclef.submission import (KAGGLE_CORES, KAGGLE_FILES, KAGGLE_LIMIT_MIN, KAGGLE_SAFETY, KAGGLE_STARTUP_MIN,
-                                     kaggle_minutes)
+                                     command_overhead_minutes, kaggle_minutes)
 
     path = RunLayout(work_dir).submission_speed
     speed = read_json(path) if path.is_file() else None
@@ -138,7 +138,9 @@ def time_budget(work_dir: Path, members: list[_Member], *, force: bool, warnings
     rows = [{"member": m.bundled, "family": got["family"], "seconds_per_file": got["seconds_per_file"],
              "kaggle_min": None if got["seconds_per_file"] is None else
              round(kaggle_minutes(got["seconds_per_file"], cores=cores), 1)} for m, got in zip(members, speed["members"])]
-    total = round(kaggle_minutes(speed["seconds_per_file"], cores=cores) + KAGGLE_STARTUP_MIN, 1)
+    # the whole command: the stage per file, its imports and set-up once, the kernel's start
+    total = round(kaggle_minutes(speed["seconds_per_file"], cores=cores) + command_overhead_minutes(speed)
+                  + KAGGLE_STARTUP_MIN, 1)
     rows.append({"member": "all (the whole submission)", "family": "", "seconds_per_file": speed["seconds_per_file"],
                  "kaggle_min": total})
     if total > KAGGLE_LIMIT_MIN:

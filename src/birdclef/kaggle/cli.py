@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from birdclef.errors import BirdclefError
+from birdclef.params import parse_pairs
 from birdclef.kaggle.bundle import build_bundle
 from birdclef.kaggle.inputs import DEFAULT_INPUT, INPUT_ENV, resolve_kaggle_inputs
 from birdclef.kaggle.wheels import KAGGLE_PYTHON_VERSIONS, WHEEL_CACHE_ENV
@@ -44,17 +45,6 @@ def add_cli(sub) -> None:
     r.add_argument("--model-source", action="append", default=[])
 
 
-def _params(pairs: list[str]) -> dict[str, str]:
-    """``-p key=value`` pairs → {key: text}; build_config converts each to its field's type."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise BirdclefError(f"-p expects key=value, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def run_cli(args) -> int:
     if args.kaggle_command == "resolve":
         root = Path(args.root or os.environ.get(INPUT_ENV) or DEFAULT_INPUT)
@@ -74,7 +64,7 @@ def run_cli(args) -> int:
         sample_submission=args.sample_submission,
         model_sources=args.model_source, license_name=args.license,
         python_versions=args.python_version or KAGGLE_PYTHON_VERSIONS, wheel_cache=args.wheel_cache,
-        params=_params(args.param), force=args.force,
+        params=parse_pairs(args.param), force=args.force,
     )
     for warning in bundle.warnings:
         print(f"warning: {warning}")
