@@ -36,14 +36,18 @@ def wall(cmd: list[str], **kwargs) -> float:
 
 
 def fresh_work(root: Path, model_dir: Path, name: str) -> Path:
+    from birdclef.workdir import RunLayout
+
     work = root / name
     shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(model_dir, work / "model")
+    shutil.copytree(model_dir, RunLayout(work).model_dir)
     return work
 
 
 def speed(work: Path) -> dict:
-    return json.loads((work / "submission_speed.json").read_text())
+    from birdclef.workdir import RunLayout
+
+    return json.loads(RunLayout(work).submission_speed.read_text())
 
 
 def cell_seconds(notebook: Path) -> list[tuple[str, float]]:

@@ -1,6 +1,6 @@
 import pytest
 
-from birdclef.embeddings import WINDOW_TOLERANCE_S, n_windows
+from birdclef.data import WINDOW_TOLERANCE_S, n_windows
 
 
 @pytest.mark.parametrize("duration_s, rows", [

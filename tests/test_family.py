@@ -15,7 +15,7 @@ import pytest
 from birdclef import audio
 from birdclef.config import build_config
 from birdclef.data import competition_paths, load_taxonomy
-from birdclef.embeddings import n_windows
+from birdclef.data import n_windows
 from birdclef.errors import AudioError, BirdclefError
 from birdclef.family import (FAMILIES, BundleParts, Member, ModelFamily, Output, TrainResult, family, family_names,
                              family_of, register_family)

@@ -11,7 +11,8 @@ import pytest
 from birdclef.config import build_config
 from birdclef.data import load_taxonomy
 from birdclef.embeddings import EmbeddingCache
-from birdclef.preprocess import run_preprocess, select_recordings
+from birdclef.data import select_recordings
+from birdclef.preprocess import run_preprocess
 from test_data import make_extra_2023, make_extra_own
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from birdclef.data import load_taxonomy
-from birdclef.embeddings import n_windows
+from birdclef.data import n_windows
 from birdclef.errors import SubmissionError
 from birdclef.submission import build_submission, row_ids, validate_submission, write_submission
 

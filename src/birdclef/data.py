@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, time
@@ -597,3 +598,34 @@ def extra_data_summary(dirs: list[str | Path] | tuple[str | Path, ...], taxonomy
     columns = ["folder", "layout", "recordings", "mapped", "dropped", "skipped", "species_mapped", "species_dropped",
                "secondary_dropped", "soundscapes"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def select_recordings(meta: pd.DataFrame, *, max_per_class: int | None, seed: int,
+                      taken: pd.DataFrame | None = None) -> pd.DataFrame:
+    """At most ``max_per_class`` recordings of each primary label (seeded sample), in file order;
+    ``taken``: recordings already chosen, counted against each label's limit."""
+    if not max_per_class:
+        return meta
+    rng = np.random.default_rng(seed)
+    used = {} if taken is None else taken["primary_label"].value_counts().to_dict()
+    keep = []
+    for label, group in meta.groupby("primary_label", sort=True):
+        idx = group.index.to_numpy()
+        keep.extend(rng.choice(idx, size=max(0, min(max_per_class - used.get(label, 0), len(idx))), replace=False))
+    return meta.loc[sorted(keep)]
+
+
+# A soundscape at most this much longer than a whole number of windows gets no extra, nearly
+# empty window: the sample submission gives a one-minute file 12 rows, and a file decoded a few
+# samples over 60 s must not get a 13th (`_65`) row that Kaggle's solution does not have.
+WINDOW_TOLERANCE_S = 0.5
+
+
+def n_windows(duration_s: float, window_s: float) -> int:
+    """Submission rows a soundscape gets: ceil((duration - WINDOW_TOLERANCE_S) / window), at least 1.
+
+    A 60-s file gets 12 rows of 5 s, and so do 59.9 s, 60.001 s and 60.4 s (at most
+    :data:`WINDOW_TOLERANCE_S` over a multiple of the window rounds down); 62 s gets 13 (the last
+    window partial); 3 s gets 1.
+    """
+    return max(1, math.ceil((duration_s - WINDOW_TOLERANCE_S) / window_s - 1e-9))

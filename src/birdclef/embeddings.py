@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -363,18 +362,3 @@ def pool_segments(e: Embedded, idx: np.ndarray, segment_frames: int) -> np.ndarr
         return np.zeros((0, segment_frames, e.embeddings.shape[1]), np.float32)
     return np.stack(groups)
 
-
-# A soundscape at most this much longer than a whole number of windows gets no extra, nearly
-# empty window: the sample submission gives a one-minute file 12 rows, and a file decoded a few
-# samples over 60 s must not get a 13th (`_65`) row that Kaggle's solution does not have.
-WINDOW_TOLERANCE_S = 0.5
-
-
-def n_windows(duration_s: float, window_s: float) -> int:
-    """Submission rows a soundscape gets: ceil((duration - WINDOW_TOLERANCE_S) / window), at least 1.
-
-    A 60-s file gets 12 rows of 5 s, and so do 59.9 s, 60.001 s and 60.4 s (at most
-    :data:`WINDOW_TOLERANCE_S` over a multiple of the window rounds down); 62 s gets 13 (the last
-    window partial); 3 s gets 1.
-    """
-    return max(1, math.ceil((duration_s - WINDOW_TOLERANCE_S) / window_s - 1e-9))

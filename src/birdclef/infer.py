@@ -14,11 +14,11 @@ import pandas as pd
 
 from birdclef import audio
 from birdclef.config import Config
-from birdclef.embeddings import Embedded, frames_in, n_windows, pool_segments
+from birdclef.embeddings import Embedded, frames_in, pool_segments
 from birdclef.errors import AudioError, BirdclefError
 from birdclef.family import Member, family, uniform_or
 from birdclef.model import HeadMeta, MLPHead, predict
-from birdclef.data import competition_paths, load_taxonomy
+from birdclef.data import competition_paths, load_taxonomy, n_windows
 from birdclef.postprocess import Evidence, average, needs, rank_average, run_chain, split_chain
 from birdclef.priors import prior_shift
 from birdclef.zeroshot import ZeroShot

@@ -9,11 +9,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from birdclef.config import Config
-from birdclef.data import competition_paths, load_extra_data, load_taxonomy, load_train_metadata
+from birdclef.data import competition_paths, load_extra_data, load_taxonomy, load_train_metadata, select_recordings
 from birdclef.embeddings import extract
 from birdclef.io import write_csv, write_json
 from birdclef.sessions import recording_sessions
@@ -31,21 +30,6 @@ class PreprocessResult:
     manifest: pd.DataFrame  # filename, primary_label, secondary_labels, author, session, path, source, duration_s, n_frames, speech_frames, status
     skipped: pd.DataFrame  # filename, reason
     out_dir: Path
-
-
-def select_recordings(meta: pd.DataFrame, *, max_per_class: int | None, seed: int,
-                      taken: pd.DataFrame | None = None) -> pd.DataFrame:
-    """At most ``max_per_class`` recordings of each primary label (seeded sample), in file order;
-    ``taken``: recordings already chosen, counted against each label's limit."""
-    if not max_per_class:
-        return meta
-    rng = np.random.default_rng(seed)
-    used = {} if taken is None else taken["primary_label"].value_counts().to_dict()
-    keep = []
-    for label, group in meta.groupby("primary_label", sort=True):
-        idx = group.index.to_numpy()
-        keep.extend(rng.choice(idx, size=max(0, min(max_per_class - used.get(label, 0), len(idx))), replace=False))
-    return meta.loc[sorted(keep)]
 
 
 def run_preprocess(*, config: Config) -> PreprocessResult:

@@ -24,7 +24,8 @@ import pandas as pd
 
 from birdclef import mixing
 from birdclef.config import Config
-from birdclef.embeddings import Embedded, extract, n_windows
+from birdclef.data import n_windows
+from birdclef.embeddings import Embedded, extract
 from birdclef.errors import BirdclefError
 from birdclef.evaluate import masked_auc_columns
 from birdclef.infer import finish_windows, predict_windows

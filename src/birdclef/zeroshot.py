@@ -25,7 +25,8 @@ import pandas as pd
 
 from birdclef.backbones import backbone_spec, labels_reader
 from birdclef.config import Config
-from birdclef.embeddings import Embedded, frames_in, n_windows
+from birdclef.data import n_windows
+from birdclef.embeddings import Embedded, frames_in
 from birdclef.errors import BirdclefError
 from birdclef.evaluate import masked_auc_columns
 

@@ -312,8 +312,7 @@ def recordings_table(data_dir: str | Path, *, max_per_class: int | None = None, 
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A competition folder's train.csv → (recordings: filename, path, primary_label,
     secondary_labels ("a|b"), author; rows skipped with a reason)."""
-    from birdclef.data import competition_paths, load_taxonomy, load_train_metadata
-    from birdclef.preprocess import select_recordings
+    from birdclef.data import competition_paths, load_taxonomy, load_train_metadata, select_recordings
 
     paths = competition_paths(data_dir)
     meta, skipped = load_train_metadata(paths.train_csv, load_taxonomy(paths.taxonomy))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from birdclef import audio
-from birdclef.embeddings import n_windows
+from birdclef.data import n_windows
 from birdclef.sed.config import SedConfig
 from birdclef.sed.model import SedModel, sigmoid, window_logits
 
