@@ -53,9 +53,17 @@ def test_a_bad_parameter_is_one_line_on_every_route(tmp_path, capsys, command, p
     assert not (tmp_path / "run").exists()  # refused before anything ran or was written
 
 
-def test_the_notebooks_route_refuses_a_config_field_no_notebook_sets(tmp_path, capsys):
-    one_error(["notebooks", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path / "run"), "-p", "extra={'a': 1}"],
-              capsys, "unknown parameter(s) ['extra'] for notebook(s) 01_eda", "birdclef train -p extra=")
+def test_a_setting_of_a_model_family_not_chosen_is_one_line_naming_it_and_the_fix(tmp_path, capsys):
+    one_error(["train", "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "run"), "-p", "model_family=sed",
+               "-p", "epochs=5"], capsys, "epochs=5 is a setting of model_family 'mlp' (section 'head'), which "
+                                          "model_family='sed' does not read: use sed_epochs")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_notebooks_route_refuses_a_config_field_none_of_its_notebooks_sets(tmp_path, capsys):
+    one_error(["notebooks", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path / "run"), "--only", "01_eda",
+               "02_preprocess", "-p", "dropout=0.5"], capsys,
+              "unknown parameter(s) ['dropout'] for notebook(s) 01_eda, 02_preprocess", "birdclef train -p dropout=")
     one_error(["notebooks", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path / "run"), "--only", "01_eda",
                "-p", "epochs=5"], capsys, "unknown parameter(s) ['epochs'] for notebook(s) 01_eda (epochs: Config field")
     one_error(["notebooks", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path / "run"), "--only", "06_magic"],

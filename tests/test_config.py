@@ -3,9 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from birdclef.config import (EMBEDDING_FIELDS, FIELD_TYPES, PATH_FIELDS, STAGES, SUBMISSION_FIELDS, TRAINING_FIELDS,
-                             Config, build_config, fields_of, load_config, previous_config_path, resume_config,
+from birdclef.config import (EMBEDDING_FIELDS, FIELD_SECTIONS, FIELD_TYPES, PATH_FIELDS, SECTIONS, SHARED_SECTIONS,
+                             STAGES, SUBMISSION_FIELDS, TRAINING_FIELDS, Config, build_config, config_diff, fields_of,
+                             load_config, previous_config_path, resume_config, same_training, section_fields,
                              stage_config)
+from birdclef.family import family, family_names
+from birdclef.postprocess import STEPS
 from birdclef.errors import ParameterError
 from birdclef.io import write_json
 from birdclef.params import accepted_form
@@ -116,7 +119,7 @@ def test_path_fields_are_declared_on_the_fields():
     ("ensemble_model_dirs", "[runs/a, runs/b]", ("runs/a", "runs/b")), ("ensemble_model_dirs", ["x"], ("x",)),
     ("backbone_path", "none", None), ("backbone_path", None, None), ("backbone_path", "m/yamnet.tflite", "m/yamnet.tflite"),
     ("work_dir", Path("runs/x"), "runs/x"), ("run_name", "2024", "2024"), ("run_name", 2024, "2024"),
-    ("loss", "bce", "bce"), ("extra", "{'note': 1}", {"note": 1}),
+    ("loss", "bce", "bce"),
 ])
 def test_parameter_values_are_converted_to_their_field_type(key, given, expected):
     value = getattr(build_config(backbone="melstats", **{key: given}), key)
@@ -134,7 +137,7 @@ def test_parameter_values_are_converted_to_their_field_type(key, given, expected
     ("smoothing_kernel", "0.25,x,0.25", "a list of numbers"), ("smoothing_kernel", "0.25,,0.25", "a list of numbers"),
     ("hidden_sizes", "[64, 2.5]", "a list of whole numbers"), ("hidden_sizes", {"a": 1}, "a list of whole numbers"),
     ("loss", "hinge", "one of 'ce', 'bce', 'focal'"), ("run_name", True, "a string"), ("run_name", ["a"], "a string"),
-    ("extra", "[1]", "a dict"),
+    ("sed_params", "[1]", "a dict"),
 ])
 def test_bad_parameter_values_are_refused_in_one_line(key, given, accepted):
     with pytest.raises(ParameterError) as err:
@@ -174,7 +177,8 @@ def test_load_config_reads_a_saved_config_back(tmp_path):
 def test_every_field_declares_a_stage():
     for f in dataclasses.fields(Config):
         assert f.metadata.get("stage") in STAGES, f.name
-    assert set(EMBEDDING_FIELDS) | set(TRAINING_FIELDS) | set(SUBMISSION_FIELDS) | set(fields_of("paths")) == set(FIELD_TYPES)
+    assert set(EMBEDDING_FIELDS) | set(TRAINING_FIELDS) | set(SUBMISSION_FIELDS) | set(fields_of("paths")) \
+        | set(fields_of("resources")) == set(FIELD_TYPES)
     assert {"vad_threshold", "vad_min_speech_s", "hop_s", "denoise", "backbone"} <= set(EMBEDDING_FIELDS)
 
 
@@ -199,8 +203,124 @@ def test_changing_any_embedding_field_changes_the_embedding_key(name):
     assert changed.embedding_key() != base.embedding_key()
 
 
-def test_training_dict_leaves_out_paths_and_submission_fields():
+def test_training_dict_leaves_out_paths_submission_and_resources_fields():
     base = build_config(backbone="melstats")
-    for name in (*SUBMISSION_FIELDS, *fields_of("paths")):
+    for name in (*SUBMISSION_FIELDS, *fields_of("paths"), *fields_of("resources")):
         assert name not in base.training_dict()
     assert set(base.training_dict()) == {*EMBEDDING_FIELDS, *TRAINING_FIELDS}
+    assert fields_of("resources") == ("n_workers",) and "extra" not in FIELD_TYPES
+    assert build_config(backbone="melstats", n_workers=3).training_dict() == base.training_dict()  # changes no result
+
+
+def test_an_old_checkpoint_fingerprint_with_extra_and_n_workers_still_matches():
+    current = build_config(backbone="melstats").training_dict()
+    old = {**current, "n_workers": 4, "extra": {}}  # what training_dict() held before both left it
+    assert same_training(old, current) and same_training(current, current)
+    assert not same_training({**old, "epochs": 3}, current)  # a real training setting still tells them apart
+    assert not same_training({k: v for k, v in current.items() if k != "epochs"}, current)
+
+
+def test_an_old_saved_config_with_an_empty_extra_loads_and_a_non_empty_one_is_refused_by_name(tmp_path):
+    c = build_config(backbone="melstats", work_dir=str(tmp_path))
+    write_json({**c.to_dict(), "extra": {}}, tmp_path / "old.json")
+    assert load_config(tmp_path / "old.json") == c
+    assert resume_config(tmp_path / "old.json", epochs=3) == dataclasses.replace(c, epochs=3)
+    write_json({**c.to_dict(), "extra": {"note": "x"}}, tmp_path / "noted.json")
+    with pytest.raises(ParameterError, match=r"noted.json holds extra=\{'note': 'x'\}: Config no longer has the field"):
+        load_config(tmp_path / "noted.json")
+    with pytest.raises(ParameterError, match="unknown parameter.*'extra'"):
+        build_config(extra={})
+
+
+# ---------------------------------------------------------------- sections declared on the fields
+
+def test_every_field_has_a_known_section_and_each_steps_fields_are_postprocess():
+    assert set(FIELD_SECTIONS) == set(FIELD_TYPES) and set(FIELD_SECTIONS.values()) <= set(SECTIONS)
+    assert [k for k in FIELD_SECTIONS if FIELD_SECTIONS[k] == "postprocess"] == list(section_fields("postprocess"))
+    for step in STEPS.values():  # from the step registry, not restated on the fields
+        assert all(FIELD_SECTIONS[f] == "postprocess" for f in step.fields), step.name
+    assert FIELD_SECTIONS["postprocess"] == "postprocess"
+    assert {"epochs", "loss", "fold", "class_weight", "soundscape_weight", "soundscape_group_by"} <= set(section_fields("head"))
+    assert {"seed", "val_fraction", "window_s", "model_family", "recipe"} <= set(section_fields("training"))
+    assert section_fields("sed")[0] == "sed_backbone" and FIELD_SECTIONS["n_workers"] == "resources"
+    with pytest.raises(ValueError, match="unknown section 'mlp'; known: 'data', 'embedding'"):
+        section_fields("mlp")
+
+
+def test_a_field_declared_without_a_section_takes_its_stages():
+    from birdclef.config import _field_section, _stage
+
+    for stage, section in (("training", "training"), ("submission", "submission"), ("paths", "data"),
+                           ("embedding", "embedding"), ("resources", "resources")):
+        f = dataclasses.field(default=0, metadata=_stage(stage, 0).metadata)  # a field added with no section
+        f.name = "new_setting"
+        assert _field_section(f) == section
+    f = dataclasses.field(default=0, metadata=_stage("submission", 0, section="head").metadata)
+    f.name = "file_boost_alpha"  # a step's field declared in another section: refused at import
+    with pytest.raises(ValueError, match="setting of the post-processing step.*'file_boost'.*declares section 'head'"):
+        _field_section(f)
+    with pytest.raises(ValueError, match="unknown section 'heads'; known:"):
+        _stage("training", 0, section="heads")
+
+
+def test_every_section_that_is_not_shared_belongs_to_a_model_family():
+    owned = {s for name in family_names() for s in family(name).config_sections}
+    assert set(SECTIONS) - set(SHARED_SECTIONS) == owned
+    assert family("mlp").config_sections == ("head", "pseudo") and family("sed").config_sections == ("sed",)
+
+
+def test_a_section_reads_as_a_dict_and_config_diff_names_it():
+    c = build_config(model_family="sed", sed_epochs=3, sed_params="{'n_mels': 64}")
+    assert c.section("sed") == {**{k: getattr(Config(), k) for k in section_fields("sed")}, "sed_epochs": 3,
+                                "sed_params": {"n_mels": 64}}
+    assert list(c.section("resources")) == ["n_workers"]
+    table = config_diff(c)
+    assert table.loc["sed_epochs", "section"] == "sed" and table.loc["model_family", "section"] == "training"
+    assert table.loc["smoothing_kernel", "section"] == "postprocess"  # the default recipe's
+
+
+# ---------------------------------------------------------------- a setting of a family not chosen
+
+def test_an_explicit_setting_of_a_family_not_chosen_is_refused_by_name_with_the_fix():
+    with pytest.raises(ParameterError, match=r"^epochs=5 is a setting of model_family 'mlp' \(section 'head'\), "
+                                             r"which model_family='sed' does not read: use sed_epochs$"):
+        build_config(model_family="sed", epochs=5)
+    with pytest.raises(ParameterError, match=r"^sed_batch_size=8 is a setting of model_family 'sed'.*use batch_size$"):
+        build_config(sed_batch_size=8)  # the default family is mlp
+    with pytest.raises(ParameterError) as err:
+        build_config(model_family="sed", loss="focal", pseudo_rounds=1, sed_epochs=3)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("loss='focal' is a setting of model_family 'mlp' (section 'head')")
+    assert "pseudo_rounds=1 is a setting of model_family 'mlp' (section 'pseudo')" in message
+    assert message.endswith("('sed' reads: sed_backbone, sed_pretrained_path, sed_clip_s, sed_epochs, sed_batch_size, "
+                            "sed_distill_weight, sed_student_rounds, sed_params)")
+    # stage_config's explicit values are refused the same way, on every route
+    with pytest.raises(ParameterError, match="^fold=1 is a setting of model_family 'mlp'"):
+        stage_config("train", work_dir="/nonexistent/run", model_family="sed", fold=1)
+
+
+def test_shared_settings_recipe_values_and_unchanged_values_are_not_refused():
+    sed = build_config(model_family="sed", seed=3, val_fraction=0.25, secondary_weight=0.3, balanced_sampling=True,
+                       smoothing_kernel=(1.0,), n_workers=1, epochs=30)  # epochs: the value it has anyway
+    assert (sed.seed, sed.loss, sed.epochs) == (3, "bce", 30)  # loss: the default recipe's
+    seed = build_config(recipe="seed", model_family="sed", sed_epochs=2)
+    assert (seed.loss, seed.backbone) == ("ce", "yamnet")  # the recipe's head settings are not the user's
+    assert build_config(**sed.to_dict()) == sed  # a round trip of its own values
+
+
+def test_inherited_settings_are_never_refused_and_a_saved_config_reloads_as_it_was(tmp_path):
+    work = str(tmp_path)
+    pre = stage_config("preprocess", work_dir=work, backbone="melstats", epochs=5, loss="ce", pseudo_rounds=1)
+    write_json(pre.to_dict(), previous_config_path("train", work_dir=work))
+    sed = stage_config("train", work_dir=work, model_family="sed", sed_epochs=2)  # an MLP preprocess config resumed
+    assert (sed.model_family, sed.epochs, sed.loss, sed.pseudo_rounds, sed.sed_epochs) == ("sed", 5, "ce", 1, 2)
+    write_json(sed.to_dict(), tmp_path / "model" / "config.json")
+    assert load_config(tmp_path / "model" / "config.json") == sed
+    assert stage_config("submit", work_dir=work, smoothing_kernel=(0.25, 0.5, 0.25)).epochs == 5  # 04_submit
+    with pytest.raises(ParameterError, match="^epochs=7 is a setting of model_family 'mlp'.*use sed_epochs"):
+        stage_config("submit", work_dir=work, epochs=7)
+    assert stage_config("submit", work_dir=work, epochs=5) == sed  # the inherited value again: changes nothing
+    # Config.replace: derived configs inherit as a saved one does
+    assert pre.replace(model_family="sed", sed_epochs=2, work_dir=work) == sed
+    with pytest.raises(ParameterError, match="^dropout=0.1 is a setting of model_family 'mlp'"):
+        sed.replace(dropout=0.1)

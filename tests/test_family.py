@@ -225,3 +225,12 @@ def test_a_short_time_budget_leaves_the_last_files_to_the_fastest_member(toy_run
     speed = json.loads(RunLayout.of(setup).submission_speed.read_text())
     quick, slow = (m["seconds_per_file"] for m in speed["members"])  # the toy run first, then the slow one
     assert slow > 0.09 > quick  # measured per member
+
+
+def test_a_family_with_no_config_section_of_its_own_refuses_another_familys_settings():
+    from birdclef.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"^epochs=5 is a setting of model_family 'mlp' \(section 'head'\), which "
+                                             r"model_family='toy' does not read.*\('toy' reads: no settings of its own\)$"):
+        build_config(model_family="toy", epochs=5)
+    assert build_config(model_family="toy", seed=2, smoothing_kernel=(1.0,)).seed == 2  # shared settings are read

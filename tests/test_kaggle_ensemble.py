@@ -36,7 +36,7 @@ def members(tiny_demo, tmp_path_factory):
     run_preprocess(config=mlp)
     run_training(config=mlp, progress=False)
     RunLayout(root / "sed").link_caches(RunLayout.of(mlp))  # the MLP run's embeddings and preprocess folder
-    sed = build_config(**{**mlp.to_dict(), "work_dir": str(root / "sed"), **SED})
+    sed = mlp.replace(work_dir=str(root / "sed"), **SED)  # the MLP's values inherited, its head settings unread
     run_training(config=sed, progress=False)
     conversion = root / "perch_v2_onnx"
     conversion.mkdir()
@@ -76,7 +76,7 @@ def kernel_here(built, competition: Path, root: Path, monkeypatch) -> pd.DataFra
 
 
 def _local(config, out: Path, **params) -> pd.DataFrame:
-    return run_submission(config=build_config(**{**config.to_dict(), **params}), out_path=out).submission
+    return run_submission(config=config.replace(**params), out_path=out).submission
 
 
 def _same(kernel: pd.DataFrame, local: pd.DataFrame) -> None:

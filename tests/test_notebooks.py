@@ -56,8 +56,7 @@ def test_every_field_is_a_parameter_of_its_stages_notebooks(field):
 
 def test_every_config_field_is_a_parameter_of_some_notebook():
     declared = {k for name in NOTEBOOKS for k in notebook_parameters(notebooks_dir() / f"{name}.ipynb")}
-    # `extra` (free-form settings for experiments) is taken by the stage commands only
-    missing = sorted(set(FIELD_TYPES) - declared - {"extra"})
+    missing = sorted(set(FIELD_TYPES) - declared)
     assert not missing, f"no notebook's parameters cell takes {missing}: add each to the notebook of its stage"
 
 

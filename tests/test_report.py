@@ -31,4 +31,5 @@ def test_config_diff_lists_only_what_differs_from_the_defaults():
     assert "epochs" not in table.index and "learning_rate" not in table.index
     assert table.loc["dropout", "value"] == 0.5 and table.loc["dropout", "default"] == pytest.approx(0.3)
     assert table.loc["hidden_sizes", "value"] == (64, 32) and table.loc["dropout", "stage"] == "training"
+    assert table.loc["dropout", "section"] == "head" and table.loc["backbone", "section"] == "embedding"
     assert len(table) < 20  # a few rows, not the 50-field dump

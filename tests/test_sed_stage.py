@@ -33,7 +33,7 @@ def runs(tiny_demo, tmp_path_factory):
     run_preprocess(config=mlp)
     run_training(config=mlp, progress=False)
     RunLayout(root / "sed").link_caches(RunLayout.of(mlp))  # the MLP run's embeddings and preprocess folder
-    sed = build_config(**{**mlp.to_dict(), "work_dir": str(root / "sed"), **SED})
+    sed = mlp.replace(work_dir=str(root / "sed"), **SED)  # the MLP's values inherited, its head settings unread
     result = run_training(config=sed, progress=False)
     return mlp, sed, result
 
@@ -61,7 +61,7 @@ def test_a_sed_run_submits_on_its_own_with_onnx_as_torch_does(runs, tiny_demo, t
     assert list(onnx.columns) == ["row_id", *labels] and len(onnx) == 2 * 4
     values = onnx[labels].to_numpy()
     assert np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1 and values.std() > 0
-    torch_sub = run_submission(config=build_config(**{**sed.to_dict(), "sed_engine": "torch"}),
+    torch_sub = run_submission(config=sed.replace(sed_engine="torch"),
                                out_path=tmp_path / "torch.csv").submission
     np.testing.assert_allclose(torch_sub[labels].to_numpy(), values, atol=1e-4)
 
@@ -130,3 +130,36 @@ def test_sed_members_run_in_worker_processes_as_they_run_here(runs, tiny_demo):
     assert isinstance(here[str(broken)], str) and isinstance(pooled[str(broken)], str)  # a reason, not a crash
     for f in files:
         np.testing.assert_allclose(pooled[str(f)][0], here[str(f)][0], atol=1e-6)
+
+
+def _old_sed_config(config, *, distill_logits=True):
+    """sed_config as it was written by hand before the Config fields declared what they feed: the expectation."""
+    from birdclef.sed.config import build_sed_config
+
+    return build_sed_config(**{
+        "backbone": config.sed_backbone, "pretrained_path": config.sed_pretrained_path, "clip_s": config.sed_clip_s,
+        "window_s": config.window_s, "epochs": config.sed_epochs, "batch_size": config.sed_batch_size,
+        "seed": config.seed, "val_fraction": config.val_fraction, "secondary_weight": config.secondary_weight,
+        "balanced_sampling": config.balanced_sampling, "student_rounds": config.sed_student_rounds,
+        "distill_embedding_weight": config.sed_distill_weight,
+        "distill_logit_weight": config.sed_distill_weight if distill_logits else 0.0,
+        **config.sed_params})
+
+
+@pytest.mark.parametrize("params", [
+    {},
+    dict(model_family="sed", **{k: v for k, v in SED.items() if k != "model_family"}),
+    dict(model_family="sed", sed_backbone="hgnetv2_b0", sed_pretrained_path="/w/hgnet.pth", sed_clip_s=10.0,
+         sed_epochs=3, sed_batch_size=8, sed_distill_weight=0.7, sed_student_rounds=2, seed=5, val_fraction=0.25,
+         secondary_weight=0.3, balanced_sampling=True),
+    dict(model_family="sed", sed_epochs=3, sed_params={"epochs": 4, "seed": 9, "loss": "focal", "clip_s": 20.0}),
+])
+def test_the_sed_config_is_what_the_hand_written_mapping_built(params):
+    from birdclef.sed.stage import sed_config
+
+    config = build_config(**params)
+    for distill_logits in (True, False):
+        built = sed_config(config, distill_logits=distill_logits)
+        assert built == _old_sed_config(config, distill_logits=distill_logits)
+    assert sed_config(config).distill_logit_weight == config.sed_distill_weight
+    assert sed_config(config, distill_logits=False).distill_logit_weight == 0.0

@@ -310,3 +310,17 @@ def test_a_validation_fold_of_one_recording_picks_the_epoch_of_lowest_loss(monke
                                                      refit=False), progress=False)
     assert hist["val_auc"].isna().all() and np.isnan(metrics["val_auc"]) and metrics["n_val_recordings"] == 1
     assert metrics["best_epoch"] == int(hist.loc[hist["val_loss"].idxmin(), "epoch"]) < len(hist)
+
+
+def test_a_checkpoint_fingerprinted_before_extra_and_n_workers_left_training_dict_still_resumes(tmp_path):
+    from birdclef.train import _load_checkpoint
+
+    config = build_config(backbone="melstats")
+    fingerprint = {"config": config.training_dict(), "n_examples": 10, "epochs": 3, "x_sum": 1.5, "t_sum": 2.0}
+    old = {**fingerprint, "config": {**config.training_dict(), "n_workers": 0, "extra": {}}}  # as saved before
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"fingerprint": old, "history": [{"epoch": 1}]}, path)
+    assert _load_checkpoint(path, fingerprint)["history"] == [{"epoch": 1}]
+    for stale in ({**old, "epochs": 4}, {**old, "config": {**old["config"], "dropout": 0.1}}):
+        torch.save({"fingerprint": stale, "history": []}, path)
+        assert _load_checkpoint(path, fingerprint) is None  # another config or data: trained from the start

@@ -3,6 +3,11 @@
 The config is saved beside every artefact it produced; the embedding cache is keyed by the
 hash of the fields that change embeddings (:meth:`Config.embedding_key`) and refuses to mix
 caches built under another configuration.
+
+One flat namespace of fields (the notebooks', papermill's and the CLI's parameters), each declaring
+its stage (what it changes: :data:`STAGES`) and its section (which concern it belongs to:
+:data:`SECTIONS`, read with :meth:`Config.section`). A section a model family owns
+(``ModelFamily.config_sections``) is refused by name when given for another family.
 """
 from __future__ import annotations
 
@@ -64,18 +69,44 @@ GROUPS = ("session", "recording", "author")
 POOLS = ("mean", "max")
 HEAD_POOLS = ("mean", "attention")  # how a segment's frames are pooled (birdclef.model.MLPHead)
 # What each field changes, declared on the field (``metadata["stage"]``): "embedding": what the
-# embedding stage writes (these key its cache); "training": the trained head (a checkpoint must
-# match them); "submission": only how a trained head is applied; "paths": where things are and
-# what they are called, which changes no result.
-STAGES = ("paths", "embedding", "training", "submission")
+# embedding stage writes (these key its cache); "training": the trained model (a checkpoint must
+# match them); "submission": only how a trained model is applied; "paths": where things are and
+# what they are called, and "resources": how much of the machine a stage uses; these two change no result.
+STAGES = ("paths", "embedding", "training", "submission", "resources")
+# Which concern each field belongs to, declared on the field (``metadata["section"]``; read one with
+# Config.section). A section a model family names in ``ModelFamily.config_sections`` (birdclef.family)
+# holds that family's own settings: given explicitly while another family is chosen, they are refused
+# by name. "postprocess" is each post-processing step's fields (birdclef.postprocess.STEPS[name].fields,
+# not restated here) and the chain itself.
+SECTIONS: dict[str, str] = {
+    "data": "where the data and the run are, and which recordings train",
+    "embedding": "audio → embeddings (these key the embedding cache)",
+    "training": "training settings every model family reads: the recipe, the family, the split, targets, seed",
+    "head": "the embedding head (a family's own section: birdclef.family)",
+    "sed": "the SED CNN (a family's own section: birdclef.family)",
+    "pseudo": "pseudo-labelling of the train soundscapes for the embedding head (a family's own section)",
+    "postprocess": "the post-processing chain and each step's settings (birdclef.postprocess.STEPS)",
+    "submission": "how trained models are applied: ensemble, test-time shifts, engines, time budget",
+    "resources": "processes a stage uses; changes no result",
+}
+# the sections no model family owns: the pipeline's own, read whatever the family
+SHARED_SECTIONS = ("data", "embedding", "training", "postprocess", "submission", "resources")
+# a field declared without a section: its stage's (a step's field: "postprocess")
+_STAGE_SECTION = {"paths": "data", "embedding": "embedding", "training": "training", "submission": "submission",
+                  "resources": "resources"}
 
 
-def _stage(stage: str, default: Any = dataclasses.MISSING, *, path: bool = False, **kwargs: Any) -> Any:
-    """A :class:`Config` field of ``stage`` (one of :data:`STAGES`); ``path``: its value names files or
-    folders (the CLI and the notebooks route make a relative one absolute from where they are called)."""
+def _stage(stage: str, default: Any = dataclasses.MISSING, *, path: bool = False, section: str | None = None,
+           sed: str | None = None, **kwargs: Any) -> Any:
+    """A :class:`Config` field of ``stage`` (one of :data:`STAGES`) and ``section`` (one of :data:`SECTIONS`;
+    None: the stage's, or "postprocess" for a field a post-processing step lists); ``path``: its value names
+    files or folders (the CLI and the notebooks route make a relative one absolute from where they are
+    called); ``sed``: the :class:`birdclef.sed.SedConfig` field its value feeds (:func:`birdclef.sed.stage.sed_config`)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; known: {', '.join(map(repr, STAGES))}")
-    return field(default=default, metadata={"stage": stage, "path": path}, **kwargs)
+    if section is not None and section not in SECTIONS:
+        raise ValueError(f"unknown section {section!r}; known: {', '.join(map(repr, SECTIONS))}")
+    return field(default=default, metadata={"stage": stage, "path": path, "section": section, "sed": sed}, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -93,85 +124,85 @@ class Config:
     # ~9x less bird song for speech than Silero's own 0.5 / 0.25 s (benchmarks/vad.md)
     vad_threshold: float = _stage("embedding", 0.9)
     vad_min_speech_s: float = _stage("embedding", 0.5)
-    max_speech_fraction: float = _stage("training", 0.0)  # segments with more speech than this are not trained on
+    max_speech_fraction: float = _stage("training", 0.0, section="head")  # segments with more speech than this are not trained on
     hop_s: float | None = _stage("embedding", None)  # stride between embedding frames; None: the backbone's own (spec.hop_s)
     rms_target_dbfs: float = _stage("embedding", -20.0)
-    max_recordings_per_class: int | None = _stage("training", None)
+    max_recordings_per_class: int | None = _stage("training", None, section="data")
     # more labelled recordings from other folders (earlier BirdCLEF years, or this project's layout), their
     # labels mapped onto this taxonomy by scientific name (birdclef.data.load_extra_recordings). "training":
     # they change which recordings the head learns from, not how a file is embedded (each keeps its own cache entry)
-    extra_data_dirs: tuple[str, ...] = _stage("training", (), path=True)
-    # processes for embedding; 0 = one per core. Changes no result; "training" keeps it in the checkpoint
-    # fingerprint as it always was, so saved checkpoints stay valid
-    n_workers: int = _stage("training", 0)
+    extra_data_dirs: tuple[str, ...] = _stage("training", (), path=True, section="data")
+    # processes for embedding (and for a submission's SED members); 0 = one per core. Changes no result
+    n_workers: int = _stage("resources", 0)
     # training
     recipe: str = _stage("training", "default")
     # length of one training example (its frames pooled by head_pool), in whole backbone frames of hop_s:
     # at least one, so a segment_s below the backbone's window still sees that whole window (segment_s=1.0
     # on BirdNET, hop 2.5 s: one 3-s frame)
-    segment_s: float = _stage("training", 1.0)
-    head_pool: str = _stage("training", "mean")  # "mean": embeddings averaged over a segment (seed); "attention": per-frame logits, attention-weighted
-    crop_stride_s: float | None = _stage("training", None)  # start of one training crop every this many s; None: segment_s (no overlap)
-    window_s: float = _stage("training", 5.0)  # submission window
-    loss: Literal["ce", "bce", "focal"] = _stage("training", "ce")  # ce: single-label softmax; bce / focal: multi-label sigmoid
-    focal_gamma: float = _stage("training", 2.0)  # focusing exponent when loss="focal"
-    secondary_weight: float = _stage("training", 0.5)  # target for secondary labels when the loss is multi-label
-    hidden_sizes: tuple[int, ...] = _stage("training", (512, 256))
-    dropout: float = _stage("training", 0.3)
-    learning_rate: float = _stage("training", 1e-3)
-    epochs: int = _stage("training", 30)
-    refit: bool = _stage("training", True)  # after the epoch (and blend weights) are chosen on the validation fold, retrain on every recording
-    batch_size: int = _stage("training", 256)
-    class_weight: Literal["balanced", "none"] = _stage("training", "balanced")
-    segment_cleaning: float = _stage("training", 0.0)  # share of each training recording's least-confident segments cleaned after a first fit
-    cleaned_as: Literal["drop", "background"] = _stage("training", "drop")  # cleaned segments: dropped, or all-negative targets (bce/focal)
+    segment_s: float = _stage("training", 1.0, section="head")
+    head_pool: str = _stage("training", "mean", section="head")  # "mean": embeddings averaged over a segment (seed); "attention": per-frame logits, attention-weighted
+    crop_stride_s: float | None = _stage("training", None, section="head")  # start of one training crop every this many s; None: segment_s (no overlap)
+    window_s: float = _stage("training", 5.0, sed="window_s")  # submission window
+    loss: Literal["ce", "bce", "focal"] = _stage("training", "ce", section="head")  # ce: single-label softmax; bce / focal: multi-label sigmoid
+    focal_gamma: float = _stage("training", 2.0, section="head")  # focusing exponent when loss="focal"
+    secondary_weight: float = _stage("training", 0.5, sed="secondary_weight")  # target for secondary labels when the loss is multi-label
+    hidden_sizes: tuple[int, ...] = _stage("training", (512, 256), section="head")
+    dropout: float = _stage("training", 0.3, section="head")
+    learning_rate: float = _stage("training", 1e-3, section="head")
+    epochs: int = _stage("training", 30, section="head")
+    refit: bool = _stage("training", True, section="head")  # after the epoch (and blend weights) are chosen on the validation fold, retrain on every recording
+    batch_size: int = _stage("training", 256, section="head")
+    class_weight: Literal["balanced", "none"] = _stage("training", "balanced", section="head")
+    segment_cleaning: float = _stage("training", 0.0, section="head")  # share of each training recording's least-confident segments cleaned after a first fit
+    cleaned_as: Literal["drop", "background"] = _stage("training", "drop", section="head")  # cleaned segments: dropped, or all-negative targets (bce/focal)
     # "share": the segment_cleaning share of each recording's segments with the lowest first-fit
     # probability of its label; "relative": the segments below segment_cleaning × the recording's highest
-    cleaning_mode: Literal["share", "relative"] = _stage("training", "share")
-    balanced_sampling: bool = _stage("training", False)  # draw each epoch's examples with equal probability per primary class
+    cleaning_mode: Literal["share", "relative"] = _stage("training", "share", section="head")
+    balanced_sampling: bool = _stage("training", False, sed="balanced_sampling")  # draw each epoch's examples with equal probability per primary class
     # what validation folds (and the SED family's validation split) keep together: "session" (recordist +
     # place [+ date], adjacent catalogue numbers: birdclef.sessions), "recording", or "author"
     group_by: Literal["session", "recording", "author"] = _stage("training", "session")
-    val_fraction: float = _stage("training", 0.2)  # one fold of round(1 / val_fraction) is validation
+    val_fraction: float = _stage("training", 0.2, sed="val_fraction")  # one fold of round(1 / val_fraction) is validation
     # validation soundscapes (birdclef.valsoundscapes): this many minutes mixed from the validation fold's
     # recordings like the test's (sparse faint calls over a bed), scored every epoch; 0: off
-    val_soundscapes: int = _stage("training", 30)
+    val_soundscapes: int = _stage("training", 30, section="head")
     # which validation score picks the epoch and the blend weights: "labelled" (focal recordings and
     # labelled soundscape windows, combined) or "soundscapes" (the validation soundscapes)
-    val_select: Literal["labelled", "soundscapes"] = _stage("training", "labelled")
-    fold: int = _stage("training", 0)  # which fold is validation (different folds → different heads to ensemble)
-    seed: int = _stage("training", 0)
+    val_select: Literal["labelled", "soundscapes"] = _stage("training", "labelled", section="head")
+    fold: int = _stage("training", 0, section="head")  # which fold is validation (different folds → different heads to ensemble)
+    seed: int = _stage("training", 0, sed="seed")
     # labelled train-soundscape windows (2026 layout: train_soundscapes_labels.csv)
-    soundscape_weight: float = _stage("training", 1.0)  # loss weight of a labelled window's crops; 0: validation only
+    soundscape_weight: float = _stage("training", 1.0, section="head")  # loss weight of a labelled window's crops; 0: validation only
     # what validation folds of labelled windows keep together (birdclef.examples.soundscape_fold_group):
     # "site_day" (every soundscape of a recorder site and day, from the file name: neighbouring files
     # share calls), "file" (a soundscape) or "site" (every soundscape of a site, the harder test: the
     # hidden test sites may differ)
-    soundscape_group_by: Literal["site_day", "file", "site"] = _stage("training", "site_day")
+    soundscape_group_by: Literal["site_day", "file", "site"] = _stage("training", "site_day", section="head")
     # the model family (birdclef.family): "mlp" (a head on the cached backbone embeddings) or "sed" (a
     # spectrogram CNN trained end to end, birdclef.sed; needs the `sed` extra), or any registered since.
     # The sed_* fields only apply to "sed"
     model_family: str = _stage("training", "mlp")
-    sed_backbone: str = _stage("training", "efficientnet_b0")  # any timm model name
-    sed_pretrained_path: str | None = _stage("training", None, path=True)  # local timm weights; None: random init
-    sed_clip_s: float = _stage("training", 5.0)  # model input: 5, 10 or 20 s
-    sed_epochs: int = _stage("training", 20)
-    sed_batch_size: int = _stage("training", 32)
+    sed_backbone: str = _stage("training", "efficientnet_b0", section="sed", sed="backbone")  # any timm model name
+    sed_pretrained_path: str | None = _stage("training", None, path=True, section="sed", sed="pretrained_path")  # local timm weights; None: random init
+    sed_clip_s: float = _stage("training", 5.0, section="sed", sed="clip_s")  # model input: 5, 10 or 20 s
+    sed_epochs: int = _stage("training", 20, section="sed", sed="epochs")
+    sed_batch_size: int = _stage("training", 32, section="sed", sed="batch_size")
     # distillation from the backbone's cached outputs: weight of the cosine loss toward its embeddings
     # and of the KL toward its logits for the classes it knows (0: labels only)
-    sed_distill_weight: float = _stage("training", 0.0)
-    sed_student_rounds: int = _stage("training", 0)  # noisy-student rounds on the unlabelled train soundscapes
-    sed_params: dict[str, Any] = _stage("training", default_factory=dict)  # any other birdclef.sed.SedConfig field
+    sed_distill_weight: float = _stage("training", 0.0, section="sed", sed="distill_embedding_weight")
+    sed_student_rounds: int = _stage("training", 0, section="sed", sed="student_rounds")  # noisy-student rounds on the unlabelled train soundscapes
+    sed_params: dict[str, Any] = _stage("training", section="sed", default_factory=dict)  # any other birdclef.sed.SedConfig field
     # pseudo-labelling of train_soundscapes
-    pseudo_rounds: int = _stage("training", 0)  # predict → keep confident windows → retrain, this many times (0: off)
-    pseudo_threshold: float = _stage("training", 0.5)  # a window is kept for a class whose probability reaches this
-    pseudo_weight: float = _stage("training", 0.5)  # loss weight of a pseudo-labelled example (a labelled one has 1)
-    pseudo_max_per_class: int | None = _stage("training", None)  # most confident windows kept per class and round (None: all)
+    pseudo_rounds: int = _stage("training", 0, section="pseudo")  # predict → keep confident windows → retrain, this many times (0: off)
+    pseudo_threshold: float = _stage("training", 0.5, section="pseudo")  # a window is kept for a class whose probability reaches this
+    pseudo_weight: float = _stage("training", 0.5, section="pseudo")  # loss weight of a pseudo-labelled example (a labelled one has 1)
+    pseudo_max_per_class: int | None = _stage("training", None, section="pseudo")  # most confident windows kept per class and round (None: all)
+    # (pseudo_max_soundscapes: the SED noisy student's too, so the shared "training" section)
     pseudo_max_soundscapes: int | None = _stage("training", None)  # train soundscapes pseudo-labelled (seeded sample; None: all)
     # submission: post-processing of window probabilities
     # the post-processing chain after the ensemble, in order (birdclef.postprocess.STEPS: each step's own
     # fields below say what it does; a step left out is off)
-    postprocess: tuple[str, ...] = _stage("submission", ("blend", "site_prior", "smoothing"))
+    postprocess: tuple[str, ...] = _stage("submission", ("blend", "site_prior", "smoothing"), section="postprocess")
     smoothing_kernel: tuple[float, ...] = _stage("submission", (1.0,))  # weights over neighbouring windows, centred; (1.0,): off
     # file_boost, taxon_smoothing, genus_smoothing act only when named in postprocess (a setting of one left out
     # of it is refused, not ignored). The default recipe's chain ends with file_boost at β = 1 (README, "Model
@@ -205,7 +236,6 @@ class Config:
     # minutes of prediction allowed (Kaggle: 90 for the whole kernel); when the ensemble's speed says the
     # rest would not fit, the rest go to its fastest member, and past it files get the prior. None: no limit
     time_budget_min: float | None = _stage("submission", None)
-    extra: dict[str, Any] = _stage("training", default_factory=dict)
 
     def __post_init__(self) -> None:
         from birdclef.backbones import backbone_spec
@@ -347,8 +377,19 @@ class Config:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def training_dict(self) -> dict[str, Any]:
-        """to_dict() of the embedding and training fields: what a training checkpoint must match."""
+        """to_dict() of the embedding and training fields: what a training checkpoint must match
+        (compare a saved one with :func:`same_training`)."""
         return {k: v for k, v in self.to_dict().items() if k in (*EMBEDDING_FIELDS, *TRAINING_FIELDS)}
+
+    def section(self, name: str) -> dict[str, Any]:
+        """{field: value} of the fields of section ``name`` (one of :data:`SECTIONS`), in declaration order."""
+        return {k: getattr(self, k) for k in section_fields(name)}
+
+    def replace(self, **params: Any) -> "Config":
+        """A config derived from this one: its values inherited (as from a saved config.json), ``params``
+        explicit and refused as :func:`build_config` refuses them (so ``model_family="sed"`` over an MLP
+        config keeps its unread head settings, but ``epochs=5`` beside it is refused)."""
+        return _resolve(self.to_dict(), params)
 
     def embedding_key(self) -> str:
         """Short hash of the fields that change embeddings; names the cache folder."""
@@ -363,6 +404,20 @@ class Config:
 FIELD_TYPES: dict[str, Any] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
 
 
+def _field_section(f: dataclasses.Field) -> str:
+    """The section ``f`` declares; undeclared: "postprocess" for a field a post-processing step lists
+    (:data:`birdclef.postprocess.STEPS`), else its stage's."""
+    steps = [s.name for s in STEPS.values() if f.name in s.fields]
+    declared = f.metadata.get("section")
+    if steps and declared not in (None, "postprocess"):
+        raise ValueError(f"Config.{f.name} is a setting of the post-processing step(s) {steps}, so of section "
+                         f"'postprocess', but declares section {declared!r}: leave section out")
+    return "postprocess" if steps else declared or _STAGE_SECTION[f.metadata["stage"]]
+
+
+FIELD_SECTIONS: dict[str, str] = {f.name: _field_section(f) for f in dataclasses.fields(Config)}
+
+
 def fields_of(stage: str) -> tuple[str, ...]:
     """The names of the :class:`Config` fields of ``stage`` (one of :data:`STAGES`), in declaration order."""
     if stage not in STAGES:
@@ -370,10 +425,108 @@ def fields_of(stage: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(Config) if f.metadata["stage"] == stage)
 
 
+def section_fields(section: str) -> tuple[str, ...]:
+    """The names of the :class:`Config` fields of ``section`` (one of :data:`SECTIONS`), in declaration order."""
+    if section not in SECTIONS:
+        raise ValueError(f"unknown section {section!r}; known: {', '.join(map(repr, SECTIONS))}")
+    return tuple(k for k, v in FIELD_SECTIONS.items() if v == section)
+
+
 EMBEDDING_FIELDS = fields_of("embedding")  # change what the embedding stage writes, so key its cache
 TRAINING_FIELDS = fields_of("training")
 SUBMISSION_FIELDS = fields_of("submission")  # only change how a trained head is applied
 PATH_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata["path"])  # values naming files/folders
+# fields an older version kept in training_dict() that change no result: `extra` (removed, never read)
+# and `n_workers` (now "resources"). A checkpoint fingerprint saved with them still matches.
+RETIRED_TRAINING_FIELDS = ("extra", "n_workers")
+
+
+def same_training(saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether a saved :meth:`Config.training_dict` (a checkpoint's) is ``current`` (today's), an older
+    version's :data:`RETIRED_TRAINING_FIELDS` left out of it."""
+    return {k: v for k, v in saved.items() if k not in RETIRED_TRAINING_FIELDS} == current
+
+
+def _default(name: str) -> Any:
+    f = Config.__dataclass_fields__[name]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _given(params: dict[str, Any]) -> dict[str, Any]:
+    """Known names only, ``None`` dropped ("default"; but a value for ``backbone_path``), each converted to
+    its field's type (:mod:`birdclef.params`) or refused."""
+    unknown = sorted(set(params) - set(FIELD_TYPES))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown}; known: {', '.join(sorted(FIELD_TYPES))}")
+    return convert_params({k: v for k, v in params.items() if v is not None or k == "backbone_path"}, FIELD_TYPES)
+
+
+def _refuse_other_families(explicit: dict[str, Any], beneath: dict[str, Any], model_family: str) -> None:
+    """Refuse by name each ``explicit`` value of a section that belongs to another model family than
+    ``model_family`` (:attr:`birdclef.family.ModelFamily.config_sections`) and changes the value the layers
+    beneath give it (defaults → recipe → an inherited config): that family's training would ignore it."""
+    from birdclef.family import family, family_names
+
+    candidates = {k: v for k, v in explicit.items() if FIELD_SECTIONS[k] not in SHARED_SECTIONS
+                  and v != beneath.get(k, _default(k))}
+    if not candidates or model_family not in family_names():  # an unknown family: Config names the known ones
+        return
+    own = family(model_family).config_sections
+    refused = {k: v for k, v in candidates.items() if FIELD_SECTIONS[k] not in own}
+    if not refused:
+        return
+    own_fields = [k for k, s in FIELD_SECTIONS.items() if s in own]
+    parts, untwinned = [], False
+    for k, v in refused.items():
+        section = FIELD_SECTIONS[k]
+        owners = " / ".join(repr(n) for n in family_names() if section in _sections_of(n)) or "no family"
+        # the chosen family's field for the same setting: one feeding the SedConfig field of this name, or the reverse
+        twin = [o for o in own_fields if Config.__dataclass_fields__[o].metadata["sed"] == k
+                or Config.__dataclass_fields__[k].metadata["sed"] == o]
+        untwinned |= not twin
+        parts.append(f"{k}={v!r} is a setting of model_family {owners} (section {section!r}), which "
+                     f"model_family={model_family!r} does not read: "
+                     + (f"use {' or '.join(twin)}" if twin else "leave it out or choose that family"))
+    own_note = f" ({model_family!r} reads: {', '.join(own_fields) or 'no settings of its own'})" if untwinned else ""
+    raise ParameterError("; ".join(parts) + own_note)
+
+
+def _sections_of(name: str) -> tuple[str, ...]:
+    from birdclef.family import family
+
+    try:
+        return family(name).config_sections
+    except ImportError:  # a built-in family whose dependencies are not installed
+        return ()
+
+
+def _resolve(inherited: dict[str, Any], params: dict[str, Any]) -> Config:
+    """The layers, each over the one before: the :class:`Config` defaults → the recipe → ``inherited`` (a
+    saved config's values) → ``params`` (the explicit ones, refused when they belong to a model family
+    that is not chosen: :func:`_refuse_other_families`)."""
+    explicit = _given(params)
+    base = _given({k: v for k, v in inherited.items() if k not in explicit})  # a value overridden is not checked
+    given = {**base, **explicit}
+    recipe = given.get("recipe") or "default"
+    if recipe not in RECIPES:
+        raise ParameterError(f"unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}")
+    merged: dict[str, Any] = {**RECIPES[recipe], "recipe": recipe}
+    merged.update(given)
+    if given.get("loss") == "ce" and "cleaned_as" not in given and merged.get("cleaned_as") == "background":
+        # The recipe cleans segments to background, which needs a multi-label loss. Asked for CE,
+        # its cleaning is switched off (or, with an explicit segment_cleaning, drops instead).
+        merged["cleaned_as"] = "drop"
+        if "segment_cleaning" not in given:
+            merged["segment_cleaning"] = 0.0
+    overridden = {}  # the inherited values the explicit ones replace: what "changes nothing" compares with
+    for k in set(inherited) & set(explicit):
+        try:
+            overridden.update(_given({k: inherited[k]}))
+        except ParameterError:  # an inherited value that no longer converts: any explicit one changes it
+            pass
+    _refuse_other_families(explicit, {**RECIPES[recipe], **base, **overridden},
+                           merged.get("model_family", _default("model_family")))
+    return Config(**merged)
 
 
 def build_config(**params: Any) -> Config:
@@ -386,29 +539,28 @@ def build_config(**params: Any) -> Config:
     (except for ``backbone_path``, where None is a value).
     Every value is converted to its field's type (:mod:`birdclef.params`: ``"false"`` → False,
     ``"0.25,0.5,0.25"`` → a tuple) or refused with a one-line :class:`ParameterError`.
+    A setting of a model family that is not ``model_family`` (e.g. ``epochs``, the embedding head's,
+    beside ``model_family="sed"``) is refused by name, with the chosen family's own settings, unless it
+    is the value the defaults and recipe give anyway.
     """
-    unknown = sorted(set(params) - set(FIELD_TYPES))
-    if unknown:
-        raise ParameterError(f"unknown parameter(s) {unknown}; known: {', '.join(sorted(FIELD_TYPES))}")
-    given = convert_params({k: v for k, v in params.items() if v is not None or k == "backbone_path"}, FIELD_TYPES)
-    recipe = given.get("recipe") or "default"
-    if recipe not in RECIPES:
-        raise ParameterError(f"unknown recipe {recipe!r}; known: {', '.join(sorted(RECIPES))}")
-    merged: dict[str, Any] = {**RECIPES[recipe], "recipe": recipe}
-    merged.update(given)
-    if given.get("loss") == "ce" and "cleaned_as" not in given and merged.get("cleaned_as") == "background":
-        # The recipe cleans segments to background, which needs a multi-label loss. Asked for CE,
-        # its cleaning is switched off (or, with an explicit segment_cleaning, drops instead).
-        merged["cleaned_as"] = "drop"
-        if "segment_cleaning" not in given:
-            merged["segment_cleaning"] = 0.0
-    return Config(**merged)
+    return _resolve({}, params)
+
+
+def _saved(path: Path) -> dict[str, Any]:
+    """A saved config.json's values. ``extra`` (a field that was never read, since removed) is dropped
+    when empty and refused by name otherwise: the values it carried would be lost without a word."""
+    d = json.loads(path.read_text())
+    extra = d.pop("extra", None)
+    if extra:
+        raise ParameterError(f"{path} holds extra={extra!r}: Config no longer has the field `extra` (it was never "
+                             "read); delete the key from the file, or move what it notes elsewhere")
+    return d
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a config.json written beside an artefact."""
-    d = json.loads(Path(path).read_text())
-    return build_config(**d)
+    """Read a config.json written beside an artefact (its values inherited: nothing in it is refused as
+    another model family's setting)."""
+    return _resolve(_saved(Path(path)), {})
 
 
 def resume_config(previous: str | Path, **params: Any) -> Config:
@@ -416,12 +568,12 @@ def resume_config(previous: str | Path, **params: Any) -> Config:
 
     So 03_train and 04_submit inherit the backbone and cleaning settings chosen in
     02_preprocess unless a parameter says otherwise. Without a saved config, this is
-    :func:`build_config`.
+    :func:`build_config`. Only ``params`` are refused as another model family's settings, never
+    an inherited value.
     """
     previous = Path(previous)
-    base = json.loads(previous.read_text()) if previous.exists() else {}
-    base.update({k: v for k, v in params.items() if v is not None})
-    return build_config(**base)
+    base = _saved(previous) if previous.exists() else {}
+    return _resolve(base, {k: v for k, v in params.items() if v is not None})
 
 
 # The pipeline's stages, in run order: the notebooks 02_preprocess, 03_train, 04_submit and the
@@ -452,6 +604,7 @@ def stage_config(stage: str, *, model_dir: str | Path | None = None, **params: A
     preprocess holds for train and submit) → the explicit ``params``. A ``None`` parameter means
     "inherit" (except ``backbone_path``, see :func:`build_config`). ``params`` must hold
     ``work_dir`` for train and submit to find the previous stage's config (else the default's).
+    An explicit setting of another model family than the chosen one is refused (:func:`build_config`).
     """
     previous = previous_config_path(stage, work_dir=params.get("work_dir") or Config.work_dir, model_dir=model_dir)
     if previous is None:
@@ -461,14 +614,15 @@ def stage_config(stage: str, *, model_dir: str | Path | None = None, **params: A
 
 def config_diff(config: Config) -> "pd.DataFrame":
     """The fields of ``config`` whose value is not the :class:`Config` default → DataFrame indexed by
-    field, columns value, default, stage (what the notebooks show instead of the whole config;
+    field, columns value, default, stage, section (what the notebooks show instead of the whole config;
     ``hop_s``, ``denoise`` and ``rms_normalise`` default to None = the backbone's own choice)."""
     import pandas as pd
 
     rows = []
     for f in dataclasses.fields(Config):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = _default(f.name)
         value = getattr(config, f.name)
         if value != default:
-            rows.append({"field": f.name, "value": value, "default": default, "stage": f.metadata["stage"]})
-    return pd.DataFrame(rows, columns=["field", "value", "default", "stage"]).set_index("field")
+            rows.append({"field": f.name, "value": value, "default": default, "stage": f.metadata["stage"],
+                         "section": FIELD_SECTIONS[f.name]})
+    return pd.DataFrame(rows, columns=["field", "value", "default", "stage", "section"]).set_index("field")

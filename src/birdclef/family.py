@@ -8,7 +8,8 @@ registered under its ``Config.model_family`` name with :func:`register_family`. 
   ensemble :class:`Member` (:meth:`~ModelFamily.load`: its class list and training prior);
 - predicts every test soundscape's window probabilities for its members (:meth:`~ModelFamily.predict`
   → one :class:`Output` per file, or the reason the file could not be read);
-- names what a Kaggle bundle must carry for a run (:meth:`~ModelFamily.bundle` → :class:`BundleParts`).
+- names what a Kaggle bundle must carry for a run (:meth:`~ModelFamily.bundle` → :class:`BundleParts`);
+- names the Config sections of its own settings (``config_sections``), which other families refuse.
 
 Training (:func:`birdclef.train.run_training`), the submission's ensemble
 (:func:`birdclef.infer.predict_files`) and the bundle (:func:`birdclef.kaggle.build_bundle`) speak
@@ -105,6 +106,9 @@ class ModelFamily:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    # the Config sections (birdclef.config.SECTIONS) holding this family's own settings: given explicitly
+    # while another family is chosen, they are refused by name
+    config_sections: ClassVar[tuple[str, ...]] = ()
 
     def train(self, *, config: Config, progress: bool = True) -> TrainResult:
         """Train on the preprocess stage's artefacts and write ``RunLayout.of(config).model``."""

@@ -62,6 +62,7 @@ def head_labels(head_path: Path) -> list[str]:
 class HeadFamily(ModelFamily):
     name = "mlp"
     summary = "a head on the cached backbone embeddings"
+    config_sections = ("head", "pseudo")
 
     def train(self, *, config: Config, progress: bool = True) -> TrainResult:
         from birdclef.train import train_embedding_head

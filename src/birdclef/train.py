@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
 from birdclef.progress import tqdm
 
-from birdclef.config import Config
+from birdclef.config import Config, same_training
 from birdclef.data import competition_paths, load_taxonomy
 from birdclef.embeddings import EmbeddingCache
 from birdclef.evaluate import macro_auc, masked_auc_columns, per_class_auc
@@ -322,7 +322,11 @@ def _load_checkpoint(path: Path, fingerprint: dict) -> dict | None:
     except Exception as err:  # a damaged checkpoint is not trusted: train from the start
         log.warning("ignoring unreadable checkpoint %s (%s)", path, err)
         return None
-    if state.get("fingerprint") != fingerprint:
+    saved = state.get("fingerprint")
+    # an older version's fingerprint held two fields that change no result (config.RETIRED_TRAINING_FIELDS)
+    if not (isinstance(saved, dict) and isinstance(saved.get("config"), dict)
+            and {**saved, "config": fingerprint["config"]} == fingerprint
+            and same_training(saved["config"], fingerprint["config"])):
         log.info("checkpoint %s belongs to another config or data; training from the start", path)
         return None
     return state

@@ -99,6 +99,7 @@ def sed_predictions(files: Sequence[Path], members: Sequence[SedMember], n_worke
 class SedFamily(ModelFamily):
     name = "sed"
     summary = "a spectrogram CNN trained end to end"
+    config_sections = ("sed",)
 
     def train(self, *, config, progress: bool = True) -> TrainResult:
         from birdclef.sed.stage import run_sed_training

@@ -10,6 +10,7 @@ Config, as after an MLP run, so 04_submit inherits it), ``metrics.json``, ``hist
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -30,19 +31,16 @@ MLP_ONLY = (HEAD_FILE, "zero_shot.csv", "cleaning.csv", "pseudo_rounds.csv", "so
 
 
 def sed_config(config: Config, *, distill_logits: bool = True):
-    """The :class:`~birdclef.sed.config.SedConfig` of a pipeline config: its ``sed_*`` fields, the
-    shared training fields (seed, val_fraction, secondary_weight, balanced_sampling, window_s), then
-    ``sed_params`` over them."""
+    """The :class:`~birdclef.sed.config.SedConfig` of a pipeline config: every Config field declaring the
+    SedConfig field it feeds (``metadata["sed"]``: the ``sed_*`` fields and the shared seed, val_fraction,
+    secondary_weight, balanced_sampling, window_s), then ``sed_params`` over them. One explicit case:
+    ``sed_distill_weight`` also weighs the KL toward the backbone's logits (``distill_logit_weight``), but
+    only when they distill (``distill_logits``: the backbone knows some of the classes)."""
     from birdclef.sed.config import build_sed_config
 
-    return build_sed_config(**{
-        "backbone": config.sed_backbone, "pretrained_path": config.sed_pretrained_path, "clip_s": config.sed_clip_s,
-        "window_s": config.window_s, "epochs": config.sed_epochs, "batch_size": config.sed_batch_size,
-        "seed": config.seed, "val_fraction": config.val_fraction, "secondary_weight": config.secondary_weight,
-        "balanced_sampling": config.balanced_sampling, "student_rounds": config.sed_student_rounds,
-        "distill_embedding_weight": config.sed_distill_weight,
-        "distill_logit_weight": config.sed_distill_weight if distill_logits else 0.0,
-        **config.sed_params})
+    fed = {f.metadata["sed"]: getattr(config, f.name) for f in dataclasses.fields(Config) if f.metadata["sed"]}
+    fed["distill_logit_weight"] = config.sed_distill_weight if distill_logits else 0.0
+    return build_sed_config(**{**fed, **config.sed_params})
 
 
 def run_sed_training(*, config: Config, progress: bool = True) -> TrainResult:
