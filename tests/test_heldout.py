@@ -175,3 +175,14 @@ def test_ignored_cells_are_left_out_of_the_score():
     assert score(solution, sub) == 0.5
     ignore = pd.DataFrame({"row_id": ["r1", "r2", "r3"], "a": [0, 1, 0]})
     assert score(solution, sub, ignore=ignore) == 1.0  # r2 (a secondary species, say) is not judged
+
+
+def test_the_paired_table_gives_each_variants_gain_over_the_default_run_by_run():
+    from birdclef.realbench import paired_table
+
+    rows = [{"variant": v, "split": s, "seed": seed, "all": a, "mapped": a + 0.1, "unmapped": a - 0.1}
+            for (v, s, seed, a) in [("default", 0, 0, 0.80), ("default", 1, 0, 0.70), ("x", 0, 0, 0.82),
+                                    ("x", 1, 0, 0.69), ("zero-shot", 0, -1, 0.5)]]
+    table = paired_table(pd.DataFrame(rows))
+    assert "| sparse" not in table and "| `x` | 2 | +0.0050 ± 0.0212 |" in table and "| 1/2 |" in table
+    assert "`default`" not in table and "zero-shot" not in table

@@ -246,3 +246,87 @@ def test_the_new_fields_convert_from_command_line_strings():
     assert postprocess.parse_taxon_kernels(listed.taxon_smoothing_kernels) == {"amphibia": (0.25, 0.5, 0.25)}
     with pytest.raises(ParameterError, match=r"^file_boost_alpha='high' is not valid"):
         build_config(**_params(["postprocess=file_boost", "file_boost_alpha=high"]))
+
+
+# ---------------------------------------------------------------- rank_blend
+
+def _rank_set(n_files: int = 5, n: int = 12, c: int = 4, seed: int = 1):
+    """Head probabilities and backbone logits of a set of files; class 3 is unmapped."""
+    rng = np.random.default_rng(seed)
+    heads = [rng.uniform(0.01, 0.99, (n, c)).astype(np.float32) for _ in range(n_files)]
+    logits = [rng.normal(0, 3, (n, c)).astype(np.float32) for _ in range(n_files)]
+    mapped = np.array([True, True, True, False])
+    return heads, logits, mapped
+
+
+def _rank_chain(heads, logits, mapped, weight):
+    config = build_config(postprocess=("rank_blend",), rank_blend_weight=weight)
+    ref = postprocess.rank_reference(heads, logits, mapped)
+    return np.concatenate([run_chain(h, config, Evidence(zero_shot_logits=z, zero_shot_weights=np.zeros(len(mapped)),
+                                                         rank_reference=ref)) for h, z in zip(heads, logits)])
+
+
+def test_rank_blend_weight_zero_keeps_the_head_and_weight_one_takes_the_backbones_order_over_all_files():
+    from scipy.stats import rankdata
+
+    heads, logits, mapped = _rank_set()
+    head, logit = np.concatenate(heads), np.concatenate(logits)
+    np.testing.assert_allclose(_rank_chain(heads, logits, mapped, 0.0), head, rtol=1e-6)
+    one = _rank_chain(heads, logits, mapped, 1.0)
+    for j in np.flatnonzero(mapped):  # the backbone's order over every window of every file, on the head's values
+        np.testing.assert_array_equal(rankdata(one[:, j]), rankdata(logit[:, j]))
+        np.testing.assert_allclose(np.sort(one[:, j]), np.sort(head[:, j]), rtol=1e-6)
+    np.testing.assert_array_equal(one[:, 3], head[:, 3])  # unmapped: untouched
+
+
+def test_rank_blend_is_the_weighted_mean_of_the_ranks_over_the_whole_set():
+    from scipy.stats import rankdata
+
+    heads, logits, mapped = _rank_set()
+    head, logit = np.concatenate(heads), np.concatenate(logits)
+    out = _rank_chain(heads, logits, mapped, 0.3)
+    for j in np.flatnonzero(mapped):
+        mixed = 0.7 * rankdata(head[:, j]) + 0.3 * rankdata(logit[:, j])
+        order = np.argsort(mixed, kind="stable")
+        step, rise = np.diff(mixed[order]), np.diff(out[order, j])
+        assert (rise[step > 1e-9] > 0).all() and (np.abs(rise[step <= 1e-9]) < 1e-6).all()  # the mixed ranks' order
+    assert not np.allclose(out[:, :3], head[:, :3])
+    np.testing.assert_array_equal(out[:, 3], head[:, 3])
+
+
+def test_rank_blend_without_a_reference_is_refused_and_a_member_without_logits_is_left_alone():
+    config = build_config(postprocess=("blend", "rank_blend"))
+    prob = _prob(c=4)
+    with pytest.raises(ValueError, match="rank_blend.*rank_reference"):
+        run_chain(prob, config, Evidence(zero_shot_logits=prob, zero_shot_weights=np.zeros(4)))
+    np.testing.assert_array_equal(run_chain(prob, config, Evidence()), prob)
+    with pytest.raises(ValueError, match="rank_blend_weight must be in"):
+        build_config(postprocess=("rank_blend",), rank_blend_weight=1.5)
+    with pytest.raises(ValueError, match=r"rank_blend_weight=.*'rank_blend' is not in postprocess"):
+        build_config(postprocess=("blend",), rank_blend_weight=0.5)
+
+
+def test_the_rank_blend_runs_per_member_beside_the_logit_blend():
+    assert postprocess.split_chain(build_config(postprocess=("blend", "rank_blend", "smoothing"))) == \
+        (("blend", "rank_blend"), ("smoothing",))
+    assert postprocess.split_chain(build_config(postprocess=("rank_blend", "site_prior", "smoothing"))) == \
+        (("rank_blend",), ("site_prior", "smoothing"))
+
+
+def test_the_validation_soundscapes_rank_over_every_file():
+    from birdclef import valsoundscapes
+    from scipy.stats import rankdata
+
+    heads, logits, mapped = _rank_set()
+    config = build_config(postprocess=("blend", "rank_blend"), zero_shot_weight=0.0, rank_blend_weight=1.0)
+    out = valsoundscapes.finished(np.concatenate(heads), [12] * 5, config, zero_shot=np.concatenate(logits),
+                                  weights=np.zeros(4), mapped=mapped)
+    for j in np.flatnonzero(mapped):
+        np.testing.assert_array_equal(rankdata(out[:, j]), rankdata(np.concatenate(logits)[:, j]))
+
+
+def test_the_context_step_must_end_the_chain_and_refuses_a_missing_model():
+    with pytest.raises(ValueError, match="'context' must end postprocess"):
+        build_config(postprocess=("context", "smoothing"))
+    with pytest.raises(ValueError, match="context.*needs a trained context model.*03_train"):
+        run_chain(_prob(), build_config(postprocess=("smoothing", "context")), Evidence())

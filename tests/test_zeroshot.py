@@ -3,6 +3,8 @@
 BirdNET's species do not occur in the demo, so a stand-in backbone with species logits is
 registered here (``standin``): it names one demo class's scientific name and one unknown species.
 """
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -257,3 +259,38 @@ def test_each_ensemble_member_blends_with_its_own_backbone(trained, tiny_demo, s
     np.testing.assert_allclose(ensemble("second", [0.0, 1.0]), standin_alone, atol=1e-6)  # blended with its own logits
     np.testing.assert_allclose(ensemble("first", [1.0, 0.0]), mel_alone, atol=1e-6)  # nothing blended into melstats
     np.testing.assert_allclose(ensemble("both", [1.0, 1.0]), (mel_alone + standin_alone) / 2, atol=1e-5)
+
+
+def test_the_rank_blend_of_a_submission_ranks_over_every_test_window(trained, standin, tmp_path):
+    """rank_blend at weight 1: the mapped class in the backbone's order over all files (as the logit blend at
+    weight 1 keeps it), on the head's own values; unmapped classes as the head alone gives them."""
+    from scipy.stats import rankdata
+
+    labels = standin["primary_label"].tolist()
+
+    def submit(name, **params):
+        config = build_config(**{**trained.to_dict(), **params})
+        return run_submission(config=config, out_path=tmp_path / f"{name}.csv").submission[labels].to_numpy()
+
+    head = submit("head", zero_shot_weight=0.0)
+    backbone = submit("backbone", zero_shot_weight=1.0)
+    ranked = submit("ranked", zero_shot_weight=0.0, postprocess=("blend", "rank_blend", "site_prior", "smoothing"),
+                    rank_blend_weight=1.0)
+    np.testing.assert_array_equal(rankdata(ranked[:, 1]), rankdata(backbone[:, 1]))
+    np.testing.assert_allclose(np.sort(ranked[:, 1]), np.sort(head[:, 1]), rtol=1e-5)
+    np.testing.assert_allclose(ranked[:, [0, 2, 3]], head[:, [0, 2, 3]], rtol=1e-6)
+
+
+def test_a_submission_with_the_context_step_needs_the_folders_context_model(trained, standin, tmp_path):
+    from birdclef.context import train_context
+    from birdclef.errors import BirdclefError
+    from birdclef.workdir import ModelFolder
+
+    config = build_config(**{**trained.to_dict(), "postprocess": (*CHAIN, "context"), "context_epochs": 2})
+    with pytest.raises(BirdclefError, match="no context.pt: train the head with 'context' in postprocess"):
+        run_submission(config=config, out_path=tmp_path / "no.csv")
+    train_context(ModelFolder(Path(trained.work_dir) / "model"), config)
+    labels = standin["primary_label"].tolist()
+    plain = run_submission(config=trained, out_path=tmp_path / "plain.csv").submission[labels].to_numpy()
+    with_context = run_submission(config=config, out_path=tmp_path / "ctx.csv").submission[labels].to_numpy()
+    assert with_context.shape == plain.shape and np.abs(with_context - plain).max() > 1e-4

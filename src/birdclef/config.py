@@ -214,6 +214,14 @@ class Config:
     taxon_smoothing_kernels: tuple[str, ...] = _stage("submission", ())
     genus_weight: float = _stage("submission", 0.0)  # genus_smoothing: share of the mean of the class's genus-mates
     family_weight: float = _stage("submission", 0.0)  # genus_smoothing: share of its family-mates' (needs a family column)
+    # rank_blend: the backbone's share of the per-class rank blend (head ranks · (1 − w) + backbone ranks · w over
+    # every window of the submission, mapped classes only; 1st place 2026: 0.2); in [0, 1]
+    rank_blend_weight: float = _stage("submission", 0.2)
+    # context: the sequence model over a file's windows (birdclef.context). "submission", not "training": it is
+    # trained from the model folder's saved validation soundscapes after the head, so changing these never
+    # invalidates a head checkpoint (the context model keeps its own fingerprint of them)
+    context_epochs: int = _stage("submission", 60)  # context: training epochs over the validation soundscapes
+    context_hidden: int = _stage("submission", 8)  # context: GRU hidden size per direction
     tta_shifts_s: tuple[float, ...] = _stage("submission", (0.0,))  # window offsets averaged at test time (multiples of hop_s)
     window_pool: str = _stage("submission", "mean")  # how a 5-s window's segment probabilities combine: mean | max
     # blend of the backbone's own species logits (classes that map to one of its species), in logit
@@ -331,7 +339,8 @@ class Config:
             raise ValueError(f"zero_shot_weight must be in [0, 1], got {self.zero_shot_weight}")
 
     def _check_postprocess_settings(self) -> None:
-        """The settings of the off-by-default post-processing steps (file_boost, taxon_smoothing, genus_smoothing)."""
+        """The settings of the off-by-default post-processing steps (file_boost, taxon_smoothing, genus_smoothing,
+        rank_blend, context)."""
         if not 0 <= self.file_boost_alpha <= 1:
             raise ValueError(f"file_boost_alpha must be in [0, 1], got {self.file_boost_alpha}")
         if not (self.file_boost_power >= 0 and math.isfinite(self.file_boost_power)):
@@ -343,9 +352,17 @@ class Config:
         if not (self.genus_weight >= 0 and self.family_weight >= 0 and self.genus_weight + self.family_weight <= 1):
             raise ValueError(f"genus_weight and family_weight must be >= 0 with a sum <= 1, got "
                              f"genus_weight={self.genus_weight}, family_weight={self.family_weight}")
+        if not 0 <= self.rank_blend_weight <= 1:
+            raise ValueError(f"rank_blend_weight must be in [0, 1], got {self.rank_blend_weight}")
+        if "context" in self.postprocess and self.postprocess[-1] != "context":
+            raise ValueError(f"the step 'context' must end postprocess (it is trained on the chain before it), got "
+                             f"{self.postprocess}")
+        if self.context_epochs < 1 or self.context_hidden < 1:
+            raise ValueError(f"context_epochs and context_hidden must be >= 1, got {self.context_epochs}, "
+                             f"{self.context_hidden}")
         # a setting of a step that is not in the chain would be silently ignored: refused by name
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for name in ("file_boost", "taxon_smoothing", "genus_smoothing"):
+        for name in ("file_boost", "taxon_smoothing", "genus_smoothing", "rank_blend", "context"):
             set_ = [f for f in STEPS[name].fields if getattr(self, f) != defaults[f]]
             if set_ and name not in self.postprocess:
                 raise ValueError(f"{', '.join(f'{f}={getattr(self, f)!r}' for f in set_)} set but the step {name!r} "

@@ -19,7 +19,8 @@ from birdclef.errors import AudioError, BirdclefError
 from birdclef.family import Member, family, uniform_or
 from birdclef.model import HeadMeta, MLPHead, predict
 from birdclef.data import competition_paths, load_taxonomy, n_windows
-from birdclef.postprocess import Evidence, average, needs, rank_average, run_chain, split_chain
+from birdclef.postprocess import (Evidence, RankReference, average, needs, rank_average, rank_reference, run_chain,
+                                  split_chain)
 from birdclef.priors import prior_shift
 from birdclef.zeroshot import ZeroShot
 
@@ -93,17 +94,19 @@ def head_windows(e: Embedded, model: MLPHead, meta: HeadMeta, config: Config) ->
 
 def finish_windows(prob: np.ndarray, config: Config, *, zero_shot: tuple[np.ndarray, np.ndarray] | None = None,
                    prior: np.ndarray | None = None, taxonomy: pd.DataFrame | None = None,
-                   steps: Sequence[str] | None = None) -> np.ndarray:
+                   steps: Sequence[str] | None = None, rank_reference: RankReference | None = None,
+                   context: object = None) -> np.ndarray:
     """The post-processing after the ensemble: the chain ``config.postprocess`` (default zero-shot
     blend → site / hour prior → smoothing, :func:`birdclef.postprocess.run_chain`). ``taxonomy``
     (one row per class, in column order) for the steps that read it; when such a step is in the
     chain and none is given, the taxonomy of ``config.data_dir``. ``steps``: only those of the chain
-    (:func:`birdclef.postprocess.split_chain`)."""
+    (:func:`birdclef.postprocess.split_chain`). ``rank_reference``: every window of the set, for
+    ``rank_blend``; ``context``: the trained context model, for ``context``."""
     if taxonomy is None and needs(config, "taxonomy"):
         taxonomy = data_taxonomy(config.data_dir)
     evidence = Evidence(zero_shot_logits=None if zero_shot is None else zero_shot[0],
                         zero_shot_weights=None if zero_shot is None else zero_shot[1], prior_shift=prior,
-                        taxonomy=taxonomy)
+                        taxonomy=taxonomy, rank_reference=rank_reference, context=context)
     return run_chain(prob, config, evidence, steps)
 
 
@@ -150,7 +153,7 @@ def _duration_or_fallback(path: Path) -> float:
 def predict_files(
     files: Sequence[Path], members: Sequence[Member], config: Config, labels: list[str],
     *, zero_shot: Sequence[ZeroShot | None] | None = None, weights: Sequence[np.ndarray | None] | None = None,
-    site_prior: pd.DataFrame | None = None, taxonomy: pd.DataFrame | None = None,
+    site_prior: pd.DataFrame | None = None, taxonomy: pd.DataFrame | None = None, context: object = None,
 ) -> tuple[dict[str, np.ndarray], list[dict]]:
     """Every soundscape of ``files`` → ({stem: (n_windows, n_classes)}, fallbacks).
 
@@ -165,7 +168,9 @@ def predict_files(
     prior in every window and a row in fallbacks (path, reason), with a warning; with
     ``config.strict`` it raises instead. ``taxonomy``: for the post-processing steps that read it.
     ``config.time_budget_min``: the files time would not allow go to the fastest member alone,
-    those past the budget get the prior (:func:`run_members`).
+    those past the budget get the prior (:func:`run_members`). ``rank_blend`` ranks each member's windows
+    within every readable file (:func:`rank_references`); the ``context`` step applies ``context`` (a
+    :class:`birdclef.context.ContextModel`: the submission loads the first model folder's).
     """
     n = len(members)
     zero_shot = list(zero_shot) if zero_shot is not None else [None] * n
@@ -173,9 +178,16 @@ def predict_files(
     if len(zero_shot) != n or len(weights) != n:
         raise ValueError(f"{n} members need one zero-shot mapping and one weight vector each, "
                          f"got {len(zero_shot)} and {len(weights)}")
-    # a member blends when it takes the blend, has its backbone's scores and a positive weight somewhere
-    blends = [m.blends_zero_shot and zs is not None and w is not None and bool((np.asarray(w) > 0).any())
+    # a member blends when it takes the blend, has its backbone's scores and a positive weight somewhere (or the
+    # chain's rank blend needs its scores: then weights 0 where it has none, so the logit blend changes nothing)
+    rank_blends = "rank_blend" in config.postprocess
+    blends = [m.blends_zero_shot and zs is not None and
+              (rank_blends or (w is not None and bool((np.asarray(w) > 0).any())))
               for m, zs, w in zip(members, zero_shot, weights)]
+    weights = [np.zeros(len(labels)) if w is None else w for w in weights]
+    if needs(config, "context") and context is None:
+        raise BirdclefError("postprocess ends with 'context' but predict_files was given no context model: load one "
+                            "with birdclef.context.load_context(ModelFolder(model_dir)) (run_submission does)")
     outputs, timing = run_members(files, members, config, zero_shot,
                                   budget_s=None if config.time_budget_min is None else 60 * config.time_budget_min)
     rank = config.ensemble_blend == "rank" and n > 1
@@ -183,6 +195,7 @@ def predict_files(
     per_member: list[dict[str, np.ndarray]] = [{} for _ in members]
     probs: dict[str, np.ndarray] = {}
     fallbacks = []
+    readable = []  # (file, each member's Output, each member's zero-shot evidence, the prior shift)
     for f in files:
         # a file left to the fastest member when time ran short: its output stands in for the others'
         fast = outputs[timing.fastest].get(str(f), f"time budget of {config.time_budget_min} min spent")
@@ -198,15 +211,18 @@ def predict_files(
                 store[f.stem] = probs[f.stem]
             continue
         zs = [(g.zero_shot_logits, w) if b else None for g, w, b in zip(got, weights, blends)]
-        prior = None if site_prior is None else prior_shift(site_prior, f, labels)
+        readable.append((f, got, zs, None if site_prior is None else prior_shift(site_prior, f, labels)))
+    references = rank_references(readable, zero_shot, config, taxonomy) if rank_blends else [None] * n
+    for f, got, zs, prior in readable:
         if rank:
-            for store, g, z in zip(per_member, got, zs):
-                store[f.stem] = finish_windows(g.prob, config, zero_shot=z, prior=prior, taxonomy=taxonomy)
+            for store, g, z, ref in zip(per_member, got, zs, references):
+                store[f.stem] = finish_windows(g.prob, config, zero_shot=z, prior=prior, taxonomy=taxonomy,
+                                               rank_reference=ref, context=context)
         else:
-            each = [finish_windows(g.prob, config, zero_shot=z, prior=prior, taxonomy=taxonomy, steps=alone)
-                    for g, z in zip(got, zs)]
+            each = [finish_windows(g.prob, config, zero_shot=z, prior=prior, taxonomy=taxonomy, steps=alone,
+                                   rank_reference=ref) for g, z, ref in zip(got, zs, references)]
             probs[f.stem] = finish_windows(average(each, config.ensemble_weights), config, prior=prior,
-                                           taxonomy=taxonomy, steps=together)
+                                           taxonomy=taxonomy, steps=together, context=context)
     if rank and per_member[0]:
         stems = list(per_member[0])
         blended = rank_average([np.concatenate([store[s] for s in stems]) for store in per_member],
@@ -214,6 +230,24 @@ def predict_files(
         edges = np.cumsum([0] + [len(per_member[0][s]) for s in stems])
         probs = {s: blended[a:b] for s, a, b in zip(stems, edges[:-1], edges[1:])}
     return probs, fallbacks, timing
+
+
+def rank_references(readable: Sequence[tuple], zero_shot: Sequence[ZeroShot | None], config: Config,
+                    taxonomy: pd.DataFrame | None) -> list[RankReference | None]:
+    """Per member, every readable file's windows where ``rank_blend`` runs (the chain's steps before it)
+    and its backbone's logits (:func:`birdclef.postprocess.rank_reference`): the rank blend ranks
+    within the whole test set although the chain sees one file at a time. None for a member without
+    backbone scores. ``readable``: (file, outputs, zero-shot evidence, prior shift) per file."""
+    before = tuple(config.postprocess[:list(config.postprocess).index("rank_blend")])
+    out: list[RankReference | None] = []
+    for i, zs in enumerate(zero_shot):
+        if zs is None or not readable or readable[0][2][i] is None:
+            out.append(None)
+            continue
+        heads = [finish_windows(got[i].prob, config, zero_shot=z[i], prior=prior, taxonomy=taxonomy, steps=before)
+                 for _, got, z, prior in readable]
+        out.append(rank_reference(heads, [z[i][0] for _, _, z, _ in readable], zs.mapped))
+    return out
 
 
 @dataclass(frozen=True)

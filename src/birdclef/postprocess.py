@@ -16,6 +16,10 @@ teams): ``file_boost`` (each window raised toward the file's maximum of its clas
 ``taxon_smoothing`` (temporal smoothing with a kernel per taxonomy ``class_name``: frogs and
 insects call longer than birds) and ``genus_smoothing`` (each class takes a share of the
 evidence of its genus- and family-mates). The last two read :attr:`Evidence.taxonomy`.
+``rank_blend`` (the 1st place of 2026: per mapped class, the weighted mean of the head's and the
+backbone's ranks over every window of the submission, :attr:`Evidence.rank_reference`) runs per
+ensemble member beside ``blend``; ``context`` (a small sequence model over a file's windows,
+:mod:`birdclef.context`, :attr:`Evidence.context`) is meant as the last step.
 """
 from __future__ import annotations
 
@@ -127,6 +131,61 @@ class Evidence:
     # one row per class in the submission's label order: columns primary_label, scientific_name,
     # class_name and, where the taxonomy has one, family (birdclef.data.load_taxonomy, reindexed)
     taxonomy: pd.DataFrame | None = None
+    rank_reference: RankReference | None = None  # every window of the set, for rank_blend (:func:`rank_reference`)
+    context: Any = None  # a trained context model (birdclef.context.ContextModel), for the context step
+
+
+@dataclass(frozen=True)
+class RankReference:
+    """Every window of a submission set (all its files), sorted per class: what ``rank_blend`` ranks a
+    file's windows against, so a step that sees one file at a time ranks within the whole set."""
+
+    head: np.ndarray  # (n_rows, n_classes) float64 the member's scores where rank_blend runs, each column sorted
+    backbone: np.ndarray  # (n_rows, n_classes) float64 its backbone's logits, each column sorted
+    mapped: np.ndarray  # (n_classes,) bool: the classes the backbone knows (the others are left alone)
+
+
+def rank_reference(head: Sequence[np.ndarray], backbone: Sequence[np.ndarray], mapped: np.ndarray) -> RankReference:
+    """Per file (n_windows_i, n_classes) scores and backbone logits → their :class:`RankReference`."""
+    h = np.sort(np.concatenate([np.asarray(x, np.float64) for x in head]), axis=0)
+    b = np.sort(np.concatenate([np.asarray(x, np.float64) for x in backbone]), axis=0)
+    mapped = np.asarray(mapped, bool)
+    if h.shape != b.shape or mapped.shape != h.shape[1:]:
+        raise ValueError(f"shapes differ: head {h.shape}, backbone {b.shape}, mapped {mapped.shape}")
+    return RankReference(h, b, mapped)
+
+
+def _ranks(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Mean rank in (0, 1] of each of ``values`` (n,) among ``reference`` (N,) sorted (ties: their mean rank,
+    as :func:`scipy.stats.rankdata`), divided by N; a value that is in ``reference`` gets its rank there."""
+    lo = np.searchsorted(reference, values, side="left")
+    hi = np.searchsorted(reference, values, side="right")
+    return (lo + hi + 1) / 2 / len(reference)
+
+
+def rank_blend(prob: np.ndarray, logits: np.ndarray, reference: RankReference, weight: float) -> np.ndarray:
+    """(n_windows, n_classes) head scores of one file and its backbone's logits → the same shape.
+
+    For each mapped class: r = (1 − w)·rank(head) + w·rank(backbone), each rank over every window of
+    the set (``reference``), then r mapped back onto the head's own scores at that quantile (so later
+    steps see the head's scale: weight 0 gives the head's values back, weight 1 the head's values in
+    the backbone's order). Unmapped classes unchanged.
+    """
+    prob = np.asarray(prob, np.float32)
+    logits = np.asarray(logits, np.float64)
+    if not 0 <= weight <= 1:
+        raise ValueError(f"rank_blend needs a weight in [0, 1], got {weight}")
+    if logits.shape != prob.shape or reference.head.shape[1:] != prob.shape[1:]:
+        raise ValueError(f"shapes differ: prob {prob.shape}, logits {logits.shape}, reference {reference.head.shape}")
+    out = prob.copy()
+    n = len(reference.head)
+    positions = np.arange(1, n + 1) / n  # the quantile of each sorted reference row
+    for j in np.flatnonzero(reference.mapped):
+        r = (1 - weight) * _ranks(prob[:, j].astype(np.float64), reference.head[:, j])
+        if weight > 0:
+            r = r + weight * _ranks(logits[:, j], reference.backbone[:, j])
+        out[:, j] = np.interp(r, positions, reference.head[:, j])
+    return out
 
 
 StepFunction = Callable[[np.ndarray, Any, Evidence], np.ndarray]
@@ -184,16 +243,16 @@ def run_chain(prob: np.ndarray, config: Any, evidence: Evidence = Evidence(),
     return out
 
 
-MEMBER_STEP = "blend"  # the last step an ensemble member runs alone, with its own backbone's scores
+MEMBER_STEPS = ("blend", "rank_blend")  # the steps an ensemble member runs alone, with its own backbone's scores
 
 
 def split_chain(config: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``config.postprocess`` → (the steps each ensemble member runs alone: up to and including the
-    zero-shot blend, so each blends with its own backbone's scores; the steps run on the ensemble
-    mean). Without a blend step every step runs on the mean. Run one after the other on one
-    member, the two halves are the whole chain."""
+    last zero-shot blend (``blend``, ``rank_blend``), so each blends with its own backbone's scores;
+    the steps run on the ensemble mean). Without a blend step every step runs on the mean. Run one
+    after the other on one member, the two halves are the whole chain."""
     names = tuple(config.postprocess)
-    cut = names.index(MEMBER_STEP) + 1 if MEMBER_STEP in names else 0
+    cut = max((names.index(m) + 1 for m in MEMBER_STEPS if m in names), default=0)
     return names[:cut], names[cut:]
 
 
@@ -209,6 +268,29 @@ def _blend_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray
     if evidence.zero_shot_logits is None or evidence.zero_shot_weights is None:
         return prob  # a member without backbone logits (SED), or the blend off
     return blend_logits(prob, evidence.zero_shot_logits, evidence.zero_shot_weights)
+
+
+@step("rank_blend", fields=("rank_blend_weight",), evidence=("rank_reference",),
+      summary="per mapped class, the head's and the backbone's ranks over every window of the set, weighted "
+              "(rank_blend_weight: the backbone's share), mapped back onto the head's scores")
+def _rank_blend_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+    if evidence.zero_shot_logits is None:
+        return prob  # a member without backbone logits (SED)
+    if evidence.rank_reference is None:
+        raise ValueError("post-processing step 'rank_blend' ranks over every window of the set and needs "
+                         "Evidence.rank_reference (postprocess.rank_reference over all files, as "
+                         "birdclef.infer.predict_files and birdclef.valsoundscapes.finished build it); none was given")
+    return rank_blend(prob, evidence.zero_shot_logits, evidence.rank_reference, config.rank_blend_weight)
+
+
+@step("context", fields=("context_epochs", "context_hidden"), evidence=("context",),
+      summary="a small bidirectional GRU over the file's windows corrects each window's logit from its "
+              "neighbours (birdclef.context; trained in 03_train on the validation soundscapes)")
+def _context_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+    if evidence.context is None:
+        raise ValueError("post-processing step 'context' needs a trained context model (Evidence.context); none "
+                         "was given: train one with 'context' in postprocess (03_train, birdclef.context.train_context)")
+    return evidence.context.apply(prob)
 
 
 @step("site_prior", fields=("site_prior_weight",),

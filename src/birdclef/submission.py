@@ -26,7 +26,7 @@ from birdclef.infer import predict_files, prior_windows, zero_shot_weights
 from birdclef.io import atomic_path, write_csv, write_json
 from birdclef.priors import PRIOR_FILE, load_site_prior
 from birdclef.runs import record_run
-from birdclef.workdir import RunLayout
+from birdclef.workdir import ModelFolder, RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +164,13 @@ def run_submission(
     if config.site_prior_weight > 0 and site_prior is None:
         log.warning("site_prior_weight=%s but %s has no %s (no labelled train soundscapes): no site prior",
                     config.site_prior_weight, model_dir, PRIOR_FILE)
+    context = None
+    if "context" in config.postprocess:  # the first model folder's (the ensemble's own head run)
+        from birdclef.context import load_context
+
+        context = load_context(ModelFolder(model_dir), config)
     probs, fallbacks, timing = predict_files(files, members, config, labels, zero_shot=zero_shot,
-                                             weights=weights, site_prior=site_prior, taxonomy=taxonomy)
+                                             weights=weights, site_prior=site_prior, taxonomy=taxonomy, context=context)
     sub = build_submission(probs, labels, config.window_s)
     expected = [r for f in files for r in row_ids(f.stem, len(probs[f.stem]), config.window_s)]
     if not files and paths.sample_submission.exists():

@@ -493,10 +493,15 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
         chosen_w = None if zero_shot is None else zero_shot_weights(config, [meta], zero_shot.mapped)
         metrics |= {"val_mix_auc_head": valsoundscapes.score(val_mix.truth, mix_prob),
                     "val_mix_auc_finished": valsoundscapes.score(val_mix.truth, valsoundscapes.finished(
-                        mix_prob, val_mix.counts, config, zero_shot=val_mix.zero_shot, weights=chosen_w)),
+                        mix_prob, val_mix.counts, config, zero_shot=val_mix.zero_shot, weights=chosen_w,
+                        mapped=None if zero_shot is None else zero_shot.mapped)),
                     "n_val_mix_soundscapes": len(val_mix.names)}
         valsoundscapes.save(out / valsoundscapes.FILE, val_mix, mix_prob, chosen_w,
                             None if zero_shot is None else zero_shot.mapped)
+        if "context" in config.postprocess:  # the context model, on what was just saved (birdclef.context)
+            from birdclef.context import train_context
+
+            metrics |= train_context(model_folder, config, progress=progress)
     elif (out / valsoundscapes.FILE).exists():
         (out / valsoundscapes.FILE).unlink()
     kept_pseudo = bool(rounds is not None and rounds["kept"].sum() > 1)

@@ -29,6 +29,7 @@ from birdclef.embeddings import Embedded, extract
 from birdclef.errors import BirdclefError
 from birdclef.evaluate import masked_auc_columns
 from birdclef.infer import finish_windows, predict_windows
+from birdclef.postprocess import rank_reference
 from birdclef.io import write_json, write_npz, write_ogg
 from birdclef.model import HeadMeta, MLPHead
 from birdclef.workdir import RunLayout
@@ -62,14 +63,28 @@ def score(truth: np.ndarray, prob: np.ndarray) -> float:
 
 
 def finished(prob: np.ndarray, counts: np.ndarray, config: Config, *, zero_shot: np.ndarray | None = None,
-             weights: np.ndarray | None = None) -> np.ndarray:
-    """The submission's post-processing (blend with the backbone → smoothing), file by file:
-    (n_windows in all, C) → the same shape."""
-    out, start = [], 0
-    for n in np.asarray(counts, int):
-        zs = None if zero_shot is None or weights is None else (zero_shot[start:start + n], weights)
-        out.append(finish_windows(prob[start:start + n], config, zero_shot=zs))
-        start += n
+             weights: np.ndarray | None = None, mapped: np.ndarray | None = None, context: object = None) -> np.ndarray:
+    """The submission's post-processing (``config.postprocess``), file by file: (n_windows in all, C) →
+    the same shape. ``mapped`` (C,): the classes the backbone knows, for ``rank_blend``, which ranks
+    over every window of these soundscapes (as the submission ranks over every test window). The
+    ``context`` step runs with ``context`` (a :class:`birdclef.context.ContextModel`); without one it
+    is left out: the context model is trained on these very soundscapes, and its held-out gain is its
+    own score (``context_val_gain``)."""
+    counts = np.asarray(counts, int)
+    edges = np.cumsum([0, *counts])
+    names = tuple(n for n in config.postprocess if n != "context" or context is not None)
+    per_file = [(prob[a:b], None if zero_shot is None or weights is None else (zero_shot[a:b], weights))
+                for a, b in zip(edges[:-1], edges[1:])]
+    reference = None
+    if "rank_blend" in names and zero_shot is not None and mapped is not None and len(per_file):
+        before = names[:names.index("rank_blend")]
+        heads = [finish_windows(p, config, zero_shot=zs, steps=before) for p, zs in per_file]
+        reference = rank_reference(heads, [zero_shot[a:b] for a, b in zip(edges[:-1], edges[1:])], mapped)
+        if weights is None:  # the rank blend needs the logits even where the logit blend is off
+            per_file = [(p, (zero_shot[a:b], np.zeros(prob.shape[1]))) for (p, _), a, b in
+                        zip(per_file, edges[:-1], edges[1:])]
+    out = [finish_windows(p, config, zero_shot=zs, steps=names, rank_reference=reference, context=context)
+           for p, zs in per_file]
     return np.concatenate(out) if out else np.zeros((0, prob.shape[1]), np.float32)
 
 
@@ -136,8 +151,8 @@ def save(path: Path, val: ValSoundscapes, prob: np.ndarray, weights: np.ndarray 
 
 def saved_score(model_dir: str | Path, config: Config) -> float:
     """The saved validation soundscapes of a model folder scored after ``config``'s post-processing (its
-    ``zero_shot_weight`` when a number, else the head's chosen weights; then smoothing); NaN when the
-    folder has none."""
+    ``zero_shot_weight`` when a number, else the head's chosen weights; then smoothing; the context
+    step left out, see :func:`finished`); NaN when the folder has none."""
     path = Path(model_dir) / FILE
     if not path.exists():
         return float("nan")
@@ -149,4 +164,5 @@ def saved_score(model_dir: str | Path, config: Config) -> float:
         weights = np.where(mapped, float(config.zero_shot_weight), 0.0)
     if len(weights) == 0:
         weights = None
-    return score(truth, finished(prob, counts, config, zero_shot=zs, weights=weights))
+    return score(truth, finished(prob, counts, config, zero_shot=zs, weights=weights,
+                                 mapped=mapped if len(mapped) else None))

@@ -5,7 +5,7 @@
                                soundscape windows, validation soundscapes (val_soundscapes/<key>/)
         embeddings/<key>/      the embedding cache, one folder per embedding configuration
         model/                 the training stage: config.json, head.pt (embedding head) or sed/
-                               (a SED run), metrics, history, tables
+                               (a SED run), metrics, history, tables; context.pt (the context model)
         submission.csv         the submission stage's output
         submission_config.json the config it ran under (its ensemble: what `kaggle build` bundles)
         submission_speed.json  its measured speed, whole and per member (`kaggle build`'s time estimate)
@@ -35,6 +35,7 @@ VAL_SOUNDSCAPES = "val_soundscapes"
 HEAD_FILE = "head.pt"
 METRICS_FILE = "metrics.json"  # a training run's validation scores and what it chose
 SED_DIR = "sed"  # the SED run folder inside a model folder (birdclef.sed.run)
+CONTEXT_FILE = "context.pt"  # the context model over a file's windows (birdclef.context), when trained
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class ModelFolder:
     @property
     def sed(self) -> Path:
         return self.root / SED_DIR
+
+    @property
+    def context(self) -> Path:
+        return self.root / CONTEXT_FILE
 
 
 @dataclass(frozen=True)
