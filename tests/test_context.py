@@ -88,3 +88,16 @@ def test_train_context_fits_on_the_saved_validation_soundscapes_and_reuses_a_mat
     assert context.train_context(folder, config) == metrics and folder.context.stat().st_mtime_ns == stamp
     context.train_context(folder, build_config(postprocess=CHAIN, context_epochs=31, smoothing_kernel=(1.0,)))
     assert folder.context.stat().st_mtime_ns != stamp  # other settings: refitted
+
+
+def test_a_trained_context_model_travels_in_the_kaggle_bundle(tmp_path):
+    from birdclef.head_family import HeadFamily
+    from birdclef.workdir import ModelFolder
+
+    folder = ModelFolder(tmp_path / "model")
+    folder.root.mkdir()
+    for path in (folder.head, folder.config):
+        path.write_bytes(b"x")
+    assert folder.context.name not in HeadFamily().bundle(folder).files  # none trained: nothing to carry
+    folder.context.write_bytes(b"x")
+    assert folder.context.name in HeadFamily().bundle(folder).files

@@ -22,7 +22,7 @@ from birdclef.family import (BundleParts, Member, ModelFamily, Output, Predictio
 from birdclef.infer import head_windows
 from birdclef.io import read_json
 from birdclef.model import HeadMeta, MLPHead, load_head
-from birdclef.workdir import CONFIG_FILE, HEAD_FILE, METRICS_FILE, ModelFolder
+from birdclef.workdir import CONFIG_FILE, CONTEXT_FILE, HEAD_FILE, METRICS_FILE, ModelFolder
 from birdclef.zeroshot import ZeroShot, load_zero_shot
 
 
@@ -120,6 +120,8 @@ class HeadFamily(ModelFamily):
         return out
 
     def bundle(self, folder: ModelFolder) -> BundleParts:
-        present = [name for name in (HEAD_FILE, CONFIG_FILE, METRICS_FILE) if (folder.root / name).is_file()]
+        # the context model travels when trained (a chain ending with "context" loads it from the bundle)
+        present = [name for name in (HEAD_FILE, CONFIG_FILE, METRICS_FILE, CONTEXT_FILE)
+                   if (folder.root / name).is_file()]
         return BundleParts(files=tuple(present), read_labels=lambda: head_labels(folder.head), uses_backbone=True,
                            required=(HEAD_FILE, CONFIG_FILE))
