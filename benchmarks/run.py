@@ -38,8 +38,8 @@ def timed(fn, *args, repeat: int = 3, **kwargs) -> tuple[float, object]:
 
 
 def model_path(name: str) -> str | None:
-    """The weights a backbone needs here (only YAMNet needs a file; see birdclef.experiments)."""
-    from birdclef.experiments import yamnet_path
+    """The weights a backbone needs here (only YAMNet needs a file; see birdclef_bench.experiments)."""
+    from birdclef_bench.experiments import yamnet_path
 
     return yamnet_path() if name == "yamnet" else None
 

@@ -5,7 +5,7 @@
 
 ``demo``: the default demo dataset (12 classes × 8 recordings, 6 test soundscapes with hidden
 truth, 4 train soundscapes whose truth guards the noisy student). ``realdev``: held-out split 0
-of ../shared/realdev (:func:`birdclef.heldout.make_heldout_task`: one recording per species held
+of ../shared/realdev (:func:`birdclef_bench.heldout.make_heldout_task`: one recording per species held
 out into one-minute test soundscapes, singles and mixtures over real background).
 
 Per seed: the MLP default through the ordinary stages (BirdNET embeddings, cached and shared);
@@ -42,7 +42,7 @@ WHAT = {
 
 
 def _scores(solution: pd.DataFrame, probs: dict[str, np.ndarray], labels: list[str], mapped: dict[str, bool]) -> dict:
-    from birdclef.realbench import subset_scores
+    from birdclef_bench.realbench import subset_scores
     from birdclef.submission import build_submission
 
     return subset_scores(solution, build_submission(probs, labels), mapped)
@@ -80,8 +80,8 @@ def main() -> None:
         if not (data / "solution.csv").exists():
             make_demo_dataset(data)
     else:
-        from birdclef.heldout import make_heldout_task
-        from birdclef.realbench import default_realdev
+        from birdclef_bench.heldout import make_heldout_task
+        from birdclef_bench.realbench import default_realdev
 
         data = make_heldout_task(default_realdev(), out / "task-s0", split=0).data_dir
     paths = competition_paths(data)
@@ -172,7 +172,7 @@ def _merge_rows(path: Path, rows: list[dict]) -> pd.DataFrame:
 
 
 def write_table(rows: pd.DataFrame, args, n_tests: int) -> None:
-    from birdclef.experiments import mean_sd
+    from birdclef_bench.experiments import mean_sd
 
     mlp = rows[rows["variant"] == "mlp"].set_index("seed")["all"]
     lines = [f"| variant | what | seeds | test macro AUC (all) | vs MLP (paired by seed) | mapped | unmapped "

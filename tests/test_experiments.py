@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from birdclef.config import build_config
-from birdclef.experiments import VARIANTS, comparison_table, invalid_variants, main, rounds_table
+from birdclef_bench.experiments import VARIANTS, comparison_table, invalid_variants, main, rounds_table
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

@@ -6,10 +6,10 @@ import soundfile as sf
 
 from birdclef.data import list_audio
 from birdclef.evaluate import read_solution, score
-from birdclef.heldout import LOCKBOX, TaskSettings, make_heldout_task, session_holdout, window_truth
+from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task, session_holdout, window_truth
 from birdclef.mixing import band_db, FRAME_S
 from birdclef.sessions import recording_sessions
-from birdclef.realbench import subset_scores
+from birdclef_bench.realbench import subset_scores
 
 
 def test_window_truth_needs_enough_overlap():
@@ -76,7 +76,7 @@ def test_subset_scores_split_mapped_and_unmapped_classes():
 
 
 def test_real_benchmark_runs_variants_through_the_stages_and_reuses_heads(tiny_demo, tmp_path):
-    from birdclef.realbench import RealBenchmark, real_table
+    from birdclef_bench.realbench import RealBenchmark, real_table
 
     bench = RealBenchmark(tmp_path, tiny_demo, splits=[0], base=dict(backbone="melstats", epochs=2, n_workers=1))
     first = bench.run("default", {}, 0, 0)
@@ -178,7 +178,7 @@ def test_ignored_cells_are_left_out_of_the_score():
 
 
 def test_the_paired_table_gives_each_variants_gain_over_the_default_run_by_run():
-    from birdclef.realbench import paired_table
+    from birdclef_bench.realbench import paired_table
 
     rows = [{"variant": v, "split": s, "seed": seed, "all": a, "mapped": a + 0.1, "unmapped": a - 0.1}
             for (v, s, seed, a) in [("default", 0, 0, 0.80), ("default", 1, 0, 0.70), ("x", 0, 0, 0.82),

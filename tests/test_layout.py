@@ -152,3 +152,25 @@ def test_a_run_layout_names_each_stage_folder_and_links_shared_caches(tmp_path):
     third = RunLayout(tmp_path / "third")
     third.link_caches(shared, preprocess=False)
     assert third.embeddings.is_symlink() and not third.preprocess.exists()
+
+
+def harness_imports(source: str) -> list[int]:
+    """Lines of ``source`` that import the benchmark harness (birdclef_bench), at any level."""
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "birdclef_bench"
+            or isinstance(node, ast.Import) and any(a.name.split(".")[0] == "birdclef_bench" for a in node.names)]
+
+
+def test_the_harness_finder_sees_an_import_inside_a_function():
+    assert harness_imports("def f():\n    from birdclef_bench.realbench import x\nimport birdclef\n") == [2]
+
+
+def test_nothing_in_the_product_imports_the_benchmark_harness():
+    """The harness (heldout tasks, the real-audio benchmark, the experiments CLI) sits on top of the
+    product: it calls the stage functions; no product module reaches it."""
+    bench = PACKAGE.parent / "birdclef_bench"
+    assert {"experiments.py", "realbench.py", "heldout.py"} <= {p.name for p in bench.glob("*.py")}
+    assert not any((PACKAGE / name).exists() for name in ("experiments.py", "realbench.py", "heldout.py"))
+    found = {str(p.relative_to(PACKAGE.parent)): lines for p in PACKAGE.rglob("*.py")
+             for lines in [harness_imports(p.read_text())] if lines}
+    assert found == {}

@@ -1,6 +1,6 @@
 """The model-quality benchmark: the seed recipe vs each improvement alone vs all together.
 
-    python -m birdclef.experiments --out /tmp/quality [--seeds 0 1 2] [--variants seed,bce,...]
+    python -m birdclef_bench --out /tmp/quality [--seeds 0 1 2] [--variants seed,bce,...]
 
 Writes the default demo dataset once (``<out>/data``: 12 classes, 4 train and 6 test
 soundscapes with hidden truth), embeds it once (``<out>/shared``), then trains and submits
@@ -29,7 +29,7 @@ from birdclef.evaluate import auc_columns, score
 from birdclef.infer import soundscape_probabilities
 from birdclef.model import load_head
 from birdclef.pseudo import round_heads
-from birdclef.realbench import mean_sd, yamnet_path  # noqa: F401  (also the helpers benchmarks/ import from here)
+from birdclef_bench.realbench import mean_sd, yamnet_path  # noqa: F401  (also the helpers benchmarks/ import from here)
 from birdclef.submission import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
 
@@ -211,7 +211,7 @@ def invalid_variants(names: list[str], base: dict[str, Any]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m birdclef_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/quality", help="folder for the data, the runs and comparison.md")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", default="seed", help="the recipe every variant starts from (seed, default, improved)")
     ap.add_argument("--dataset", default="demo",
                     help="demo (what `make demo` writes), field (24 classes, 16 test soundscapes, harder audio) or "
-                         "realdev (held-out real recordings: the judge; see birdclef.realbench)")
+                         "realdev (held-out real recordings: the judge; see birdclef_bench.realbench)")
     ap.add_argument("--realdev", default=None, help="the real recordings' folder (default: $BIRDCLEF_REALDEV or ../shared/realdev)")
     ap.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2], help="held-out splits (realdev)")
     ap.add_argument("--construction", nargs="+", default=["sparse-session"],
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_real(args: argparse.Namespace, argv: list[str] | None) -> int:
-    from birdclef.realbench import REAL_VARIANTS, default_realdev, run_real
+    from birdclef_bench.realbench import REAL_VARIANTS, default_realdev, run_real
 
     source = Path(args.realdev) if args.realdev else default_realdev()
     if source is None or not (source / "taxonomy.csv").exists():
@@ -283,7 +283,7 @@ def _main_real(args: argparse.Namespace, argv: list[str] | None) -> int:
     if "seed-recipe" in names and yamnet_path() is None:
         print("seed-recipe left out: YAMNet weights not found (set BIRDCLEF_YAMNET)")
         names.remove("seed-recipe")
-    from birdclef.heldout import TaskSettings
+    from birdclef_bench.heldout import TaskSettings
 
     try:
         settings = [TaskSettings(construction=c.split("-")[0], holdout=c.split("-")[-1]) for c in args.construction]

@@ -1,11 +1,11 @@
 """The real-audio benchmark: every modelling choice measured on held-out real recordings.
 
-    python -m birdclef.experiments --dataset realdev [--realdev DIR] [--splits 0 1 2] [--seeds 0 1 2]
+    python -m birdclef_bench --dataset realdev [--realdev DIR] [--splits 0 1 2] [--seeds 0 1 2]
 
-For each split, :func:`birdclef.heldout.make_heldout_task` holds whole recording sessions out of
+For each split, :func:`birdclef_bench.heldout.make_heldout_task` holds whole recording sessions out of
 ``DIR`` (default ``$BIRDCLEF_REALDEV`` or ``../shared/realdev`` beside this checkout) and builds
 test soundscapes from them like the competition's (sparse faint calls over a real bed; see
-:class:`birdclef.heldout.TaskSettings`; ``--construction dense --holdout file`` is the earlier,
+:class:`birdclef_bench.heldout.TaskSettings`; ``--construction dense --holdout file`` is the earlier,
 leakier and denser task). ``--lockbox`` adds the lockbox split, whose sessions no other split
 holds out: report it last, and choose nothing on it. Every variant trains and submits through the ordinary stage functions for each
 split × seed; the score is the competition metric on the test soundscapes over all classes,
@@ -30,7 +30,7 @@ from birdclef.data import competition_paths, list_audio, load_taxonomy
 from birdclef.embeddings import extract
 from birdclef.evaluate import read_solution, score
 from birdclef.errors import SchemaError
-from birdclef.heldout import LOCKBOX, TaskSettings, make_heldout_task
+from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task
 from birdclef.postprocess import smooth_windows
 from birdclef.submission import build_submission
 from birdclef.workdir import ModelFolder, RunLayout

@@ -1,0 +1,5 @@
+import sys
+
+from birdclef_bench.experiments import main
+
+sys.exit(main())
