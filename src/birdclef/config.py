@@ -220,7 +220,7 @@ class Config:
     # context: the sequence model over a file's windows (birdclef.context). "submission", not "training": it is
     # trained from the model folder's saved validation soundscapes after the head, so changing these never
     # invalidates a head checkpoint (the context model keeps its own fingerprint of them)
-    context_epochs: int = _stage("submission", 60)  # context: training epochs over the validation soundscapes
+    context_epochs: int = _stage("submission", 30)  # context: training epochs over the validation soundscapes
     context_hidden: int = _stage("submission", 8)  # context: GRU hidden size per direction
     tta_shifts_s: tuple[float, ...] = _stage("submission", (0.0,))  # window offsets averaged at test time (multiples of hop_s)
     window_pool: str = _stage("submission", "mean")  # how a 5-s window's segment probabilities combine: mean | max
