@@ -186,3 +186,57 @@ def test_the_paired_table_gives_each_variants_gain_over_the_default_run_by_run()
     table = paired_table(pd.DataFrame(rows))
     assert "| sparse" not in table and "| `x` | 2 | +0.0050 ± 0.0212 |" in table and "| 1/2 |" in table
     assert "`default`" not in table and "zero-shot" not in table
+
+
+POOLED = TaskSettings(n_soundscapes=12, soundscape_s=30.0, lockbox_share=0.5, pool_share=0.8, pool_soundscapes=4)
+
+
+@pytest.fixture(scope="module")
+def pooled(tiny_demo, tmp_path_factory):
+    return make_heldout_task(tiny_demo, tmp_path_factory.mktemp("pooled") / "s0", split=0, settings=POOLED)
+
+
+def test_the_pool_is_in_neither_training_nor_test_and_is_unlabelled(pooled, sparse, tiny_demo):
+    from birdclef.data import load_taxonomy, load_train_metadata
+
+    pool = pd.read_csv(pooled.data_dir / "pool_recordings.csv", dtype=str)
+    train = set(pd.read_csv(pooled.data_dir / "train.csv", dtype=str)["filename"])
+    assert len(pool) and not set(pool["filename"]) & train
+    assert not set(pool["filename"]) & set(pooled.held_out["filename"])  # no test recording
+    assert not set(pool["filename"]) & set(pooled.soundscapes["filename"])  # nothing of it in a test soundscape
+    taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
+    meta, _ = load_train_metadata(tiny_demo / "train.csv", taxonomy)
+    session = dict(zip(meta["filename"], recording_sessions(meta)))
+    lockbox = set(session_holdout(meta, LOCKBOX, lockbox_share=0.5))
+    assert not {session[f] for f in pool["filename"]} & {session[f] for f in train | lockbox}  # whole sessions
+    assert set(meta.loc[meta["filename"].isin(train), "primary_label"]) == set(meta["primary_label"])  # all train
+    files = list_audio(pooled.data_dir / "train_soundscapes")
+    assert len(files) == 4 and all(f.name.startswith("pool_s0_") for f in files)
+    assert not (pooled.data_dir / "train_soundscapes_labels.csv").exists()
+    assert pooled.stats["n_pool_recordings"] == len(pool)
+    # the test side is the task without a pool, and the pool keys the folder
+    assert pooled.held_out.equals(sparse.held_out)
+    pd.testing.assert_frame_equal(read_solution(pooled.data_dir / "solution.csv")[0],
+                                  read_solution(sparse.data_dir / "solution.csv")[0])
+    assert POOLED.tag == "sparse-session-pool0.8" and SPARSE.tag == "sparse-session"
+    assert "pool_share" not in SPARSE.to_dict()  # tasks built before the pool still match their task.json
+    with pytest.raises(ValueError, match="pool_share"):
+        TaskSettings(holdout="file", construction="dense", pool_share=0.3)
+
+
+def test_real_benchmark_noisy_student_on_the_pool(tiny_demo, tmp_path):
+    from birdclef_bench.realbench import REAL_VARIANTS, RealBenchmark
+
+    bench = RealBenchmark(tmp_path, tiny_demo, splits=[0], settings=POOLED,
+                          base=dict(backbone="melstats", epochs=2, n_workers=1, val_soundscapes=4))
+    base = bench.run("default", {}, 0, 0)
+    student = bench.run("noisy-student-share", REAL_VARIANTS["noisy-student-share"][1], 0, 0)
+    rounds = pd.read_csv(next((tmp_path / "runs").glob("noisy-student-share-*")) / "model" / "pseudo_rounds.csv")
+    assert rounds["n_windows"].iloc[1] > 0 and rounds["mean_target_sum"].iloc[1] <= 0.75 + 1e-6
+    assert 0 <= student["all"] <= 1 and 0 <= base["all"] <= 1
+    train_csv = pd.read_csv(bench.tasks[0] / "train.csv", dtype=str)
+    assert len(train_csv) < len(pd.read_csv(tiny_demo / "train.csv", dtype=str)) - len(bench_held(bench))
+
+
+def bench_held(bench):
+    return pd.read_csv(bench.tasks[0] / "heldout_recordings.csv", dtype=str)

@@ -1,4 +1,6 @@
 """Pseudo-labelling rounds, fold ensembles and the runs table on the tiny demo (melstats backbone)."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,7 +8,10 @@ import pytest
 from birdclef.config import build_config
 from birdclef.embeddings import Embedded
 from birdclef.preprocess import run_preprocess
-from birdclef.pseudo import pseudo_examples, round_heads, select_windows
+from birdclef.pseudo import pseudo_examples, pseudo_label, round_heads, select_windows, soft_examples
+from birdclef.softlabels import soft_targets
+from birdclef.examples import speech_free_frames
+from birdclef.soundscapes import load_soundscapes
 from birdclef.runs import load_runs
 from birdclef.submission import run_submission
 from birdclef.train import run_training
@@ -42,7 +47,8 @@ def test_pseudo_targets_are_soft_for_multi_label_and_hard_for_ce():
 def test_rounds_are_reported_and_only_non_decreasing_rounds_kept(improved):
     config, result = improved
     rounds = result.pseudo_rounds
-    assert list(rounds.columns) == ["round", "n_windows", "n_examples", "precision", "val_auc", "guard", "gain", "kept"]
+    assert list(rounds.columns) == ["round", "n_windows", "n_examples", "precision", "mean_target_sum", "val_auc",
+                                    "guard", "gain", "kept"]
     assert rounds["round"].iloc[0] == 0 and bool(rounds["kept"].iloc[0])
     assert 1 <= len(rounds) <= config.pseudo_rounds + 1 and rounds["n_windows"].iloc[1] > 0
     kept = rounds["kept"].astype(bool).tolist()
@@ -111,3 +117,88 @@ def test_training_without_cleaning_removes_a_stale_cleaning_table(improved, tmp_
     again = run_training(config=plain, progress=False)
     assert again.out_dir == result.out_dir and not (again.out_dir / "cleaning.csv").exists()
     assert "n_cleaned_segments" not in again.metrics
+
+
+def test_soft_targets_apply_the_power_and_cap_each_window_sum():
+    prob = np.array([[0.9, 0.8, 0.1], [0.3, 0.2, 0.1], [1.2, -0.1, 0.5]])
+    np.testing.assert_allclose(soft_targets(prob), np.clip(prob, 0, 1), rtol=1e-6)  # power 1, no cap: the probability
+    powered = soft_targets(prob, power=2.0)
+    np.testing.assert_allclose(powered, np.clip(prob, 0, 1) ** 2, rtol=1e-6)
+    capped = soft_targets(prob, power=2.0, cap=0.75)
+    assert (capped.sum(axis=1) <= 0.75 + 1e-6).all()
+    np.testing.assert_allclose(capped[0], powered[0] * 0.75 / powered[0].sum(), rtol=1e-6)  # scaled down, same shape
+    np.testing.assert_array_equal(capped[1], powered[1])  # 0.14 under the cap: unchanged
+    np.testing.assert_allclose(capped[2].sum(), 0.75, rtol=1e-6)
+    with pytest.raises(ValueError, match="power"):
+        soft_targets(prob, power=0.0)
+
+
+def test_soft_examples_take_every_window_with_capped_targets():
+    e = Embedded(np.ones((10, 3), np.float32), np.arange(10.0), np.zeros(10, np.float32), 10.0)
+    probs = {"s": np.array([[0.9, 0.8, 0.05], [0.01, 0.02, 0.03]], np.float32)}  # the 2nd is confident of nothing
+    config = build_config(loss="bce", hop_s=1.0, pseudo_rounds=1, pseudo_targets="soft", pseudo_power=1.0,
+                          pseudo_cap=0.75, pseudo_weight=0.4)
+    ex, n_windows, mean_sum = soft_examples({"s": e}, probs, config)
+    assert n_windows == 2 and len(ex) == 10 and set(ex.weights) == {np.float32(0.4)}
+    assert (ex.targets.sum(axis=1) <= 0.75 + 1e-6).all() and set(ex.kinds) == {"pseudo"}
+    np.testing.assert_allclose(ex.targets[-1], [0.01, 0.02, 0.03], rtol=1e-6)  # a quiet window: a soft negative
+    assert mean_sum == pytest.approx((0.75 + 0.06) / 2, rel=1e-5)
+
+
+def test_noisy_student_options_are_refused_where_they_would_do_nothing():
+    with pytest.raises(ValueError, match="pseudo_targets"):
+        build_config(loss="bce", pseudo_power=2.0, pseudo_rounds=1)  # power shapes soft targets only
+    with pytest.raises(ValueError, match="multi-label"):
+        build_config(loss="ce", pseudo_rounds=1, pseudo_targets="soft")
+    with pytest.raises(ValueError, match="pseudo_share"):
+        build_config(loss="bce", pseudo_share=0.5)  # no pseudo rounds
+    with pytest.raises(ValueError, match="pseudo_cap"):
+        build_config(loss="bce", pseudo_rounds=1, pseudo_targets="soft", pseudo_cap=1.5)
+    defaults = build_config()
+    assert (defaults.pseudo_rounds, defaults.pseudo_targets, defaults.pseudo_power, defaults.pseudo_cap,
+            defaults.pseudo_share, defaults.pseudo_mixup) == (0, "confident", 1.0, None, None, 0.0)
+
+
+def test_soft_rounds_stop_on_a_falling_guard_and_discard_that_head(improved):
+    """The guard is the judge's validation-soundscape score: up in round 1 (kept), down in round 2
+    (dropped, its head discarded, the loop ends)."""
+    from birdclef.data import competition_paths, load_taxonomy
+    from birdclef.embeddings import EmbeddingCache
+    from birdclef.examples import build_examples, load_manifest
+    from birdclef.model import MLPHead
+    from birdclef.train import head_meta
+
+    base, _ = improved
+    config = dataclasses.replace(base, pseudo_rounds=3, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75)
+    labels = load_taxonomy(competition_paths(config.data_dir).taxonomy)["primary_label"].tolist()
+    ex, _ = build_examples(load_manifest(config), EmbeddingCache(config.work_dir, config), labels, config, None)
+    meta = head_meta(ex, labels, config)
+    heads, extras = [], []
+
+    def fit(examples, *, extra=None, checkpoint=None):
+        torch_head = MLPHead(ex.x.shape[-1], len(labels), config.hidden_sizes, config.dropout)
+        torch_head.set_standardisation(ex.x)
+        heads.append(torch_head)
+        extras.append(extra)
+        return torch_head, pd.DataFrame({"epoch": [1]}), {"val_auc": 0.5, "round": len(heads)}
+
+    first = fit(ex)
+    heads.clear(), extras.clear()
+    scores = {}
+
+    def judge(m):
+        order = [first[0], *heads]
+        return meta, scores.setdefault(id(m), [0.6, 0.7, 0.65, 0.9][order.index(m)])
+
+    model, _, metrics, table, kept_extra = pseudo_label(ex, labels, config, first[0], first[1], first[2], fit=fit,
+                                                        meta=meta, progress=False, judge=judge)
+    assert list(table["kept"]) == [True, True, False] and len(heads) == 2  # no third round after the fall
+    assert model is heads[0] and metrics["round"] == 1 and kept_extra is extras[0]
+    assert metrics["pseudo_guard"] == "val_mix_auc_finished" and metrics["pseudo_rounds_kept"] == 1
+    np.testing.assert_allclose(table["guard"], [0.6, 0.7, 0.65])
+    # every window of the unlabelled train soundscapes that has a speech-free frame, confident or not, capped
+    embedded = load_soundscapes(config)
+    n_windows = sum(len(speech_free_frames(e, w * config.window_s, (w + 1) * config.window_s, config)) > 0
+                    for e in embedded.values() for w in range(int(np.ceil(e.duration_s / config.window_s))))
+    assert embedded and table["n_windows"].iloc[1] == n_windows and (extras[0].targets.sum(axis=1) <= 0.75 + 1e-6).all()
+    assert (table["mean_target_sum"].iloc[1:] <= 0.75 + 1e-6).all()

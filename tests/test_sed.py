@@ -343,6 +343,22 @@ def test_noisy_student_round_table(demo, table):
     assert np.allclose(windows["targets"][0], [0.25, 1.0]) and windows["weight"][0] == 0.5
 
 
+
+def test_pseudo_windows_share_the_heads_soft_targets_and_cap_each_window():
+    from birdclef.softlabels import soft_targets
+
+    prob = np.random.default_rng(0).uniform(0, 1, (4, 6)).astype(np.float32)
+    plain = sed.pseudo_windows({"a.ogg": prob}, power=2.0, weight=0.5)
+    np.testing.assert_array_equal(np.stack(plain["targets"]),  # cap off: the earlier probability ** power, exactly
+                                  (np.clip(prob.astype(np.float64), 0, 1) ** 2.0).astype(np.float32))
+    capped = sed.pseudo_windows({"a.ogg": prob}, power=2.0, weight=0.5, cap=0.75)
+    t = np.stack(capped["targets"])
+    assert (t.sum(axis=1) <= 0.75 + 1e-6).all()
+    np.testing.assert_array_equal(t, soft_targets(prob, power=2.0, cap=0.75))  # one function for both families
+    with pytest.raises(ValueError, match="student_cap"):
+        sed.SedConfig(student_cap=1.5)
+
+
 # ---------------------------------------------------------------- export, run folder
 
 

@@ -1,4 +1,6 @@
 """Training pieces on synthetic embeddings: crops, targets, folds, losses, balanced sampling."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,8 @@ def cfg(**params):
     return build_config(**{"hop_s": 1.0, **params})
 from birdclef.embeddings import Embedded, pool_segments
 from birdclef.examples import Examples, build_examples, crop_frames
-from birdclef.train import _epoch_order, _loss, split_folds, train_head, validation_targets
+from birdclef.train import (_epoch_order, _loss, epoch_batches, mix_pseudo, split_folds, train_head,
+                            validation_targets)
 
 LABELS = ["a", "b", "c"]
 
@@ -324,3 +327,80 @@ def test_a_checkpoint_fingerprinted_before_extra_and_n_workers_left_training_dic
     for stale in ({**old, "epochs": 4}, {**old, "config": {**old["config"], "dropout": 0.1}}):
         torch.save({"fingerprint": stale, "history": []}, path)
         assert _load_checkpoint(path, fingerprint) is None  # another config or data: trained from the start
+
+
+def _with_pseudo(ex: Examples, n: int = 40, seed: int = 1) -> tuple[Examples, np.ndarray, np.ndarray]:
+    """``ex`` plus ``n`` pseudo-labelled rows (soft targets) → (examples, labelled indices, pseudo indices)."""
+    from birdclef.examples import PSEUDO, concat_examples
+
+    rng = np.random.default_rng(seed)
+    soft = rng.uniform(0, 0.3, (n, 3)).astype(np.float32)
+    groups = np.array([f"pseudo:s{i % 4}" for i in range(n)], dtype=object)
+    extra = Examples(rng.standard_normal((n, 1, ex.x.shape[-1])).astype(np.float32), soft, soft.argmax(1), groups,
+                     groups, np.full(n, 0.5, np.float32), kind=np.full(n, PSEUDO, dtype=object))
+    both = concat_examples([dataclasses.replace(ex, kind=np.full(len(ex), "focal", dtype=object)), extra])
+    return both, np.arange(len(ex)), len(ex) + np.arange(n)
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_without_a_share_the_batches_are_the_one_pooled_order_of_before(balanced):
+    ex, labelled, pseudo = _with_pseudo(_examples())
+    for pool in (np.zeros(0, np.int64), pseudo):
+        tr = np.concatenate([labelled, pool])
+        order = _epoch_order(np.random.default_rng(3), ex, tr, balanced)  # the earlier loop's slices
+        old = [order[i * 16:(i + 1) * 16] for i in range(max(1, int(np.ceil(len(tr) / 16))))]
+        new = epoch_batches(np.random.default_rng(3), ex, labelled, pool, batch_size=16, share=None, balanced=balanced)
+        assert len(new) == len(old) and all(np.array_equal(a, b) for a, b in zip(new, old))
+
+
+def test_separate_samplers_give_each_batch_its_share_of_pseudo_rows():
+    ex, labelled, pseudo = _with_pseudo(_examples(), n=25)
+    batches = epoch_batches(np.random.default_rng(0), ex, labelled, pseudo, batch_size=16, share=0.5, balanced=False)
+    lab = set(labelled)
+    for b in batches:
+        n_pseudo = int(np.isin(b, pseudo).sum())
+        assert n_pseudo == 8 and len(b) - n_pseudo <= 8  # half of every batch (the last one's labelled side may be short)
+        assert not set(b) & lab & set(pseudo)
+    seen = np.concatenate([b[~np.isin(b, pseudo)] for b in batches])
+    assert sorted(seen) == sorted(labelled)  # one pass over the labelled rows per epoch, each once
+    drawn = np.concatenate([b[np.isin(b, pseudo)] for b in batches])
+    assert set(drawn) == set(pseudo)  # the pool is cycled through, not one row drawn over and over
+    one_share = epoch_batches(np.random.default_rng(0), ex, labelled, pseudo, batch_size=20, share=0.25, balanced=False)
+    assert {int(np.isin(b, pseudo).sum()) for b in one_share} == {5}
+
+
+def test_a_pseudo_share_trains_through_its_own_sampler():
+    ex, labelled, pseudo = _with_pseudo(_examples())
+    base, extra = (Examples(*[getattr(ex, f)[i] for f in ("x", "targets", "primary", "groups", "fold_groups",
+                                                          "weights")], kind=ex.kind[i]) for i in (labelled, pseudo))
+    common = dict(loss="bce", epochs=2, batch_size=16, val_fraction=0.34)
+    _, shared, metrics = train_head(base, LABELS, cfg(**common, pseudo_rounds=1, pseudo_share=0.5), progress=False,
+                                    extra=extra)
+    _, pooled, plain = train_head(base, LABELS, cfg(**common), progress=False, extra=extra)
+    assert metrics["n_train_examples"] == plain["n_train_examples"] == len(labelled) - metrics["n_val_examples"] + len(pseudo)
+    assert not np.allclose(shared["train_loss"], pooled["train_loss"])  # other batches, not the pooled order
+
+
+def test_pseudo_mixup_mixes_a_window_into_focal_crops_and_unions_their_targets():
+    ex, labelled, pseudo = _with_pseudo(_examples())
+    idx = np.concatenate([labelled[:6], pseudo[:2]])
+    x, t = mix_pseudo(np.random.default_rng(0), ex, idx, pseudo, 0.3)
+    partner = np.random.default_rng(0).choice(pseudo, size=6)
+    np.testing.assert_allclose(x[:6], 0.7 * ex.x[idx[:6]] + 0.3 * ex.x[partner], rtol=1e-6)
+    np.testing.assert_array_equal(t[:6], np.maximum(ex.targets[idx[:6]], ex.targets[partner]))
+    assert (t[:6].max(axis=1) == 1.0).all()  # the focal label stays whole
+    np.testing.assert_array_equal(x[6:], ex.x[idx[6:]])  # pseudo rows are not mixed
+    np.testing.assert_array_equal(t[6:], ex.targets[idx[6:]])
+    orig = ex.x[idx].copy()
+    mix_pseudo(np.random.default_rng(0), ex, idx, pseudo, 0.3)
+    np.testing.assert_array_equal(ex.x[idx], orig)
+
+
+def test_the_labelled_only_path_is_unchanged_by_the_pseudo_options():
+    ex = _examples()
+    plain = train_head(ex, LABELS, cfg(loss="bce", epochs=3, batch_size=16, val_fraction=0.34), progress=False)
+    optioned = train_head(ex, LABELS, cfg(loss="bce", epochs=3, batch_size=16, val_fraction=0.34, pseudo_rounds=1,
+                                          pseudo_share=0.5, pseudo_mixup=0.3), progress=False)  # no extra: no effect
+    pd.testing.assert_frame_equal(plain[1], optioned[1])
+    for a, b in zip(plain[0].state_dict().values(), optioned[0].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

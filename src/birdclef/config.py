@@ -199,6 +199,15 @@ class Config:
     pseudo_max_per_class: int | None = _stage("training", None, section="pseudo")  # most confident windows kept per class and round (None: all)
     # (pseudo_max_soundscapes: the SED noisy student's too, so the shared "training" section)
     pseudo_max_soundscapes: int | None = _stage("training", None)  # train soundscapes pseudo-labelled (seeded sample; None: all)
+    # noisy student (issue 20): "confident" (the rounds above) or "soft": every window of the unlabelled train
+    # soundscapes, target = the kept head's post-processed probability ** pseudo_power, each window's sum capped
+    pseudo_targets: Literal["confident", "soft"] = _stage("training", "confident")
+    pseudo_power: float = _stage("training", 1.0)  # soft: target = probability ** this (> 0; 1: the probability)
+    pseudo_cap: float | None = _stage("training", None)  # soft: a window's targets scaled down to sum at most this (None: off)
+    pseudo_share: float | None = _stage("training", None)  # share of each batch's rows from the pseudo pool (None: one pooled order)
+    # mix weight λ of a random pseudo-labelled window into each labelled focal crop of a batch: x = (1 − λ)·focal + λ·pseudo,
+    # target = max of the two (their union); 0: off
+    pseudo_mixup: float = _stage("training", 0.0)
     # submission: post-processing of window probabilities
     # the post-processing chain after the ensemble, in order (birdclef.postprocess.STEPS: each step's own
     # fields below say what it does; a step left out is off)
@@ -276,6 +285,21 @@ class Config:
             raise ValueError("focal_gamma must be >= 0 and secondary_weight in [0, 1]")
         if self.pseudo_rounds < 0 or not 0 < self.pseudo_threshold < 1 or not 0 < self.pseudo_weight <= 1:
             raise ValueError("pseudo_rounds must be >= 0, pseudo_threshold in (0, 1), pseudo_weight in (0, 1]")
+        if self.pseudo_targets not in ("confident", "soft"):
+            raise ValueError(f"unknown pseudo_targets {self.pseudo_targets!r}; known: 'confident', 'soft'")
+        if self.pseudo_power <= 0 or (self.pseudo_cap is not None and not 0 < self.pseudo_cap <= 1):
+            raise ValueError(f"pseudo_power must be > 0 and pseudo_cap in (0, 1] or None, got {self.pseudo_power}, "
+                             f"{self.pseudo_cap}")
+        if self.pseudo_targets == "confident" and (self.pseudo_power != 1.0 or self.pseudo_cap is not None):
+            raise ValueError('pseudo_power and pseudo_cap shape soft targets: they need pseudo_targets="soft"')
+        if self.pseudo_targets == "soft" and not self.multi_label:
+            raise ValueError('pseudo_targets="soft" needs a multi-label loss (bce or focal): CE trains on one class')
+        if (self.pseudo_share is not None and not 0 < self.pseudo_share < 1) or not 0 <= self.pseudo_mixup < 1:
+            raise ValueError(f"pseudo_share must be in (0, 1) or None and pseudo_mixup in [0, 1), got "
+                             f"{self.pseudo_share}, {self.pseudo_mixup}")
+        for key, off in (("pseudo_targets", "confident"), ("pseudo_share", None), ("pseudo_mixup", 0.0)):
+            if not self.pseudo_rounds and getattr(self, key) != off:
+                raise ValueError(f"{key}={getattr(self, key)!r} needs pseudo_rounds >= 1 (no pseudo labels to use)")
         for key in ("pseudo_max_per_class", "pseudo_max_soundscapes"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1 or None, got {getattr(self, key)}")

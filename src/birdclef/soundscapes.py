@@ -20,9 +20,10 @@ from birdclef.data import competition_paths, list_audio, load_soundscape_labels
 from birdclef.embeddings import Embedded, extract
 from birdclef.errors import SchemaError
 from birdclef.evaluate import score
-from birdclef.infer import soundscape_probabilities
+from birdclef.infer import soundscape_probabilities, zero_shot_weights
 from birdclef.model import HeadMeta, MLPHead
 from birdclef.workdir import RunLayout
+from birdclef.zeroshot import ZeroShot
 
 SOLUTION_FILE = "train_soundscapes_solution.csv"  # the demo's hidden truth for train_soundscapes
 WINDOW_COLUMNS = ["filename", "path", "start_s", "end_s", "row_id", "labels", "site", "hour"]
@@ -68,10 +69,13 @@ def soundscape_files(config: Config) -> list[Path]:
     return files
 
 
-def load_soundscapes(config: Config, *, progress: bool = False) -> dict[str, Embedded]:
-    """{stem: Embedded} of the train soundscapes (cached like every embedding; unreadable ones left out)."""
+def load_soundscapes(config: Config, *, progress: bool = False, score_columns: np.ndarray | None = None
+                     ) -> dict[str, Embedded]:
+    """{stem: Embedded} of the train soundscapes (cached like every embedding; unreadable ones left out);
+    ``score_columns``: the backbone's species columns to keep with them (for its zero-shot blend)."""
     files = soundscape_files(config)
-    embedded, _ = extract(files, config=config, desc="train soundscapes", progress=progress)
+    embedded, _ = extract(files, config=config, desc="train soundscapes", progress=progress,
+                          score_columns=score_columns)
     return {Path(p).stem: e for p, e in embedded.items()}
 
 
@@ -80,9 +84,17 @@ def soundscape_truth(config: Config) -> pd.DataFrame | None:
     return pd.read_csv(path, dtype={"row_id": str}) if path.exists() else None
 
 
-def predict_soundscapes(embedded: dict[str, Embedded], model: MLPHead, meta: HeadMeta, config: Config
-                        ) -> dict[str, np.ndarray]:
-    return {stem: soundscape_probabilities([e], [(model, meta)], config) for stem, e in embedded.items()}
+def predict_soundscapes(embedded: dict[str, Embedded], model: MLPHead, meta: HeadMeta, config: Config,
+                        *, zero_shot: ZeroShot | None = None) -> dict[str, np.ndarray]:
+    """{stem: (n_windows, n_classes)} the head's window probabilities after the config's post-processing;
+    with ``zero_shot``, blended with the backbone's own logits at the weights the submission would use
+    (:func:`birdclef.infer.zero_shot_weights`: ``zero_shot_weight`` or those chosen in ``meta``)."""
+    if zero_shot is None:
+        return {stem: soundscape_probabilities([e], [(model, meta)], config) for stem, e in embedded.items()}
+    weights = zero_shot_weights(config, [meta], zero_shot.mapped)
+    return {stem: soundscape_probabilities([e], [(model, meta)], config,
+                                           zero_shot=(zero_shot.window_logits(e, config.window_s), weights))
+            for stem, e in embedded.items()}
 
 
 def score_windows(probs: dict[str, np.ndarray], labels: list[str], truth: pd.DataFrame, window_s: float = 5.0

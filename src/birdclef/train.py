@@ -168,6 +168,51 @@ def _epoch_order(rng: np.random.Generator, ex: Examples, tr: np.ndarray, balance
     return rng.choice(tr, size=len(tr), replace=True, p=p / p.sum())
 
 
+def _shares(batch_size: int, share: float) -> tuple[int, int]:
+    """(labelled, pseudo-labelled) rows of one batch when ``share`` of it comes from the pseudo pool
+    (each side at least one row)."""
+    n_pseudo = min(batch_size - 1, max(1, int(round(share * batch_size))))
+    return batch_size - n_pseudo, n_pseudo
+
+
+def epoch_batches(rng: np.random.Generator, ex: Examples, labelled: np.ndarray, pseudo: np.ndarray, *,
+                  batch_size: int, share: float | None, balanced: bool) -> list[np.ndarray]:
+    """One epoch's batches of example indices. Without ``share`` (or pseudo rows): one order over every
+    row (:func:`_epoch_order`), cut into ``batch_size`` slices — the labelled-only path is exactly
+    today's. With ``share``: two samplers that never meet — each batch takes its labelled rows from one
+    pass over ``labelled`` (balanced by class when asked) and ``share`` of its rows from a shuffled
+    ``pseudo`` pool (reshuffled when used up), so an epoch is one pass over the labelled rows."""
+    if share is None or not len(pseudo):
+        tr = np.concatenate([labelled, pseudo]) if len(pseudo) else labelled
+        order = _epoch_order(rng, ex, tr, balanced)
+        return [order[i * batch_size:(i + 1) * batch_size] for i in range(max(1, int(np.ceil(len(tr) / batch_size))))]
+    n_lab, n_pseudo = _shares(batch_size, share)
+    order = _epoch_order(rng, ex, labelled, balanced)
+    deck = np.zeros(0, np.int64)
+    batches = []
+    for i in range(max(1, int(np.ceil(len(labelled) / n_lab)))):
+        while len(deck) < n_pseudo:
+            deck = np.concatenate([deck, rng.permutation(pseudo)])
+        batches.append(np.concatenate([order[i * n_lab:(i + 1) * n_lab], deck[:n_pseudo]]))
+        deck = deck[n_pseudo:]
+    return batches
+
+
+def mix_pseudo(rng: np.random.Generator, ex: Examples, idx: np.ndarray, pseudo: np.ndarray, lam: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """MixUp of a pseudo-labelled window into each focal crop of batch ``idx`` → (x (b, frames, dim),
+    targets (b, C)): ``x = (1 − lam)·focal + lam·pseudo`` in embedding space, target the element-wise
+    max of the two (the union: a focal label stays 1, the window's soft labels join it); each focal
+    crop's partner is drawn at random from ``pseudo``. Other rows are left as they are."""
+    x, t = ex.x[idx].copy(), ex.targets[idx].copy()
+    focal = np.flatnonzero(ex.kinds[idx] == FOCAL)
+    if len(focal) and len(pseudo):
+        partner = rng.choice(pseudo, size=len(focal))
+        x[focal] = (1 - lam) * x[focal] + lam * ex.x[partner]
+        t[focal] = np.maximum(t[focal], ex.targets[partner])
+    return x, t
+
+
 def train_head(
     ex: Examples, labels: list[str], config: Config, *, progress: bool = True, checkpoint: Path | None = None,
     extra: Examples | None = None, refit_epochs: int | None = None, val_mix: "ValSoundscapes | None" = None,
@@ -190,17 +235,23 @@ def train_head(
     if refit_epochs is not None:
         tr, va, epochs = np.arange(len(ex)), np.zeros(0, np.int64), int(refit_epochs)
     tr = tr[~((ex.kinds[tr] == SOUNDSCAPE) & (ex.weights[tr] == 0))]  # soundscape_weight=0: windows validate only
+    labelled, pseudo = tr, np.zeros(0, np.int64)
     if extra is not None and len(extra):
-        tr = np.concatenate([tr, len(ex) + np.arange(len(extra))])
+        pseudo = len(ex) + np.arange(len(extra))
+        tr = np.concatenate([tr, pseudo])
         ex = concat_examples([ex, extra])
+    share = config.pseudo_share if len(pseudo) else None
     n_classes = len(labels)
     model = MLPHead(ex.x.shape[-1], n_classes, config.hidden_sizes, config.dropout, pool=config.head_pool)
     model.set_standardisation(ex.x[tr])
-    w = torch.from_numpy(_class_weights(ex, tr, n_classes, config))
+    # with separate samplers the class weights are the labelled rows' (a pseudo row's argmax is no count)
+    w = torch.from_numpy(_class_weights(ex, tr if share is None else labelled, n_classes, config))
     criterion = _loss(config, w)
     targets, primary = torch.from_numpy(ex.targets), torch.from_numpy(ex.primary).long()
     sample_w = torch.from_numpy(ex.weights)
-    steps = max(1, int(np.ceil(len(tr) / config.batch_size)))
+    steps = max(1, int(np.ceil((len(tr) if share is None else len(labelled))
+                               / (config.batch_size if share is None else _shares(config.batch_size, share)[0]))))
+    mixup = config.pseudo_mixup if len(pseudo) else 0.0
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.learning_rate, total_steps=epochs * steps)
     x_all = torch.from_numpy(ex.x)
@@ -223,16 +274,22 @@ def train_head(
             log.info("resuming training from %s after epoch %d", checkpoint, len(history))
     for epoch in tqdm(range(start, epochs + 1), desc="refit epochs" if refit_epochs else "epochs", disable=not progress, mininterval=1.0):
         model.train()
-        order = _epoch_order(rng, ex, tr, config.balanced_sampling)
-        total = 0.0
-        for i in range(steps):
-            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+        batches = epoch_batches(rng, ex, labelled, pseudo, batch_size=config.batch_size, share=share,
+                                balanced=config.balanced_sampling)
+        total, n_rows = 0.0, 0
+        for idx in batches:
             opt.zero_grad()
-            loss = criterion(model(x_all[idx]), targets[idx], primary[idx], sample_w[idx])
+            if mixup:
+                x_b, t_b = mix_pseudo(rng, ex, idx, pseudo, mixup)
+                x_b, t_b = torch.from_numpy(x_b), torch.from_numpy(t_b)
+            else:
+                x_b, t_b = x_all[idx], targets[idx]
+            loss = criterion(model(x_b), t_b, primary[idx], sample_w[idx])
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
+            n_rows += len(idx)
         model.eval()
         with torch.inference_mode():
             val_loss = (float(criterion(model(x_all[va]), targets[va], primary[va], sample_w[va]))
@@ -241,7 +298,7 @@ def train_head(
         mix_auc = (valsoundscapes.score(val_mix.truth, val_mix.head_probabilities(model, meta, config))
                    if val_mix is not None and refit_epochs is None else float("nan"))
         auc = mix_auc if config.val_select == "soundscapes" and not np.isnan(mix_auc) else scores["combined"]
-        history.append({"epoch": epoch, "train_loss": total / len(tr), "val_loss": val_loss, "val_auc": auc,
+        history.append({"epoch": epoch, "train_loss": total / n_rows, "val_loss": val_loss, "val_auc": auc,
                         **({"val_focal_auc": scores["focal"], "val_soundscape_auc": scores["soundscape"]}
                            if len(val.windows) else {}),
                         **({"val_labelled_auc": scores["combined"], "val_mix_auc": mix_auc}
@@ -447,14 +504,58 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     if config.segment_cleaning > 0:
         first, _, _ = fit(ex, checkpoint=out / "checkpoint_uncleaned.pt")
         ex, cleaning, cleaned_table = clean_segments(ex, first, meta, config)
-    model, hist, metrics = fit(ex, checkpoint=out / "checkpoint.pt")
-    rounds = None
-    if config.pseudo_rounds:
-        model, hist, metrics, rounds = pseudo.pseudo_label(ex, labels, config, model, hist, metrics, fit=fit,
-                                                           meta=meta, progress=progress, out_dir=out)
-    metrics |= cleaning
     tr, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
     val = validation_set(ex, va, n)
+    train_rec = recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n)
+
+    def blend_for(m: MLPHead) -> tuple[np.ndarray | None, pd.DataFrame | None, np.ndarray | None]:
+        """(zero-shot blend weights per class chosen for head ``m``, their table, its probabilities on the
+        validation soundscapes); None where there is no backbone to blend or nothing to choose on."""
+        mix_prob = val_mix.head_probabilities(m, meta, config) if val_mix is not None else None
+        if zero_shot is not None and val_mix is not None and config.val_select == "soundscapes":
+            window_files = np.repeat(np.asarray(val_mix.names, dtype=object), val_mix.counts)
+            return (*blend_weights(mix_prob, val_mix.zero_shot, val_mix.truth, window_files, train_rec,
+                                   zero_shot, labels, seed=config.seed), mix_prob)
+        if zero_shot is not None and ex.zero_shot is not None and len(val.examples):
+            p_focal = predict(m, meta, ex.x[val.focal])
+            p_windows = (pool_windows(predict(m, meta, ex.x[val.windows]), val.owner, len(val.window_ids),
+                                      config.window_pool) if len(val.windows) else np.zeros((0, n), np.float32))
+            # a window's backbone logit: the highest of its crops' (as zeroshot.window_logits takes its frames')
+            window_zs = pool_windows(ex.zero_shot[val.windows], val.owner, len(val.window_ids), "max")
+            window_groups = np.empty(len(val.window_ids), dtype=object)
+            window_groups[val.owner] = ex.groups[val.windows]  # every crop of a window is of the same soundscape
+            return (*blend_weights(
+                np.concatenate([p_focal, p_windows]), np.concatenate([ex.zero_shot[val.focal], window_zs]),
+                np.concatenate([val.y_focal, val.y_windows]), np.concatenate([ex.groups[val.focal], window_groups]),
+                train_rec, zero_shot, labels, seed=config.seed), mix_prob)
+        return None, None, mix_prob
+
+    def with_blend(weights: np.ndarray | None) -> HeadMeta:
+        return meta if weights is None else replace(meta, zero_shot_weights=tuple(float(w) for w in weights))
+
+    def finished_auc(mix_prob: np.ndarray, m_meta: HeadMeta) -> tuple[float, np.ndarray | None]:
+        """(the validation soundscapes' score after the submission's post-processing, the blend weights used)."""
+        from birdclef.infer import zero_shot_weights
+
+        chosen_w = None if zero_shot is None else zero_shot_weights(config, [m_meta], zero_shot.mapped)
+        return valsoundscapes.score(val_mix.truth, valsoundscapes.finished(
+            mix_prob, val_mix.counts, config, zero_shot=val_mix.zero_shot, weights=chosen_w,
+            mapped=None if zero_shot is None else zero_shot.mapped)), chosen_w
+
+    def judge(m: MLPHead) -> tuple[HeadMeta, float | None]:
+        """Head ``m``'s metadata with the blend the submission would use, and its ``val_mix_auc_finished``
+        (None without validation soundscapes): the pseudo-label rounds' teacher and guard."""
+        weights, _, mix_prob = blend_for(m)
+        m_meta = with_blend(weights)
+        return m_meta, (None if val_mix is None else finished_auc(mix_prob, m_meta)[0])
+
+    model, hist, metrics = fit(ex, checkpoint=out / "checkpoint.pt")
+    rounds, pseudo_extra = None, None
+    if config.pseudo_rounds:
+        model, hist, metrics, rounds, pseudo_extra = pseudo.pseudo_label(ex, labels, config, model, hist, metrics, fit=fit,
+                                                           meta=meta, progress=progress, out_dir=out, judge=judge,
+                                                           zero_shot=zero_shot)
+    metrics |= cleaning
     prob_focal = predict(model, meta, ex.x[val.focal])
     per_class = per_class_auc(val.y_focal, prob_focal, labels)
     sc_per_class, prob_windows = None, np.zeros((0, n), np.float32)
@@ -462,25 +563,9 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
         prob_windows = pool_windows(predict(model, meta, ex.x[val.windows]), val.owner, len(val.window_ids),
                                     config.window_pool)
         sc_per_class = per_class_auc(val.y_windows, prob_windows, labels)
-    blend_table, mix_prob = None, None
-    if val_mix is not None:
-        mix_prob = val_mix.head_probabilities(model, meta, config)
-    train_rec = recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n)
-    if zero_shot is not None and val_mix is not None and config.val_select == "soundscapes":
-        window_files = np.repeat(np.asarray(val_mix.names, dtype=object), val_mix.counts)
-        weights, blend_table = blend_weights(mix_prob, val_mix.zero_shot, val_mix.truth, window_files, train_rec,
-                                             zero_shot, labels, seed=config.seed)
-    elif zero_shot is not None and ex.zero_shot is not None and len(val.examples):
-        # a window's backbone logit: the highest of its crops' (as zeroshot.window_logits takes its frames')
-        window_zs = pool_windows(ex.zero_shot[val.windows], val.owner, len(val.window_ids), "max")
-        window_groups = np.empty(len(val.window_ids), dtype=object)
-        window_groups[val.owner] = ex.groups[val.windows]  # every crop of a window is of the same soundscape
-        weights, blend_table = blend_weights(
-            np.concatenate([prob_focal, prob_windows]), np.concatenate([ex.zero_shot[val.focal], window_zs]),
-            np.concatenate([val.y_focal, val.y_windows]), np.concatenate([ex.groups[val.focal], window_groups]),
-            train_rec, zero_shot, labels, seed=config.seed)
+    weights, blend_table, mix_prob = blend_for(model)
     if blend_table is not None:
-        meta = replace(meta, zero_shot_weights=tuple(float(w) for w in weights))
+        meta = with_blend(weights)
         mapped = blend_table[blend_table["mapped"]]
         metrics |= {"zero_shot_classes": int(zero_shot.mapped.sum()),
                     "mean_zero_shot_weight": float(mapped["weight"].mean()),
@@ -488,14 +573,9 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
                     "val_auc_zero_shot": float(mapped["val_auc_zero_shot"].mean()),
                     "val_auc_blend": float(mapped["val_auc_blend"].mean())}
     if val_mix is not None:  # the fold's head on the validation soundscapes, after the submission's post-processing
-        from birdclef.infer import zero_shot_weights
-
-        chosen_w = None if zero_shot is None else zero_shot_weights(config, [meta], zero_shot.mapped)
+        finished, chosen_w = finished_auc(mix_prob, meta)
         metrics |= {"val_mix_auc_head": valsoundscapes.score(val_mix.truth, mix_prob),
-                    "val_mix_auc_finished": valsoundscapes.score(val_mix.truth, valsoundscapes.finished(
-                        mix_prob, val_mix.counts, config, zero_shot=val_mix.zero_shot, weights=chosen_w,
-                        mapped=None if zero_shot is None else zero_shot.mapped)),
-                    "n_val_mix_soundscapes": len(val_mix.names)}
+                    "val_mix_auc_finished": finished, "n_val_mix_soundscapes": len(val_mix.names)}
         valsoundscapes.save(out / valsoundscapes.FILE, val_mix, mix_prob, chosen_w,
                             None if zero_shot is None else zero_shot.mapped)
         if "context" in config.postprocess:  # the context model, on what was just saved (birdclef.context)
@@ -505,10 +585,13 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     elif (out / valsoundscapes.FILE).exists():
         (out / valsoundscapes.FILE).unlink()
     kept_pseudo = bool(rounds is not None and rounds["kept"].sum() > 1)
-    if config.refit and kept_pseudo:
+    # soft (noisy-student) rounds refit with the kept round's pseudo-labelled windows; confident ones skip it
+    refit_extra = pseudo_extra if kept_pseudo and config.pseudo_targets == "soft" else None
+    if config.refit and kept_pseudo and refit_extra is None:
         log.warning("refit skipped: the kept head trained on pseudo-labelled windows, which a refit would drop")
-    if config.refit and not kept_pseudo:
-        model, _, _ = fit(ex, checkpoint=out / "checkpoint_refit.pt", refit_epochs=metrics["best_epoch"])
+    if config.refit and (not kept_pseudo or refit_extra is not None):
+        model, _, _ = fit(ex, checkpoint=out / "checkpoint_refit.pt", refit_epochs=metrics["best_epoch"],
+                          extra=refit_extra)
         metrics |= {"refit_epochs": metrics["best_epoch"], "n_refit_recordings": int(len(set(ex.groups)))}
     if "soundscape_score" not in metrics:
         metrics |= soundscape_metrics(model, meta, config)

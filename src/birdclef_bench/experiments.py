@@ -228,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="realdev test tasks, each <construction>-<holdout>: sparse-session (like the competition's, "
                          "by recording session), dense-file (the earlier task), or the other two pairings")
     ap.add_argument("--lockbox", action="store_true", help="realdev: also score the default on the lockbox split, last")
+    ap.add_argument("--pool-share", type=float, default=0.0,
+                    help="realdev: share of the training side's sessions set aside as unlabelled train soundscapes "
+                         "(the noisy student's pool; its own task folders); 0: none")
     args = ap.parse_args(argv)
     if args.dataset == "realdev":
         return _main_real(args, argv)
@@ -286,7 +289,8 @@ def _main_real(args: argparse.Namespace, argv: list[str] | None) -> int:
     from birdclef_bench.heldout import TaskSettings
 
     try:
-        settings = [TaskSettings(construction=c.split("-")[0], holdout=c.split("-")[-1]) for c in args.construction]
+        settings = [TaskSettings(construction=c.split("-")[0], holdout=c.split("-")[-1], pool_share=args.pool_share)
+                    for c in args.construction]
     except ValueError as err:
         raise SystemExit(f"--construction: {err}") from None
     print(run_real(Path(args.out), source, splits=args.splits, seeds=args.seeds, names=names, epochs=args.epochs,

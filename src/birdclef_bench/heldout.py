@@ -29,6 +29,14 @@ The earlier construction stays as ``holdout="file", construction="dense"``:
   least ``min_overlap_s`` of the window (primary labels only: a recording's secondary species
   are not timed).
 
+``pool_share > 0`` also sets an *unlabelled pool* aside (the noisy student's soundscapes): that share of
+the training side's sessions (never a held-out or a lockbox session, each taken only while every species
+it holds keeps a training recording) leaves ``train.csv`` and becomes ``pool_soundscapes`` minutes built
+like the test soundscapes, written as ``train_soundscapes/`` without labels (:mod:`birdclef.pseudo` finds
+them there). The test soundscapes are the same as without the pool (their random stream comes first).
+The pool keys the task's folder (:attr:`TaskSettings.tag`), so a baseline compared with a noisy student
+trains on the same labelled recordings when both are built with the pool.
+
 A finished task is reused only when its ``task.json`` holds the same settings; otherwise it is
 rebuilt. ``train_audio`` is a symlink to the source's, so the embedding cache (keyed by the resolved path)
 is shared by every split; the source audio is read in place, never copied.
@@ -86,6 +94,9 @@ class TaskSettings:
     n_mixtures: int = 20
     dense_background_dbfs: float = -40.0
     level_dbfs: float = -22.0
+    # unlabelled pool (see the module docstring): share of the training side's sessions; 0: none
+    pool_share: float = 0.0
+    pool_soundscapes: int = 150  # minutes built from the pool's recordings
     version: int = field(default=TASK_VERSION)
 
     def __post_init__(self) -> None:
@@ -93,14 +104,23 @@ class TaskSettings:
             raise ValueError(f"unknown holdout {self.holdout!r}; known: {', '.join(map(repr, HOLDOUTS))}")
         if self.construction not in CONSTRUCTIONS:
             raise ValueError(f"unknown construction {self.construction!r}; known: {', '.join(map(repr, CONSTRUCTIONS))}")
+        if not 0 <= self.pool_share < 1 or self.pool_soundscapes < 1:
+            raise ValueError(f"pool_share must be in [0, 1) and pool_soundscapes >= 1, got {self.pool_share}, "
+                             f"{self.pool_soundscapes}")
+        if self.pool_share and (self.holdout != "session" or self.construction != "sparse"):
+            raise ValueError("pool_share needs holdout='session' and construction='sparse' (the pool is built like "
+                             "their test soundscapes)")
 
     @property
     def tag(self) -> str:
-        """Folder name of tasks built this way: ``<construction>-<holdout>``."""
-        return f"{self.construction}-{self.holdout}"
+        """Folder name of tasks built this way: ``<construction>-<holdout>``, ``-pool<share>`` with a pool."""
+        return f"{self.construction}-{self.holdout}" + (f"-pool{self.pool_share:g}" if self.pool_share else "")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if not self.pool_share:  # tasks built before the pool existed keep matching
+            d.pop("pool_share"), d.pop("pool_soundscapes")
+        return d
 
     def mixing_kwargs(self) -> dict:
         """The sparse construction's settings as :func:`birdclef.mixing.sparse_soundscapes` takes them."""
@@ -218,6 +238,31 @@ def session_holdout(meta: pd.DataFrame, split: int, *, min_recordings: int = 2, 
     return sorted(meta["filename"][session.isin(held)])
 
 
+def pool_holdout(meta: pd.DataFrame, held: list[str], split: int, *, share: float, min_recordings: int = 2,
+                 lockbox_share: float = 0.4) -> list[str]:
+    """Filenames of the unlabelled pool of ``split``: about ``share`` of the training side's sessions (those
+    of no file in ``held`` and no lockbox session), in a seeded order, each accepted only while every
+    species it holds keeps a training recording outside ``held`` and the pool."""
+    meta = meta.reset_index(drop=True)
+    session = pd.Series(recording_sessions(meta), index=meta.index)
+    labels = meta["primary_label"].astype(str)
+    lockbox = session_holdout(meta, LOCKBOX, min_recordings=min_recordings, lockbox_share=lockbox_share)
+    barred = set(session[meta["filename"].isin(set(held) | set(lockbox))])
+    candidates = sorted(set(session) - barred)
+    rng = np.random.default_rng(3000 + split)
+    want = int(round(share * len(candidates)))
+    out_files = set(held)
+    pool: set = set()
+    for s in rng.permutation(candidates):
+        if len(pool) >= want:
+            break
+        trial = pool | {s}
+        rest = labels[~session.isin(trial) & ~meta["filename"].isin(out_files)]
+        if set(labels[session == s]) <= set(rest):
+            pool = trial
+    return sorted(meta["filename"][session.isin(pool)])
+
+
 def _settings_match(out: Path, settings: TaskSettings, split: int) -> bool:
     path = out / "task.json"
     if not (path.exists() and (out / "heldout.csv").exists()):
@@ -240,9 +285,10 @@ def make_heldout_task(source_dir: str | Path, out_dir: str | Path, *, split: int
         table = pd.read_csv(out / "heldout.csv", dtype={"primary_label": str, "filename": str}, keep_default_na=False)
         held = pd.read_csv(out / "heldout_recordings.csv", dtype=str, keep_default_na=False)
         return HeldOutTask(out, held, table, json.loads((out / "task.json").read_text())["stats"])
-    for stale in ("task.json", "heldout.csv", "solution.csv", IGNORE_FILE):
+    for stale in ("task.json", "heldout.csv", "solution.csv", IGNORE_FILE, "pool_recordings.csv"):
         (out / stale).unlink(missing_ok=True)
     shutil.rmtree(out / "test_soundscapes", ignore_errors=True)
+    shutil.rmtree(out / "train_soundscapes", ignore_errors=True)
     rng = np.random.default_rng(1000 + split)
     taxonomy = load_taxonomy(source.taxonomy)
     labels = taxonomy["primary_label"].tolist()
@@ -260,7 +306,12 @@ def make_heldout_task(source_dir: str | Path, out_dir: str | Path, *, split: int
     if held.empty:
         raise BirdclefError(f"{source.root}: no species has {settings.min_recordings} recordings (or two sessions) "
                             "to hold one out")
-    train_rows = raw[~raw["filename"].isin(set(held["filename"]))]
+    pool = pd.DataFrame(columns=["filename", "primary_label"])
+    if settings.pool_share:
+        names = set(pool_holdout(meta, list(held["filename"]), split, share=settings.pool_share,
+                                 min_recordings=settings.min_recordings, lockbox_share=settings.lockbox_share))
+        pool = meta[meta["filename"].isin(names)][["filename", "primary_label"]].reset_index(drop=True)
+    train_rows = raw[~raw["filename"].isin(set(held["filename"]) | set(pool["filename"]))]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(train_rows, out / "train.csv")
     write_csv(pd.read_csv(source.taxonomy, dtype=str, keep_default_na=False), out / "taxonomy.csv")
@@ -273,6 +324,9 @@ def make_heldout_task(source_dir: str | Path, out_dir: str | Path, *, split: int
     else:
         secondary = dict(zip(meta["filename"], meta["secondary_list"]))
         table, solution, ignore = _sparse(source, out, held, secondary, labels, rng, split, settings)
+        if len(pool):  # its own random stream, after the test's: the test soundscapes are those without a pool
+            _pool(source, out, pool, secondary, labels, np.random.default_rng(2000 + split), split, settings)
+            write_csv(pool, out / "pool_recordings.csv")
     write_csv(solution, out / "solution.csv")
     if ignore is not None:
         write_csv(ignore, out / IGNORE_FILE)
@@ -280,6 +334,8 @@ def make_heldout_task(source_dir: str | Path, out_dir: str | Path, *, split: int
     n_win = int(round(settings.soundscape_s / 5.0))
     stats = {**mixing.window_stats(y, per_file=n_win), "n_soundscapes": int(len(y) // n_win),
              "n_held_out": int(len(held)), "n_species": int(held["primary_label"].nunique()),
+             **({"n_pool_recordings": int(len(pool)), "n_pool_soundscapes": settings.pool_soundscapes}
+                if len(pool) else {}),
              "ignored_cells": int(ignore[labels].to_numpy().sum()) if ignore is not None else 0}
     write_csv(table, out / "heldout.csv")
     write_json({"split": split, "settings": settings.to_dict(), "stats": stats}, out / "task.json")  # last: marks it done
@@ -306,6 +362,18 @@ def _sparse(source, out: Path, held: pd.DataFrame, secondary: dict, labels: list
         ignore.append(_solution_frame(name, mix.ignore, labels))
     table = pd.DataFrame(rows).rename(columns={"label": "primary_label"})
     return table, pd.concat(solution, ignore_index=True), pd.concat(ignore, ignore_index=True)
+
+
+def _pool(source, out: Path, pool: pd.DataFrame, secondary: dict, labels: list[str], rng: np.random.Generator,
+          split: int, s: TaskSettings) -> None:
+    """``s.pool_soundscapes`` unlabelled minutes from the pool's recordings, built like the test ones,
+    into ``train_soundscapes/`` (no truth is written: they are for pseudo-labelling)."""
+    sources = mixing.load_sources([(source.train_audio / rec.filename, rec.filename, rec.primary_label,
+                                    tuple(secondary.get(rec.filename, ()))) for rec in pool.itertuples(index=False)])
+    prefix = f"pool_{'lockbox' if split == LOCKBOX else f's{split}'}_"
+    for name, mix in mixing.sparse_soundscapes(sources, labels, rng, n=s.pool_soundscapes, prefix=prefix,
+                                               **s.mixing_kwargs(), where=f"{source.root} (pool)"):
+        write_ogg(out / "train_soundscapes" / f"{name}.ogg", np.clip(mix.audio, -1, 1), SAMPLE_RATE_HZ)
 
 
 def _dense(source, out: Path, held: pd.DataFrame, train_rows: pd.DataFrame, labels: list[str], rng: np.random.Generator,

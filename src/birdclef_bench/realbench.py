@@ -95,6 +95,16 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "rank-blend-0.2-context": ("the rank blend at 0.2 and the context model",
                                dict(postprocess=("blend", "rank_blend", *_CHAIN[1:], "file_boost", "context"),
                                     rank_blend_weight=0.2)),
+    # noisy student on the task's unlabelled pool (issue 20; build the tasks with --pool-share, and compare with
+    # `default` built with the same pool: both train on the same labelled recordings)
+    "noisy-student": ("2 soft rounds on the pool: every window, target = blended probability², sum capped at 0.75",
+                      dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75)),
+    "noisy-student-share": ("the noisy student with half of each batch from the pool (separate samplers)",
+                            dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75,
+                                 pseudo_share=0.5)),
+    "noisy-student-mixup": ("the noisy student with a pool window mixed into each focal crop (λ 0.3, target union)",
+                            dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75,
+                                 pseudo_mixup=0.3)),
 }
 
 

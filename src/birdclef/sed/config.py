@@ -70,6 +70,7 @@ class SedConfig:
     student_power: float = 2.0  # soft pseudo label = probability ** power (quiets the teacher's low scores)
     student_weight: float = 0.5  # loss weight of a pseudo-labelled window
     student_share: float = 0.5  # share of each student epoch drawn from pseudo-labelled windows
+    student_cap: float | None = None  # a pseudo-labelled window's targets scaled down to sum at most this (None: off)
 
     def __post_init__(self) -> None:
         if self.loss not in SED_LOSSES:
@@ -100,6 +101,8 @@ class SedConfig:
             raise ValueError("loss weights must be >= 0")
         if self.label_weight + self.distill_embedding_weight + self.distill_logit_weight <= 0:
             raise ValueError("label_weight, distill_embedding_weight and distill_logit_weight are all 0: nothing to learn")
+        if self.student_cap is not None and not 0 < self.student_cap <= 1:
+            raise ValueError(f"student_cap must be in (0, 1] or None, got {self.student_cap}")
         if self.student_rounds < 0 or self.num_workers < 0 or self.distill_temperature <= 0:
             raise ValueError("student_rounds and num_workers must be >= 0, distill_temperature > 0")
 

@@ -3,7 +3,9 @@
 Each round: predict every train soundscape's 5-s windows with the ensemble (the given teachers,
 any mix of SED runs and MLP heads as path → (n_windows, k) functions, plus the student kept so
 far) → soft targets ``probability ** student_power`` (every window, confident or not: a low
-probability is a soft negative) → train a new student on the labelled clips plus these windows
+probability is a soft negative; each window's sum capped at ``student_cap``, through the same
+:func:`birdclef.softlabels.soft_targets` as the embedding head's noisy student) → train a new
+student on the labelled clips plus these windows
 (each epoch draws ``student_share`` of its clips from them, loss weight ``student_weight``;
 augmented as any clip: mixup, SpecAugment — the noise in "noisy student") → guard.
 
@@ -28,6 +30,7 @@ from birdclef.sed.data import SedClips
 from birdclef.sed.infer import Predictor, predict_file
 from birdclef.sed.model import SedModel
 from birdclef.sed.train import SedTrainResult, train_sed
+from birdclef.softlabels import soft_targets
 
 Guard = Callable[[SedModel, SedTrainResult], float]
 
@@ -42,15 +45,15 @@ def ensemble_probabilities(predictors: Sequence[Predictor], files: Sequence[str 
     return out
 
 
-def pseudo_windows(probs: dict[str, np.ndarray], *, power: float, weight: float, window_s: float = 5.0
-                   ) -> pd.DataFrame:
-    """Soft-labelled windows: path, start_s, end_s, targets (probability ** power, (k,)), weight."""
+def pseudo_windows(probs: dict[str, np.ndarray], *, power: float, weight: float, window_s: float = 5.0,
+                   cap: float | None = None) -> pd.DataFrame:
+    """Soft-labelled windows: path, start_s, end_s, targets ((k,): :func:`birdclef.softlabels.soft_targets`,
+    probability ** power, each window's sum capped at ``cap``), weight."""
     rows = []
     for path, prob in probs.items():
-        soft = np.clip(np.asarray(prob, np.float64), 0, 1) ** power
-        for w, t in enumerate(soft):
+        for w, t in enumerate(soft_targets(prob, power=power, cap=cap)):
             rows.append({"path": str(path), "start_s": w * window_s, "end_s": (w + 1) * window_s,
-                         "targets": t.astype(np.float32), "weight": float(weight)})
+                         "targets": t, "weight": float(weight)})
     return pd.DataFrame(rows, columns=["path", "start_s", "end_s", "targets", "weight"])
 
 
@@ -87,7 +90,7 @@ def noisy_student(initial: SedTrainResult, train: SedClips, config: SedConfig, s
     for r in range(1, rounds + 1):
         predictors = [*teachers, (lambda m: (lambda f: predict_file(m, config, f)))(kept.model)]
         windows = pseudo_windows(ensemble_probabilities(predictors, soundscapes), power=config.student_power,
-                                 weight=config.student_weight, window_s=config.window_s)
+                                 weight=config.student_weight, window_s=config.window_s, cap=config.student_cap)
         data = SedClips(train.recordings, train.labels, student_config,
                         windows=pd.concat([train.windows, windows], ignore_index=True),
                         teacher=train.teacher, cache=train.cache)
