@@ -196,9 +196,10 @@ def pooled(tiny_demo, tmp_path_factory):
     return make_heldout_task(tiny_demo, tmp_path_factory.mktemp("pooled") / "s0", split=0, settings=POOLED)
 
 
-def test_the_pool_is_in_neither_training_nor_test_and_is_unlabelled(pooled, sparse, tiny_demo):
+def test_the_pool_is_in_neither_training_nor_test_and_is_unlabelled(pooled, tiny_demo, tmp_path):
     from birdclef.data import load_taxonomy, load_train_metadata
 
+    sparse = make_heldout_task(tiny_demo, tmp_path / "plain", split=0, settings=SPARSE)  # the same task, no pool
     pool = pd.read_csv(pooled.data_dir / "pool_recordings.csv", dtype=str)
     train = set(pd.read_csv(pooled.data_dir / "train.csv", dtype=str)["filename"])
     assert len(pool) and not set(pool["filename"]) & train
