@@ -107,6 +107,12 @@ def test_stages_do_not_reach_back():
     # the preprocess stage knows nothing of training; the model stages nothing of the notebooks' plots
     assert not {"birdclef.train", "birdclef.pseudo"} & graph["birdclef.preprocess"]
     assert "birdclef.train" not in graph["birdclef.pseudo"]
+    # the train soundscapes' data (labelled windows, files) knows nothing of inference or the submission;
+    # the metric knows nothing of the stages; a model family does not reach into another one's modules
+    assert not {"birdclef.infer", "birdclef.submission", "birdclef.model"} & graph["birdclef.soundscapes"]
+    assert not {m for m in graph["birdclef.evaluate"] if m not in ("birdclef.data", "birdclef.errors")}
+    for module in (m for m in graph if m.startswith("birdclef.sed")):
+        assert not {"birdclef.pseudo", "birdclef.preprocess", "birdclef.train", "birdclef.head_family"} & graph[module], module
     for stage in ("birdclef.train", "birdclef.infer", "birdclef.submission", "birdclef.preprocess"):
         assert not {"birdclef.plots", "birdclef.report", "birdclef.pipeline", "birdclef.cli"} & graph[stage], stage
 

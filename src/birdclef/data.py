@@ -629,3 +629,20 @@ def n_windows(duration_s: float, window_s: float) -> int:
     window partial); 3 s gets 1.
     """
     return max(1, math.ceil((duration_s - WINDOW_TOLERANCE_S) / window_s - 1e-9))
+
+
+def row_ids(stem: str, count: int, window_s: float = 5.0) -> list[str]:
+    """['<stem>_5', '<stem>_10', …] for ``count`` windows of ``window_s`` seconds."""
+    return [f"{stem}_{int(round((i + 1) * window_s))}" for i in range(count)]
+
+
+def build_submission(window_probs: dict[str, np.ndarray], labels: list[str], window_s: float = 5.0) -> pd.DataFrame:
+    """{stem: (n_windows, n_classes)} → submission DataFrame (row_id + labels)."""
+    frames = []
+    for stem, prob in window_probs.items():
+        df = pd.DataFrame(np.asarray(prob, np.float64), columns=labels)
+        df.insert(0, "row_id", row_ids(stem, len(prob), window_s))
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["row_id", *labels])
+    return pd.concat(frames, ignore_index=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from birdclef.data import build_submission
 from birdclef.errors import SchemaError
 
 
@@ -133,3 +134,14 @@ def auc_columns(y: np.ndarray, s: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = ((r * y).sum(axis=0) - pos * (pos + 1) / 2) / (pos * neg)
     return np.where((pos > 0) & (neg > 0), auc, np.nan)
+
+
+def score_windows(probs: dict[str, np.ndarray], labels: list[str], truth: pd.DataFrame, window_s: float = 5.0
+                  ) -> float | None:
+    """The competition metric of {stem: (n_windows, n_classes)} against the truth rows of those stems."""
+    sub = build_submission(probs, labels, window_s)
+    sol = truth[truth["row_id"].isin(set(sub["row_id"]))]
+    try:
+        return score(sol, sub[sub["row_id"].isin(set(sol["row_id"]))], row_id_column_name="row_id")
+    except SchemaError:  # no positive among these rows, or rows that do not match: no score
+        return None

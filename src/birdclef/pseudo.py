@@ -34,10 +34,12 @@ import pandas as pd
 
 from birdclef.config import Config
 from birdclef.embeddings import Embedded
+from birdclef.evaluate import score_windows
 from birdclef.examples import PSEUDO, Examples, concat_examples, crop_examples, speech_free_frames
 from birdclef.model import HeadMeta, MLPHead, save_head
+from birdclef.infer import soundscape_probabilities, zero_shot_weights
 from birdclef.softlabels import soft_targets
-from birdclef.soundscapes import load_soundscapes, predict_soundscapes, score_windows, soundscape_truth
+from birdclef.soundscapes import load_soundscapes, soundscape_truth
 from birdclef.zeroshot import ZeroShot
 
 # fit(examples, extra=..., checkpoint=...) → (model, history, metrics): birdclef.train.train_head with
@@ -215,3 +217,28 @@ def round_heads(model_dir: str | Path) -> dict[int, Path]:
     """{round: head} saved by a training run's pseudo-labelling (0: before any pseudo label)."""
     model_dir = Path(model_dir)
     return {int(p.stem.removeprefix("head_pseudo")): p for p in sorted(model_dir.glob("head_pseudo*.pt"))}
+
+
+def predict_soundscapes(embedded: dict[str, Embedded], model: MLPHead, meta: HeadMeta, config: Config,
+                        *, zero_shot: ZeroShot | None = None) -> dict[str, np.ndarray]:
+    """{stem: (n_windows, n_classes)} the head's window probabilities after the config's post-processing;
+    with ``zero_shot``, blended with the backbone's own logits at the weights the submission would use
+    (:func:`birdclef.infer.zero_shot_weights`: ``zero_shot_weight`` or those chosen in ``meta``)."""
+    if zero_shot is None:
+        return {stem: soundscape_probabilities([e], [(model, meta)], config) for stem, e in embedded.items()}
+    weights = zero_shot_weights(config, [meta], zero_shot.mapped)
+    return {stem: soundscape_probabilities([e], [(model, meta)], config,
+                                           zero_shot=(zero_shot.window_logits(e, config.window_s), weights))
+            for stem, e in embedded.items()}
+
+
+def soundscape_metrics(model: MLPHead, meta: HeadMeta, config: Config) -> dict:
+    """{"soundscape_score": metric on the train soundscapes} when their truth exists, else {}."""
+    truth = soundscape_truth(config)
+    if truth is None:
+        return {}
+    embedded = load_soundscapes(config)
+    if not embedded:  # every train soundscape is labelled: they are scored as validation windows instead
+        return {}
+    s = score_windows(predict_soundscapes(embedded, model, meta, config), list(meta.labels), truth, config.window_s)
+    return {} if s is None else {"soundscape_score": s}

@@ -6,7 +6,7 @@ The labelled windows (``train_soundscapes_labels.csv``, parsed and validated by
 ``<work_dir>/preprocess/soundscape_windows.csv``; training turns them into examples
 (:func:`birdclef.examples.soundscape_examples`). The demo also writes the truth of every train
 soundscape window (``train_soundscapes_solution.csv``), which scores a head with the competition
-metric (:func:`soundscape_metrics`).
+metric (:func:`birdclef.pseudo.soundscape_metrics`).
 """
 from __future__ import annotations
 
@@ -18,12 +18,7 @@ import pandas as pd
 from birdclef.config import Config
 from birdclef.data import competition_paths, list_audio, load_soundscape_labels
 from birdclef.embeddings import Embedded, extract
-from birdclef.errors import SchemaError
-from birdclef.evaluate import score
-from birdclef.infer import soundscape_probabilities, zero_shot_weights
-from birdclef.model import HeadMeta, MLPHead
 from birdclef.workdir import RunLayout
-from birdclef.zeroshot import ZeroShot
 
 SOLUTION_FILE = "train_soundscapes_solution.csv"  # the demo's hidden truth for train_soundscapes
 WINDOW_COLUMNS = ["filename", "path", "start_s", "end_s", "row_id", "labels", "site", "hour"]
@@ -82,41 +77,3 @@ def load_soundscapes(config: Config, *, progress: bool = False, score_columns: n
 def soundscape_truth(config: Config) -> pd.DataFrame | None:
     path = Path(config.data_dir) / SOLUTION_FILE
     return pd.read_csv(path, dtype={"row_id": str}) if path.exists() else None
-
-
-def predict_soundscapes(embedded: dict[str, Embedded], model: MLPHead, meta: HeadMeta, config: Config,
-                        *, zero_shot: ZeroShot | None = None) -> dict[str, np.ndarray]:
-    """{stem: (n_windows, n_classes)} the head's window probabilities after the config's post-processing;
-    with ``zero_shot``, blended with the backbone's own logits at the weights the submission would use
-    (:func:`birdclef.infer.zero_shot_weights`: ``zero_shot_weight`` or those chosen in ``meta``)."""
-    if zero_shot is None:
-        return {stem: soundscape_probabilities([e], [(model, meta)], config) for stem, e in embedded.items()}
-    weights = zero_shot_weights(config, [meta], zero_shot.mapped)
-    return {stem: soundscape_probabilities([e], [(model, meta)], config,
-                                           zero_shot=(zero_shot.window_logits(e, config.window_s), weights))
-            for stem, e in embedded.items()}
-
-
-def score_windows(probs: dict[str, np.ndarray], labels: list[str], truth: pd.DataFrame, window_s: float = 5.0
-                  ) -> float | None:
-    """The competition metric of {stem: (n_windows, n_classes)} against the truth rows of those stems."""
-    from birdclef.submission import build_submission
-
-    sub = build_submission(probs, labels, window_s)
-    sol = truth[truth["row_id"].isin(set(sub["row_id"]))]
-    try:
-        return score(sol, sub[sub["row_id"].isin(set(sol["row_id"]))], row_id_column_name="row_id")
-    except SchemaError:  # no positive among these rows, or rows that do not match: no score
-        return None
-
-
-def soundscape_metrics(model: MLPHead, meta: HeadMeta, config: Config) -> dict:
-    """{"soundscape_score": metric on the train soundscapes} when their truth exists, else {}."""
-    truth = soundscape_truth(config)
-    if truth is None:
-        return {}
-    embedded = load_soundscapes(config)
-    if not embedded:  # every train soundscape is labelled: they are scored as validation windows instead
-        return {}
-    s = score_windows(predict_soundscapes(embedded, model, meta, config), list(meta.labels), truth, config.window_s)
-    return {} if s is None else {"soundscape_score": s}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from birdclef.config import Config
-from birdclef.data import competition_paths, list_audio, load_taxonomy
+from birdclef.data import build_submission, competition_paths, list_audio, load_taxonomy, row_ids  # noqa: F401  (re-exported)
 from birdclef.errors import SchemaError, SubmissionError
 from birdclef.evaluate import read_solution, score
 from birdclef.family import load_members
@@ -29,23 +29,6 @@ from birdclef.runs import record_run
 from birdclef.workdir import ModelFolder, RunLayout
 
 log = logging.getLogger(__name__)
-
-
-def row_ids(stem: str, count: int, window_s: float = 5.0) -> list[str]:
-    """['<stem>_5', '<stem>_10', …] for ``count`` windows of ``window_s`` seconds."""
-    return [f"{stem}_{int(round((i + 1) * window_s))}" for i in range(count)]
-
-
-def build_submission(window_probs: dict[str, np.ndarray], labels: list[str], window_s: float = 5.0) -> pd.DataFrame:
-    """{stem: (n_windows, n_classes)} → submission DataFrame (row_id + labels)."""
-    frames = []
-    for stem, prob in window_probs.items():
-        df = pd.DataFrame(np.asarray(prob, np.float64), columns=labels)
-        df.insert(0, "row_id", row_ids(stem, len(prob), window_s))
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame(columns=["row_id", *labels])
-    return pd.concat(frames, ignore_index=True)
 
 
 def validate_submission(df: pd.DataFrame, labels: list[str], expected_row_ids: list[str]) -> None:

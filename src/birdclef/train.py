@@ -477,7 +477,8 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     runs table.
     """
     from birdclef import pseudo, runs
-    from birdclef.soundscapes import load_windows, soundscape_metrics
+    from birdclef.pseudo import soundscape_metrics
+    from birdclef.soundscapes import load_windows
 
     paths = competition_paths(config.data_dir)
     taxonomy = load_taxonomy(paths.taxonomy)

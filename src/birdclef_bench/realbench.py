@@ -168,15 +168,20 @@ class RealBenchmark:
         self.cache = RunLayout(out)  # its embeddings, shared by every split: train_audio links resolve to one place
         self.cache.embeddings.mkdir(parents=True, exist_ok=True)
         self.trained: dict[str, Path] = {}  # (split, training settings) → model folder
+        self._preprocessed: set[Path] = set()  # shared folders preprocessed by this benchmark
 
     def _shared(self, split: int, config: Config) -> RunLayout:
-        """The split's preprocessed work folder for ``config``'s embedding settings (made once)."""
+        """The split's preprocessed work folder for ``config``'s embedding settings, preprocessed once per
+        benchmark (from the cache when nothing changed: a recording whose file changed, e.g. a data folder
+        copied afresh with new modification times, is embedded again rather than missing from a stale manifest)."""
         from birdclef.preprocess import run_preprocess
 
         shared = RunLayout(self.out / "shared" / f"{self.tag}-{split_name(split)}-{config.embedding_key()}")
-        if not shared.manifest.exists():
-            shared.link_caches(self.cache, preprocess=False)
+        if shared.root not in self._preprocessed:
+            if not shared.embeddings.exists():
+                shared.link_caches(self.cache, preprocess=False)
             run_preprocess(config=build_config(**{**config.to_dict(), "work_dir": str(shared.root)}))
+            self._preprocessed.add(shared.root)
         return shared
 
     def config(self, name: str, params: dict[str, Any], split: int, seed: int) -> Config:

@@ -60,7 +60,7 @@ def pseudo_windows(probs: dict[str, np.ndarray], *, power: float, weight: float,
 def soundscape_guard(files: Sequence[str | Path], truth: pd.DataFrame, labels: Sequence[str], config: SedConfig
                      ) -> Guard:
     """A guard scoring the competition metric of a student on ``files`` against ``truth`` (row_id + labels)."""
-    from birdclef.pseudo import score_windows
+    from birdclef.evaluate import score_windows
 
     def guard(model: SedModel, result: SedTrainResult) -> float:
         probs = {Path(f).stem: predict_file(model, config, f) for f in files}
