@@ -29,7 +29,7 @@ from birdclef.evaluate import auc_columns, score
 from birdclef.infer import soundscape_probabilities
 from birdclef.model import load_head
 from birdclef.pseudo import round_heads
-from birdclef_bench.realbench import mean_sd, yamnet_path  # noqa: F401  (also the helpers benchmarks/ import from here)
+from birdclef_bench.realbench import mean_sd, trained_model, yamnet_path  # noqa: F401  (also the helpers benchmarks/ import from here)
 from birdclef.submission import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
 
@@ -122,16 +122,7 @@ class Benchmark:
 
     def train(self, config: Config) -> Path:
         """Train (or reuse the head of a run with the same training settings) → the model folder."""
-        from birdclef.train import run_training
-
-        settings = config.training_dict()
-        if config.pseudo_rounds:  # pseudo labels are post-processed predictions: those settings train too
-            settings |= {k: v for k, v in config.to_dict().items() if k in ("window_pool", "smoothing_kernel", "tta_shifts_s")}
-        key = json.dumps(settings, sort_keys=True, default=str)
-        if key not in self.trained:
-            run_training(config=config, progress=False)
-            self.trained[key] = RunLayout.of(config).model_dir
-        return self.trained[key]
+        return trained_model(config, self.trained)
 
     def run(self, name: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
         from birdclef.submission import run_submission

@@ -202,16 +202,11 @@ class RealBenchmark:
 
     def run(self, name: str, params: dict[str, Any], split: int, seed: int) -> dict[str, Any]:
         from birdclef.submission import run_submission
-        from birdclef.train import run_training
 
         t0 = time.perf_counter()
         config = self.config(name, params, split, seed)
         # variants that differ only in post-processing (blend weight, smoothing) reuse the trained head
-        key = json.dumps([split, config.training_dict()], sort_keys=True, default=str)
-        if key not in self.trained:
-            run_training(config=config, progress=False)
-            self.trained[key] = RunLayout.of(config).model_dir
-        model_dir = self.trained[key]
+        model_dir = trained_model(config, self.trained, scope=split)
         if "context" in config.postprocess:  # a reused head's folder gets its context model (kept by fingerprint)
             from birdclef.context import train_context
 
@@ -252,6 +247,24 @@ class RealBenchmark:
         return [{"variant": name, "construction": self.tag, "split": split, "seed": -1,
                  **subset_scores(solution, build_submission(p, labels, config.window_s), mapped, ignore)}
                 for name, p in (("zero-shot", probs), ("zero-shot-smoothed", smoothed))]
+
+
+def trained_model(config: Config, trained: dict[str, Path], *, scope: Any = None) -> Path:
+    """The model folder of ``config``: trained now, or the one ``trained`` already holds for the same
+    training settings within ``scope`` (a split), so variants that change only the post-processing
+    score the same head. With pseudo-label rounds the submission's settings train too: the teacher's
+    targets are post-processed predictions."""
+    from birdclef.config import SUBMISSION_FIELDS
+    from birdclef.train import run_training
+
+    settings = config.training_dict()
+    if config.pseudo_rounds:
+        settings |= {k: v for k, v in config.to_dict().items() if k in SUBMISSION_FIELDS}
+    key = json.dumps([scope, settings], sort_keys=True, default=str)
+    if key not in trained:
+        run_training(config=config, progress=False)
+        trained[key] = RunLayout.of(config).model_dir
+    return trained[key]
 
 
 def split_name(split: int) -> str:
