@@ -229,7 +229,8 @@ def predict_files(
                                config.ensemble_weights)
         edges = np.cumsum([0] + [len(per_member[0][s]) for s in stems])
         probs = {s: blended[a:b] for s, a, b in zip(stems, edges[:-1], edges[1:])}
-    return probs, fallbacks, timing
+    # in the files' order (an unreadable file's prior rows were stored before the readable ones' finished)
+    return {f.stem: probs[f.stem] for f in files}, fallbacks, timing
 
 
 def rank_references(readable: Sequence[tuple], zero_shot: Sequence[ZeroShot | None], config: Config,
