@@ -147,3 +147,17 @@ def test_stage_commands_inherit_the_previous_stage_and_take_paths_from_where_the
     assert (model["data_dir"], model["work_dir"]) == (str(tiny_demo), str(work))  # saved absolute
     sub = pd.read_csv(here / "out" / "sub.csv", dtype={"row_id": str})
     assert len(sub) == 2 * 4 and not (work / "submission.csv").exists()
+
+
+def test_the_submit_command_adds_its_whole_time_to_the_speed_file(tmp_path):
+    import json
+
+    from birdclef.cli import record_command_seconds
+
+    path = tmp_path / "submission_speed.json"
+    path.write_text(json.dumps({"seconds": 0.5, "n_files": 2}))
+    record_command_seconds(path)
+    speed = json.loads(path.read_text())
+    assert speed["command_seconds"] >= 0.5 and speed["n_files"] == 2
+    record_command_seconds(tmp_path / "none.json")  # no submission written: nothing to add
+    assert not (tmp_path / "none.json").exists()

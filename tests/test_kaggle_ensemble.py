@@ -173,7 +173,7 @@ def test_kaggle_build_estimates_the_kernels_time_and_refuses_past_the_limit(memb
     assert speed["n_files"] == 2 and speed["members"][0]["folder"] == str(RunLayout.of(mlp).model_dir.resolve())
     built = _build(Path(mlp.work_dir), tmp_path / "ok", monkeypatch)
     assert built.budget[-1]["kaggle_min"] == built.marker["kaggle_minutes_estimate"] > 0
-    assert speed["command_seconds"] >= speed["seconds"]  # the whole command: its imports and set-up too
+    assert "command_seconds" not in speed  # measured in-process: the stage alone (the CLI adds its own)
     # ten minutes of set-up outside the stage: once per run, ×1.5 safety
     speed_file.write_text(json.dumps({**speed, "command_seconds": speed["seconds"] + 600}))
     try:

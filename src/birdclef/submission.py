@@ -101,14 +101,11 @@ def kaggle_estimate_minutes(seconds: float, n_files: int, *, cores: int | None =
 
 def write_speed(path: Path, members, timing, *, seconds: float, n_files: int) -> None:
     """``<work_dir>/submission_speed.json``: this submission's measured speed, whole and per member
-    (what ``kaggle build`` estimates the kernel's time from): ``seconds`` the stage, ``command_seconds``
-    since this process imported birdclef (the imports and set-up a whole command or a notebook adds)."""
-    import birdclef
-
+    (what ``kaggle build`` estimates the kernel's time from): ``seconds`` the stage (``birdclef submit``
+    adds ``command_seconds``, the whole command: :func:`birdclef.cli.record_command_seconds`)."""
     per_file = timing.seconds_per_file()
-    command = max(seconds, time.perf_counter() - birdclef.IMPORTED_AT)
     write_json({"n_files": n_files, "cores": os.cpu_count() or 1, "seconds": round(seconds, 3),
-                "command_seconds": round(command, 3), "seconds_per_file": round(seconds / n_files, 4),
+                "seconds_per_file": round(seconds / n_files, 4),
                 "members": [{"folder": str(Path(m.folder).resolve()), "family": m.family,
                              "seconds_per_file": None if x is None else round(x, 4)} for m, x in zip(members, per_file)],
                 "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, path)
