@@ -386,7 +386,8 @@ class Config:
                              f"{self.context_hidden}")
         # a setting of a step that is not in the chain would be silently ignored: refused by name
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for name in ("file_boost", "taxon_smoothing", "genus_smoothing", "rank_blend", "context"):
+        # (the steps off in Config()'s own chain: the registry's others; a new step needs no entry here)
+        for name in (n for n in STEPS if n not in defaults["postprocess"]):
             set_ = [f for f in STEPS[name].fields if getattr(self, f) != defaults[f]]
             if set_ and name not in self.postprocess:
                 raise ValueError(f"{', '.join(f'{f}={getattr(self, f)!r}' for f in set_)} set but the step {name!r} "

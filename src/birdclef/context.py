@@ -186,15 +186,8 @@ def train_context(folder: ModelFolder, config: Config, *, progress: bool = False
         if json.dumps(blob["fingerprint"], sort_keys=True, default=str) == json.dumps(fingerprint, sort_keys=True,
                                                                                        default=str):
             return dict(blob["metrics"])
-    with np.load(path) as z:
-        prob, truth, counts = z["prob"], z["truth"], z["counts"]
-        zs = z["zero_shot"] if "zero_shot" in z.files else None
-        weights, mapped = z["weights"], z["mapped"]
-    if zs is not None and config.zero_shot_weight is not None and len(mapped):
-        weights = np.where(mapped, float(config.zero_shot_weight), 0.0)
     # the chain before the context step, as the submission runs it
-    inputs = valsoundscapes.finished(prob, counts, config, zero_shot=zs, weights=weights if len(weights) else None,
-                                     mapped=mapped if len(mapped) else None)
+    inputs, truth, counts = valsoundscapes.saved_finished(path, config)
     edges = np.cumsum([0, *np.asarray(counts, int)])
     files = [(inputs[a:b], truth[a:b]) for a, b in zip(edges[:-1], edges[1:])]
     if len(files) < 4:

@@ -146,13 +146,12 @@ def pseudo_label(
         truth = None
     guard_name = "val_auc" if truth is None else "soundscape_score"
 
-    judged: dict[int, tuple[HeadMeta, float | None]] = {}
+    judged: list = []  # [head, its judgement]: the last head judged (held, so it is never mistaken for another)
 
     def judge_once(m: MLPHead) -> tuple[HeadMeta, float | None]:  # the guard and the teacher judge one head alike
-        if id(m) not in judged:
-            judged.clear()
-            judged[id(m)] = judge(m)
-        return judged[id(m)]
+        if not judged or judged[0] is not m:
+            judged[:] = [m, judge(m)]
+        return judged[1]
 
     def guard(m: MLPHead, val_auc: float) -> float:
         nonlocal guard_name

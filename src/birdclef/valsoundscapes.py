@@ -149,20 +149,25 @@ def save(path: Path, val: ValSoundscapes, prob: np.ndarray, weights: np.ndarray 
               mapped=np.zeros(0, bool) if mapped is None else np.asarray(mapped, bool), **extra)
 
 
-def saved_score(model_dir: str | Path, config: Config) -> float:
-    """The saved validation soundscapes of a model folder scored after ``config``'s post-processing (its
-    ``zero_shot_weight`` when a number, else the head's chosen weights; then smoothing; the context
-    step left out, see :func:`finished`); NaN when the folder has none."""
-    path = Path(model_dir) / FILE
-    if not path.exists():
-        return float("nan")
+def saved_finished(path: str | Path, config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A saved validation-soundscape file (:func:`save`) after ``config``'s post-processing (its
+    ``zero_shot_weight`` when a number, else the head's chosen weights; the context step left out, see
+    :func:`finished`) → (probabilities (n_windows, n_classes), truth (n_windows, n_classes), windows per file)."""
     with np.load(path) as z:
         prob, truth, counts = z["prob"], z["truth"], z["counts"]
         zs = z["zero_shot"] if "zero_shot" in z.files else None
         weights, mapped = z["weights"], z["mapped"]
     if zs is not None and config.zero_shot_weight is not None and len(mapped):
         weights = np.where(mapped, float(config.zero_shot_weight), 0.0)
-    if len(weights) == 0:
-        weights = None
-    return score(truth, finished(prob, counts, config, zero_shot=zs, weights=weights,
-                                 mapped=mapped if len(mapped) else None))
+    return (finished(prob, counts, config, zero_shot=zs, weights=weights if len(weights) else None,
+                     mapped=mapped if len(mapped) else None), truth, counts)
+
+
+def saved_score(model_dir: str | Path, config: Config) -> float:
+    """The saved validation soundscapes of a model folder scored after ``config``'s post-processing
+    (:func:`saved_finished`); NaN when the folder has none."""
+    path = Path(model_dir) / FILE
+    if not path.exists():
+        return float("nan")
+    prob, truth, _ = saved_finished(path, config)
+    return score(truth, prob)
