@@ -26,10 +26,10 @@ def main() -> None:
     warnings.simplefilter("ignore")
 
     from birdclef.config import build_config
-    from birdclef.demo import make_demo_dataset
-    from birdclef.preprocess import run_preprocess
-    from birdclef.submission import run_submission
-    from birdclef.train import run_training
+    from birdclef.data.demo import make_demo_dataset
+    from birdclef.features.preprocess import run_preprocess
+    from birdclef.submission.submit import run_submission
+    from birdclef.models.train import run_training
 
     tmp = Path(tempfile.mkdtemp(prefix="birdclef-backbones-"))
     data = Path(args.data_dir) if args.data_dir else tmp / "data"

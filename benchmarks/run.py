@@ -47,9 +47,9 @@ def model_path(name: str) -> str | None:
 def stage_rows(soundscape: Path, backbones: list[str]) -> list[tuple[str, float]]:
     import torch
 
-    from birdclef import audio
+    from birdclef.data import audio
     from birdclef.backbones import get_backbone
-    from birdclef.speech import speech_intervals
+    from birdclef.features.speech import speech_intervals
 
     torch.set_num_threads(1)  # per-core figures
     rows = []
@@ -94,7 +94,7 @@ def stage_rows(soundscape: Path, backbones: list[str]) -> list[tuple[str, float]
         bb.embed(frames[:2])
         t, _ = timed(bb.embed, frames, repeat=2)
         rows.append((f"embed: {name} ({len(frames)} × {bb.spec.window_s:g}-s windows)", ratio(t)))
-    from birdclef.model import HeadMeta, MLPHead, predict
+    from birdclef.models.head import HeadMeta, MLPHead, predict
 
     meta = HeadMeta(1024, tuple(str(i) for i in range(206)), (512, 256), 0.3, "ce", 1, "x")
     head = MLPHead(1024, 206).eval()
@@ -108,7 +108,7 @@ E2E = textwrap.dedent("""
     import resource, sys, time, warnings
     warnings.simplefilter("ignore")
     from birdclef.config import resume_config
-    from birdclef.submission import run_submission
+    from birdclef.submission.submit import run_submission
     data, work, model_dir = sys.argv[1:4]
     config = resume_config(model_dir + "/config.json", data_dir=data, work_dir=work)
     t0 = time.perf_counter()
@@ -136,10 +136,10 @@ def main() -> None:
     backbones = [b for b in args.backbones.split(",") if b]
 
     from birdclef.config import build_config
-    from birdclef.demo import make_demo_dataset
-    from birdclef.preprocess import run_preprocess
+    from birdclef.data.demo import make_demo_dataset
+    from birdclef.features.preprocess import run_preprocess
     from birdclef.workdir import RunLayout
-    from birdclef.train import run_training
+    from birdclef.models.train import run_training
 
     tmp = Path(tempfile.mkdtemp(prefix="birdclef-bench-"))
     data = tmp / "data"

@@ -43,7 +43,7 @@ WHAT = {
 
 def _scores(solution: pd.DataFrame, probs: dict[str, np.ndarray], labels: list[str], mapped: dict[str, bool]) -> dict:
     from birdclef_bench.realbench import subset_scores
-    from birdclef.submission import build_submission
+    from birdclef.submission.submit import build_submission
 
     return subset_scores(solution, build_submission(probs, labels), mapped)
 
@@ -60,21 +60,21 @@ def main() -> None:
     ap.add_argument("--md", default=str(REPO / "benchmarks" / "sed_quality.md"))
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    from birdclef import sed
+    from birdclef.models import sed
     from birdclef.config import build_config
-    from birdclef.data import competition_paths, list_audio, load_taxonomy
-    from birdclef.embeddings import EmbeddingCache
+    from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
+    from birdclef.features.embeddings import EmbeddingCache
     from birdclef.postprocess import smooth_windows
-    from birdclef.preprocess import run_preprocess
-    from birdclef.submission import run_submission
-    from birdclef.train import run_training
+    from birdclef.features.preprocess import run_preprocess
+    from birdclef.submission.submit import run_submission
+    from birdclef.models.train import run_training
     from birdclef.workdir import RunLayout
-    from birdclef.zeroshot import load_zero_shot
+    from birdclef.features.zeroshot import load_zero_shot
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.dataset == "demo":
-        from birdclef.demo import make_demo_dataset
+        from birdclef.data.demo import make_demo_dataset
 
         data = out / "data"
         if not (data / "solution.csv").exists():

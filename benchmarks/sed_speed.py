@@ -56,9 +56,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from birdclef import audio
-    from birdclef.sed import build_model, build_sed_config, load_run, save_run
-    from birdclef.sed.export import openvino_available
+    from birdclef.data import audio
+    from birdclef.models.sed import build_model, build_sed_config, load_run, save_run
+    from birdclef.models.sed.export import openvino_available
 
     tmp = Path(tempfile.mkdtemp(prefix="birdclef-sed-speed-"))
     minute = _minute(tmp / "minute.ogg")

@@ -43,7 +43,8 @@ REAL_SPEECH: dict[str, tuple[float, float]] = {
 
 def probabilities(path: str) -> tuple[np.ndarray, float]:
     """Silero's (n_chunks,) speech probabilities for one file, and its duration in seconds."""
-    from birdclef import audio, speech
+    from birdclef.data import audio
+    from birdclef.features import speech
 
     x, sr = audio.read_audio(path)
     x = audio.rms_normalise(audio.denoise(x, sr))
@@ -80,7 +81,7 @@ def _starts(duration_s: float, frame_s: float) -> np.ndarray:
 
 def frames(intervals: list[tuple[float, float]], duration_s: float, frame_s: float = FRAME_S) -> np.ndarray:
     """(n_frames,) bool: frames of ``frame_s`` from 0 that any speech touches."""
-    from birdclef.speech import speech_fraction
+    from birdclef.features.speech import speech_fraction
 
     return speech_fraction(intervals, starts_s=_starts(duration_s, frame_s), length_s=frame_s) > 0
 
@@ -94,7 +95,7 @@ def span_seconds(duration_s: float, span: tuple[float, float] | None) -> np.ndar
 
 
 def detect(prob: np.ndarray, duration_s: float, threshold: float, min_speech_s: float, edge_s: float | None):
-    from birdclef.speech import _intervals, edge_spans
+    from birdclef.features.speech import _intervals, edge_spans
 
     within = None if edge_s is None else edge_spans(duration_s, edge_s)
     return _intervals(prob, threshold, min_speech_s=min_speech_s, within=within)
@@ -222,7 +223,7 @@ def run(args: argparse.Namespace, tmp: Path, t0: float) -> str:
     if args.demo:
         demo_dir = Path(args.demo)
     else:
-        from birdclef.demo import PRESETS, make_demo_dataset
+        from birdclef.data.demo import PRESETS, make_demo_dataset
 
         demo_dir = tmp / "demo"
         make_demo_dataset(demo_dir, **PRESETS["demo"])

@@ -15,7 +15,7 @@ SHARED_MODELS = REPO.parent / "shared" / "models"
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
     """4 classes × 5 recordings, 2 train + 2 test soundscapes of 20 s: the whole pipeline in seconds."""
-    from birdclef.demo import make_demo_dataset
+    from birdclef.data.demo import make_demo_dataset
 
     root = tmp_path_factory.mktemp("tiny_demo")
     make_demo_dataset(root, n_classes=4, recordings_per_class=5, recording_s=(4.0, 8.0), n_train_soundscapes=2,

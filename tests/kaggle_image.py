@@ -37,7 +37,7 @@ KAGGLE_IMAGE = {
     "torch": "2.10.0", "torchaudio": "2.10.0", "tensorflow": "2.20.0", "numpy": "2.2.6",
     "pandas": "2.3.3", "scikit-learn": "1.6.1", "scipy": "1.16.3",
     # The rest of the image the kernel touches (the notebook runner, the audio reader, what the bundled
-    # wheels require; birdclef.kaggle.KAGGLE_PREINSTALLED names them), at the versions Kaggle/docker-python's
+    # wheels require; birdclef.submission.kaggle.KAGGLE_PREINSTALLED names them), at the versions Kaggle/docker-python's
     # installed_cpu_packages.txt lists (its commit of 2026-06-17; that file has numpy 2.4.6 and
     # tensorflow 2.19.0 where issue 21 has the ones above). Packages not named resolve to the newest that fit.
     "matplotlib": "3.10.0", "soundfile": "0.13.1", "tqdm": "4.67.3", "joblib": "1.5.3", "threadpoolctl": "3.6.0",

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from birdclef import audio
+from birdclef.data import audio
 from birdclef.errors import AudioError
 
 

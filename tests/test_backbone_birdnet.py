@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from birdclef.audio import frame, read_audio, resample
+from birdclef.data.audio import frame, read_audio, resample
 from birdclef.backbones import backbone_spec, get_backbone
 from birdclef.backbones import birdnet as birdnet_module
 from birdclef.backbones.birdnet import (
@@ -20,9 +20,9 @@ from birdclef.backbones.birdnet import (
     labels_reader,
     load_birdnet_labels,
 )
-from birdclef.data import load_taxonomy
+from birdclef.data.competition import load_taxonomy
 from birdclef.errors import BackboneUnavailable, SchemaError
-from birdclef.zeroshot import map_taxonomy
+from birdclef.features.zeroshot import map_taxonomy
 
 TAXONOMY_2025 = Path(__file__).parent / "fixtures" / "taxonomy_2025.csv"
 # Of the 206 classes of 2025, the 145 birds BirdNET V2.4 knows by the same scientific name map;
@@ -221,7 +221,7 @@ def test_labels_only_path_reads_the_loaded_models_labels(bb, model_path, monkeyp
 def test_zero_shot_mapping_without_building_the_model(bb, model_path, monkeypatch):
     import birdclef.backbones as backbones
     from birdclef.config import build_config
-    from birdclef.zeroshot import load_zero_shot
+    from birdclef.features.zeroshot import load_zero_shot
 
     def refuse(*args, **kwargs):
         raise AssertionError("the zero-shot mapping built a backbone")

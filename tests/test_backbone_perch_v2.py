@@ -19,10 +19,10 @@ from birdclef.backbones.perch_v2 import (
     ENV_VAR, LABELS_ENV_VAR, SPEC, find_outputs, load_perch_v2_labels, make_perch_v2,
 )
 from birdclef.config import build_config
-from birdclef.data import competition_paths, list_audio, load_taxonomy
-from birdclef.embeddings import EmbeddingCache, embed_recording, extract
+from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
+from birdclef.features.embeddings import EmbeddingCache, embed_recording, extract
 from birdclef.errors import BackboneUnavailable, SchemaError
-from birdclef.zeroshot import load_zero_shot, map_taxonomy
+from birdclef.features.zeroshot import load_zero_shot, map_taxonomy
 
 N = SPEC.window_samples  # 160000
 K = 1600  # the stand-in's classes

@@ -1,11 +1,11 @@
-"""The context model (birdclef.context): a GRU over a file's windows, the chain's optional last step."""
+"""The context model (birdclef.models.context): a GRU over a file's windows, the chain's optional last step."""
 import numpy as np
 import pytest
 
-from birdclef import context, valsoundscapes
+from birdclef.models import context, valsoundscapes
 from birdclef.config import build_config
 from birdclef.errors import BirdclefError
-from birdclef.evaluate import masked_auc_columns
+from birdclef.data.metric import masked_auc_columns
 from birdclef.postprocess import Evidence, run_chain
 from birdclef.workdir import ModelFolder
 
@@ -91,7 +91,7 @@ def test_train_context_fits_on_the_saved_validation_soundscapes_and_reuses_a_mat
 
 
 def test_a_trained_context_model_travels_in_the_kaggle_bundle(tmp_path):
-    from birdclef.head_family import HeadFamily
+    from birdclef.models.head_family import HeadFamily
     from birdclef.workdir import ModelFolder
 
     folder = ModelFolder(tmp_path / "model")

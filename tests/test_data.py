@@ -8,7 +8,7 @@ import pytest
 import numpy as np
 import soundfile as sf
 
-from birdclef.data import (
+from birdclef.data.competition import (
     TRAIN_COLUMNS, TRAIN_COLUMNS_2026, competition_paths, data_card, detect_layout, load_soundscape_labels,
     load_taxonomy, load_train_metadata, parse_label_list, parse_soundscape_name,
 )
@@ -208,7 +208,7 @@ def make_extra_2023(root: Path, current: pd.DataFrame, *, seed: int = 2) -> Path
     (an eBird species ``current`` lacks) and nosuch1 (in no taxonomy); one more row's label
     (nosuch9) is in no taxonomy at all.
     """
-    from birdclef.demo import make_demo_dataset
+    from birdclef.data.demo import make_demo_dataset
 
     make_demo_dataset(root, n_classes=4, recordings_per_class=2, recording_s=(3.0, 4.0), n_train_soundscapes=1,
                       n_test_soundscapes=1, soundscape_s=15.0, speech_fraction=0.0, seed=seed)
@@ -269,7 +269,7 @@ def extra_2023(tmp_path_factory, current_taxonomy) -> Path:
 
 
 def test_extra_2023_labels_map_by_scientific_name(extra_2023, current_taxonomy):
-    from birdclef.data import extra_layout, load_extra_recordings
+    from birdclef.data.competition import extra_layout, load_extra_recordings
 
     assert extra_layout(extra_2023) == "2023"
     extra = load_extra_recordings(extra_2023, current_taxonomy)
@@ -293,7 +293,7 @@ def test_extra_2023_labels_map_by_scientific_name(extra_2023, current_taxonomy):
 
 
 def test_extra_secondary_labels_map_through_the_folders_own_taxonomy(extra_2023, current_taxonomy):
-    from birdclef.data import load_extra_recordings
+    from birdclef.data.competition import load_extra_recordings
 
     extra = load_extra_recordings(extra_2023, current_taxonomy)
     first = extra.recordings.iloc[0]
@@ -304,7 +304,7 @@ def test_extra_secondary_labels_map_through_the_folders_own_taxonomy(extra_2023,
 
 
 def test_extra_folders_get_collision_free_filenames_and_copies_are_used_once(extra_2023, current_taxonomy, tmp_path):
-    from birdclef.data import SAME_AUDIO_FILE, load_extra_data
+    from birdclef.data.competition import SAME_AUDIO_FILE, load_extra_data
 
     twin = tmp_path / "birdclef-2023"  # another folder of the same name: a copy of the same recordings
     shutil.copytree(extra_2023, twin)
@@ -348,10 +348,10 @@ def small_extra(tmp_path) -> Path:
 ])
 def test_an_extra_recording_repeating_a_competition_one_is_skipped_with_its_rule(
         small_extra, current_taxonomy, caplog, competition, duplicate, reason):
-    from birdclef.data import load_extra_data
+    from birdclef.data.competition import load_extra_data
 
     metadata = pd.DataFrame(competition, columns=["filename", "url"])
-    with caplog.at_level("WARNING", logger="birdclef.data"):
+    with caplog.at_level("WARNING", logger="birdclef.data.competition"):
         rec, skipped = load_extra_data([small_extra], current_taxonomy, metadata=metadata)
     assert sorted(rec["filename"]) == sorted(f"small/{f}" for f, _ in EXTRA_ROWS if f != duplicate)
     assert skipped.to_dict("records") == [{"filename": f"small/{duplicate}",
@@ -361,13 +361,13 @@ def test_an_extra_recording_repeating_a_competition_one_is_skipped_with_its_rule
 
 
 def test_duplicates_are_counted_per_rule_and_look_alikes_are_kept(small_extra, current_taxonomy, caplog):
-    from birdclef.data import load_extra_data
+    from birdclef.data.competition import load_extra_data
 
     metadata = pd.DataFrame([("c1/a.ogg", "https://xeno-canto.org/100"),
                              ("c1/b.ogg", "https://inaturalist.org/observations/300"),  # www. left out
                              ("c2/keep.ogg", "")], columns=["filename", "url"])
     exclude = [small_extra / "train_audio" / "c1" / "Dawn_Chorus.wav"]  # the competition holds this very file
-    with caplog.at_level("WARNING", logger="birdclef.data"):
+    with caplog.at_level("WARNING", logger="birdclef.data.competition"):
         rec, skipped = load_extra_data([small_extra], current_taxonomy, exclude=exclude, metadata=metadata)
     assert rec.empty and len(skipped) == 4
     assert sorted(r.getMessage() for r in caplog.records) == [
@@ -378,13 +378,13 @@ def test_duplicates_are_counted_per_rule_and_look_alikes_are_kept(small_extra, c
     others = pd.DataFrame([("c1/iNat100.ogg", ""), ("c1/XC300.ogg", "https://xeno-canto.org/300"),
                            ("c1/Dawn_Chorus_2.wav", ""), ("c1/kept.ogg", "nan")], columns=["filename", "url"])
     caplog.clear()
-    with caplog.at_level("WARNING", logger="birdclef.data"):
+    with caplog.at_level("WARNING", logger="birdclef.data.competition"):
         rec, skipped = load_extra_data([small_extra], current_taxonomy, metadata=others)
     assert len(rec) == 4 and skipped.empty and not caplog.records
 
 
 def test_extra_data_summary_counts_per_folder(extra_2023, current_taxonomy):
-    from birdclef.data import extra_data_summary
+    from birdclef.data.competition import extra_data_summary
 
     table = extra_data_summary([extra_2023], current_taxonomy)
     assert table.to_dict("records") == [{
@@ -394,7 +394,7 @@ def test_extra_data_summary_counts_per_folder(extra_2023, current_taxonomy):
 
 
 def test_an_own_layout_folder_maps_by_scientific_name(tiny_demo, tmp_path):
-    from birdclef.data import extra_layout, load_extra_recordings
+    from birdclef.data.competition import extra_layout, load_extra_recordings
 
     own = make_extra_own(tmp_path / "own", tiny_demo)
     taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
@@ -407,7 +407,7 @@ def test_an_own_layout_folder_maps_by_scientific_name(tiny_demo, tmp_path):
 
 
 def test_a_folder_of_neither_layout_is_refused(tmp_path, current_taxonomy):
-    from birdclef.data import load_extra_recordings
+    from birdclef.data.competition import load_extra_recordings
 
     with pytest.raises(FileNotFoundError, match=r"train_metadata\.csv \+ eBird_Taxonomy_v2021\.csv"):
         load_extra_recordings(tmp_path, current_taxonomy)
@@ -417,7 +417,7 @@ REALDEV = Path(os.environ.get("BIRDCLEF_REALDEV") or Path(__file__).resolve().pa
 
 
 def test_realdev_as_an_extra_folder():
-    from birdclef.data import extra_data_summary, load_extra_recordings
+    from birdclef.data.competition import extra_data_summary, load_extra_recordings
 
     if not (REALDEV / "train.csv").is_file():
         pytest.skip(f"{REALDEV} not here (set BIRDCLEF_REALDEV to a folder in the BirdCLEF layout)")

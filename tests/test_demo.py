@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 from scipy.signal import butter, sosfiltfilt, stft
 
-from birdclef import demo
-from birdclef.demo import DemoSummary, make_demo_dataset
+from birdclef.data import demo
+from birdclef.data.demo import DemoSummary, make_demo_dataset
 
 SMALL = dict(n_classes=6, recordings_per_class=2, recording_s=(4.0, 8.0), n_train_soundscapes=1,
              n_test_soundscapes=2, speech_fraction=0.5, seed=7)
@@ -251,7 +251,7 @@ def test_presets_name_valid_arguments():
 
 
 def test_distance_absorbs_high_frequencies_and_adds_a_tail():
-    from birdclef.demo.render import _at_distance
+    from birdclef.data.demo.render import _at_distance
 
     sr = 32_000
     t = np.arange(sr) / sr
@@ -313,7 +313,7 @@ def dataset_2026(tmp_path_factory) -> tuple[Path, DemoSummary]:
 
 
 def test_2026_layout_parses_with_the_data_layer(dataset_2026):
-    from birdclef.data import (data_card, detect_layout, load_soundscape_labels, load_taxonomy, load_train_metadata,
+    from birdclef.data.competition import (data_card, detect_layout, load_soundscape_labels, load_taxonomy, load_train_metadata,
                                parse_soundscape_name)
 
     root, summary = dataset_2026
@@ -350,7 +350,7 @@ def test_2026_layout_parses_with_the_data_layer(dataset_2026):
 
 
 def test_2026_soundscape_only_classes_have_no_train_audio(dataset_2026):
-    from birdclef.data import load_soundscape_labels, load_taxonomy
+    from birdclef.data.competition import load_soundscape_labels, load_taxonomy
 
     root, summary = dataset_2026
     only = set(summary.soundscape_only_classes)

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 
 from birdclef.config import build_config
-from birdclef.embeddings import extract
+from birdclef.features.embeddings import extract
 
 distributed = pytest.importorskip("distributed")
 
 
 @pytest.mark.slow
 def test_local_cluster_writes_the_same_cache(tiny_demo, tmp_path):
-    from birdclef.distributed import extract_on_cluster
+    from birdclef.features.distributed import extract_on_cluster
 
     files = sorted((tiny_demo / "train_audio").rglob("*.ogg"))[:6] + [tiny_demo / "train_audio" / "missing.ogg"]
     config = build_config(work_dir=str(tmp_path / "run"), backbone="melstats", n_workers=1)

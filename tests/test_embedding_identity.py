@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 import birdclef.backbones as backbones
-from birdclef import embeddings
+from birdclef.features import embeddings
 from birdclef.backbones import (
     BACKBONES,
     BUILTIN,
@@ -28,7 +28,7 @@ from birdclef.backbones import (
 )
 from birdclef.backbones import birdnet
 from birdclef.config import EMBEDDING_FIELDS, build_config
-from birdclef.embeddings import EmbeddingCache, extract
+from birdclef.features.embeddings import EmbeddingCache, extract
 from birdclef.errors import BackboneUnavailable, BirdclefError, CacheMismatchError
 from birdclef.io import read_json, write_json, write_npz
 
@@ -210,7 +210,7 @@ def test_a_cache_from_before_model_keys_is_recomputed_not_refused(weighted, reco
     old = root / f"{p.stem[:40]}-{hashlib.sha1(f'{p}|{st.st_size}|{st.st_mtime_ns}'.encode()).hexdigest()[:12]}.npz"
     write_npz(old, embeddings=np.zeros((3, 2), np.float16), starts_s=np.arange(3.0),
               speech=np.zeros(3, np.float32), duration_s=np.float64(3.0))
-    with caplog.at_level(logging.WARNING, logger="birdclef.embeddings"):
+    with caplog.at_level(logging.WARNING, logger="birdclef.features.embeddings"):
         results, status = _run(recordings, config)
     assert status == {"computed"} and np.abs(results[str(recordings[0])].embeddings).max() > 0
     assert old.exists()  # never deleted behind the user's back: the warning names it

@@ -1,6 +1,6 @@
 import pytest
 
-from birdclef.data import WINDOW_TOLERANCE_S, n_windows
+from birdclef.data.competition import WINDOW_TOLERANCE_S, n_windows
 
 
 @pytest.mark.parametrize("duration_s, rows", [
@@ -28,7 +28,7 @@ def test_a_pool_worker_starts_without_torch_and_torch_gets_one_thread():
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from birdclef.embeddings import init_worker_process
+    from birdclef.features.embeddings import init_worker_process
 
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=init_worker_process) as pool:
         imported, threads = pool.submit(_worker_state).result(timeout=120)

@@ -5,7 +5,7 @@ from sklearn.metrics import roc_auc_score
 
 from birdclef import score
 from birdclef.errors import SchemaError
-from birdclef.evaluate import macro_auc, per_class_auc
+from birdclef.data.metric import macro_auc, per_class_auc
 
 
 def _frames(seed=0, n=40, labels=("a", "1139490", "c")):
@@ -77,7 +77,7 @@ def test_per_class_auc_marks_undefined_classes_nan():
 
 
 def test_auc_columns_equals_per_class_auc_ties_included():
-    from birdclef.evaluate import auc_columns, per_class_auc
+    from birdclef.data.metric import auc_columns, per_class_auc
 
     rng = np.random.default_rng(0)
     y = rng.random((60, 4)) < 0.3

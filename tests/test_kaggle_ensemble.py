@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdclef import kaggle
+from birdclef.submission import kaggle
 from birdclef.config import build_config, load_config, stage_config
-from birdclef.data import load_taxonomy
+from birdclef.data.competition import load_taxonomy
 from birdclef.errors import BirdclefError
-from birdclef.preprocess import run_preprocess
-from birdclef.submission import run_submission
-from birdclef.train import run_training
+from birdclef.features.preprocess import run_preprocess
+from birdclef.submission.submit import run_submission
+from birdclef.models.train import run_training
 from birdclef.workdir import RunLayout
 
 pytest.importorskip("onnxruntime")

@@ -97,24 +97,73 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_the_package_import_graph_has_no_cycle():
     graph = import_graph()
-    assert {"birdclef.train", "birdclef.pseudo", "birdclef.examples", "birdclef.soundscapes"} <= set(graph)
-    assert "birdclef.examples" in graph["birdclef.pseudo"]  # the parser sees function-level imports too
+    assert {"birdclef.models.train", "birdclef.models.pseudo", "birdclef.models.examples", "birdclef.features.soundscapes"} <= set(graph)
+    assert "birdclef.models.examples" in graph["birdclef.models.pseudo"]  # the parser sees function-level imports too
     assert cycles(graph) == []
 
 
 def test_stages_do_not_reach_back():
     graph = import_graph()
     # the preprocess stage knows nothing of training; the model stages nothing of the notebooks' plots
-    assert not {"birdclef.train", "birdclef.pseudo"} & graph["birdclef.preprocess"]
-    assert "birdclef.train" not in graph["birdclef.pseudo"]
+    assert not {"birdclef.models.train", "birdclef.models.pseudo"} & graph["birdclef.features.preprocess"]
+    assert "birdclef.models.train" not in graph["birdclef.models.pseudo"]
     # the train soundscapes' data (labelled windows, files) knows nothing of inference or the submission;
     # the metric knows nothing of the stages; a model family does not reach into another one's modules
-    assert not {"birdclef.infer", "birdclef.submission", "birdclef.model"} & graph["birdclef.soundscapes"]
-    assert not {m for m in graph["birdclef.evaluate"] if m not in ("birdclef.data", "birdclef.errors")}
-    for module in (m for m in graph if m.startswith("birdclef.sed")):
-        assert not {"birdclef.pseudo", "birdclef.preprocess", "birdclef.train", "birdclef.head_family"} & graph[module], module
-    for stage in ("birdclef.train", "birdclef.infer", "birdclef.submission", "birdclef.preprocess"):
-        assert not {"birdclef.plots", "birdclef.report", "birdclef.pipeline", "birdclef.cli"} & graph[stage], stage
+    assert not {"birdclef.inference.predict", "birdclef.submission.submit", "birdclef.models.head"} & graph["birdclef.features.soundscapes"]
+    assert not {m for m in graph["birdclef.data.metric"] if m not in ("birdclef.data.competition", "birdclef.errors")}
+    for module in (m for m in graph if m.startswith("birdclef.models.sed")):
+        assert not {"birdclef.models.pseudo", "birdclef.features.preprocess", "birdclef.models.train", "birdclef.models.head_family"} & graph[module], module
+    for stage in ("birdclef.models.train", "birdclef.inference.predict", "birdclef.submission.submit", "birdclef.features.preprocess"):
+        assert not {"birdclef.report.plots", "birdclef.report.tables", "birdclef.pipeline", "birdclef.cli"} & graph[stage], stage
+
+
+
+# The package's floors, bottom to top: a module imports only modules of its own floor or one beneath
+# (README, "Package layout"). A stage folder is one floor; the three registries config validates against
+# (backbones, post-processing steps, the model-family protocol) sit beneath config, the stages above it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors", "io", "params", "progress", "workdir"),  # the ground: no birdclef import
+    ("data",),  # the competition's layout and tables, audio, sessions, the metric, mixing, the demo
+    ("backbones",),  # the backbone registry and its members
+    ("postprocess",),  # the chain of named steps, priors
+    ("family",),  # the model-family protocol
+    ("config",),  # one frozen Config, validated against the registries beneath
+    ("runs", "pipeline"),  # the runs table; the notebook runner
+    ("features",),  # speech, embeddings, preprocess, zero-shot scores, labelled soundscapes
+    ("models",),  # the MLP head and its training, the context model, SED
+    ("inference",),  # ensembles of model families → window probabilities, in a time budget
+    ("submission",),  # the CSV and the Kaggle bundle
+    ("report",),  # tables, figures, EDA
+    ("cli", "notebook"),  # the command line; the notebooks' setup
+)
+
+
+def floor(module: str) -> int:
+    """The index in :data:`LAYERS` of ``module`` (``birdclef.<name>[...]``); KeyError when none holds it."""
+    top = module.split(".")[1]
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise KeyError(module)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, deps in graph.items() if a != "birdclef" for b in deps
+                  if b != "birdclef" and floor(b) > floor(a))
+
+
+def test_the_floor_check_sees_an_import_running_up():
+    assert upward_imports({"birdclef.data.metric": {"birdclef.models.train"}}) == [
+        "birdclef.data.metric -> birdclef.models.train"]
+    assert upward_imports({"birdclef.models.train": {"birdclef.data.metric"}}) == []
+
+
+def test_every_module_is_on_a_floor_and_no_import_runs_up():
+    graph = import_graph()
+    top = {m.split(".")[1] for m in graph if m != "birdclef"}
+    assert top == {name for names in LAYERS for name in names}  # a new top-level module or folder is placed here
+    assert len([m for m in graph if m.count(".") == 1 and not (PACKAGE / m.split(".")[1]).is_dir()]) <= 12
+    assert upward_imports(graph) == []
 
 
 # ("notebooks" is left out: the repository's own notebooks/ folder is spelled where it is looked up)

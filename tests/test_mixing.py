@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from birdclef import mixing
-from birdclef.mixing import SAMPLE_RATE_HZ as SR
+from birdclef.data import mixing
+from birdclef.data.mixing import SAMPLE_RATE_HZ as SR
 
 
 def _recording(seed: int, calls: list[tuple[float, float]], length_s: float = 20.0, freq_hz: float = 3000.0):

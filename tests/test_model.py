@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from birdclef.config import build_config
-from birdclef.model import HeadMeta, MLPHead, load_head, predict, save_head
-from birdclef.examples import Examples
-from birdclef.train import train_head
+from birdclef.models.head import HeadMeta, MLPHead, load_head, predict, save_head
+from birdclef.models.examples import Examples
+from birdclef.models.train import train_head
 
 
 def _meta(pool: str, dim: int = 6, n_classes: int = 3) -> HeadMeta:

@@ -174,7 +174,7 @@ def test_notebooks_from_another_folder_give_a_scored_submission_and_the_clis_con
 def test_a_2026_folder_runs_every_notebook_to_a_submission_with_its_soundscape_views(tmp_path):
     """The BirdCLEF+ 2026 layout: labelled train soundscapes train and validate, 01 shows species by
     site and hour, 03 the held-out windows' per-class AUC, the submission has every taxonomy column."""
-    from birdclef.demo import make_demo_dataset
+    from birdclef.data.demo import make_demo_dataset
 
     data = tmp_path / "data"
     make_demo_dataset(data, layout="2026", n_classes=5, recordings_per_class=2, recording_s=(3.0, 5.0),

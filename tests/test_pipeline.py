@@ -4,12 +4,12 @@ import pandas as pd
 import pytest
 
 from birdclef.config import build_config
-from birdclef.data import competition_paths, list_audio, load_taxonomy
-from birdclef.embeddings import EmbeddingCache, extract
+from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
+from birdclef.features.embeddings import EmbeddingCache, extract
 from birdclef.errors import CacheMismatchError, ParameterError
-from birdclef.preprocess import run_preprocess
-from birdclef.submission import run_submission
-from birdclef.train import run_training
+from birdclef.features.preprocess import run_preprocess
+from birdclef.submission.submit import run_submission
+from birdclef.models.train import run_training
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from birdclef import eda, plots  # noqa: E402
+from birdclef.report import eda, plots  # noqa: E402
 
 N_CLASSES = 234  # BirdCLEF+ 2026
 

@@ -69,7 +69,7 @@ def _evidence(n: int = 6, c: int = 3, seed: int = 0):
 def test_the_default_chain_is_blend_then_site_prior_then_smoothing_then_the_file_boost():
     from birdclef.config import build_config
     from birdclef.postprocess import file_boost, run_chain
-    from birdclef.priors import apply_shift
+    from birdclef.postprocess.priors import apply_shift
 
     config = build_config(site_prior_weight=0.7, smoothing_kernel=(0.25, 0.5, 0.25))
     assert config.postprocess == ("blend", "site_prior", "smoothing", "file_boost") and config.file_boost_power == 1.0
@@ -122,8 +122,9 @@ def test_an_unknown_or_repeated_step_is_refused_by_name_and_every_step_reads_con
 def test_a_new_step_is_one_registered_function_and_the_chain_table_shows_its_settings(monkeypatch):
     from birdclef import postprocess
     from birdclef.config import build_config
+    from birdclef.postprocess import registry
 
-    monkeypatch.setattr(postprocess, "STEPS", dict(postprocess.STEPS))
+    monkeypatch.setattr(registry, "STEPS", dict(registry.STEPS))
 
     @postprocess.step("square", fields=("site_prior_weight",), summary="squares every probability")
     def _square(prob, config, evidence):

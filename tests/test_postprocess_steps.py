@@ -147,7 +147,7 @@ def test_genus_smoothing_takes_the_family_share_where_the_taxonomy_has_a_family_
 
 
 def test_genus_smoothing_without_a_family_column_warns_once_and_uses_the_genus_share(monkeypatch, caplog):
-    monkeypatch.setattr(postprocess, "_WARNED", set())
+    monkeypatch.setattr(postprocess.steps, "_WARNED", set())
     prob = _prob()
     config = _config(genus_weight=0.3, family_weight=0.2)
     with caplog.at_level(logging.WARNING, logger="birdclef.postprocess"):
@@ -314,7 +314,7 @@ def test_the_rank_blend_runs_per_member_beside_the_logit_blend():
 
 
 def test_the_validation_soundscapes_rank_over_every_file():
-    from birdclef import valsoundscapes
+    from birdclef.models import valsoundscapes
     from scipy.stats import rankdata
 
     heads, logits, mapped = _rank_set()

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from birdclef.config import build_config
-from birdclef.data import load_taxonomy
-from birdclef.embeddings import EmbeddingCache
-from birdclef.data import select_recordings
-from birdclef.preprocess import run_preprocess
+from birdclef.data.competition import load_taxonomy
+from birdclef.features.embeddings import EmbeddingCache
+from birdclef.data.competition import select_recordings
+from birdclef.features.preprocess import run_preprocess
 from test_data import make_extra_2023, make_extra_own
 
 
@@ -27,7 +27,7 @@ def with_extras(tiny_demo, tmp_path_factory):
     """A copy of tiny_demo whose first 3 recordings are one recording session, plus a 2023-layout
     folder and an own-layout one (copies of 3 of its recordings, under the same file names),
     preprocessed and trained with the placeholder backbone."""
-    from birdclef.train import run_training
+    from birdclef.models.train import run_training
 
     root = tmp_path_factory.mktemp("extras")
     competition = root / "competition"
@@ -67,7 +67,7 @@ def test_extra_recordings_join_the_manifest_with_their_source(with_extras):
 
 
 def test_the_manifest_names_each_recordings_session(with_extras):
-    from birdclef.examples import load_manifest
+    from birdclef.models.examples import load_manifest
 
     config, result, *_ = with_extras
     manifest = load_manifest(config)

@@ -1,11 +1,11 @@
-"""Site and time-of-day priors (birdclef.priors)."""
+"""Site and time-of-day priors (birdclef.postprocess.priors)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from birdclef.priors import apply_shift, fit_site_prior, hour_key, prior_shift
+from birdclef.postprocess.priors import apply_shift, fit_site_prior, hour_key, prior_shift
 
 LABELS = ["a", "b", "c"]
 

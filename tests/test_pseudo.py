@@ -6,15 +6,15 @@ import pandas as pd
 import pytest
 
 from birdclef.config import build_config
-from birdclef.embeddings import Embedded
-from birdclef.preprocess import run_preprocess
-from birdclef.pseudo import pseudo_examples, pseudo_label, round_heads, select_windows, soft_examples
-from birdclef.softlabels import soft_targets
-from birdclef.examples import speech_free_frames
-from birdclef.soundscapes import load_soundscapes
+from birdclef.features.embeddings import Embedded
+from birdclef.features.preprocess import run_preprocess
+from birdclef.models.pseudo import pseudo_examples, pseudo_label, round_heads, select_windows, soft_examples
+from birdclef.models.softlabels import soft_targets
+from birdclef.models.examples import speech_free_frames
+from birdclef.features.soundscapes import load_soundscapes
 from birdclef.runs import load_runs
-from birdclef.submission import run_submission
-from birdclef.train import run_training
+from birdclef.submission.submit import run_submission
+from birdclef.models.train import run_training
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_improved_training_cleans_half_of_each_recording_and_writes_the_table(im
     import matplotlib
 
     matplotlib.use("Agg")
-    from birdclef import plots
+    from birdclef.report import plots
 
     config, result = improved
     table = pd.read_csv(result.out_dir / "cleaning.csv")
@@ -162,11 +162,11 @@ def test_noisy_student_options_are_refused_where_they_would_do_nothing():
 def test_soft_rounds_stop_on_a_falling_guard_and_discard_that_head(improved):
     """The guard is the judge's validation-soundscape score: up in round 1 (kept), down in round 2
     (dropped, its head discarded, the loop ends)."""
-    from birdclef.data import competition_paths, load_taxonomy
-    from birdclef.embeddings import EmbeddingCache
-    from birdclef.examples import build_examples, load_manifest
-    from birdclef.model import MLPHead
-    from birdclef.train import head_meta
+    from birdclef.data.competition import competition_paths, load_taxonomy
+    from birdclef.features.embeddings import EmbeddingCache
+    from birdclef.models.examples import build_examples, load_manifest
+    from birdclef.models.head import MLPHead
+    from birdclef.models.train import head_meta
 
     base, _ = improved
     config = dataclasses.replace(base, pseudo_rounds=3, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75)

@@ -14,12 +14,12 @@ import pytest
 
 import badinput
 from birdclef.config import build_config
-from birdclef.data import TRAIN_COLUMNS, competition_paths, load_taxonomy, load_train_metadata
-from birdclef.eda import recording_table
+from birdclef.data.competition import TRAIN_COLUMNS, competition_paths, load_taxonomy, load_train_metadata
+from birdclef.report.eda import recording_table
 from birdclef.errors import BirdclefError, SchemaError
-from birdclef.preprocess import run_preprocess
-from birdclef.submission import run_submission
-from birdclef.train import run_training
+from birdclef.features.preprocess import run_preprocess
+from birdclef.submission.submit import run_submission
+from birdclef.models.train import run_training
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def _pool_workers() -> set[int]:
 def test_kill_during_extraction_then_rerun_resumes(tiny_demo, tmp_path):
     work = tmp_path / "run"
     workers_before = _pool_workers()
-    proc = _start("preprocess", "run_preprocess", tiny_demo, work)
+    proc = _start("features.preprocess", "run_preprocess", tiny_demo, work)
     entries = lambda: list((work / "embeddings").glob("*/model-*/*.npz")) if (work / "embeddings").exists() else []  # noqa
     _kill_when(proc, lambda: len([e for e in entries() if not e.name.startswith(".")]) >= 3)
     done_before = {e.name for e in entries() if not e.name.startswith(".")}
@@ -176,7 +176,7 @@ def test_kill_during_training_then_rerun_resumes(tiny_demo, tmp_path):
     config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="melstats", epochs=400)
     run_preprocess(config=config)
     ckpt = work / "model" / "checkpoint.pt"
-    proc = _start("train", "run_training", tiny_demo, work, epochs=400)
+    proc = _start("models.train", "run_training", tiny_demo, work, epochs=400)
     _kill_when(proc, ckpt.exists)
     import torch
 
@@ -193,7 +193,7 @@ def test_three_hour_recording_is_streamed_in_bounded_memory(tmp_path):
     code = textwrap.dedent(f"""
         from pathlib import Path
         from birdclef.config import build_config
-        from birdclef.embeddings import extract
+        from birdclef.features.embeddings import extract
         config = build_config(work_dir={str(tmp_path / 'run')!r}, backbone="melstats", denoise=False, vad=False)
         out, report = extract([{str(long)!r}], config=config, progress=False)
         e = next(iter(out.values()))

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from birdclef.config import build_config, config_diff
-from birdclef.report import show, validation_scores
+from birdclef.report.tables import show, validation_scores
 
 
 def test_validation_scores_side_by_side():

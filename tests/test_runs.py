@@ -7,8 +7,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from birdclef.config import build_config  # noqa: E402
-from birdclef.plots import plot_calibration, plot_pseudo_rounds, plot_runs  # noqa: E402
-from birdclef.report import calibration_table, expected_calibration_error  # noqa: E402
+from birdclef.report.plots import plot_calibration, plot_pseudo_rounds, plot_runs  # noqa: E402
+from birdclef.report.tables import calibration_table, expected_calibration_error  # noqa: E402
 from birdclef.runs import load_runs, record_run, runs_table_path, summarise  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""SED models (birdclef.sed): a tiny timm CNN on a tiny synthetic dataset, each test seconds."""
+"""SED models (birdclef.models.sed): a tiny timm CNN on a tiny synthetic dataset, each test seconds."""
 from __future__ import annotations
 
 import subprocess
@@ -13,13 +13,13 @@ import torch
 
 pytest.importorskip("timm")
 
-from birdclef import sed  # noqa: E402
+from birdclef.models import sed  # noqa: E402
 from birdclef.errors import BirdclefError, ParameterError  # noqa: E402
-from birdclef.sed.augment import mixup, spec_augment  # noqa: E402
-from birdclef.sed.infer import torch_outputs  # noqa: E402
-from birdclef.sed.losses import bce, focal, soft_auc  # noqa: E402
-from birdclef.sed.model import attention_weights  # noqa: E402
-from birdclef.sed.train import _loader, evaluate, pick_device  # noqa: E402
+from birdclef.models.sed.augment import mixup, spec_augment  # noqa: E402
+from birdclef.models.sed.infer import torch_outputs  # noqa: E402
+from birdclef.models.sed.losses import bce, focal, soft_auc  # noqa: E402
+from birdclef.models.sed.model import attention_weights  # noqa: E402
+from birdclef.models.sed.train import _loader, evaluate, pick_device  # noqa: E402
 
 TINY = "test_efficientnet"  # timm's own 0.1M-parameter test model
 
@@ -36,7 +36,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     """3 classes × 2 recordings of 4-6 s, one 15-s train and one 15-s test soundscape."""
-    from birdclef.demo import make_demo_dataset
+    from birdclef.data.demo import make_demo_dataset
 
     root = tmp_path_factory.mktemp("sed_demo")
     make_demo_dataset(root, n_classes=3, recordings_per_class=2, recording_s=(4.0, 6.0), n_train_soundscapes=1,
@@ -87,10 +87,10 @@ def test_import_needs_no_timm_or_onnx_and_exported_runs_need_no_timm(tmp_path):
     cfg = tiny_config()
     run = sed.save_run(tmp_path / "run", sed.build_model(cfg, 3), cfg, ["a", "b", "c"])
     wav = _wave(tmp_path / "minute.wav", 60.0)
-    code = ("import sys, birdclef, birdclef.sed; import birdclef.sed.export\n"
+    code = ("import sys, birdclef, birdclef.models.sed; import birdclef.models.sed.export\n"
             "bad = [m for m in ('timm', 'onnx', 'onnxruntime', 'openvino') if m in sys.modules]\n"
             "assert not bad, bad\n"
-            f"exported = birdclef.sed.open_exported({str(run)!r})\n"
+            f"exported = birdclef.models.sed.open_exported({str(run)!r})\n"
             f"assert exported.predict({str(wav)!r}).shape == (12, 3) and exported.labels == ['a', 'b', 'c']\n"
             "assert 'timm' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -345,7 +345,7 @@ def test_noisy_student_round_table(demo, table):
 
 
 def test_pseudo_windows_share_the_heads_soft_targets_and_cap_each_window():
-    from birdclef.softlabels import soft_targets
+    from birdclef.models.softlabels import soft_targets
 
     prob = np.random.default_rng(0).uniform(0, 1, (4, 6)).astype(np.float32)
     plain = sed.pseudo_windows({"a.ogg": prob}, power=2.0, weight=0.5)
@@ -364,7 +364,7 @@ def test_pseudo_windows_share_the_heads_soft_targets_and_cap_each_window():
 
 def test_onnx_matches_torch_on_real_length_input(tmp_path):
     pytest.importorskip("onnxruntime")
-    from birdclef.sed.export import ExportedSed, export_onnx
+    from birdclef.models.sed.export import ExportedSed, export_onnx
 
     cfg = sed.build_sed_config(backbone="efficientnet_b0")  # a real size, 128 mels, 5 s at 32 kHz
     model = sed.build_model(cfg, 7).eval()
@@ -413,7 +413,7 @@ def test_save_load_roundtrip_and_long_clips(tmp_path, table):
 
 def test_openvino_matches_onnx(tmp_path):
     pytest.importorskip("openvino")
-    from birdclef.sed.export import ExportedSed, export_onnx, export_openvino
+    from birdclef.models.sed.export import ExportedSed, export_onnx, export_openvino
 
     cfg = tiny_config()
     model = sed.build_model(cfg, 4)
@@ -463,8 +463,8 @@ def test_a_label_whose_only_session_is_held_out_gets_it_back():
 def test_an_engine_error_on_one_file_gives_that_file_its_reason_and_the_rest_go_on(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     from birdclef.errors import InferenceError
-    from birdclef.sed.family import SedMember, sed_predictions
-    from birdclef.sed.export import ExportedSed, export_onnx
+    from birdclef.models.sed.family import SedMember, sed_predictions
+    from birdclef.models.sed.export import ExportedSed, export_onnx
 
     cfg = tiny_config()
     exported = ExportedSed(export_onnx(sed.build_model(cfg, 3), cfg, tmp_path / "model.onnx"), cfg)
@@ -496,7 +496,7 @@ def test_an_engine_error_on_one_file_gives_that_file_its_reason_and_the_rest_go_
 def test_openvino_is_compiled_for_f32_inference(tmp_path, monkeypatch):
     import types
 
-    from birdclef.sed import export
+    from birdclef.models.sed import export
 
     seen = {}
 

@@ -1,4 +1,4 @@
-"""SED clips cut from labelled soundscape windows (birdclef.sed.data): where a 5-, 10- or 20-s clip
+"""SED clips cut from labelled soundscape windows (birdclef.models.sed.data): where a 5-, 10- or 20-s clip
 lies and which windows' labels its target takes."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from birdclef.sed.config import build_sed_config
-from birdclef.sed.data import SedClips, covered_windows, window_clip_start
+from birdclef.models.sed.config import build_sed_config
+from birdclef.models.sed.data import SedClips, covered_windows, window_clip_start
 
 LABELS = ["a", "b", "c", "d"]
 SR = 32_000

@@ -14,10 +14,10 @@ pytest.importorskip("timm")
 pytest.importorskip("onnxruntime")
 
 from birdclef.config import build_config, load_config  # noqa: E402
-from birdclef.data import load_taxonomy  # noqa: E402
-from birdclef.preprocess import run_preprocess  # noqa: E402
-from birdclef.submission import run_submission  # noqa: E402
-from birdclef.train import run_training  # noqa: E402
+from birdclef.data.competition import load_taxonomy  # noqa: E402
+from birdclef.features.preprocess import run_preprocess  # noqa: E402
+from birdclef.submission.submit import run_submission  # noqa: E402
+from birdclef.models.train import run_training  # noqa: E402
 from birdclef.workdir import RunLayout  # noqa: E402
 
 SED = dict(model_family="sed", sed_backbone="test_efficientnet", sed_epochs=2, sed_batch_size=4,
@@ -95,7 +95,7 @@ def test_an_ensemble_mixes_mlp_and_sed_runs_with_weights_and_rank_blending(runs,
 def test_a_kaggle_bundle_carries_the_onnx_model_and_onnxruntime(runs, tmp_path, monkeypatch):
     from test_kaggle import USER, offline_wheel_cache
 
-    from birdclef import kaggle
+    from birdclef.submission import kaggle
 
     _, sed, _ = runs
     cache = offline_wheel_cache(tmp_path, monkeypatch)
@@ -107,16 +107,16 @@ def test_a_kaggle_bundle_carries_the_onnx_model_and_onnxruntime(runs, tmp_path, 
     assert any(p.name.startswith("onnxruntime-") for p in (built.dataset_dir / "wheels").iterdir())
     assert "onnxruntime" in built.marker["install_no_deps"]
     # what the kernel loads: the bundled folder alone scores like the run
-    from birdclef.sed.run import open_exported
+    from birdclef.models.sed.run import open_exported
 
     exported = open_exported(carried)
     assert exported.labels == json.loads((Path(sed.work_dir) / "model" / "sed" / "labels.json").read_text())["labels"]
 
 
 def test_sed_members_run_in_worker_processes_as_they_run_here(runs, tiny_demo):
-    from birdclef.data import list_audio
+    from birdclef.data.competition import list_audio
     from birdclef.family import load_members
-    from birdclef.sed.family import sed_predictions
+    from birdclef.models.sed.family import sed_predictions
 
     _, sed, _ = runs
     labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
@@ -134,7 +134,7 @@ def test_sed_members_run_in_worker_processes_as_they_run_here(runs, tiny_demo):
 
 def _old_sed_config(config, *, distill_logits=True):
     """sed_config as it was written by hand before the Config fields declared what they feed: the expectation."""
-    from birdclef.sed.config import build_sed_config
+    from birdclef.models.sed.config import build_sed_config
 
     return build_sed_config(**{
         "backbone": config.sed_backbone, "pretrained_path": config.sed_pretrained_path, "clip_s": config.sed_clip_s,
@@ -155,7 +155,7 @@ def _old_sed_config(config, *, distill_logits=True):
     dict(model_family="sed", sed_epochs=3, sed_params={"epochs": 4, "seed": 9, "loss": "focal", "clip_s": 20.0}),
 ])
 def test_the_sed_config_is_what_the_hand_written_mapping_built(params):
-    from birdclef.sed.stage import sed_config
+    from birdclef.models.sed.stage import sed_config
 
     config = build_config(**params)
     for distill_logits in (True, False):

@@ -1,7 +1,7 @@
 """Recording sessions: the groups no train / held-out or train / validation split may cut."""
 import pandas as pd
 
-from birdclef.sessions import catalogue_id, catalogue_number, recording_sessions
+from birdclef.data.sessions import catalogue_id, catalogue_number, recording_sessions
 
 
 def _meta(rows):

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from birdclef.config import build_config
-from birdclef.embeddings import Embedded
+from birdclef.features.embeddings import Embedded
 from birdclef.errors import BirdclefError
-from birdclef.examples import FOCAL, SOUNDSCAPE, Examples, concat_examples, soundscape_examples
-from birdclef.train import Validation, pool_windows, split_folds, validation_scores, validation_set
+from birdclef.models.examples import FOCAL, SOUNDSCAPE, Examples, concat_examples, soundscape_examples
+from birdclef.models.train import Validation, pool_windows, split_folds, validation_scores, validation_set
 
 LABELS = ["a", "b", "c"]
 
@@ -143,7 +143,7 @@ def test_validation_pools_crops_into_windows_and_combines_by_class_counts():
     scores = validation_scores(val, prob, "mean")
     assert scores["focal"] == pytest.approx(1.0)
     windows = pool_windows(prob[6:], val.owner, 4, "mean")
-    from birdclef.evaluate import macro_auc
+    from birdclef.data.metric import macro_auc
 
     assert scores["soundscape"] == pytest.approx(macro_auc(val.y_windows, windows))
     k_s = int((val.y_windows.sum(0) > 0).sum())
@@ -164,7 +164,7 @@ SMALL_2026 = dict(layout="2026", n_classes=6, recordings_per_class=3, recording_
 
 @pytest.fixture(scope="module")
 def demo_2026(tmp_path_factory):
-    from birdclef.demo import make_demo_dataset
+    from birdclef.data.demo import make_demo_dataset
 
     root = tmp_path_factory.mktemp("d2026")
     summary = make_demo_dataset(root, **SMALL_2026)
@@ -184,8 +184,8 @@ def demo_2026(tmp_path_factory):
 
 
 def _run(root, work, **params):
-    from birdclef.preprocess import run_preprocess
-    from birdclef.train import run_training
+    from birdclef.features.preprocess import run_preprocess
+    from birdclef.models.train import run_training
 
     config = build_config(data_dir=str(root), work_dir=str(work), backbone="birdnet", epochs=25, val_fraction=0.5,
                           **params)
@@ -229,9 +229,9 @@ def test_training_validates_on_held_out_soundscape_windows(trained_2026):
 
 def _no_audio_scores(result, config, summary):
     """Head probabilities of the soundscape-only classes on every labelled window, and their truth."""
-    from birdclef.embeddings import EmbeddingCache
-    from birdclef.model import predict
-    from birdclef.soundscapes import load_windows
+    from birdclef.features.embeddings import EmbeddingCache
+    from birdclef.models.head import predict
+    from birdclef.features.soundscapes import load_windows
 
     windows = load_windows(config)
     ex, _ = soundscape_examples(windows, EmbeddingCache(config.work_dir, config), list(result.meta.labels), config)
@@ -240,7 +240,7 @@ def _no_audio_scores(result, config, summary):
 
 
 def test_classes_without_train_audio_are_learned_from_soundscape_windows(trained_2026, demo_2026, tmp_path):
-    from birdclef.evaluate import macro_auc
+    from birdclef.data.metric import macro_auc
 
     root, summary = demo_2026
     config, _, result = trained_2026
@@ -256,8 +256,8 @@ def test_classes_without_train_audio_are_learned_from_soundscape_windows(trained
 
 
 def test_2026_submission_has_every_taxonomy_column(trained_2026, demo_2026):
-    from birdclef.data import load_taxonomy
-    from birdclef.submission import run_submission
+    from birdclef.data.competition import load_taxonomy
+    from birdclef.submission.submit import run_submission
 
     root, _ = demo_2026
     config, _, _ = trained_2026
@@ -272,8 +272,8 @@ def test_site_prior_is_saved_from_the_windows_and_moves_the_submission_only_when
                                                                                         tmp_path, caplog):
     import dataclasses
 
-    from birdclef.priors import PRIOR_FILE
-    from birdclef.submission import run_submission
+    from birdclef.postprocess.priors import PRIOR_FILE
+    from birdclef.submission.submit import run_submission
 
     config, _, result = trained_2026
     table = pd.read_csv(result.out_dir / PRIOR_FILE, index_col="key")

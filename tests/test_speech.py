@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from birdclef import speech
-from birdclef.tts import synthesize
+from birdclef.features import speech
+from birdclef.data.tts import synthesize
 
 SENTENCE = "Recorded on the twentieth of April near the river, about seven in the morning, by Ana."
 
@@ -44,7 +44,7 @@ def test_noise_and_silence_have_no_speech():
 
 def test_resampled_input_gives_the_same_answer(scene):
     x, sr, span = scene
-    from birdclef.audio import resample
+    from birdclef.data.audio import resample
 
     found48 = speech.speech_intervals(resample(x, sr, 48000), 48000)
     assert _overlap(found48, span) >= 0.8 * (span[1] - span[0])

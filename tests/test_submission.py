@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdclef.data import load_taxonomy
-from birdclef.data import n_windows
+from birdclef.data.competition import load_taxonomy
+from birdclef.data.competition import n_windows
 from birdclef.errors import SubmissionError
-from birdclef.submission import build_submission, row_ids, validate_submission, write_submission
+from birdclef.submission.submit import build_submission, row_ids, validate_submission, write_submission
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -76,7 +76,7 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
 def test_the_kaggle_time_estimate_warns_past_the_limit():
     import warnings
 
-    from birdclef.submission import kaggle_estimate_minutes
+    from birdclef.submission.submit import kaggle_estimate_minutes
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -89,7 +89,7 @@ def test_the_kaggle_time_estimate_warns_past_the_limit():
 
 
 def test_the_whole_commands_set_up_counts_once_with_the_safety_factor():
-    from birdclef.submission import KAGGLE_SAFETY, command_overhead_minutes
+    from birdclef.submission.submit import KAGGLE_SAFETY, command_overhead_minutes
 
     assert command_overhead_minutes({"seconds": 30.0, "command_seconds": 90.0}) == pytest.approx(KAGGLE_SAFETY)
     assert command_overhead_minutes({"seconds": 30.0}) == 0.0  # a speed file written before command_seconds

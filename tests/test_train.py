@@ -13,9 +13,9 @@ from birdclef.config import build_config
 def cfg(**params):
     """Configs for stub embeddings with one frame per second (the default backbone's hop differs)."""
     return build_config(**{"hop_s": 1.0, **params})
-from birdclef.embeddings import Embedded, pool_segments
-from birdclef.examples import Examples, build_examples, crop_frames
-from birdclef.train import (_epoch_order, _loss, epoch_batches, mix_pseudo, split_folds, train_head,
+from birdclef.features.embeddings import Embedded, pool_segments
+from birdclef.models.examples import Examples, build_examples, crop_frames
+from birdclef.models.train import (_epoch_order, _loss, epoch_batches, mix_pseudo, split_folds, train_head,
                             validation_targets)
 
 LABELS = ["a", "b", "c"]
@@ -79,19 +79,19 @@ def test_folds_follow_the_manifests_recording_sessions_by_default(caplog):
         tr, va = split_folds(ex, n_folds=3, fold=fold, seed=0)
         assert len(va) and not set(ex.fold_groups[tr]) & set(ex.fold_groups[va])
     # a manifest of an older preprocess run has no session column: one group per recording, one warning
-    with caplog.at_level("WARNING", logger="birdclef.examples"):
+    with caplog.at_level("WARNING", logger="birdclef.models.examples"):
         old, _ = build_examples(manifest(rows), cache, LABELS, cfg())
     assert set(old.fold_groups) == {f"r{i}.ogg" for i in range(12)}
     assert len([r for r in caplog.records if "no recording sessions" in r.getMessage()]) == 1
     caplog.clear()
-    with caplog.at_level("WARNING", logger="birdclef.examples"):
+    with caplog.at_level("WARNING", logger="birdclef.models.examples"):
         build_examples(sessions, cache, LABELS, cfg())
         build_examples(manifest(rows), cache, LABELS, cfg(group_by="recording"))
     assert not caplog.records  # sessions present, or not asked for: nothing to warn about
 
 
 def test_a_manifest_is_read_back_as_text(tmp_path):
-    from birdclef.examples import load_manifest
+    from birdclef.models.examples import load_manifest
 
     config = cfg(work_dir=str(tmp_path))
     (tmp_path / "preprocess").mkdir()
@@ -201,7 +201,7 @@ def _weak_examples(n_rec=12, per_rec=10, dim=4, seed=0):
 
 @pytest.mark.parametrize("cleaned_as", ["drop", "background"])
 def test_cleaning_finds_the_background_segments_of_every_recording(cleaned_as):
-    from birdclef.train import clean_segments, head_meta
+    from birdclef.models.train import clean_segments, head_meta
 
     ex, is_call = _weak_examples()
     config = cfg(loss="bce", epochs=20, batch_size=16, val_fraction=0.34, segment_cleaning=0.5, cleaned_as=cleaned_as)
@@ -228,7 +228,7 @@ def test_cleaning_finds_the_background_segments_of_every_recording(cleaned_as):
 
 
 def test_cleaning_keeps_one_segment_of_a_short_recording():
-    from birdclef.train import clean_segments, head_meta
+    from birdclef.models.train import clean_segments, head_meta
 
     ex, _ = _weak_examples(per_rec=1)
     config = cfg(loss="bce", epochs=1, val_fraction=0.34, segment_cleaning=0.9)
@@ -240,8 +240,8 @@ def test_cleaning_keeps_one_segment_of_a_short_recording():
 def test_training_with_cleaning_beats_weak_labels_on_calls_vs_background():
     """Held-out recordings with the same structure: after cleaning, background segments score
     lower for the recording's class (they were taught as negatives), calls still high."""
-    from birdclef.model import predict
-    from birdclef.train import clean_segments, head_meta
+    from birdclef.models.head import predict
+    from birdclef.models.train import clean_segments, head_meta
 
     ex, _ = _weak_examples(n_rec=30)
     test, is_call = _weak_examples(n_rec=12, seed=1)
@@ -262,7 +262,7 @@ def test_training_with_cleaning_beats_weak_labels_on_calls_vs_background():
 def test_refit_learns_a_class_whose_only_recording_was_in_validation():
     """With 1–2 recordings per class, a fold split leaves some classes out of training; the head that
     submits (refit on every recording for the chosen number of epochs) must learn them."""
-    from birdclef.model import HeadMeta, predict
+    from birdclef.models.head import HeadMeta, predict
 
     rng = np.random.default_rng(0)
     centres = np.eye(3, 4, dtype=np.float32) * 4
@@ -284,8 +284,8 @@ def test_refit_learns_a_class_whose_only_recording_was_in_validation():
 
 
 def test_relative_cleaning_cuts_below_a_fraction_of_each_recordings_best_segment():
-    from birdclef.model import predict
-    from birdclef.train import clean_segments, head_meta
+    from birdclef.models.head import predict
+    from birdclef.models.train import clean_segments, head_meta
 
     ex, is_call = _weak_examples()
     config = cfg(loss="bce", epochs=20, batch_size=16, val_fraction=0.34, segment_cleaning=0.5,
@@ -307,7 +307,7 @@ def test_a_validation_fold_of_one_recording_picks_the_epoch_of_lowest_loss(monke
     noisy = Examples(ex.x, ex.targets[np.random.default_rng(1).permutation(len(ex))], ex.primary, ex.groups,
                      ex.fold_groups, ex.weights)
     one = np.flatnonzero(ex.groups == "rec0-0")
-    monkeypatch.setattr("birdclef.train.split_folds",
+    monkeypatch.setattr("birdclef.models.train.split_folds",
                         lambda *_, **__: (np.setdiff1d(np.arange(len(ex)), one), one))
     _, hist, metrics = train_head(noisy, LABELS, cfg(loss="bce", epochs=12, batch_size=8, learning_rate=1e-2,
                                                      refit=False), progress=False)
@@ -316,7 +316,7 @@ def test_a_validation_fold_of_one_recording_picks_the_epoch_of_lowest_loss(monke
 
 
 def test_a_checkpoint_fingerprinted_before_extra_and_n_workers_left_training_dict_still_resumes(tmp_path):
-    from birdclef.train import _load_checkpoint
+    from birdclef.models.train import _load_checkpoint
 
     config = build_config(backbone="melstats")
     fingerprint = {"config": config.training_dict(), "n_examples": 10, "epochs": 3, "x_sum": 1.5, "t_sum": 2.0}
@@ -331,7 +331,7 @@ def test_a_checkpoint_fingerprinted_before_extra_and_n_workers_left_training_dic
 
 def _with_pseudo(ex: Examples, n: int = 40, seed: int = 1) -> tuple[Examples, np.ndarray, np.ndarray]:
     """``ex`` plus ``n`` pseudo-labelled rows (soft targets) → (examples, labelled indices, pseudo indices)."""
-    from birdclef.examples import PSEUDO, concat_examples
+    from birdclef.models.examples import PSEUDO, concat_examples
 
     rng = np.random.default_rng(seed)
     soft = rng.uniform(0, 0.3, (n, 3)).astype(np.float32)

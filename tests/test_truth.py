@@ -15,14 +15,15 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from birdclef.config import build_config
-from birdclef.data import competition_paths, load_taxonomy
-from birdclef.embeddings import EmbeddingCache
-from birdclef.evaluate import macro_auc, score
-from birdclef.examples import FOCAL, SOUNDSCAPE, build_examples, concat_examples, load_manifest, soundscape_examples
-from birdclef.infer import finish_windows, soundscape_probabilities
-from birdclef.model import load_head, predict
-from birdclef.priors import fit_site_prior, prior_shift
-from birdclef.submission import build_submission, row_ids
+from birdclef.data.competition import competition_paths, load_taxonomy
+from birdclef.features.embeddings import EmbeddingCache
+from birdclef.data.metric import macro_auc, score
+from birdclef.models.examples import FOCAL, SOUNDSCAPE, build_examples, concat_examples, load_manifest, soundscape_examples
+from birdclef.postprocess import finish_windows
+from birdclef.models.head import soundscape_probabilities
+from birdclef.models.head import load_head, predict
+from birdclef.postprocess.priors import fit_site_prior, prior_shift
+from birdclef.submission.submit import build_submission, row_ids
 from birdclef.workdir import RunLayout
 from test_soundscapes import SMALL_2026
 
@@ -35,7 +36,7 @@ def _labels(config) -> list[str]:
 
 def _examples(config, labels):
     """The examples run_training builds: focal segments, then the labelled soundscape windows' crops."""
-    from birdclef.soundscapes import load_windows
+    from birdclef.features.soundscapes import load_windows
 
     cache = EmbeddingCache(config.work_dir, config)
     ex, _ = build_examples(load_manifest(config), cache, labels, config, None)
@@ -48,7 +49,7 @@ def _examples(config, labels):
 @pytest.fixture(scope="module")
 def prepared(tiny_demo, tmp_path_factory):
     """The tiny demo (2025 layout, train-soundscape truth) preprocessed once under melstats."""
-    from birdclef.preprocess import run_preprocess
+    from birdclef.features.preprocess import run_preprocess
 
     config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path_factory.mktemp("truth_base")), epochs=6,
                           **FAST)
@@ -131,7 +132,7 @@ def _truth_selection(truth: pd.DataFrame, labels: list[str], window_s: float, *,
 def _soundscape_score(config, model, meta, truth) -> float:
     """The competition metric of a head on the train soundscapes without labelled windows, computed here
     from the head's post-processed window probabilities and the truth."""
-    from birdclef.soundscapes import load_soundscapes
+    from birdclef.features.soundscapes import load_soundscapes
 
     probs = {stem: soundscape_probabilities([e], [(model, meta)], config) for stem, e in load_soundscapes(config).items()}
     sub = build_submission(probs, list(meta.labels), config.window_s)
@@ -141,14 +142,14 @@ def _soundscape_score(config, model, meta, truth) -> float:
 @pytest.mark.parametrize("right", [False, True], ids=["wrong-pseudo-labels", "true-pseudo-labels"])
 def test_pseudo_round_is_kept_by_the_soundscape_score_even_when_val_auc_says_otherwise(prepared, tmp_path,
                                                                                      monkeypatch, right):
-    from birdclef import train
-    from birdclef.pseudo import round_heads
-    from birdclef.soundscapes import soundscape_truth
+    from birdclef.models import train
+    from birdclef.models.pseudo import round_heads
+    from birdclef.features.soundscapes import soundscape_truth
 
     config = _sharing(prepared, tmp_path / "work", pseudo_rounds=1, pseudo_weight=1.0, refit=False)
     labels, truth = _labels(config), soundscape_truth(config)
     assert truth is not None
-    monkeypatch.setattr("birdclef.pseudo.select_windows", _truth_selection(truth, labels, config.window_s, right=right))
+    monkeypatch.setattr("birdclef.models.pseudo.select_windows", _truth_selection(truth, labels, config.window_s, right=right))
     real_train_head = train.train_head
 
     def lying_val_auc(*args, **kwargs):  # a pseudo round's validation AUC says the opposite of the truth
@@ -157,7 +158,7 @@ def test_pseudo_round_is_kept_by_the_soundscape_score_even_when_val_auc_says_oth
             metrics = metrics | {"val_auc": 0.0 if right else 1.0}
         return model, hist, metrics
 
-    monkeypatch.setattr("birdclef.train.train_head", lying_val_auc)
+    monkeypatch.setattr("birdclef.models.train.train_head", lying_val_auc)
     result = train.run_training(config=config, progress=False)
     rounds = result.pseudo_rounds
     assert rounds["round"].tolist() == [0, 1] and rounds["n_windows"].iloc[1] > 0
@@ -183,7 +184,7 @@ def test_pseudo_round_is_kept_by_the_soundscape_score_even_when_val_auc_says_oth
 # --- 3. head.pt is the refit head ------------------------------------------------------------------
 
 def test_saved_head_is_the_refit_on_every_example_not_the_fold_model(prepared, tmp_path):
-    from birdclef.train import run_training, split_folds, train_head
+    from birdclef.models.train import run_training, split_folds, train_head
 
     config = _sharing(prepared, tmp_path / "refit")
     assert config.refit and config.pseudo_rounds == 0 and config.segment_cleaning == 0
@@ -214,9 +215,9 @@ def test_saved_head_is_the_refit_on_every_example_not_the_fold_model(prepared, t
 
 @pytest.fixture(scope="module")
 def trained_2026(tmp_path_factory):
-    from birdclef.demo import make_demo_dataset
-    from birdclef.preprocess import run_preprocess
-    from birdclef.train import run_training
+    from birdclef.data.demo import make_demo_dataset
+    from birdclef.features.preprocess import run_preprocess
+    from birdclef.models.train import run_training
 
     root = tmp_path_factory.mktemp("truth_2026")
     summary = make_demo_dataset(root, **SMALL_2026)
@@ -227,7 +228,7 @@ def trained_2026(tmp_path_factory):
 
 
 def test_soundscape_only_classes_are_scored_on_validation_windows_the_fold_head_never_trained_on(trained_2026):
-    from birdclef.train import pool_windows, split_folds, train_head, validation_set
+    from birdclef.models.train import pool_windows, split_folds, train_head, validation_set
 
     config, summary, result = trained_2026
     assert config.refit  # head.pt has seen every window; the reported scores must not come from it

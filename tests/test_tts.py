@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from birdclef import tts
+from birdclef.data import tts
 from birdclef.errors import BirdclefError
 
 SENTENCE = "Recorded at El Silencio reserve, on the twentieth of April."

@@ -7,17 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdclef import valsoundscapes
+from birdclef.models import valsoundscapes
 from birdclef.config import build_config
-from birdclef.examples import Examples, focal_fold_group, soundscape_fold_group
-from birdclef.train import blend_weights, run_training, split_folds
-from birdclef.zeroshot import ZeroShot, choose_weights
+from birdclef.models.examples import Examples, focal_fold_group, soundscape_fold_group
+from birdclef.models.train import blend_weights, run_training, split_folds
+from birdclef.features.zeroshot import ZeroShot, choose_weights
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_demo, tmp_path_factory):
     """The tiny demo trained with the validation soundscapes choosing the epoch."""
-    from birdclef.preprocess import run_preprocess
+    from birdclef.features.preprocess import run_preprocess
 
     work = tmp_path_factory.mktemp("valmix")
     config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="melstats", epochs=8,
@@ -27,8 +27,8 @@ def trained(tiny_demo, tmp_path_factory):
 
 
 def test_validation_soundscapes_are_mixed_from_the_validation_fold_only(trained):
-    from birdclef.embeddings import EmbeddingCache
-    from birdclef.examples import FOCAL, build_examples, load_manifest
+    from birdclef.features.embeddings import EmbeddingCache
+    from birdclef.models.examples import FOCAL, build_examples, load_manifest
 
     config, result = trained
     (folder,) = (result.out_dir.parent / "preprocess" / "val_soundscapes").iterdir()
@@ -74,7 +74,7 @@ def test_blend_auc_is_cross_fitted_not_measured_on_the_rows_that_chose_the_weigh
     labels = [f"c{j}" for j in range(c)]
     weights, table = blend_weights(prob, zs, y, groups, np.full(c, 3), zero_shot, labels)
     from birdclef.postprocess import blend_logits
-    from birdclef.evaluate import auc_columns
+    from birdclef.data.metric import auc_columns
 
     in_sample = np.nanmean(auc_columns(y > 0.5, blend_logits(prob, zs, weights)))
     crossed = table["val_auc_blend"].mean()

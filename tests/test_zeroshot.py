@@ -12,13 +12,13 @@ import pytest
 import birdclef.backbones as backbones
 from birdclef.backbones import BackboneSpec, register
 from birdclef.config import build_config
-from birdclef.data import competition_paths, list_audio, load_taxonomy
-from birdclef.embeddings import EmbeddingCache, embed_recording
-from birdclef.model import load_head
-from birdclef.preprocess import run_preprocess
-from birdclef.submission import run_submission
-from birdclef.train import run_training
-from birdclef.zeroshot import choose_weights, load_zero_shot, map_taxonomy
+from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
+from birdclef.features.embeddings import EmbeddingCache, embed_recording
+from birdclef.models.head import load_head
+from birdclef.features.preprocess import run_preprocess
+from birdclef.submission.submit import run_submission
+from birdclef.models.train import run_training
+from birdclef.features.zeroshot import choose_weights, load_zero_shot, map_taxonomy
 
 CHAIN = ("blend", "site_prior", "smoothing")  # no file boost: blended scores are compared as they are
 TARGET = {"name": None}  # the demo class the stand-in knows (set by the fixture)
@@ -282,7 +282,7 @@ def test_the_rank_blend_of_a_submission_ranks_over_every_test_window(trained, st
 
 
 def test_a_submission_with_the_context_step_needs_the_folders_context_model(trained, standin, tmp_path):
-    from birdclef.context import train_context
+    from birdclef.models.context import train_context
     from birdclef.errors import BirdclefError
     from birdclef.workdir import ModelFolder
 

@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(config, name)
     if name == "score":
-        from birdclef.evaluate import score
+        from birdclef.data.metric import score
 
         return score
     raise AttributeError(f"module 'birdclef' has no attribute {name!r}")

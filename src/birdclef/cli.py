@@ -100,7 +100,7 @@ def _main(argv: list[str]) -> int:
     demo.add_argument("--seed", type=int, default=0, help="seed of the demo dataset")
     demo.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
 
-    from birdclef.kaggle import add_cli as add_kaggle_cli
+    from birdclef.submission.kaggle import add_cli as add_kaggle_cli
 
     add_kaggle_cli(sub)  # birdclef kaggle build|resolve
 
@@ -108,7 +108,7 @@ def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     if args.command == "demo-data":
-        from birdclef.demo import PRESETS, make_demo_dataset
+        from birdclef.data.demo import PRESETS, make_demo_dataset
 
         given = {k: getattr(args, k) for k in ("n_classes", "recordings_per_class", "n_test_soundscapes",
                                                "n_train_soundscapes") if getattr(args, k) is not None}
@@ -118,13 +118,13 @@ def _main(argv: list[str]) -> int:
     if args.command == "score":
         import pandas as pd
 
-        from birdclef.evaluate import score
+        from birdclef.data.metric import score
 
         solution, submission = (pd.read_csv(path, dtype={"row_id": str}) for path in (args.solution, args.submission))
         print(f"{score(solution, submission):.6f}")
         return 0
     if args.command == "demo":
-        from birdclef.demo import PRESETS, make_demo_dataset
+        from birdclef.data.demo import PRESETS, make_demo_dataset
         from birdclef.pipeline import run_notebooks
 
         run_dir = Path(args.run_dir)
@@ -134,7 +134,7 @@ def _main(argv: list[str]) -> int:
         run_notebooks(data_dir=(run_dir / "data").resolve(), work_dir=run_dir.resolve(), parameters=params)
         import pandas as pd
 
-        from birdclef.evaluate import score
+        from birdclef.data.metric import score
 
         local = score(pd.read_csv(run_dir / "data" / "solution.csv", dtype={"row_id": str}),
                       pd.read_csv(RunLayout(run_dir).submission, dtype={"row_id": str}))
@@ -144,7 +144,7 @@ def _main(argv: list[str]) -> int:
         return 0
 
     if args.command == "kaggle":
-        from birdclef.kaggle import run_cli as run_kaggle_cli
+        from birdclef.submission.kaggle import run_cli as run_kaggle_cli
 
         return run_kaggle_cli(args)
 
@@ -167,15 +167,15 @@ def _main(argv: list[str]) -> int:
     # defaults → recipe → the previous stage's saved config → these values: as the notebooks resolve theirs
     config = stage_config(args.command, model_dir=where.get("model_dir"), **given)
     if args.command == "preprocess":
-        from birdclef.preprocess import run_preprocess
+        from birdclef.features.preprocess import run_preprocess
 
         run_preprocess(config=config)
     elif args.command == "train":
-        from birdclef.train import run_training
+        from birdclef.models.train import run_training
 
         run_training(config=config)
     elif args.command == "submit":
-        from birdclef.submission import run_submission
+        from birdclef.submission.submit import run_submission
 
         run_submission(config=config, model_dir=where.get("model_dir"), test_dir=where.get("test_dir"),
                        out_path=where.get("output_path"))

@@ -67,7 +67,7 @@ VAL_SELECT = ("labelled", "soundscapes")
 SOUNDSCAPE_GROUPS = ("site_day", "file", "site")
 GROUPS = ("session", "recording", "author")
 POOLS = ("mean", "max")
-HEAD_POOLS = ("mean", "attention")  # how a segment's frames are pooled (birdclef.model.MLPHead)
+HEAD_POOLS = ("mean", "attention")  # how a segment's frames are pooled (birdclef.models.head.MLPHead)
 # What each field changes, declared on the field (``metadata["stage"]``): "embedding": what the
 # embedding stage writes (these key its cache); "training": the trained model (a checkpoint must
 # match them); "submission": only how a trained model is applied; "paths": where things are and
@@ -101,7 +101,7 @@ def _stage(stage: str, default: Any = dataclasses.MISSING, *, path: bool = False
     """A :class:`Config` field of ``stage`` (one of :data:`STAGES`) and ``section`` (one of :data:`SECTIONS`;
     None: the stage's, or "postprocess" for a field a post-processing step lists); ``path``: its value names
     files or folders (the CLI and the notebooks route make a relative one absolute from where they are
-    called); ``sed``: the :class:`birdclef.sed.SedConfig` field its value feeds (:func:`birdclef.sed.stage.sed_config`)."""
+    called); ``sed``: the :class:`birdclef.models.sed.SedConfig` field its value feeds (:func:`birdclef.models.sed.stage.sed_config`)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; known: {', '.join(map(repr, STAGES))}")
     if section is not None and section not in SECTIONS:
@@ -129,7 +129,7 @@ class Config:
     rms_target_dbfs: float = _stage("embedding", -20.0)
     max_recordings_per_class: int | None = _stage("training", None, section="data")
     # more labelled recordings from other folders (earlier BirdCLEF years, or this project's layout), their
-    # labels mapped onto this taxonomy by scientific name (birdclef.data.load_extra_recordings). "training":
+    # labels mapped onto this taxonomy by scientific name (birdclef.data.competition.load_extra_recordings). "training":
     # they change which recordings the head learns from, not how a file is embedded (each keeps its own cache entry)
     extra_data_dirs: tuple[str, ...] = _stage("training", (), path=True, section="data")
     # processes for embedding (and for a submission's SED members); 0 = one per core. Changes no result
@@ -160,10 +160,10 @@ class Config:
     cleaning_mode: Literal["share", "relative"] = _stage("training", "share", section="head")
     balanced_sampling: bool = _stage("training", False, sed="balanced_sampling")  # draw each epoch's examples with equal probability per primary class
     # what validation folds (and the SED family's validation split) keep together: "session" (recordist +
-    # place [+ date], adjacent catalogue numbers: birdclef.sessions), "recording", or "author"
+    # place [+ date], adjacent catalogue numbers: birdclef.data.sessions), "recording", or "author"
     group_by: Literal["session", "recording", "author"] = _stage("training", "session")
     val_fraction: float = _stage("training", 0.2, sed="val_fraction")  # one fold of round(1 / val_fraction) is validation
-    # validation soundscapes (birdclef.valsoundscapes): this many minutes mixed from the validation fold's
+    # validation soundscapes (birdclef.models.valsoundscapes): this many minutes mixed from the validation fold's
     # recordings like the test's (sparse faint calls over a bed), scored every epoch; 0: off
     val_soundscapes: int = _stage("training", 30, section="head")
     # which validation score picks the epoch and the blend weights: "labelled" (focal recordings and
@@ -173,13 +173,13 @@ class Config:
     seed: int = _stage("training", 0, sed="seed")
     # labelled train-soundscape windows (2026 layout: train_soundscapes_labels.csv)
     soundscape_weight: float = _stage("training", 1.0, section="head")  # loss weight of a labelled window's crops; 0: validation only
-    # what validation folds of labelled windows keep together (birdclef.examples.soundscape_fold_group):
+    # what validation folds of labelled windows keep together (birdclef.models.examples.soundscape_fold_group):
     # "site_day" (every soundscape of a recorder site and day, from the file name: neighbouring files
     # share calls), "file" (a soundscape) or "site" (every soundscape of a site, the harder test: the
     # hidden test sites may differ)
     soundscape_group_by: Literal["site_day", "file", "site"] = _stage("training", "site_day", section="head")
     # the model family (birdclef.family): "mlp" (a head on the cached backbone embeddings) or "sed" (a
-    # spectrogram CNN trained end to end, birdclef.sed; needs the `sed` extra), or any registered since.
+    # spectrogram CNN trained end to end, birdclef.models.sed; needs the `sed` extra), or any registered since.
     # The sed_* fields only apply to "sed"
     model_family: str = _stage("training", "mlp")
     sed_backbone: str = _stage("training", "efficientnet_b0", section="sed", sed="backbone")  # any timm model name
@@ -191,7 +191,7 @@ class Config:
     # and of the KL toward its logits for the classes it knows (0: labels only)
     sed_distill_weight: float = _stage("training", 0.0, section="sed", sed="distill_embedding_weight")
     sed_student_rounds: int = _stage("training", 0, section="sed", sed="student_rounds")  # noisy-student rounds on the unlabelled train soundscapes
-    sed_params: dict[str, Any] = _stage("training", section="sed", default_factory=dict)  # any other birdclef.sed.SedConfig field
+    sed_params: dict[str, Any] = _stage("training", section="sed", default_factory=dict)  # any other birdclef.models.sed.SedConfig field
     # pseudo-labelling of train_soundscapes
     pseudo_rounds: int = _stage("training", 0, section="pseudo")  # predict → keep confident windows → retrain, this many times (0: off)
     pseudo_threshold: float = _stage("training", 0.5, section="pseudo")  # a window is kept for a class whose probability reaches this
@@ -226,7 +226,7 @@ class Config:
     # rank_blend: the backbone's share of the per-class rank blend (head ranks · (1 − w) + backbone ranks · w over
     # every window of the submission, mapped classes only; 1st place 2026: 0.2); in [0, 1]
     rank_blend_weight: float = _stage("submission", 0.2)
-    # context: the sequence model over a file's windows (birdclef.context). "submission", not "training": it is
+    # context: the sequence model over a file's windows (birdclef.models.context). "submission", not "training": it is
     # trained from the model folder's saved validation soundscapes after the head, so changing these never
     # invalidates a head checkpoint (the context model keeps its own fingerprint of them)
     context_epochs: int = _stage("submission", 30)  # context: training epochs over the validation soundscapes
@@ -237,7 +237,7 @@ class Config:
     # space: None = a weight per class chosen on the validation fold (saved with the head); a number
     # = that weight for every mapped class (0: off; 1: the backbone alone)
     zero_shot_weight: float | None = _stage("submission", None)
-    # site and time-of-day prior from the labelled train soundscapes (birdclef.priors): this × the shift in
+    # site and time-of-day prior from the labelled train soundscapes (birdclef.postprocess.priors): this × the shift in
     # logit space for a test soundscape whose name gives its site and hour; 0: off (it did not measure better)
     site_prior_weight: float = _stage("submission", 0.0)
     ensemble_model_dirs: tuple[str, ...] = _stage("submission", (), path=True)  # more trained model folders (MLP or SED) blended in

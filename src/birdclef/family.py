@@ -11,10 +11,10 @@ registered under its ``Config.model_family`` name with :func:`register_family`. 
 - names what a Kaggle bundle must carry for a run (:meth:`~ModelFamily.bundle` → :class:`BundleParts`);
 - names the Config sections of its own settings (``config_sections``), which other families refuse.
 
-Training (:func:`birdclef.train.run_training`), the submission's ensemble
-(:func:`birdclef.infer.predict_files`) and the bundle (:func:`birdclef.kaggle.build_bundle`) speak
-only to this protocol. The built-in families ("mlp": :mod:`birdclef.head_family`, "sed":
-:mod:`birdclef.sed.family`) are imported when first asked for, so a core install never loads the
+Training (:func:`birdclef.models.train.run_training`), the submission's ensemble
+(:func:`birdclef.inference.predict.predict_files`) and the bundle (:func:`birdclef.submission.kaggle.build_bundle`) speak
+only to this protocol. The built-in families ("mlp": :mod:`birdclef.models.head_family`, "sed":
+:mod:`birdclef.models.sed.family`) are imported when first asked for, so a core install never loads the
 SED family's dependencies.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # only for annotations: this module sits below config in the 
     import pandas as pd
 
     from birdclef.config import Config
-    from birdclef.zeroshot import ZeroShot
+    from birdclef.features.zeroshot import ZeroShot
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,9 @@ class TrainResult:
     metrics: dict
     per_class: pd.DataFrame  # label, positives, auc on the validation data
     out_dir: Path  # the model folder
-    pseudo_rounds: pd.DataFrame | None = None  # one row per pseudo-labelling round (birdclef.pseudo)
+    pseudo_rounds: pd.DataFrame | None = None  # one row per pseudo-labelling round (birdclef.models.pseudo)
     soundscape_per_class: pd.DataFrame | None = None  # label, positives, auc on held-out labelled soundscape windows
-    student_rounds: pd.DataFrame | None = None  # one row per noisy-student round (birdclef.sed.noisy_student)
+    student_rounds: pd.DataFrame | None = None  # one row per noisy-student round (birdclef.models.sed.noisy_student)
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class ModelFamily:
 
 FAMILIES: dict[str, ModelFamily] = {}
 # the built-in families and the module registering each, imported when first asked for
-BUILTIN: dict[str, str] = {"mlp": "birdclef.head_family", "sed": "birdclef.sed.family"}
+BUILTIN: dict[str, str] = {"mlp": "birdclef.models.head_family", "sed": "birdclef.models.sed.family"}
 
 
 def register_family(cls: type[ModelFamily]) -> type[ModelFamily]:

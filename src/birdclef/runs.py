@@ -1,6 +1,6 @@
 """The runs table: one row per training or submission, with its resolved config and metrics.
 
-Every :func:`birdclef.train.run_training` and :func:`birdclef.submission.run_submission`
+Every :func:`birdclef.models.train.run_training` and :func:`birdclef.submission.submit.run_submission`
 appends a row to ``config.runs_table`` (default ``<work_dir>/runs.csv``), so runs made under
 different settings can be compared side by side (notebook 05_report, :func:`summarise`).
 """

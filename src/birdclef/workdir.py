@@ -34,8 +34,8 @@ WINDOWS_FILE = "soundscape_windows.csv"  # the labelled soundscape windows the p
 VAL_SOUNDSCAPES = "val_soundscapes"
 HEAD_FILE = "head.pt"
 METRICS_FILE = "metrics.json"  # a training run's validation scores and what it chose
-SED_DIR = "sed"  # the SED run folder inside a model folder (birdclef.sed.run)
-CONTEXT_FILE = "context.pt"  # the context model over a file's windows (birdclef.context), when trained
+SED_DIR = "sed"  # the SED run folder inside a model folder (birdclef.models.sed.run)
+CONTEXT_FILE = "context.pt"  # the context model over a file's windows (birdclef.models.context), when trained
 
 
 @dataclass(frozen=True)

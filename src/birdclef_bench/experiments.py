@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 
 from birdclef.config import IMPROVEMENTS, Config, build_config
-from birdclef.data import competition_paths, list_audio
-from birdclef.embeddings import Embedded, extract
-from birdclef.evaluate import auc_columns, score
-from birdclef.infer import soundscape_probabilities
-from birdclef.model import load_head
-from birdclef.pseudo import round_heads
+from birdclef.data.competition import competition_paths, list_audio
+from birdclef.features.embeddings import Embedded, extract
+from birdclef.data.metric import auc_columns, score
+from birdclef.models.head import soundscape_probabilities
+from birdclef.models.head import load_head
+from birdclef.models.pseudo import round_heads
 from birdclef_bench.realbench import mean_sd, trained_model, yamnet_path  # noqa: F401  (also the helpers benchmarks/ import from here)
-from birdclef.submission import build_submission
+from birdclef.submission.submit import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
 
 _P = {k: IMPROVEMENTS[k] for k in ("pseudo_rounds", "pseudo_threshold", "pseudo_weight")}
@@ -89,8 +89,8 @@ class Benchmark:
     """One demo dataset and one shared embedding cache for many runs."""
 
     def __init__(self, out: Path, *, base: dict[str, Any], dataset: str = "demo") -> None:
-        from birdclef.demo import PRESETS, make_demo_dataset
-        from birdclef.preprocess import run_preprocess
+        from birdclef.data.demo import PRESETS, make_demo_dataset
+        from birdclef.features.preprocess import run_preprocess
 
         if dataset not in PRESETS:
             raise SystemExit(f"unknown dataset {dataset!r}; known: {', '.join(PRESETS)}")
@@ -109,7 +109,7 @@ class Benchmark:
         run_preprocess(config=shared)  # train recordings + train soundscapes, cached after the first call
         self.test = load_test(shared)
         self.solution = pd.read_csv(competition_paths(data).solution, dtype={"row_id": str})
-        from birdclef.data import data_card
+        from birdclef.data.competition import data_card
 
         self.no_audio = [c for c in data_card(data)["classes_without_train_audio"] if self.solution[c].sum() > 0]
         self.trained: dict[str, Path] = {}  # training settings → model folder
@@ -125,7 +125,7 @@ class Benchmark:
         return trained_model(config, self.trained)
 
     def run(self, name: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
-        from birdclef.submission import run_submission
+        from birdclef.submission.submit import run_submission
 
         params = dict(params)
         folds = params.pop("ensemble_folds", 1)

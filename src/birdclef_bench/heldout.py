@@ -4,14 +4,14 @@ A folder of focal recordings in the BirdCLEF layout (``../shared/realdev``, or t
 own ``train_audio``) has no timed soundscapes. :func:`make_heldout_task` turns it into a
 competition folder that the ordinary stages run on. Two choices, each named in :class:`TaskSettings`:
 
-``holdout="session"`` (default): whole recording sessions (:mod:`birdclef.sessions`: recordist +
+``holdout="session"`` (default): whole recording sessions (:mod:`birdclef.data.sessions`: recordist +
 place [+ date], adjacent catalogue numbers) are held out, at least one per species that has two
 sessions, so no held-out file shares a session with a training file. A fixed *lockbox* set of
 sessions (:data:`LOCKBOX`, about ``lockbox_share`` of the species) is held out only by the lockbox
 split and trains in every other split: no default is chosen on it.
 
 ``construction="sparse"`` (default): ``n_soundscapes`` minutes built like the competition's by
-:func:`birdclef.mixing.compose`: a bed of the held-out recordings' own call-free stretches, calls
+:func:`birdclef.data.mixing.compose`: a bed of the held-out recordings' own call-free stretches, calls
 cut from them by an energy detector, a few species per file, many files with none; truth from the
 event boundaries, with the cells that cannot be judged in ``solution_ignore.csv``.
 
@@ -32,7 +32,7 @@ The earlier construction stays as ``holdout="file", construction="dense"``:
 ``pool_share > 0`` also sets an *unlabelled pool* aside (the noisy student's soundscapes): that share of
 the training side's sessions (never a held-out or a lockbox session, each taken only while every species
 it holds keeps a training recording) leaves ``train.csv`` and becomes ``pool_soundscapes`` minutes built
-like the test soundscapes, written as ``train_soundscapes/`` without labels (:mod:`birdclef.pseudo` finds
+like the test soundscapes, written as ``train_soundscapes/`` without labels (:mod:`birdclef.models.pseudo` finds
 them there). The test soundscapes are the same as without the pool (their random stream comes first).
 The pool keys the task's folder (:attr:`TaskSettings.tag`), so a baseline compared with a noisy student
 trains on the same labelled recordings when both are built with the pool.
@@ -53,13 +53,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from birdclef import audio, mixing
-from birdclef.data import competition_paths, load_taxonomy, load_train_metadata
+from birdclef.data import audio, mixing
+from birdclef.data.competition import competition_paths, load_taxonomy, load_train_metadata
 from birdclef.errors import AudioError, BirdclefError
-from birdclef.evaluate import IGNORE_FILE
+from birdclef.data.metric import IGNORE_FILE
 from birdclef.io import write_csv, write_json, write_ogg
-from birdclef.sessions import recording_sessions
-from birdclef.submission import row_ids
+from birdclef.data.sessions import recording_sessions
+from birdclef.submission.submit import row_ids
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class TaskSettings:
         return d
 
     def mixing_kwargs(self) -> dict:
-        """The sparse construction's settings as :func:`birdclef.mixing.sparse_soundscapes` takes them."""
+        """The sparse construction's settings as :func:`birdclef.data.mixing.sparse_soundscapes` takes them."""
         return dict(soundscape_s=self.soundscape_s, background_dbfs=self.background_dbfs, snr_db=tuple(self.snr_db),
                     min_overlap_s=self.min_overlap_s, empty_share=self.empty_share, species_mean=self.species_mean)
 

