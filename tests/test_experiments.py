@@ -11,7 +11,7 @@ from birdclef_bench.experiments import VARIANTS, comparison_table, invalid_varia
 def test_every_variant_is_a_valid_config(name):
     params = {k: v for k, v in VARIANTS[name][1].items() if k != "ensemble_folds"}
     config = build_config(**{"recipe": "seed", **params})
-    assert config.backbone == "yamnet"
+    assert config.backbone == ("birdnet" if config.recipe == "default" else "yamnet")
 
 
 def test_comparison_table_gives_mean_spread_and_paired_gain():
@@ -21,7 +21,16 @@ def test_comparison_table_gives_mean_spread_and_paired_gain():
     table = comparison_table(results).splitlines()
     assert table[0].startswith("| variant |") and len(table) == 4
     assert "0.910 ± 0.014" in table[2] and "| – |" in table[2]
-    assert "+0.040 ± 0.014" in table[3]
+    assert "+0.040 ± 0.014 | 2/2 |" in table[3]
+
+
+def test_comparison_table_pairs_with_default_without_a_seed_row():
+    results = pd.DataFrame({"variant": ["default", "genus-0.1"] * 3, "seed": [0, 0, 1, 1, 2, 2],
+                            "test_score": [0.90, 0.91, 0.92, 0.91, 0.93, 0.95], "val_auc": [0.8] * 6,
+                            "soundscape_score": [np.nan] * 6})
+    table = comparison_table(results).splitlines()
+    assert "gain over default" in table[0]
+    assert "+0.007 ± 0.015 | 2/3 |" in table[3]
 
 
 def test_rounds_table_counts_kept_seeds():
@@ -45,3 +54,18 @@ def test_variants_a_backbone_cannot_run_are_refused_before_any_work(tmp_path):
     with pytest.raises(SystemExit, match="not valid for this backbone"):
         main(["--variants", "seed,tta", "--backbone", "birdnet", "--out", str(tmp_path / "q")])
     assert not (tmp_path / "q").exists()
+
+
+def test_every_variant_by_default_leaves_out_those_the_backbone_cannot_run(tmp_path, monkeypatch, capsys):
+    import birdclef_bench.experiments as experiments
+
+    class Stop(Exception):
+        pass
+
+    def stop(out, *, base, dataset):
+        raise Stop
+
+    monkeypatch.setattr(experiments, "Benchmark", stop)
+    with pytest.raises(Stop):  # no SystemExit: BirdNET's run goes on without the 1-s shifts
+        main(["--backbone", "birdnet", "--out", str(tmp_path / "q")])
+    assert "left out" in capsys.readouterr().out

@@ -99,6 +99,8 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # `default` built with the same pool: both train on the same labelled recordings)
     "noisy-student": ("2 soft rounds on the pool: every window, target = blended probability², sum capped at 0.75",
                       dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75)),
+    "noisy-student-p1": ("the noisy student with target = the blended probability (power 1), sum capped at 0.75",
+                         dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=1.0, pseudo_cap=0.75)),
     "noisy-student-share": ("the noisy student with half of each batch from the pool (separate samplers)",
                             dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75,
                                  pseudo_share=0.5)),
