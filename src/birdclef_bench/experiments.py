@@ -163,7 +163,7 @@ class Benchmark:
         if members:
             config = build_config(**{**config.to_dict(), "ensemble_model_dirs": members})
         if "context" in config.postprocess:  # a reused head's folder gets its context model (kept by fingerprint)
-            from birdclef.context import train_context
+            from birdclef.models.context import train_context
 
             train_context(ModelFolder(model_dir), config)
         result = run_submission(config=config, model_dir=model_dir)
