@@ -28,8 +28,8 @@ def main() -> None:
     from birdclef.config import build_config
     from birdclef.data.demo import make_demo_dataset
     from birdclef.features.preprocess import run_preprocess
-    from birdclef.submission.submit import run_submission
     from birdclef.models.train import run_training
+    from birdclef.submission.submit import run_submission
 
     tmp = Path(tempfile.mkdtemp(prefix="birdclef-backbones-"))
     data = Path(args.data_dir) if args.data_dir else tmp / "data"

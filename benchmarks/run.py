@@ -47,8 +47,8 @@ def model_path(name: str) -> str | None:
 def stage_rows(soundscape: Path, backbones: list[str]) -> list[tuple[str, float]]:
     import torch
 
-    from birdclef.data import audio
     from birdclef.backbones import get_backbone
+    from birdclef.data import audio
     from birdclef.features.speech import speech_intervals
 
     torch.set_num_threads(1)  # per-core figures
@@ -138,8 +138,8 @@ def main() -> None:
     from birdclef.config import build_config
     from birdclef.data.demo import make_demo_dataset
     from birdclef.features.preprocess import run_preprocess
-    from birdclef.workdir import RunLayout
     from birdclef.models.train import run_training
+    from birdclef.workdir import RunLayout
 
     tmp = Path(tempfile.mkdtemp(prefix="birdclef-bench-"))
     data = tmp / "data"

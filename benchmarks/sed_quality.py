@@ -42,8 +42,8 @@ WHAT = {
 
 
 def _scores(solution: pd.DataFrame, probs: dict[str, np.ndarray], labels: list[str], mapped: dict[str, bool]) -> dict:
-    from birdclef_bench.realbench import subset_scores
     from birdclef.submission.submit import build_submission
+    from birdclef_bench.realbench import subset_scores
 
     return subset_scores(solution, build_submission(probs, labels), mapped)
 
@@ -60,16 +60,16 @@ def main() -> None:
     ap.add_argument("--md", default=str(REPO / "benchmarks" / "sed_quality.md"))
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    from birdclef.models import sed
     from birdclef.config import build_config
     from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
     from birdclef.features.embeddings import EmbeddingCache
-    from birdclef.postprocess import smooth_windows
     from birdclef.features.preprocess import run_preprocess
-    from birdclef.submission.submit import run_submission
-    from birdclef.models.train import run_training
-    from birdclef.workdir import RunLayout
     from birdclef.features.zeroshot import load_zero_shot
+    from birdclef.models import sed
+    from birdclef.models.train import run_training
+    from birdclef.postprocess import smooth_windows
+    from birdclef.submission.submit import run_submission
+    from birdclef.workdir import RunLayout
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,19 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from birdclef.data.audio import frame, read_audio, resample
 from birdclef.backbones import backbone_spec, get_backbone
 from birdclef.backbones import birdnet as birdnet_module
-from birdclef.backbones.birdnet import (
-    ENV_VAR,
-    EMBEDDING_TENSOR,
-    LABELS_FILE,
-    N_CLASSES,
-    SPEC,
-    bundled_model_path,
-    labels_reader,
-    load_birdnet_labels,
-)
+from birdclef.backbones.birdnet import (EMBEDDING_TENSOR, ENV_VAR, LABELS_FILE, N_CLASSES, SPEC, bundled_model_path,
+                                        labels_reader, load_birdnet_labels)
+from birdclef.data.audio import frame, read_audio, resample
 from birdclef.data.competition import load_taxonomy
 from birdclef.errors import BackboneUnavailable, SchemaError
 from birdclef.features.zeroshot import map_taxonomy

@@ -15,13 +15,11 @@ import pytest
 import soundfile as sf
 
 from birdclef.backbones import backbone_spec, get_backbone
-from birdclef.backbones.perch_v2 import (
-    ENV_VAR, LABELS_ENV_VAR, SPEC, find_outputs, load_perch_v2_labels, make_perch_v2,
-)
+from birdclef.backbones.perch_v2 import ENV_VAR, LABELS_ENV_VAR, SPEC, find_outputs, load_perch_v2_labels, make_perch_v2
 from birdclef.config import build_config
 from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
-from birdclef.features.embeddings import EmbeddingCache, embed_recording, extract
 from birdclef.errors import BackboneUnavailable, SchemaError
+from birdclef.features.embeddings import EmbeddingCache, embed_recording, extract
 from birdclef.features.zeroshot import load_zero_shot, map_taxonomy
 
 N = SPEC.window_samples  # 160000

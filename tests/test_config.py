@@ -7,11 +7,11 @@ from birdclef.config import (EMBEDDING_FIELDS, FIELD_SECTIONS, FIELD_TYPES, PATH
                              STAGES, SUBMISSION_FIELDS, TRAINING_FIELDS, Config, build_config, config_diff, fields_of,
                              load_config, previous_config_path, resume_config, same_training, section_fields,
                              stage_config)
-from birdclef.family import family, family_names
-from birdclef.postprocess import STEPS
 from birdclef.errors import ParameterError
+from birdclef.family import family, family_names
 from birdclef.io import write_json
 from birdclef.params import accepted_form
+from birdclef.postprocess import STEPS
 
 
 def test_default_backbone_is_birdnet_with_the_seed_head_and_the_measured_steps():

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from birdclef.models import context, valsoundscapes
 from birdclef.config import build_config
-from birdclef.errors import BirdclefError
 from birdclef.data.metric import masked_auc_columns
+from birdclef.errors import BirdclefError
+from birdclef.models import context, valsoundscapes
 from birdclef.postprocess import Evidence, run_chain
 from birdclef.workdir import ModelFolder
 

@@ -2,16 +2,14 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-
-import numpy as np
 import soundfile as sf
 
-from birdclef.data.competition import (
-    TRAIN_COLUMNS, TRAIN_COLUMNS_2026, competition_paths, data_card, detect_layout, load_soundscape_labels,
-    load_taxonomy, load_train_metadata, parse_label_list, parse_soundscape_name,
-)
+from birdclef.data.competition import (TRAIN_COLUMNS, TRAIN_COLUMNS_2026, competition_paths, data_card, detect_layout,
+                                       load_soundscape_labels, load_taxonomy, load_train_metadata, parse_label_list,
+                                       parse_soundscape_name)
 from birdclef.errors import SchemaError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -313,8 +313,8 @@ def dataset_2026(tmp_path_factory) -> tuple[Path, DemoSummary]:
 
 
 def test_2026_layout_parses_with_the_data_layer(dataset_2026):
-    from birdclef.data.competition import (data_card, detect_layout, load_soundscape_labels, load_taxonomy, load_train_metadata,
-                               parse_soundscape_name)
+    from birdclef.data.competition import (data_card, detect_layout, load_soundscape_labels, load_taxonomy,
+                                           load_train_metadata, parse_soundscape_name)
 
     root, summary = dataset_2026
     assert summary.layout == "2026" and len(summary.soundscape_only_classes) == 2

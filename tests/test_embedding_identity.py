@@ -14,22 +14,12 @@ import pytest
 import soundfile as sf
 
 import birdclef.backbones as backbones
-from birdclef.features import embeddings
-from birdclef.backbones import (
-    BACKBONES,
-    BUILTIN,
-    BackboneSpec,
-    ModelIdentity,
-    backbone_spec,
-    file_identity,
-    model_identity,
-    register,
-    register_identity,
-)
-from birdclef.backbones import birdnet
+from birdclef.backbones import (BACKBONES, BUILTIN, BackboneSpec, ModelIdentity, backbone_spec, birdnet, file_identity,
+                                model_identity, register, register_identity)
 from birdclef.config import EMBEDDING_FIELDS, build_config
-from birdclef.features.embeddings import EmbeddingCache, extract
 from birdclef.errors import BackboneUnavailable, BirdclefError, CacheMismatchError
+from birdclef.features import embeddings
+from birdclef.features.embeddings import EmbeddingCache, extract
 from birdclef.io import read_json, write_json, write_npz
 
 ENV_VAR = "BIRDCLEF_TEST_WEIGHTS"

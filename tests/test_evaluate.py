@@ -4,8 +4,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from birdclef import score
-from birdclef.errors import SchemaError
 from birdclef.data.metric import macro_auc, per_class_auc
+from birdclef.errors import SchemaError
 
 
 def _frames(seed=0, n=40, labels=("a", "1139490", "c")):

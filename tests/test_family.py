@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdclef.data import audio
 from birdclef.config import build_config
-from birdclef.data.competition import competition_paths, load_taxonomy
-from birdclef.data.competition import n_windows
+from birdclef.data import audio
+from birdclef.data.competition import competition_paths, load_taxonomy, n_windows
 from birdclef.errors import AudioError, BirdclefError
 from birdclef.family import (FAMILIES, BundleParts, Member, ModelFamily, Output, TrainResult, family, family_names,
                              family_of, register_family)
@@ -127,8 +126,8 @@ def test_the_toy_family_submits_through_04_submits_entry_point(toy_run, tiny_dem
 
 def test_the_toy_family_joins_an_mlp_head_in_an_ensemble(toy_run, tiny_demo, tmp_path):
     from birdclef.features.preprocess import run_preprocess
-    from birdclef.submission.submit import run_submission
     from birdclef.models.train import run_training
+    from birdclef.submission.submit import run_submission
 
     labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
     mlp = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path / "mlp"), backbone="melstats", epochs=2,

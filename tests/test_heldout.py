@@ -6,9 +6,9 @@ import soundfile as sf
 
 from birdclef.data.competition import list_audio
 from birdclef.data.metric import read_solution, score
-from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task, session_holdout, window_truth
-from birdclef.data.mixing import band_db, FRAME_S
+from birdclef.data.mixing import FRAME_S, band_db
 from birdclef.data.sessions import recording_sessions
+from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task, session_holdout, window_truth
 from birdclef_bench.realbench import subset_scores
 
 

@@ -1,12 +1,11 @@
 """Window probabilities: segments, test-time shifts, ensembles, zero-shot blending, smoothing."""
-import pytest
 import numpy as np
+import pytest
 import torch
 
 from birdclef.config import build_config
 from birdclef.features.embeddings import Embedded
-from birdclef.models.head import predict_windows, soundscape_probabilities
-from birdclef.models.head import HeadMeta, MLPHead, predict
+from birdclef.models.head import HeadMeta, MLPHead, predict, predict_windows, soundscape_probabilities
 from birdclef.postprocess import smooth_windows
 
 
@@ -73,8 +72,7 @@ def test_max_pool_counts_a_call_in_one_segment_fully():
     import torch
 
     from birdclef.features.embeddings import Embedded
-    from birdclef.models.head import predict_windows
-    from birdclef.models.head import HeadMeta, MLPHead
+    from birdclef.models.head import HeadMeta, MLPHead, predict_windows
 
     head = MLPHead(2, 2, (), 0.0)
     with torch.no_grad():
@@ -94,8 +92,8 @@ def test_prior_rows_of_every_kind_of_ensemble_member():
     from pathlib import Path
 
     from birdclef.family import uniform_or
-    from birdclef.models.head_family import HeadMember
     from birdclef.inference.predict import prior_windows
+    from birdclef.models.head_family import HeadMember
     from birdclef.models.sed.family import SedMember
 
     no_prior = HeadMeta(4, ("a", "b"), (), 0.0, "bce", 1, "k")
@@ -111,8 +109,7 @@ def test_taxonomy_steps_read_the_taxonomy_given_or_the_data_folders(tmp_path):
     import pandas as pd
 
     from birdclef.config import build_config
-    from birdclef.postprocess import finish_windows
-    from birdclef.postprocess import genus_smoothing
+    from birdclef.postprocess import finish_windows, genus_smoothing
 
     pd.DataFrame({"primary_label": ["a", "b", "c"], "inat_taxon_id": ["1", "2", "3"],
                   "scientific_name": ["Parus major", "Parus ater", "Rana temporaria"], "common_name": ["x", "y", "z"],

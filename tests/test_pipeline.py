@@ -5,11 +5,11 @@ import pytest
 
 from birdclef.config import build_config
 from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
-from birdclef.features.embeddings import EmbeddingCache, extract
 from birdclef.errors import CacheMismatchError, ParameterError
+from birdclef.features.embeddings import EmbeddingCache, extract
 from birdclef.features.preprocess import run_preprocess
-from birdclef.submission.submit import run_submission
 from birdclef.models.train import run_training
+from birdclef.submission.submit import run_submission
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,8 @@ def test_progress_bars_are_text_in_headless_runs_and_widgets_otherwise(monkeypat
     import tqdm.auto
     import tqdm.std
 
-    from birdclef.progress import ENV, tqdm as bar
+    from birdclef.progress import ENV
+    from birdclef.progress import tqdm as bar
 
     monkeypatch.delenv(ENV, raising=False)
     assert type(bar(range(1), disable=True)) is tqdm.auto.tqdm

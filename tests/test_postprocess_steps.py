@@ -314,8 +314,9 @@ def test_the_rank_blend_runs_per_member_beside_the_logit_blend():
 
 
 def test_the_validation_soundscapes_rank_over_every_file():
-    from birdclef.models import valsoundscapes
     from scipy.stats import rankdata
+
+    from birdclef.models import valsoundscapes
 
     heads, logits, mapped = _rank_set()
     config = build_config(postprocess=("blend", "rank_blend"), zero_shot_weight=0.0, rank_blend_weight=1.0)

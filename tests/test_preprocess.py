@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from birdclef.config import build_config
-from birdclef.data.competition import load_taxonomy
-from birdclef.features.embeddings import EmbeddingCache
-from birdclef.data.competition import select_recordings
-from birdclef.features.preprocess import run_preprocess
 from test_data import make_extra_2023, make_extra_own
 
+from birdclef.config import build_config
+from birdclef.data.competition import load_taxonomy, select_recordings
+from birdclef.features.embeddings import EmbeddingCache
+from birdclef.features.preprocess import run_preprocess
 
 SESSION = {"author": "One Recordist", "collection": "XC"}  # the first 3 recordings of the competition copy: one session
 SESSION_ROWS = [dict(url="https://xeno-canto.org/500000", latitude="4.5", longitude="-71.5"),

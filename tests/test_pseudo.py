@@ -8,13 +8,13 @@ import pytest
 from birdclef.config import build_config
 from birdclef.features.embeddings import Embedded
 from birdclef.features.preprocess import run_preprocess
+from birdclef.features.soundscapes import load_soundscapes
+from birdclef.models.examples import speech_free_frames
 from birdclef.models.pseudo import pseudo_examples, pseudo_label, round_heads, select_windows, soft_examples
 from birdclef.models.softlabels import soft_targets
-from birdclef.models.examples import speech_free_frames
-from birdclef.features.soundscapes import load_soundscapes
+from birdclef.models.train import run_training
 from birdclef.runs import load_runs
 from birdclef.submission.submit import run_submission
-from birdclef.models.train import run_training
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +202,24 @@ def test_soft_rounds_stop_on_a_falling_guard_and_discard_that_head(improved):
                     for e in embedded.values() for w in range(int(np.ceil(e.duration_s / config.window_s))))
     assert embedded and table["n_windows"].iloc[1] == n_windows and (extras[0].targets.sum(axis=1) <= 0.75 + 1e-6).all()
     assert (table["mean_target_sum"].iloc[1:] <= 0.75 + 1e-6).all()
+
+
+def test_pseudo_rounds_without_an_unlabelled_soundscape_say_so_and_train_nothing(monkeypatch, caplog):
+    """Every train soundscape labelled (BirdCLEF+ 2026): the rounds are skipped with a warning naming why,
+    never a silent round that adds nothing and looks like the guard's rejection."""
+    import logging
+
+    monkeypatch.setattr("birdclef.models.pseudo.load_soundscapes", lambda config, **_: {})
+    config = build_config(backbone="melstats", pseudo_rounds=2, pseudo_targets="soft")
+
+    def fit(*_, **__):
+        raise AssertionError("no round may train")
+
+    model, hist = object(), pd.DataFrame({"epoch": [1]})
+    with caplog.at_level(logging.WARNING, logger="birdclef.models.pseudo"):
+        kept, h, metrics, rounds, extra = pseudo_label(None, ["a"], config, model, hist, {"val_auc": 0.7}, fit=fit,
+                                                       meta=None, progress=False)
+    assert kept is model and h is hist and extra is None
+    assert metrics["pseudo_rounds_kept"] == 0 and metrics["pseudo_soundscapes"] == 0 and metrics["val_auc"] == 0.7
+    assert rounds["round"].tolist() == [0] and bool(rounds["kept"].iloc[0])
+    assert "no unlabelled train soundscape to pseudo-label" in caplog.text and "pseudo_rounds=2" in caplog.text

@@ -8,18 +8,18 @@ import textwrap
 import time
 from pathlib import Path
 
+import badinput
 import numpy as np
 import pandas as pd
 import pytest
 
-import badinput
 from birdclef.config import build_config
 from birdclef.data.competition import TRAIN_COLUMNS, competition_paths, load_taxonomy, load_train_metadata
-from birdclef.report.eda import recording_table
 from birdclef.errors import BirdclefError, SchemaError
 from birdclef.features.preprocess import run_preprocess
-from birdclef.submission.submit import run_submission
 from birdclef.models.train import run_training
+from birdclef.report.eda import recording_table
+from birdclef.submission.submit import run_submission
 
 
 @pytest.fixture(scope="module")

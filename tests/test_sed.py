@@ -13,8 +13,8 @@ import torch
 
 pytest.importorskip("timm")
 
-from birdclef.models import sed  # noqa: E402
 from birdclef.errors import BirdclefError, ParameterError  # noqa: E402
+from birdclef.models import sed  # noqa: E402
 from birdclef.models.sed.augment import mixup, spec_augment  # noqa: E402
 from birdclef.models.sed.infer import torch_outputs  # noqa: E402
 from birdclef.models.sed.losses import bce, focal, soft_auc  # noqa: E402
@@ -463,8 +463,8 @@ def test_a_label_whose_only_session_is_held_out_gets_it_back():
 def test_an_engine_error_on_one_file_gives_that_file_its_reason_and_the_rest_go_on(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     from birdclef.errors import InferenceError
-    from birdclef.models.sed.family import SedMember, sed_predictions
     from birdclef.models.sed.export import ExportedSed, export_onnx
+    from birdclef.models.sed.family import SedMember, sed_predictions
 
     cfg = tiny_config()
     exported = ExportedSed(export_onnx(sed.build_model(cfg, 3), cfg, tmp_path / "model.onnx"), cfg)

@@ -16,8 +16,8 @@ pytest.importorskip("onnxruntime")
 from birdclef.config import build_config, load_config  # noqa: E402
 from birdclef.data.competition import load_taxonomy  # noqa: E402
 from birdclef.features.preprocess import run_preprocess  # noqa: E402
-from birdclef.submission.submit import run_submission  # noqa: E402
 from birdclef.models.train import run_training  # noqa: E402
+from birdclef.submission.submit import run_submission  # noqa: E402
 from birdclef.workdir import RunLayout  # noqa: E402
 
 SED = dict(model_family="sed", sed_backbone="test_efficientnet", sed_epochs=2, sed_batch_size=4,

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from birdclef.config import build_config
-from birdclef.features.embeddings import Embedded
 from birdclef.errors import BirdclefError
+from birdclef.features.embeddings import Embedded
 from birdclef.models.examples import FOCAL, SOUNDSCAPE, Examples, concat_examples, soundscape_examples
 from birdclef.models.train import Validation, pool_windows, split_folds, validation_scores, validation_set
 
@@ -230,8 +230,8 @@ def test_training_validates_on_held_out_soundscape_windows(trained_2026):
 def _no_audio_scores(result, config, summary):
     """Head probabilities of the soundscape-only classes on every labelled window, and their truth."""
     from birdclef.features.embeddings import EmbeddingCache
-    from birdclef.models.head import predict
     from birdclef.features.soundscapes import load_windows
+    from birdclef.models.head import predict
 
     windows = load_windows(config)
     ex, _ = soundscape_examples(windows, EmbeddingCache(config.work_dir, config), list(result.meta.labels), config)

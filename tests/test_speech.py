@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from birdclef.features import speech
 from birdclef.data.tts import synthesize
+from birdclef.features import speech
 
 SENTENCE = "Recorded on the twentieth of April near the river, about seven in the morning, by Ana."
 

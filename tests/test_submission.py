@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdclef.data.competition import load_taxonomy
-from birdclef.data.competition import n_windows
+from birdclef.data.competition import load_taxonomy, n_windows
 from birdclef.errors import SubmissionError
 from birdclef.submission.submit import build_submission, row_ids, validate_submission, write_submission
 

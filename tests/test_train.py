@@ -16,7 +16,7 @@ def cfg(**params):
 from birdclef.features.embeddings import Embedded, pool_segments
 from birdclef.models.examples import Examples, build_examples, crop_frames
 from birdclef.models.train import (_epoch_order, _loss, epoch_batches, mix_pseudo, split_folds, train_head,
-                            validation_targets)
+                                   validation_targets)
 
 LABELS = ["a", "b", "c"]
 

@@ -13,19 +13,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
+from test_soundscapes import SMALL_2026
 
 from birdclef.config import build_config
 from birdclef.data.competition import competition_paths, load_taxonomy
-from birdclef.features.embeddings import EmbeddingCache
 from birdclef.data.metric import macro_auc, score
-from birdclef.models.examples import FOCAL, SOUNDSCAPE, build_examples, concat_examples, load_manifest, soundscape_examples
+from birdclef.features.embeddings import EmbeddingCache
+from birdclef.models.examples import (FOCAL, SOUNDSCAPE, build_examples, concat_examples, load_manifest,
+                                      soundscape_examples)
+from birdclef.models.head import load_head, predict, soundscape_probabilities
 from birdclef.postprocess import finish_windows
-from birdclef.models.head import soundscape_probabilities
-from birdclef.models.head import load_head, predict
 from birdclef.postprocess.priors import fit_site_prior, prior_shift
 from birdclef.submission.submit import build_submission, row_ids
 from birdclef.workdir import RunLayout
-from test_soundscapes import SMALL_2026
 
 FAST = dict(backbone="melstats", backbone_path=None, n_workers=1, val_soundscapes=0, vad=False)  # VAD: most of the time
 
@@ -142,9 +142,9 @@ def _soundscape_score(config, model, meta, truth) -> float:
 @pytest.mark.parametrize("right", [False, True], ids=["wrong-pseudo-labels", "true-pseudo-labels"])
 def test_pseudo_round_is_kept_by_the_soundscape_score_even_when_val_auc_says_otherwise(prepared, tmp_path,
                                                                                      monkeypatch, right):
+    from birdclef.features.soundscapes import soundscape_truth
     from birdclef.models import train
     from birdclef.models.pseudo import round_heads
-    from birdclef.features.soundscapes import soundscape_truth
 
     config = _sharing(prepared, tmp_path / "work", pseudo_rounds=1, pseudo_weight=1.0, refit=False)
     labels, truth = _labels(config), soundscape_truth(config)

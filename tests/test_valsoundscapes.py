@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdclef.models import valsoundscapes
 from birdclef.config import build_config
+from birdclef.features.zeroshot import ZeroShot, choose_weights
+from birdclef.models import valsoundscapes
 from birdclef.models.examples import Examples, focal_fold_group, soundscape_fold_group
 from birdclef.models.train import blend_weights, run_training, split_folds
-from birdclef.features.zeroshot import ZeroShot, choose_weights
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +73,8 @@ def test_blend_auc_is_cross_fitted_not_measured_on_the_rows_that_chose_the_weigh
     zero_shot = ZeroShot(np.arange(c))
     labels = [f"c{j}" for j in range(c)]
     weights, table = blend_weights(prob, zs, y, groups, np.full(c, 3), zero_shot, labels)
-    from birdclef.postprocess import blend_logits
     from birdclef.data.metric import auc_columns
+    from birdclef.postprocess import blend_logits
 
     in_sample = np.nanmean(auc_columns(y > 0.5, blend_logits(prob, zs, weights)))
     crossed = table["val_auc_blend"].mean()

@@ -14,11 +14,11 @@ from birdclef.backbones import BackboneSpec, register
 from birdclef.config import build_config
 from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
 from birdclef.features.embeddings import EmbeddingCache, embed_recording
-from birdclef.models.head import load_head
 from birdclef.features.preprocess import run_preprocess
-from birdclef.submission.submit import run_submission
-from birdclef.models.train import run_training
 from birdclef.features.zeroshot import choose_weights, load_zero_shot, map_taxonomy
+from birdclef.models.head import load_head
+from birdclef.models.train import run_training
+from birdclef.submission.submit import run_submission
 
 CHAIN = ("blend", "site_prior", "smoothing")  # no file boost: blended scores are compared as they are
 TARGET = {"name": None}  # the demo class the stand-in knows (set by the fixture)
@@ -217,8 +217,8 @@ def test_perch_v2_labels_only_match_the_loaded_models(tmp_path, tiny_demo):
     pytest.importorskip("onnxruntime")
     from test_backbone_perch_v2 import K, _perch_labels, _save_onnx
 
-    from birdclef.backbones.perch_v2 import N_CLASSES, make_perch_v2
     from birdclef.backbones import labels_reader
+    from birdclef.backbones.perch_v2 import N_CLASSES, make_perch_v2
 
     taxonomy = load_taxonomy(tiny_demo / "taxonomy.csv")
     folder = tmp_path / "standin"
@@ -282,8 +282,8 @@ def test_the_rank_blend_of_a_submission_ranks_over_every_test_window(trained, st
 
 
 def test_a_submission_with_the_context_step_needs_the_folders_context_model(trained, standin, tmp_path):
-    from birdclef.models.context import train_context
     from birdclef.errors import BirdclefError
+    from birdclef.models.context import train_context
     from birdclef.workdir import ModelFolder
 
     config = build_config(**{**trained.to_dict(), "postprocess": (*CHAIN, "context"), "context_epochs": 2})

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from birdclef.errors import ParameterError
-from birdclef.params import convert_params
 from birdclef.family import family_names
+from birdclef.params import convert_params
 from birdclef.postprocess import STEPS, chain, parse_taxon_kernels
 from birdclef.workdir import ModelFolder, RunLayout
 

@@ -18,6 +18,7 @@ from birdclef.config import Config
 from birdclef.io import write_csv
 from birdclef.workdir import RUNS_FILE, RunLayout
 
+
 def runs_table_path(config: Config) -> Path:
     return Path(config.runs_table) if config.runs_table else RunLayout.of(config).runs
 

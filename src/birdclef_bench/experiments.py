@@ -24,14 +24,13 @@ import pandas as pd
 
 from birdclef.config import IMPROVEMENTS, Config, build_config
 from birdclef.data.competition import competition_paths, list_audio
-from birdclef.features.embeddings import Embedded, extract
 from birdclef.data.metric import auc_columns, score
-from birdclef.models.head import soundscape_probabilities
-from birdclef.models.head import load_head
+from birdclef.features.embeddings import Embedded, extract
+from birdclef.models.head import load_head, soundscape_probabilities
 from birdclef.models.pseudo import round_heads
-from birdclef_bench.realbench import mean_sd, trained_model, yamnet_path  # noqa: F401  (also the helpers benchmarks/ import from here)
 from birdclef.submission.submit import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
+from birdclef_bench.realbench import mean_sd, trained_model, yamnet_path  # noqa: F401  (also the helpers benchmarks/ import from here)
 
 _P = {k: IMPROVEMENTS[k] for k in ("pseudo_rounds", "pseudo_threshold", "pseudo_weight")}
 _K = IMPROVEMENTS["smoothing_kernel"]
@@ -211,7 +210,7 @@ def comparison_table(results: pd.DataFrame) -> str:
 
 def rounds_table(rounds: pd.DataFrame) -> str:
     """Markdown: per pseudo-labelling round, mean over seeds (± std) of what it added and scored."""
-    lines = ["| variant | round | windows added | precision of pseudo labels | train-soundscape score (guard) | "
+    lines = ["| variant | round | windows added | precision of pseudo labels | guard score | "
              "test score | kept in |", "|---|---|---|---|---|---|---|"]
     order = {name: i for i, name in enumerate(VARIANTS)}
     rounds = rounds.assign(_order=rounds["variant"].map(order)).sort_values(["_order", "round"], kind="stable")

@@ -55,10 +55,10 @@ import pandas as pd
 
 from birdclef.data import audio, mixing
 from birdclef.data.competition import competition_paths, load_taxonomy, load_train_metadata
-from birdclef.errors import AudioError, BirdclefError
 from birdclef.data.metric import IGNORE_FILE
-from birdclef.io import write_csv, write_json, write_ogg
 from birdclef.data.sessions import recording_sessions
+from birdclef.errors import AudioError, BirdclefError
+from birdclef.io import write_csv, write_json, write_ogg
 from birdclef.submission.submit import row_ids
 
 log = logging.getLogger(__name__)

@@ -24,17 +24,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from birdclef.models import valsoundscapes
 from birdclef.config import Config, build_config
 from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
-from birdclef.features.embeddings import extract
 from birdclef.data.metric import read_solution, score
 from birdclef.errors import SchemaError
-from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task
+from birdclef.features.embeddings import extract
+from birdclef.features.zeroshot import load_zero_shot
+from birdclef.models import valsoundscapes
 from birdclef.postprocess import smooth_windows
 from birdclef.submission.submit import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
-from birdclef.features.zeroshot import load_zero_shot
+from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task
 
 _CHAIN = ("blend", "site_prior", "smoothing")  # the post-processing chain before the file boost
 # name → (what changes, parameters over the default recipe)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from birdclef.errors import SchemaError
 from birdclef.data.sessions import catalogue_id
+from birdclef.errors import SchemaError
 
 log = logging.getLogger(__name__)
 

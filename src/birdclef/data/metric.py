@@ -14,7 +14,6 @@ import pandas as pd
 from birdclef.data.competition import build_submission
 from birdclef.errors import SchemaError
 
-
 IGNORE_FILE = "solution_ignore.csv"  # beside solution.csv: 1 where a (window, class) cell is not scored
 
 

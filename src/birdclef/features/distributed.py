@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
-from birdclef.progress import tqdm
 
+from birdclef.backbones import get_backbone
 from birdclef.config import Config
 from birdclef.features.embeddings import Embedded, EmbeddingCache, _embed_or_reason
-from birdclef.backbones import get_backbone
+from birdclef.progress import tqdm
 
 _BACKBONES: dict[tuple[str, str | None], object] = {}
 

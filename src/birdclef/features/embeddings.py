@@ -28,14 +28,14 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-from birdclef.progress import tqdm
 
-from birdclef.data import audio
 from birdclef.backbones import Backbone, BackboneSpec, ModelIdentity, get_backbone, model_identity, run_backbone
 from birdclef.config import EMBEDDING_FIELDS, Config
+from birdclef.data import audio
 from birdclef.errors import AudioError, CacheMismatchError
-from birdclef.io import read_json, write_json, write_npz
 from birdclef.features.speech import speech_fraction, speech_intervals
+from birdclef.io import read_json, write_json, write_npz
+from birdclef.progress import tqdm
 from birdclef.workdir import RunLayout
 
 log = logging.getLogger(__name__)

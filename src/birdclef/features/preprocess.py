@@ -12,13 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from birdclef.config import Config
-from birdclef.data.competition import competition_paths, load_extra_data, load_taxonomy, load_train_metadata, select_recordings
-from birdclef.features.embeddings import extract
-from birdclef.io import write_csv, write_json
+from birdclef.data.competition import (competition_paths, load_extra_data, load_taxonomy, load_train_metadata,
+                                       select_recordings)
 from birdclef.data.sessions import recording_sessions
+from birdclef.features.embeddings import extract
 from birdclef.features.soundscapes import SOLUTION_FILE, labelled_windows, soundscape_files
-from birdclef.workdir import WINDOWS_FILE, RunLayout
 from birdclef.features.zeroshot import load_zero_shot
+from birdclef.io import write_csv, write_json
+from birdclef.workdir import WINDOWS_FILE, RunLayout
 
 log = logging.getLogger(__name__)
 

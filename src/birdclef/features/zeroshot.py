@@ -26,9 +26,9 @@ import pandas as pd
 from birdclef.backbones import backbone_spec, labels_reader
 from birdclef.config import Config
 from birdclef.data.competition import n_windows
-from birdclef.features.embeddings import Embedded, frames_in
-from birdclef.errors import BirdclefError
 from birdclef.data.metric import masked_auc_columns
+from birdclef.errors import BirdclefError
+from birdclef.features.embeddings import Embedded, frames_in
 
 log = logging.getLogger(__name__)
 

@@ -4,23 +4,23 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from birdclef.data import audio
 from birdclef.config import Config
+from birdclef.data import audio
+from birdclef.data.competition import n_windows
 from birdclef.errors import AudioError, BirdclefError
 from birdclef.family import Member, family, uniform_or
+from birdclef.features.zeroshot import ZeroShot
 from birdclef.models.head import HeadMeta
-from birdclef.data.competition import n_windows
 from birdclef.postprocess import (RankReference, average, finish_windows, needs, rank_average, rank_reference,
                                   split_chain)
 from birdclef.postprocess.priors import prior_shift
-from birdclef.features.zeroshot import ZeroShot
 
 log = logging.getLogger(__name__)
 FALLBACK_DURATION_S = 60.0  # assumed length of a soundscape whose header cannot be read

@@ -15,10 +15,10 @@ import pandas as pd
 
 from birdclef.config import GROUPS, SOUNDSCAPE_GROUPS, Config
 from birdclef.data.competition import parse_soundscape_name
-from birdclef.features.embeddings import Embedded, EmbeddingCache, frames_in
 from birdclef.errors import BirdclefError
-from birdclef.workdir import RunLayout
+from birdclef.features.embeddings import Embedded, EmbeddingCache, frames_in
 from birdclef.features.zeroshot import ZeroShot
+from birdclef.workdir import RunLayout
 
 log = logging.getLogger(__name__)
 

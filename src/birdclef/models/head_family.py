@@ -15,15 +15,14 @@ from typing import ClassVar, Sequence
 import pandas as pd
 
 from birdclef.config import EMBEDDING_FIELDS, Config
-from birdclef.features.embeddings import extract
 from birdclef.errors import BirdclefError
 from birdclef.family import (BundleParts, Member, ModelFamily, Output, Prediction, TrainResult, check_labels,
                              register_family, uniform_or)
-from birdclef.models.head import head_windows
-from birdclef.io import read_json
-from birdclef.models.head import HeadMeta, MLPHead, load_head
-from birdclef.workdir import CONFIG_FILE, CONTEXT_FILE, HEAD_FILE, METRICS_FILE, ModelFolder
+from birdclef.features.embeddings import extract
 from birdclef.features.zeroshot import ZeroShot, load_zero_shot
+from birdclef.io import read_json
+from birdclef.models.head import HeadMeta, MLPHead, head_windows, load_head
+from birdclef.workdir import CONFIG_FILE, CONTEXT_FILE, HEAD_FILE, METRICS_FILE, ModelFolder
 
 
 @dataclass(frozen=True)

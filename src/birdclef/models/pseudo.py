@@ -26,6 +26,7 @@ it ends the loop and its head is discarded.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -33,15 +34,16 @@ import numpy as np
 import pandas as pd
 
 from birdclef.config import Config
-from birdclef.features.embeddings import Embedded
 from birdclef.data.metric import score_windows
-from birdclef.models.examples import PSEUDO, Examples, concat_examples, crop_examples, speech_free_frames
-from birdclef.models.head import HeadMeta, MLPHead, save_head
-from birdclef.models.head import soundscape_probabilities
-from birdclef.postprocess import zero_shot_weights
-from birdclef.models.softlabels import soft_targets
+from birdclef.features.embeddings import Embedded
 from birdclef.features.soundscapes import load_soundscapes, soundscape_truth
 from birdclef.features.zeroshot import ZeroShot
+from birdclef.models.examples import PSEUDO, Examples, concat_examples, crop_examples, speech_free_frames
+from birdclef.models.head import HeadMeta, MLPHead, save_head, soundscape_probabilities
+from birdclef.models.softlabels import soft_targets
+from birdclef.postprocess import zero_shot_weights
+
+log = logging.getLogger(__name__)
 
 # fit(examples, extra=..., checkpoint=...) → (model, history, metrics): birdclef.models.train.train_head with
 # the labels, config and progress bound (passed in, so this module does not import the training stage)
@@ -143,8 +145,14 @@ def pseudo_label(
     embedded = load_soundscapes(config, progress=progress, score_columns=zero_shot.score_columns if blend else None)
     truth = soundscape_truth(config)
 
-    if not embedded:  # every train soundscape is labelled (or none was readable): nothing to pseudo-label
-        truth = None
+    if not embedded:  # every train soundscape is labelled (or none was readable): said, never a silent no-op
+        log.warning("pseudo_rounds=%d: no unlabelled train soundscape to pseudo-label (those with labelled windows "
+                    "train as labelled data; pseudo_max_soundscapes=%s): no round runs and the head is the one "
+                    "trained without pseudo labels", config.pseudo_rounds, config.pseudo_max_soundscapes)
+        rows = [{"round": 0, "n_windows": 0, "n_examples": 0, "precision": np.nan, "mean_target_sum": np.nan,
+                 "val_auc": metrics["val_auc"], "guard": np.nan, "gain": 0.0, "kept": True}]
+        return model, hist, metrics | {"pseudo_rounds_kept": 0, "pseudo_guard": "none", "pseudo_soundscapes": 0}, \
+            pd.DataFrame(rows), None
     guard_name = "val_auc" if truth is None else "soundscape_score"
 
     judged: list = []  # [head, its judgement]: the last head judged (held, so it is never mistaken for another)
@@ -207,7 +215,7 @@ def pseudo_label(
         best, kept, kept_extra = g, (m, h, met), extra
     table = pd.DataFrame(rows)
     n_kept = int(table["kept"].sum()) - 1
-    out_metrics = kept[2] | {"pseudo_rounds_kept": n_kept, "pseudo_guard": guard_name}
+    out_metrics = kept[2] | {"pseudo_rounds_kept": n_kept, "pseudo_guard": guard_name, "pseudo_soundscapes": len(embedded)}
     if guard_name == "soundscape_score":
         out_metrics["soundscape_score"] = float(best)
     return kept[0], kept[1], out_metrics, table, kept_extra

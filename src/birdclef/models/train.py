@@ -20,22 +20,22 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
-from birdclef.progress import tqdm
 
 from birdclef.config import Config, same_training
 from birdclef.data.competition import competition_paths, load_taxonomy
-from birdclef.features.embeddings import EmbeddingCache
 from birdclef.data.metric import macro_auc, masked_auc_columns, per_class_auc
 from birdclef.family import TrainResult, family
-from birdclef.models.examples import (FOCAL, SOUNDSCAPE, Examples, build_examples, concat_examples, load_manifest,
-                               soundscape_examples)
-from birdclef.io import atomic_path, write_csv, write_json, write_npz
-from birdclef.models.head import HeadMeta, MLPHead, predict, save_head
-from birdclef.postprocess.priors import PRIOR_FILE, fit_site_prior
-from birdclef.models import valsoundscapes
-from birdclef.models.valsoundscapes import ValSoundscapes
-from birdclef.workdir import RunLayout
+from birdclef.features.embeddings import EmbeddingCache
 from birdclef.features.zeroshot import ZeroShot, choose_weights, load_zero_shot
+from birdclef.io import atomic_path, write_csv, write_json, write_npz
+from birdclef.models import valsoundscapes
+from birdclef.models.examples import (FOCAL, SOUNDSCAPE, Examples, build_examples, concat_examples, load_manifest,
+                                      soundscape_examples)
+from birdclef.models.head import HeadMeta, MLPHead, predict, save_head
+from birdclef.models.valsoundscapes import ValSoundscapes
+from birdclef.postprocess.priors import PRIOR_FILE, fit_site_prior
+from birdclef.progress import tqdm
+from birdclef.workdir import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -476,10 +476,10 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     head, config, metrics, curves, validation predictions and the blend table, and a row to the
     runs table.
     """
-    from birdclef.models import pseudo
     from birdclef import runs
-    from birdclef.models.pseudo import soundscape_metrics
     from birdclef.features.soundscapes import load_windows
+    from birdclef.models import pseudo
+    from birdclef.models.pseudo import soundscape_metrics
 
     paths = competition_paths(config.data_dir)
     taxonomy = load_taxonomy(paths.taxonomy)

@@ -22,19 +22,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from birdclef.data import mixing
 from birdclef.config import Config
+from birdclef.data import mixing
 from birdclef.data.competition import n_windows
-from birdclef.features.embeddings import Embedded, extract
-from birdclef.errors import BirdclefError
 from birdclef.data.metric import masked_auc_columns
-from birdclef.postprocess import finish_windows
-from birdclef.models.head import predict_windows
-from birdclef.postprocess import rank_reference
-from birdclef.io import write_json, write_npz, write_ogg
-from birdclef.models.head import HeadMeta, MLPHead
-from birdclef.workdir import RunLayout
+from birdclef.errors import BirdclefError
+from birdclef.features.embeddings import Embedded, extract
 from birdclef.features.zeroshot import ZeroShot
+from birdclef.io import write_json, write_npz, write_ogg
+from birdclef.models.head import HeadMeta, MLPHead, predict_windows
+from birdclef.postprocess import finish_windows, rank_reference
+from birdclef.workdir import RunLayout
 
 log = logging.getLogger(__name__)
 BUILD_VERSION = 1  # bump when the construction changes: sets are rebuilt

@@ -24,12 +24,23 @@ ensemble member beside ``blend``; ``context`` (a small sequence model over a fil
 """
 from __future__ import annotations
 
-from birdclef.postprocess.registry import (Evidence, MEMBER_STEPS, RankReference, STEPS, Step, StepFunction, chain,
-                                        chain_table, data_taxonomy, finish_windows, needs, run_chain, split_chain,
-                                        step)
-from birdclef.postprocess.steps import (average, blend_logits, check_kernel, file_boost, genus_smoothing,
-                                        parse_taxon_kernels, rank_average, rank_blend, rank_reference,
-                                        smooth_windows, taxon_smoothing, zero_shot_weights)  # registers the steps
+from birdclef.postprocess.registry import (MEMBER_STEPS, STEPS, Evidence, RankReference, Step, StepFunction, chain,
+                                           chain_table, data_taxonomy, finish_windows, needs, run_chain, split_chain,
+                                           step)
+from birdclef.postprocess.steps import (
+                                        average,
+                                        blend_logits,
+                                        check_kernel,
+                                        file_boost,
+                                        genus_smoothing,
+                                        parse_taxon_kernels,
+                                        rank_average,
+                                        rank_blend,
+                                        rank_reference,
+                                        smooth_windows,  # registers the steps
+                                        taxon_smoothing,
+                                        zero_shot_weights,
+)
 
 __all__ = ["Evidence", "MEMBER_STEPS", "RankReference", "STEPS", "Step", "StepFunction", "average",
            "blend_logits", "chain", "chain_table", "check_kernel", "data_taxonomy", "file_boost",

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from birdclef.postprocess.registry import Evidence, RankReference, step
 from birdclef.postprocess.priors import apply_shift
+from birdclef.postprocess.registry import Evidence, RankReference, step
 
 if TYPE_CHECKING:
     from birdclef.config import Config

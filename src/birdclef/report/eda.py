@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from birdclef.progress import tqdm
 
 from birdclef.data import audio
 from birdclef.data.competition import CompetitionPaths, load_taxonomy, load_train_metadata
 from birdclef.errors import AudioError
 from birdclef.features.speech import speech_intervals
+from birdclef.progress import tqdm
 
 
 def recording_table(paths: CompetitionPaths) -> tuple[pd.DataFrame, pd.DataFrame]:

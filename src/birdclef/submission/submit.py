@@ -19,12 +19,12 @@ import pandas as pd
 
 from birdclef.config import Config
 from birdclef.data.competition import build_submission, competition_paths, list_audio, load_taxonomy, row_ids  # noqa: F401  (re-exported)
-from birdclef.errors import SchemaError, SubmissionError
 from birdclef.data.metric import read_solution, score
+from birdclef.errors import SchemaError, SubmissionError
 from birdclef.family import load_members
 from birdclef.inference.predict import predict_files, prior_windows
-from birdclef.postprocess import zero_shot_weights
 from birdclef.io import atomic_path, write_csv, write_json
+from birdclef.postprocess import zero_shot_weights
 from birdclef.postprocess.priors import PRIOR_FILE, load_site_prior
 from birdclef.runs import record_run
 from birdclef.workdir import ModelFolder, RunLayout

@@ -24,10 +24,10 @@ audio, window labels) and :mod:`~birdclef.data.demo.dataset` (:func:`make_demo_d
 """
 from __future__ import annotations
 
-from birdclef.data.demo.common import (CONDITIONS, LABEL_OVERLAP_S, MIN_CALL_S, SAMPLE_RATE_HZ, SPEECH_GUARD_S, WINDOW_S,
-                                  Conditions)
-from birdclef.data.demo.dataset import (LAYOUTS, PRESETS, TAXONOMY_COLUMNS, TRAIN_COLUMNS, TRAIN_COLUMNS_2026, DemoSummary,
-                                   make_demo_dataset)
+from birdclef.data.demo.common import (CONDITIONS, LABEL_OVERLAP_S, MIN_CALL_S, SAMPLE_RATE_HZ, SPEECH_GUARD_S,
+                                       WINDOW_S, Conditions)
+from birdclef.data.demo.dataset import (LAYOUTS, PRESETS, TAXONOMY_COLUMNS, TRAIN_COLUMNS, TRAIN_COLUMNS_2026,
+                                        DemoSummary, make_demo_dataset)
 from birdclef.data.demo.species import CLASS_NAME, FAMILIES
 
 __all__ = [

@@ -13,8 +13,8 @@ from birdclef.data.demo.common import SAMPLE_RATE_HZ, WINDOW_S, Conditions, _rng
 from birdclef.data.demo.plan import _plan_recordings, _plan_soundscapes, _Recording, _Soundscape
 from birdclef.data.demo.render import _render_recording, _render_soundscape, _window_labels
 from birdclef.data.demo.species import _make_taxonomy, _Species
-from birdclef.io import atomic_path, write_ogg
 from birdclef.data.tts import synthesize_batch
+from birdclef.io import atomic_path, write_ogg
 
 TAXONOMY_COLUMNS = ["primary_label", "inat_taxon_id", "scientific_name", "common_name", "class_name"]
 TRAIN_COLUMNS = [

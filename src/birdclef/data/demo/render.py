@@ -7,7 +7,7 @@ from scipy.signal import butter, fftconvolve, sosfilt
 
 from birdclef.data.demo.calls import _call
 from birdclef.data.demo.common import (LABEL_OVERLAP_S, MIN_CALL_S, SAMPLE_RATE_HZ, SPEECH_GUARD_S, WINDOW_S,
-                                  Conditions, _rng)
+                                       Conditions, _rng)
 from birdclef.data.demo.noise import _background
 from birdclef.data.demo.plan import _Recording, _Soundscape
 from birdclef.data.demo.species import _Species

@@ -22,7 +22,8 @@ to export and run exported models. All are imported inside the functions that us
 from __future__ import annotations
 
 from birdclef.models.sed.config import SedConfig, build_sed_config
-from birdclef.models.sed.data import SedClips, WaveCache, build_wave_cache, recordings_table, soundscape_windows, split_recordings
+from birdclef.models.sed.data import (SedClips, WaveCache, build_wave_cache, recordings_table, soundscape_windows,
+                                      split_recordings)
 from birdclef.models.sed.distill import Projection, Teacher, embedding_loss, logit_loss
 from birdclef.models.sed.infer import file_clips, predict_file
 from birdclef.models.sed.model import SedModel, build_model, window_logits

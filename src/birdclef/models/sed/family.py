@@ -13,9 +13,10 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
-from birdclef.features.embeddings import init_worker_process
 from birdclef.errors import AudioError, BirdclefError
-from birdclef.family import BundleParts, Member, ModelFamily, Output, Prediction, TrainResult, check_labels, register_family
+from birdclef.family import (BundleParts, Member, ModelFamily, Output, Prediction, TrainResult, check_labels,
+                             register_family)
+from birdclef.features.embeddings import init_worker_process
 from birdclef.io import read_json
 from birdclef.progress import tqdm
 from birdclef.workdir import CONFIG_FILE, METRICS_FILE, SED_DIR, ModelFolder

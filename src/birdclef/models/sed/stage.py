@@ -48,14 +48,14 @@ def run_sed_training(*, config: Config, progress: bool = True) -> TrainResult:
     for what is written."""
     from birdclef import runs
     from birdclef.features.embeddings import EmbeddingCache
+    from birdclef.features.soundscapes import load_windows, soundscape_files, soundscape_truth
+    from birdclef.features.zeroshot import load_zero_shot
+    from birdclef.models.examples import focal_fold_groups, load_manifest
     from birdclef.models.sed.data import SedClips, split_recordings
     from birdclef.models.sed.distill import Teacher
     from birdclef.models.sed.noisy_student import noisy_student, soundscape_guard, val_auc_guard
     from birdclef.models.sed.run import SED_DIR, save_run
     from birdclef.models.sed.train import predict_clips, train_sed
-    from birdclef.features.soundscapes import load_windows, soundscape_files, soundscape_truth
-    from birdclef.models.examples import focal_fold_groups, load_manifest
-    from birdclef.features.zeroshot import load_zero_shot
 
     paths = competition_paths(config.data_dir)
     taxonomy = load_taxonomy(paths.taxonomy)

@@ -23,18 +23,17 @@ from __future__ import annotations
 
 from birdclef.submission.kaggle.bundle import Bundle, build_bundle, check_taxonomy, head_labels, resolve_competition
 from birdclef.submission.kaggle.cli import add_cli, run_cli
-from birdclef.submission.kaggle.inputs import (
-    BUNDLE_MARKER, DEFAULT_COMPETITION, DEFAULT_INPUT, DEFAULT_WORKING, INPUT_ENV, SEARCH_DEPTH, WORKING_ENV,
-    competition_from_folder, resolve_kaggle_inputs, resolve_kernel_params, working_dir,
-)
-from birdclef.submission.kaggle.metadata import (
-    KNOWN_DATASET_LICENSES, KaggleMetadataError, slugify, validate_dataset_metadata, validate_kernel_metadata,
-)
-from birdclef.submission.kaggle.notebook import INSTALL_CELL, KERNEL_PARAMETERS, RESOLVE_CELL, kernel_notebook, rewrite_parameters
-from birdclef.submission.kaggle.wheels import (
-    BUNDLED_WHEELS, KAGGLE_PLATFORMS, KAGGLE_PREINSTALLED, KAGGLE_PYTHON_VERSIONS, ONNXRUNTIME, WHEEL_CACHE_ENV,
-    BundledWheel, backbone_wheels, build_birdclef_wheel, fetch_wheels, missing_requirements, project_root,
-)
+from birdclef.submission.kaggle.inputs import (BUNDLE_MARKER, DEFAULT_COMPETITION, DEFAULT_INPUT, DEFAULT_WORKING,
+                                               INPUT_ENV, SEARCH_DEPTH, WORKING_ENV, competition_from_folder,
+                                               resolve_kaggle_inputs, resolve_kernel_params, working_dir)
+from birdclef.submission.kaggle.metadata import (KNOWN_DATASET_LICENSES, KaggleMetadataError, slugify,
+                                                 validate_dataset_metadata, validate_kernel_metadata)
+from birdclef.submission.kaggle.notebook import (INSTALL_CELL, KERNEL_PARAMETERS, RESOLVE_CELL, kernel_notebook,
+                                                 rewrite_parameters)
+from birdclef.submission.kaggle.wheels import (BUNDLED_WHEELS, KAGGLE_PLATFORMS, KAGGLE_PREINSTALLED,
+                                               KAGGLE_PYTHON_VERSIONS, ONNXRUNTIME, WHEEL_CACHE_ENV, BundledWheel,
+                                               backbone_wheels, build_birdclef_wheel, fetch_wheels,
+                                               missing_requirements, project_root)
 
 __all__ = [
     "BUNDLED_WHEELS", "BUNDLE_MARKER", "DEFAULT_COMPETITION", "DEFAULT_INPUT", "DEFAULT_WORKING", "INPUT_ENV",

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from birdclef.errors import BirdclefError
+from birdclef.family import BundleParts, family_of
 from birdclef.submission.kaggle.inputs import BUNDLE_MARKER, DEFAULT_COMPETITION, competition_from_folder
 from birdclef.submission.kaggle.metadata import slugify, validate_dataset_metadata, validate_kernel_metadata
 from birdclef.submission.kaggle.notebook import kernel_notebook
-from birdclef.submission.kaggle.wheels import (BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, ONNXRUNTIME, _bundle_wheels, backbone_wheels,
-                                    project_root)
-from birdclef.family import BundleParts, family_of
+from birdclef.submission.kaggle.wheels import (BUNDLED_WHEELS, KAGGLE_PYTHON_VERSIONS, ONNXRUNTIME, _bundle_wheels,
+                                               backbone_wheels, project_root)
 from birdclef.workdir import CONFIG_FILE, MODEL, ModelFolder, RunLayout
 
 MEMBERS = "members"  # the bundle's folder of ensemble members beyond the first (members/1, members/2, …)
@@ -124,8 +124,8 @@ def time_budget(work_dir: Path, members: list[_Member], *, force: bool, warnings
     stage per file, the whole command's imports and set-up once, and the kernel's start). Refused past
     Kaggle's limit unless ``force``; none measured for these members: a warning, no estimate."""
     from birdclef.io import read_json
-    from birdclef.submission.submit import (KAGGLE_CORES, KAGGLE_FILES, KAGGLE_LIMIT_MIN, KAGGLE_SAFETY, KAGGLE_STARTUP_MIN,
-                                     command_overhead_minutes, kaggle_minutes)
+    from birdclef.submission.submit import (KAGGLE_CORES, KAGGLE_FILES, KAGGLE_LIMIT_MIN, KAGGLE_SAFETY,
+                                            KAGGLE_STARTUP_MIN, command_overhead_minutes, kaggle_minutes)
 
     path = RunLayout(work_dir).submission_speed
     speed = read_json(path) if path.is_file() else None

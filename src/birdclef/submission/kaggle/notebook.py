@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from birdclef.errors import BirdclefError
-from birdclef.submission.kaggle.inputs import BUNDLE_MARKER, DEFAULT_INPUT, DEFAULT_WORKING, INPUT_ENV, SEARCH_DEPTH, WORKING_ENV
+from birdclef.submission.kaggle.inputs import (BUNDLE_MARKER, DEFAULT_INPUT, DEFAULT_WORKING, INPUT_ENV, SEARCH_DEPTH,
+                                               WORKING_ENV)
 
 KERNEL_PARAMETERS = {
     "data_dir": ("auto", '"auto": the competition folder found under /kaggle/input'),
