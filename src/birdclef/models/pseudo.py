@@ -149,10 +149,8 @@ def pseudo_label(
         log.warning("pseudo_rounds=%d: no unlabelled train soundscape to pseudo-label (those with labelled windows "
                     "train as labelled data; pseudo_max_soundscapes=%s): no round runs and the head is the one "
                     "trained without pseudo labels", config.pseudo_rounds, config.pseudo_max_soundscapes)
-        rows = [{"round": 0, "n_windows": 0, "n_examples": 0, "precision": np.nan, "mean_target_sum": np.nan,
-                 "val_auc": metrics["val_auc"], "guard": np.nan, "gain": 0.0, "kept": True}]
         return model, hist, metrics | {"pseudo_rounds_kept": 0, "pseudo_guard": "none", "pseudo_soundscapes": 0}, \
-            pd.DataFrame(rows), None
+            pd.DataFrame([_first_round(metrics["val_auc"], np.nan)]), None
     guard_name = "val_auc" if truth is None else "soundscape_score"
 
     judged: list = []  # [head, its judgement]: the last head judged (held, so it is never mistaken for another)
@@ -180,8 +178,7 @@ def pseudo_label(
         return predict_soundscapes(embedded, m, meta, config)
 
     best = guard(model, metrics["val_auc"])
-    rows = [{"round": 0, "n_windows": 0, "n_examples": 0, "precision": np.nan, "mean_target_sum": np.nan,
-             "val_auc": metrics["val_auc"], "guard": best, "gain": 0.0, "kept": True}]
+    rows = [_first_round(metrics["val_auc"], best)]
     kept = (model, hist, metrics)
     kept_extra = None
     if out_dir is not None:
@@ -219,6 +216,12 @@ def pseudo_label(
     if guard_name == "soundscape_score":
         out_metrics["soundscape_score"] = float(best)
     return kept[0], kept[1], out_metrics, table, kept_extra
+
+
+def _first_round(val_auc: float, guard: float) -> dict:
+    """Round 0 of the rounds table: the head trained without pseudo labels, kept."""
+    return {"round": 0, "n_windows": 0, "n_examples": 0, "precision": np.nan, "mean_target_sum": np.nan,
+            "val_auc": val_auc, "guard": guard, "gain": 0.0, "kept": True}
 
 
 def round_heads(model_dir: str | Path) -> dict[int, Path]:

@@ -155,8 +155,6 @@ def is_sed_run(path: str | Path) -> bool:
         return False
 
 
-
-
 def sed_run_dir(model_dir: str | Path) -> Path | None:
     """The SED run folder of a model folder (``<model_dir>/sed``, or the folder itself), else None."""
     model_dir = Path(model_dir)
