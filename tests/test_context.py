@@ -69,7 +69,8 @@ def test_a_saved_model_loads_back_to_the_same_output_and_runs_as_the_last_step(t
 def test_a_missing_context_model_is_refused_naming_the_fix(tmp_path):
     with pytest.raises(BirdclefError, match=r"has no context.pt: train the head with 'context' in postprocess"):
         context.load_context(ModelFolder(tmp_path))
-    with pytest.raises(BirdclefError, match="no val_soundscapes.npz: train with val_soundscapes > 0"):
+    with pytest.raises(BirdclefError, match="no val_soundscapes.npz and no val_labelled_soundscapes.npz: train with "
+                                            "val_soundscapes > 0"):
         context.train_context(ModelFolder(tmp_path), build_config(postprocess=CHAIN))
 
 
@@ -88,6 +89,31 @@ def test_train_context_fits_on_the_saved_validation_soundscapes_and_reuses_a_mat
     assert context.train_context(folder, config) == metrics and folder.context.stat().st_mtime_ns == stamp
     context.train_context(folder, build_config(postprocess=CHAIN, context_epochs=31, smoothing_kernel=(1.0,)))
     assert folder.context.stat().st_mtime_ns != stamp  # other settings: refitted
+
+
+def test_train_context_learns_from_held_out_labelled_soundscapes_alone_or_beside_the_mixed_ones(tmp_path):
+    def save(name, x, y):
+        valsoundscapes.save(tmp_path / name, valsoundscapes.ValSoundscapes(
+            [], [f"{name}{i}" for i in range(len(x))], np.concatenate(y), None, np.full(len(x), 12)),
+            np.concatenate(x), None, None)
+
+    x, y = _toy(16, seed=6)
+    for t in y:
+        t[1::3] = np.nan  # windows without a label row: unscored, still read as context
+    save(valsoundscapes.LABELLED_FILE, x, y)
+    folder = ModelFolder(tmp_path)
+    config = build_config(postprocess=CHAIN, context_epochs=30, smoothing_kernel=(1.0,))
+    alone = context.train_context(folder, config)
+    assert alone["n_context_files"] == alone["n_context_labelled_files"] == 16 and alone["n_context_held_out"] == 4
+    assert alone["context_labelled_gain"] == alone["context_val_gain"] > 0
+    mixed_x, mixed_y = _toy(8, seed=7)
+    save(valsoundscapes.FILE, mixed_x, mixed_y)
+    both = context.train_context(folder, config)  # new data: refitted, a quarter of each set held out
+    assert both["n_context_files"] == 24 and both["n_context_labelled_files"] == 16
+    assert both["n_context_held_out"] == 4 + 2 and "context_labelled_gain" in both
+    (tmp_path / valsoundscapes.LABELLED_FILE).unlink()
+    mixed_only = context.train_context(folder, config)
+    assert mixed_only["n_context_labelled_files"] == 0 and "context_labelled_gain" not in mixed_only
 
 
 def test_a_trained_context_model_travels_in_the_kaggle_bundle(tmp_path):

@@ -227,6 +227,37 @@ def test_training_validates_on_held_out_soundscape_windows(trained_2026):
     assert "val_soundscape_auc" in runs.columns
 
 
+def test_the_held_out_labelled_soundscapes_are_saved_whole_with_unlabelled_windows_unscored(trained_2026):
+    from birdclef.features.embeddings import EmbeddingCache
+    from birdclef.features.soundscapes import load_windows
+    from birdclef.models import valsoundscapes
+
+    config, _, result = trained_2026
+    windows = load_windows(config)
+    ex, _ = soundscape_examples(windows, EmbeddingCache(config.work_dir, config), list(result.meta.labels), config)
+    _, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
+    held = sorted({g.removeprefix("soundscape:") for g in ex.groups[va]})
+    with np.load(result.out_dir / valsoundscapes.LABELLED_FILE) as z:
+        names, counts, truth, prob = list(z["names"]), z["counts"], z["truth"], z["prob"]
+    assert names == held and len(held) >= 1  # the files the fold held out, and only those
+    assert (counts == 6).all() and truth.shape == prob.shape == (counts.sum(), len(result.meta.labels))
+    labelled = windows[windows["filename"].isin(held)]
+    rows = {(f, int(s // 5)): set(lab.split(";")) for f, s, lab in zip(labelled["filename"], labelled["start_s"],
+                                                                       labelled["labels"])}
+    for i, name in enumerate(names):
+        for w in range(6):
+            y = truth[i * 6 + w]
+            if (name, w) in rows:  # its labels 1, the rest 0
+                assert {result.meta.labels[c] for c in np.flatnonzero(y == 1)} == rows[(name, w)]
+                assert np.isin(y, (0, 1)).all()
+            else:  # no label row: unknown, not scored
+                assert np.isnan(y).all()
+    assert np.isfinite(prob).all()
+    assert result.metrics["n_val_labelled_soundscapes"] == len(held)
+    assert result.metrics["val_labelled_auc_head"] == pytest.approx(valsoundscapes.score(truth, prob))
+    assert 0 <= result.metrics["val_labelled_auc_finished"] <= 1
+
+
 def _no_audio_scores(result, config, summary):
     """Head probabilities of the soundscape-only classes on every labelled window, and their truth."""
     from birdclef.features.embeddings import EmbeddingCache

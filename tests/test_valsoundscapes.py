@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from birdclef.config import build_config
+from birdclef.errors import BirdclefError
 from birdclef.features.zeroshot import ZeroShot, choose_weights
 from birdclef.models import valsoundscapes
 from birdclef.models.examples import Examples, focal_fold_group, soundscape_fold_group
@@ -118,3 +119,28 @@ def test_soundscape_folds_keep_a_site_and_day_together():
     assert soundscape_fold_group("H02_20230420_074000.ogg", "", "site") == "site:H02"
     assert soundscape_fold_group("odd_name.ogg", "", "site_day") == "soundscape:odd_name.ogg"
     assert soundscape_fold_group(f"H02_20230420_074000.ogg", "", "file") == "soundscape:H02_20230420_074000.ogg"
+
+
+def test_labelled_soundscapes_are_read_whole_their_unlabelled_or_unknown_windows_unscored():
+    from birdclef.features.embeddings import Embedded
+
+    class Cache:
+        def load(self, path, *, need_speech=False, score_columns=None):
+            return {"/x/s1.ogg": Embedded(np.zeros((12, 4), np.float32), np.arange(12) * 2.5, np.zeros(12), 30.0),
+                    "/x/s2.ogg": Embedded(np.zeros((8, 4), np.float32), np.arange(8) * 2.5, np.zeros(8), 20.0)
+                    }.get(str(path))
+
+    rows = [("s1.ogg", 0, "b;c"), ("s1.ogg", 10, "a"), ("s2.ogg", 5, "zzz"), ("s2.ogg", 15, "c"), ("s2.ogg", 40, "a")]
+    windows = pd.DataFrame([{"filename": f, "path": f"/x/{f}", "start_s": s, "labels": lab} for f, s, lab in rows])
+    config = build_config(backbone="melstats")
+    sets = valsoundscapes.labelled(windows, Cache(), ["a", "b", "c"], config, None)
+    assert sets.names == ["s1.ogg", "s2.ogg"] and list(sets.counts) == [6, 4] and sets.zero_shot is None
+    expected = np.full((10, 3), np.nan, np.float32)
+    expected[0] = [0, 1, 1]
+    expected[2] = [1, 0, 0]
+    expected[6 + 3] = [0, 0, 1]  # s2's window at 5 s has a label outside the taxonomy, at 40 s is past its end
+    np.testing.assert_array_equal(sets.truth, expected)
+    assert valsoundscapes.labelled(windows.iloc[:0], Cache(), ["a"], config, None) is None
+    missing = pd.DataFrame([{"filename": "s9.ogg", "path": "/x/s9.ogg", "start_s": 0, "labels": "a"}])
+    with pytest.raises(BirdclefError, match="no cached embedding"):
+        valsoundscapes.labelled(missing, Cache(), ["a"], config, None)

@@ -7,14 +7,15 @@ class) reads the file's windows — each window's logit and the file's highest l
 and adds a correction to each window's logit. The output layer starts at zero, so an untrained
 model returns its input.
 
-It is trained by :func:`train_context` on what the model folder saved of the validation soundscapes
-(:data:`birdclef.models.valsoundscapes.FILE`: the fold's head on soundscapes mixed from recordings it never
-trained on, with their truth), after the chain before ``context`` — the input it will see at
-submission. A quarter of those files is held out first to measure the gain (``context_val_gain``),
-then the model is fitted on all of them and written to :attr:`birdclef.workdir.ModelFolder.context`
-with a fingerprint of its settings and data; a later call with the same fingerprint reuses it.
-Labelled train-soundscape windows are not used: the head trained on them (refit) or held them out
-as single windows, not whole files, so they give no out-of-sample sequence.
+It is trained by :func:`train_context` on the whole files the model folder saved with their truth,
+after the chain before ``context`` (the input it will see at submission): the validation soundscapes
+(:data:`birdclef.models.valsoundscapes.FILE`: the fold's head on minutes mixed from recordings it
+never trained on) and, where the data has them, the labelled train soundscapes the fold held out
+(:data:`birdclef.models.valsoundscapes.LABELLED_FILE`: real files, their unlabelled windows unscored
+but read as context). A quarter of each set's files is held out first to measure the gain
+(``context_val_gain``; ``context_labelled_gain`` on the labelled files alone), then the model is
+fitted on all of them and written to :attr:`birdclef.workdir.ModelFolder.context` with a fingerprint
+of its settings and data; a later call with the same fingerprint reuses it.
 """
 from __future__ import annotations
 
@@ -169,45 +170,63 @@ def _fingerprint(config: Config, data: bytes) -> dict:
 
 
 def train_context(folder: ModelFolder, config: Config, *, progress: bool = False) -> dict[str, float]:
-    """Fit the context model on ``folder``'s saved validation soundscapes and write it (reused when its
-    fingerprint matches) → its metrics: held-out AUC before / after and the gain, files used."""
+    """Fit the context model on ``folder``'s saved soundscapes (validation and held-out labelled ones)
+    and write it (reused when its fingerprint matches) → its metrics: held-out AUC before / after and
+    the gain, files used."""
     import torch
 
     from birdclef.models import valsoundscapes
 
-    path = folder.root / valsoundscapes.FILE
-    if not path.is_file():
-        raise BirdclefError(f"the context model trains on the validation soundscapes, but {folder.root} has no "
-                            f"{valsoundscapes.FILE}: train with val_soundscapes > 0")
-    data = path.read_bytes()
-    fingerprint = _fingerprint(config, data)
+    paths = [p for p in (folder.root / valsoundscapes.FILE, folder.root / valsoundscapes.LABELLED_FILE) if p.is_file()]
+    if not paths:
+        raise BirdclefError(f"the context model trains on the validation soundscapes or held-out labelled soundscapes, "
+                            f"but {folder.root} has no {valsoundscapes.FILE} and no {valsoundscapes.LABELLED_FILE}: "
+                            "train with val_soundscapes > 0 (or on data with labelled train soundscapes)")
+    fingerprint = _fingerprint(config, b"".join(p.name.encode() + p.read_bytes() for p in paths))
     if folder.context.is_file():
         blob = torch.load(folder.context, map_location="cpu", weights_only=True)
         if json.dumps(blob["fingerprint"], sort_keys=True, default=str) == json.dumps(fingerprint, sort_keys=True,
                                                                                        default=str):
             return dict(blob["metrics"])
-    # the chain before the context step, as the submission runs it
-    inputs, truth, counts = valsoundscapes.saved_finished(path, config)
-    edges = np.cumsum([0, *np.asarray(counts, int)])
-    files = [(inputs[a:b], truth[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    files, source = [], []  # (inputs, truth) per file after the chain before the context step; its set
+    for path in paths:
+        inputs, truth, counts = valsoundscapes.saved_finished(path, config)
+        edges = np.cumsum([0, *np.asarray(counts, int)])
+        files += [(inputs[a:b], truth[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+        source += [path.name] * len(counts)
+    source = np.asarray(source)
     if len(files) < 4:
-        raise BirdclefError(f"the context model needs at least 4 validation soundscapes, {folder.root} has "
-                            f"{len(files)}: raise val_soundscapes")
-    order = np.random.default_rng(config.seed).permutation(len(files))
-    n_out = max(1, int(round(HOLDOUT_SHARE * len(files))))
-    held, kept = order[:n_out], order[n_out:]
+        raise BirdclefError(f"the context model needs at least 4 soundscapes, {folder.root} has {len(files)}: "
+                            "raise val_soundscapes")
+    rng = np.random.default_rng(config.seed)
+    held = []  # a quarter of each set (one file at least), so the gain is measured on both
+    for name in dict.fromkeys(source):
+        own = rng.permutation(np.flatnonzero(source == name))
+        held += list(own[:max(1, int(round(HOLDOUT_SHARE * len(own))))] if len(own) > 1 else [])
+    held = np.asarray(sorted(held), int)
+    kept = np.setdiff1d(np.arange(len(files)), held)
     settings = dict(hidden=config.context_hidden, epochs=config.context_epochs, seed=config.seed)
     trial = fit([files[i][0] for i in kept], [files[i][1] for i in kept], **settings)
-    held_x = np.concatenate([files[i][0] for i in held])
-    held_y = np.concatenate([files[i][1] for i in held])
-    before = valsoundscapes.score(held_y, held_x)
-    after = valsoundscapes.score(held_y, np.concatenate([trial.apply(files[i][0]) for i in held]))
+
+    def gain(rows: np.ndarray) -> tuple[float, float]:
+        y = np.concatenate([files[i][1] for i in rows])
+        return (valsoundscapes.score(y, np.concatenate([files[i][0] for i in rows])),
+                valsoundscapes.score(y, np.concatenate([trial.apply(files[i][0]) for i in rows])))
+
+    before, after = gain(held)
+    metrics = {"context_val_auc_before": before, "context_val_auc_after": after, "context_val_gain": after - before,
+               "n_context_files": len(files), "n_context_held_out": len(held),
+               "n_context_labelled_files": int((source == valsoundscapes.LABELLED_FILE).sum())}
+    labelled_held = held[source[held] == valsoundscapes.LABELLED_FILE]
+    if len(labelled_held):
+        lb, la = gain(labelled_held)
+        metrics |= {"context_labelled_auc_before": lb, "context_labelled_auc_after": la,
+                    "context_labelled_gain": la - lb}
     model = fit([x for x, _ in files], [y for _, y in files], **settings)
     model.fingerprint = fingerprint
-    model.metrics = {"context_val_auc_before": before, "context_val_auc_after": after,
-                     "context_val_gain": after - before, "n_context_files": len(files), "n_context_held_out": n_out}
+    model.metrics = metrics
     model.save(folder)
     if progress:
-        print(f"context model: held-out validation soundscapes {before:.3f} → {after:.3f} ({after - before:+.3f}), "
-              f"{len(files)} files")
-    return dict(model.metrics)
+        print(f"context model: held-out soundscapes {before:.3f} → {after:.3f} ({after - before:+.3f}), "
+              f"{len(files)} files ({metrics['n_context_labelled_files']} labelled)")
+    return dict(metrics)

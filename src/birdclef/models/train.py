@@ -457,6 +457,32 @@ def validation_soundscapes(ex: Examples, manifest: pd.DataFrame, labels: list[st
     return valsoundscapes.build(manifest[manifest["filename"].isin(held)], labels, config, zero_shot, progress=progress)
 
 
+def held_out_labelled_soundscapes(model: MLPHead, meta: HeadMeta, val: Validation, ex: Examples, windows: pd.DataFrame,
+                                  cache: EmbeddingCache, labels: list[str], config: Config, zero_shot: ZeroShot | None,
+                                  path: Path) -> dict:
+    """The fold's head on the labelled train soundscapes whose windows it held out, whole files as at
+    submission (:func:`birdclef.models.valsoundscapes.labelled`): saved to ``path`` (a stale one removed
+    when there are none) for the context model and later scoring → metrics ``val_labelled_auc_head``,
+    ``val_labelled_auc_finished`` (after the submission's post-processing), ``n_val_labelled_soundscapes``."""
+    from birdclef.postprocess import zero_shot_weights
+
+    held = {str(g).removeprefix("soundscape:") for g in ex.groups[val.windows]}
+    sets = valsoundscapes.labelled(windows[windows["filename"].isin(held)], cache, labels, config,
+                                   zero_shot) if held else None
+    if sets is None:
+        if path.exists():
+            path.unlink()
+        return {}
+    prob = sets.head_probabilities(model, meta, config)
+    mapped = None if zero_shot is None else zero_shot.mapped
+    weights = None if zero_shot is None else zero_shot_weights(config, [meta], mapped)
+    valsoundscapes.save(path, sets, prob, weights, mapped)
+    return {"val_labelled_auc_head": valsoundscapes.score(sets.truth, prob),
+            "val_labelled_auc_finished": valsoundscapes.score(sets.truth, valsoundscapes.finished(
+                prob, sets.counts, config, zero_shot=sets.zero_shot, weights=weights, mapped=mapped)),
+            "n_val_labelled_soundscapes": len(sets.names)}
+
+
 def run_training(*, config: Config, progress: bool = True) -> TrainResult:
     """Train the model family ``config.model_family`` names (:func:`birdclef.family.family`) and
     write ``<work_dir>/model``: :func:`train_embedding_head` for "mlp", the SED stage
@@ -580,12 +606,14 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
                     "val_mix_auc_finished": finished, "n_val_mix_soundscapes": len(val_mix.names)}
         valsoundscapes.save(out / valsoundscapes.FILE, val_mix, mix_prob, chosen_w,
                             None if zero_shot is None else zero_shot.mapped)
-        if "context" in config.postprocess:  # the context model, on what was just saved (birdclef.models.context)
-            from birdclef.models.context import train_context
-
-            metrics |= train_context(model_folder, config, progress=progress)
     elif (out / valsoundscapes.FILE).exists():
         (out / valsoundscapes.FILE).unlink()
+    metrics |= held_out_labelled_soundscapes(model, meta, val, ex, windows, cache, labels, config, zero_shot,
+                                             out / valsoundscapes.LABELLED_FILE)
+    if "context" in config.postprocess:  # the context model, on what was just saved (birdclef.models.context)
+        from birdclef.models.context import train_context
+
+        metrics |= train_context(model_folder, config, progress=progress)
     kept_pseudo = bool(rounds is not None and rounds["kept"].sum() > 1)
     # soft (noisy-student) rounds refit with the kept round's pseudo-labelled windows; confident ones skip it
     refit_extra = pseudo_extra if kept_pseudo and config.pseudo_targets == "soft" else None
@@ -626,6 +654,9 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
              if "val_auc_blend" in metrics else "")
           + (f"; {metrics['n_val_mix_soundscapes']} validation soundscapes {metrics['val_mix_auc_head']:.3f} "
              f"(post-processed {metrics['val_mix_auc_finished']:.3f})" if "val_mix_auc_head" in metrics else "")
+          + (f"; {metrics['n_val_labelled_soundscapes']} held-out labelled soundscapes, whole files "
+             f"{metrics['val_labelled_auc_head']:.3f} (post-processed {metrics['val_labelled_auc_finished']:.3f})"
+             if "val_labelled_auc_head" in metrics else "")
           + (f"; refit on all {metrics['n_refit_recordings']} recordings" if "refit_epochs" in metrics else "")
           + (f"; train-soundscape score {metrics['soundscape_score']:.3f}" if "soundscape_score" in metrics else ""))
     return TrainResult(model, meta, hist, metrics, per_class, out, rounds, sc_per_class)

@@ -10,6 +10,11 @@ measured the way the test is, after every post-processing step.
 
 The set is written once per (validation recordings, settings) under
 ``<work_dir>/preprocess/val_soundscapes/<key>/`` and reused while those stay the same.
+
+Where the data has labelled train soundscapes (2026 layout), the files whose windows the fold held
+out are a second, real set: :func:`labelled` reads them whole from the embedding cache, their
+labelled windows scored and every other window's truth unknown (NaN). The head's whole-file
+window predictions on them go to :data:`LABELLED_FILE` beside :data:`FILE`.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from birdclef.data import mixing
 from birdclef.data.competition import n_windows
 from birdclef.data.metric import masked_auc_columns
 from birdclef.errors import BirdclefError
-from birdclef.features.embeddings import Embedded, extract
+from birdclef.features.embeddings import Embedded, EmbeddingCache, extract
 from birdclef.features.zeroshot import ZeroShot
 from birdclef.io import write_json, write_npz, write_ogg
 from birdclef.models.head import HeadMeta, MLPHead, predict_windows
@@ -37,6 +42,7 @@ from birdclef.workdir import RunLayout
 log = logging.getLogger(__name__)
 BUILD_VERSION = 1  # bump when the construction changes: sets are rebuilt
 FILE = "val_soundscapes.npz"  # in the model folder: what the chosen head scored on them
+LABELLED_FILE = "val_labelled_soundscapes.npz"  # in the model folder: the same for the held-out labelled soundscapes
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,39 @@ def build(recordings: pd.DataFrame, labels: list[str], config: Config, zero_shot
                             "truth; delete the folder to rebuild it")
     zs = None if zero_shot is None else np.concatenate([zero_shot.window_logits(e, config.window_s) for e in order])
     return ValSoundscapes(order, names, truth, zs, counts)
+
+
+def labelled(windows: pd.DataFrame, cache: EmbeddingCache, labels: list[str], config: Config,
+             zero_shot: ZeroShot | None) -> ValSoundscapes | None:
+    """Labelled train soundscapes as whole files → :class:`ValSoundscapes` (None when ``windows`` is
+    empty). ``windows``: their labelled windows (the preprocess stage's ``soundscape_windows.csv``
+    rows: filename, path, start_s, labels ``;``-joined). Every window of a file is predicted, as at
+    submission; a labelled window's truth is 1 for its labels and 0 for the rest, a window without a
+    label row (or with a label outside ``labels``) is NaN: not scored, but still context for its
+    neighbours. A file missing from the cache is a BirdclefError naming the fix."""
+    if windows.empty:
+        return None
+    index = {label: i for i, label in enumerate(labels)}
+    columns = None if zero_shot is None else zero_shot.score_columns
+    order, names, truth = [], [], []
+    for (filename, path), rows in windows.groupby(["filename", "path"], sort=True):
+        e = cache.load(path, score_columns=columns)
+        if e is None:
+            raise BirdclefError(f"{path}: no cached embedding; run the preprocess stage with the same config first")
+        y = np.full((n_windows(e.duration_s, config.window_s), len(labels)), np.nan, np.float32)
+        for w in rows.itertuples(index=False):
+            row = int(round(float(w.start_s) / config.window_s))
+            names_w = [x for x in str(w.labels).split(";") if x]
+            if not 0 <= row < len(y) or not names_w or any(x not in index for x in names_w):
+                continue  # left unscored: soundscape_examples logged why (skipped.csv)
+            y[row] = 0.0
+            y[row, [index[x] for x in names_w]] = 1.0
+        order.append(e)
+        names.append(str(filename))
+        truth.append(y)
+    counts = np.array([len(y) for y in truth], int)
+    zs = None if zero_shot is None else np.concatenate([zero_shot.window_logits(e, config.window_s) for e in order])
+    return ValSoundscapes(order, names, np.concatenate(truth), zs, counts)
 
 
 def save(path: Path, val: ValSoundscapes, prob: np.ndarray, weights: np.ndarray | None, mapped: np.ndarray | None) -> None:

@@ -16,6 +16,10 @@ VALIDATION_SCORES = (
     ("val_combined_auc", "combined (weighted by class counts)"),
     ("val_mix_auc_head", "validation soundscapes mixed from the validation fold: the head"),
     ("val_mix_auc_finished", "validation soundscapes after the blend and smoothing (as submitted)"),
+    ("val_labelled_auc_head", "held-out labelled soundscapes, whole files: the head"),
+    ("val_labelled_auc_finished", "held-out labelled soundscapes, whole files, as submitted"),
+    ("context_val_auc_before", "context model's held-out soundscapes: before it"),
+    ("context_val_auc_after", "context model's held-out soundscapes: after it"),
 )
 
 
@@ -48,8 +52,10 @@ def expected_calibration_error(table: pd.DataFrame) -> float:
 
 def validation_scores(metrics: dict[str, Any]) -> pd.DataFrame:
     """The validation macro ROC-AUCs of a training run (``metrics.json``) side by side: focal
-    recordings, labelled soundscape windows, the two combined, and the validation soundscapes → DataFrame indexed by what was
-    scored, column ``macro ROC-AUC``; the scores the run lacks are left out (empty without any)."""
+    recordings, labelled soundscape windows, the two combined, the validation soundscapes, the
+    held-out labelled soundscapes as whole files, and the context model's held-out files before and
+    after it → DataFrame indexed by what was scored, column ``macro ROC-AUC``; the scores the run
+    lacks are left out (empty without any)."""
     metrics = dict(metrics)
     if metrics.get("val_combined_auc") is None and metrics.get("val_soundscape_auc") is not None:
         metrics["val_combined_auc"] = metrics.get("val_auc")  # runs that kept the combined score as val_auc
