@@ -134,6 +134,8 @@ def main() -> None:
     train_truth = (pd.read_csv(data / "train_soundscapes_solution.csv", dtype={"row_id": str})
                    if (data / "train_soundscapes_solution.csv").exists() else None)
     variants = args.variants.split(",")
+    if "sed-student" in variants and not train_sc:
+        raise SystemExit(f"sed-student needs train soundscapes; {data} has none (realdev: pass --pool-share)")
     shared = RunLayout(out)  # one embedding cache for every seed
     rows = []
     for seed in args.seeds:
@@ -183,7 +185,7 @@ def main() -> None:
             print(rows[-1], flush=True)
             sed.save_run(out / f"{name}-s{seed}", result.model, cfg, labels, history=result.history,
                          metrics=result.metrics, onnx=False)
-        if "sed-student" in variants and train_sc:
+        if "sed-student" in variants:
             t1 = time.perf_counter()
             result, clips, cfg = results["sed-distill"]
             # with no truth on the train soundscapes (realdev's pool) and no validation fold, nothing
