@@ -181,8 +181,10 @@ def test_a_2026_folder_runs_every_notebook_to_a_submission_with_its_soundscape_v
                       n_train_soundscapes=4, n_test_soundscapes=1, soundscape_s=20.0, speech_fraction=0.0,
                       n_soundscape_only=1, seed=2)
     work = tmp_path / "nb"
+    # the chain given once reaches 03_train, which fits the context model it ends with, and 04_submit, which runs it
     assert main(["notebooks", "--data-dir", str(data), "--work-dir", str(work), "-p", "backbone=melstats",
-                 "-p", "epochs=3", "-p", "val_fraction=0.5", "-p", "vad_sample=2"]) == 0
+                 "-p", "epochs=3", "-p", "val_fraction=0.5", "-p", "vad_sample=2",
+                 "-p", "postprocess=blend,site_prior,smoothing,file_boost,context", "-p", "context_epochs=2"]) == 0
     labels = pd.read_csv(data / "taxonomy.csv", dtype=str)["primary_label"].tolist()
     sub = pd.read_csv(work / "submission.csv", dtype={"row_id": str})
     assert list(sub.columns) == ["row_id", *labels] and len(sub) == 4
@@ -190,6 +192,8 @@ def test_a_2026_folder_runs_every_notebook_to_a_submission_with_its_soundscape_v
     metrics = json.loads((work / "model" / "metrics.json").read_text())
     assert metrics["n_val_soundscape_windows"] > 0 and "val_combined_auc" in metrics
     assert (work / "model" / "soundscape_per_class_auc.csv").exists()
+    assert metrics["n_val_soundscape_files"] >= 1 and metrics["n_context_labelled_files"] >= 1
+    assert (work / "model" / "context.pt").exists()
 
     def shown(name):
         nb = json.loads((work / "notebooks" / f"{name}.ipynb").read_text())
@@ -200,7 +204,9 @@ def test_a_2026_folder_runs_every_notebook_to_a_submission_with_its_soundscape_v
     assert "labelled 5-s windows in 4 train soundscapes" in shown("01_eda")
     train_text = shown("03_train")
     assert "no labelled train soundscapes" not in train_text and "val_soundscape_auc" in train_text
-    for name in ("02_preprocess", "04_submit", "05_report"):
+    assert "held-out labelled soundscapes, whole files" in train_text
+    assert "context" in shown("04_submit")  # the chain it ran
+    for name in ("02_preprocess", "05_report"):
         shown(name)
 
 

@@ -15,8 +15,9 @@ def test_validation_scores_side_by_side():
     # a run that keeps the combined score as val_auc
     older = validation_scores({"val_auc": 0.79, "val_focal_auc": 0.82, "val_soundscape_auc": 0.77})
     assert older["macro ROC-AUC"].tolist() == [0.82, 0.77, 0.79]
-    whole = validation_scores({**metrics, "val_labelled_auc_head": 0.7, "val_labelled_auc_finished": 0.72,
-                               "context_val_auc_before": 0.71, "context_val_auc_after": 0.73})
+    whole = validation_scores({**metrics, "val_soundscape_files_auc_head": 0.7,
+                               "val_soundscape_files_auc_finished": 0.72, "context_val_auc_before": 0.71,
+                               "context_val_auc_after": 0.73})
     assert whole["macro ROC-AUC"].tolist() == [0.82, 0.77, 0.8, 0.7, 0.72, 0.71, 0.73]
     assert "whole files" in whole.index[3] and "after" in whole.index[-1]
     # no labelled soundscapes: no combined score to show

@@ -253,9 +253,9 @@ def test_the_held_out_labelled_soundscapes_are_saved_whole_with_unlabelled_windo
             else:  # no label row: unknown, not scored
                 assert np.isnan(y).all()
     assert np.isfinite(prob).all()
-    assert result.metrics["n_val_labelled_soundscapes"] == len(held)
-    assert result.metrics["val_labelled_auc_head"] == pytest.approx(valsoundscapes.score(truth, prob))
-    assert 0 <= result.metrics["val_labelled_auc_finished"] <= 1
+    assert result.metrics["n_val_soundscape_files"] == len(held)
+    assert result.metrics["val_soundscape_files_auc_head"] == pytest.approx(valsoundscapes.score(truth, prob))
+    assert 0 <= result.metrics["val_soundscape_files_auc_finished"] <= 1
 
 
 def _no_audio_scores(result, config, summary):

@@ -462,8 +462,8 @@ def held_out_labelled_soundscapes(model: MLPHead, meta: HeadMeta, val: Validatio
                                   path: Path) -> dict:
     """The fold's head on the labelled train soundscapes whose windows it held out, whole files as at
     submission (:func:`birdclef.models.valsoundscapes.labelled`): saved to ``path`` (a stale one removed
-    when there are none) for the context model and later scoring → metrics ``val_labelled_auc_head``,
-    ``val_labelled_auc_finished`` (after the submission's post-processing), ``n_val_labelled_soundscapes``."""
+    when there are none) for the context model and later scoring → metrics ``val_soundscape_files_auc_head``,
+    ``val_soundscape_files_auc_finished`` (after the submission's post-processing), ``n_val_soundscape_files``."""
     from birdclef.postprocess import zero_shot_weights
 
     held = {str(g).removeprefix("soundscape:") for g in ex.groups[val.windows]}
@@ -477,10 +477,10 @@ def held_out_labelled_soundscapes(model: MLPHead, meta: HeadMeta, val: Validatio
     mapped = None if zero_shot is None else zero_shot.mapped
     weights = None if zero_shot is None else zero_shot_weights(config, [meta], mapped)
     valsoundscapes.save(path, sets, prob, weights, mapped)
-    return {"val_labelled_auc_head": valsoundscapes.score(sets.truth, prob),
-            "val_labelled_auc_finished": valsoundscapes.score(sets.truth, valsoundscapes.finished(
+    return {"val_soundscape_files_auc_head": valsoundscapes.score(sets.truth, prob),
+            "val_soundscape_files_auc_finished": valsoundscapes.score(sets.truth, valsoundscapes.finished(
                 prob, sets.counts, config, zero_shot=sets.zero_shot, weights=weights, mapped=mapped)),
-            "n_val_labelled_soundscapes": len(sets.names)}
+            "n_val_soundscape_files": len(sets.names)}
 
 
 def run_training(*, config: Config, progress: bool = True) -> TrainResult:
@@ -654,9 +654,10 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
              if "val_auc_blend" in metrics else "")
           + (f"; {metrics['n_val_mix_soundscapes']} validation soundscapes {metrics['val_mix_auc_head']:.3f} "
              f"(post-processed {metrics['val_mix_auc_finished']:.3f})" if "val_mix_auc_head" in metrics else "")
-          + (f"; {metrics['n_val_labelled_soundscapes']} held-out labelled soundscapes, whole files "
-             f"{metrics['val_labelled_auc_head']:.3f} (post-processed {metrics['val_labelled_auc_finished']:.3f})"
-             if "val_labelled_auc_head" in metrics else "")
+          + (f"; {metrics['n_val_soundscape_files']} held-out labelled soundscapes, whole files "
+             f"{metrics['val_soundscape_files_auc_head']:.3f} "
+             f"(post-processed {metrics['val_soundscape_files_auc_finished']:.3f})"
+             if "val_soundscape_files_auc_head" in metrics else "")
           + (f"; refit on all {metrics['n_refit_recordings']} recordings" if "refit_epochs" in metrics else "")
           + (f"; train-soundscape score {metrics['soundscape_score']:.3f}" if "soundscape_score" in metrics else ""))
     return TrainResult(model, meta, hist, metrics, per_class, out, rounds, sc_per_class)

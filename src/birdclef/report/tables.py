@@ -16,8 +16,8 @@ VALIDATION_SCORES = (
     ("val_combined_auc", "combined (weighted by class counts)"),
     ("val_mix_auc_head", "validation soundscapes mixed from the validation fold: the head"),
     ("val_mix_auc_finished", "validation soundscapes after the blend and smoothing (as submitted)"),
-    ("val_labelled_auc_head", "held-out labelled soundscapes, whole files: the head"),
-    ("val_labelled_auc_finished", "held-out labelled soundscapes, whole files, as submitted"),
+    ("val_soundscape_files_auc_head", "held-out labelled soundscapes, whole files: the head"),
+    ("val_soundscape_files_auc_finished", "held-out labelled soundscapes, whole files, as submitted"),
     ("context_val_auc_before", "context model's held-out soundscapes: before it"),
     ("context_val_auc_after", "context model's held-out soundscapes: after it"),
 )
