@@ -24,6 +24,12 @@ SOLUTION_FILE = "train_soundscapes_solution.csv"  # the demo's hidden truth for 
 WINDOW_COLUMNS = ["filename", "path", "start_s", "end_s", "row_id", "labels", "site", "hour"]
 
 
+def window_labels(text: object) -> list[str]:
+    """A ``soundscape_windows.csv`` row's ``labels`` (``;``-joined, as :func:`labelled_windows` writes them) → the
+    labels, empty ones left out."""
+    return [x for x in str(text).split(";") if x]
+
+
 def labelled_windows(config: Config, taxonomy: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """The labelled train-soundscape windows of ``config.data_dir`` → (windows with WINDOW_COLUMNS,
     labels ``;``-joined; the label rows skipped (filename, reason); duplicated rows dropped).

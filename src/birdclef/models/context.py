@@ -202,7 +202,8 @@ def train_context(folder: ModelFolder, config: Config, *, progress: bool = False
     held = []  # a quarter of each set (one file at least), so the gain is measured on both
     for name in dict.fromkeys(source):
         own = rng.permutation(np.flatnonzero(source == name))
-        held += list(own[:max(1, int(round(HOLDOUT_SHARE * len(own))))] if len(own) > 1 else [])
+        if len(own) > 1:  # a set of one file trains only
+            held += list(own[:max(1, int(round(HOLDOUT_SHARE * len(own))))])
     held = np.asarray(sorted(held), int)
     kept = np.setdiff1d(np.arange(len(files)), held)
     settings = dict(hidden=config.context_hidden, epochs=config.context_epochs, seed=config.seed)

@@ -17,6 +17,7 @@ from birdclef.config import GROUPS, SOUNDSCAPE_GROUPS, Config
 from birdclef.data.competition import parse_soundscape_name
 from birdclef.errors import BirdclefError
 from birdclef.features.embeddings import Embedded, EmbeddingCache, frames_in
+from birdclef.features.soundscapes import window_labels
 from birdclef.features.zeroshot import ZeroShot
 from birdclef.workdir import RunLayout
 
@@ -200,7 +201,7 @@ def soundscape_examples(
         e = loaded[w.path]
         if e is None:
             raise BirdclefError(f"{w.path}: no cached embedding; run the preprocess stage with the same config first")
-        names = [x for x in str(w.labels).split(";") if x]
+        names = window_labels(w.labels)
         unknown = [x for x in names if x not in index]
         if unknown or not names:
             skipped.append({"row_id": w.row_id, "reason": f"label(s) {unknown} not in the taxonomy" if unknown else "no label"})

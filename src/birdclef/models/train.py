@@ -457,7 +457,7 @@ def validation_soundscapes(ex: Examples, manifest: pd.DataFrame, labels: list[st
     return valsoundscapes.build(manifest[manifest["filename"].isin(held)], labels, config, zero_shot, progress=progress)
 
 
-def held_out_labelled_soundscapes(model: MLPHead, meta: HeadMeta, val: Validation, ex: Examples, windows: pd.DataFrame,
+def held_out_labelled_soundscapes(model: MLPHead, meta: HeadMeta, val: Validation, windows: pd.DataFrame,
                                   cache: EmbeddingCache, labels: list[str], config: Config, zero_shot: ZeroShot | None,
                                   path: Path) -> dict:
     """The fold's head on the labelled train soundscapes whose windows it held out, whole files as at
@@ -466,7 +466,7 @@ def held_out_labelled_soundscapes(model: MLPHead, meta: HeadMeta, val: Validatio
     ``val_soundscape_files_auc_finished`` (after the submission's post-processing), ``n_val_soundscape_files``."""
     from birdclef.postprocess import zero_shot_weights
 
-    held = {str(g).removeprefix("soundscape:") for g in ex.groups[val.windows]}
+    held = set(windows.loc[windows["row_id"].isin(val.window_ids), "filename"])  # a held-out window's file
     sets = valsoundscapes.labelled(windows[windows["filename"].isin(held)], cache, labels, config,
                                    zero_shot) if held else None
     if sets is None:
@@ -608,7 +608,7 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
                             None if zero_shot is None else zero_shot.mapped)
     elif (out / valsoundscapes.FILE).exists():
         (out / valsoundscapes.FILE).unlink()
-    metrics |= held_out_labelled_soundscapes(model, meta, val, ex, windows, cache, labels, config, zero_shot,
+    metrics |= held_out_labelled_soundscapes(model, meta, val, windows, cache, labels, config, zero_shot,
                                              out / valsoundscapes.LABELLED_FILE)
     if "context" in config.postprocess:  # the context model, on what was just saved (birdclef.models.context)
         from birdclef.models.context import train_context

@@ -33,6 +33,7 @@ from birdclef.data.competition import n_windows
 from birdclef.data.metric import masked_auc_columns
 from birdclef.errors import BirdclefError
 from birdclef.features.embeddings import Embedded, EmbeddingCache, extract
+from birdclef.features.soundscapes import window_labels
 from birdclef.features.zeroshot import ZeroShot
 from birdclef.io import write_json, write_npz, write_ogg
 from birdclef.models.head import HeadMeta, MLPHead, predict_windows
@@ -165,7 +166,7 @@ def labelled(windows: pd.DataFrame, cache: EmbeddingCache, labels: list[str], co
         y = np.full((n_windows(e.duration_s, config.window_s), len(labels)), np.nan, np.float32)
         for w in rows.itertuples(index=False):
             row = int(round(float(w.start_s) / config.window_s))
-            names_w = [x for x in str(w.labels).split(";") if x]
+            names_w = window_labels(w.labels)
             if not 0 <= row < len(y) or not names_w or any(x not in index for x in names_w):
                 continue  # left unscored: soundscape_examples logged why (skipped.csv)
             y[row] = 0.0
