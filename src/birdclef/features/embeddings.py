@@ -32,7 +32,7 @@ import pandas as pd
 from birdclef.backbones import Backbone, BackboneSpec, ModelIdentity, get_backbone, model_identity, run_backbone
 from birdclef.config import EMBEDDING_FIELDS, Config
 from birdclef.data import audio
-from birdclef.errors import AudioError, CacheMismatchError
+from birdclef.errors import AudioError, BirdclefError, CacheMismatchError
 from birdclef.features.speech import speech_fraction, speech_intervals
 from birdclef.io import read_json, write_json, write_npz
 from birdclef.progress import tqdm
@@ -164,6 +164,16 @@ class EmbeddingCache:
             self.entry(path), embeddings=e.embeddings.astype(np.float16), starts_s=e.starts_s,
             speech=e.speech, duration_s=np.float64(e.duration_s), **scores,
         )
+
+
+def require_cached(cache: EmbeddingCache, path: str | Path, *, need_speech: bool = False,
+                   score_columns: np.ndarray | None = None) -> Embedded:
+    """``cache``'s entry for ``path`` (:meth:`EmbeddingCache.load`) for training, which reads only what
+    the preprocess stage embedded: a missing one is a BirdclefError naming the fix."""
+    e = cache.load(path, need_speech=need_speech, score_columns=score_columns)
+    if e is None:
+        raise BirdclefError(f"{path}: no cached embedding; run the preprocess stage with the same config first")
+    return e
 
 
 def embed_recording(path: str | Path, *, backbone: Backbone, config: Config, need_speech: bool = True,

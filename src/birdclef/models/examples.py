@@ -16,7 +16,7 @@ import pandas as pd
 from birdclef.config import GROUPS, SOUNDSCAPE_GROUPS, Config
 from birdclef.data.competition import parse_soundscape_name
 from birdclef.errors import BirdclefError
-from birdclef.features.embeddings import Embedded, EmbeddingCache, frames_in
+from birdclef.features.embeddings import Embedded, EmbeddingCache, frames_in, require_cached
 from birdclef.features.soundscapes import window_labels
 from birdclef.features.zeroshot import ZeroShot
 from birdclef.workdir import RunLayout
@@ -157,9 +157,7 @@ def build_examples(
     columns = None if zero_shot is None else zero_shot.score_columns
     parts, skipped = [], []
     for rec, fold_group in zip(manifest.itertuples(index=False), focal_fold_groups(manifest, config.group_by)):
-        e = cache.load(rec.path, need_speech=True, score_columns=columns)
-        if e is None:
-            raise BirdclefError(f"{rec.path}: no cached embedding; run the preprocess stage with the same config first")
+        e = require_cached(cache, rec.path, need_speech=True, score_columns=columns)
         target = np.zeros(len(labels), np.float32)
         if config.multi_label:
             for s in str(rec.secondary_labels or "").split("|"):
@@ -197,10 +195,8 @@ def soundscape_examples(
     parts, skipped, loaded = [], [], {}
     for w in windows.itertuples(index=False):
         if w.path not in loaded:
-            loaded[w.path] = cache.load(w.path, need_speech=True, score_columns=columns)
+            loaded[w.path] = require_cached(cache, w.path, need_speech=True, score_columns=columns)
         e = loaded[w.path]
-        if e is None:
-            raise BirdclefError(f"{w.path}: no cached embedding; run the preprocess stage with the same config first")
         names = window_labels(w.labels)
         unknown = [x for x in names if x not in index]
         if unknown or not names:

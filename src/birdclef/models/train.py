@@ -464,8 +464,6 @@ def held_out_labelled_soundscapes(model: MLPHead, meta: HeadMeta, val: Validatio
     submission (:func:`birdclef.models.valsoundscapes.labelled`): saved to ``path`` (a stale one removed
     when there are none) for the context model and later scoring → metrics ``val_soundscape_files_auc_head``,
     ``val_soundscape_files_auc_finished`` (after the submission's post-processing), ``n_val_soundscape_files``."""
-    from birdclef.postprocess import zero_shot_weights
-
     held = set(windows.loc[windows["row_id"].isin(val.window_ids), "filename"])  # a held-out window's file
     sets = valsoundscapes.labelled(windows[windows["filename"].isin(held)], cache, labels, config,
                                    zero_shot) if held else None
@@ -475,12 +473,10 @@ def held_out_labelled_soundscapes(model: MLPHead, meta: HeadMeta, val: Validatio
         return {}
     prob = sets.head_probabilities(model, meta, config)
     mapped = None if zero_shot is None else zero_shot.mapped
-    weights = None if zero_shot is None else zero_shot_weights(config, [meta], mapped)
+    finished, weights = sets.finished_score(prob, meta, config, mapped)
     valsoundscapes.save(path, sets, prob, weights, mapped)
     return {"val_soundscape_files_auc_head": valsoundscapes.score(sets.truth, prob),
-            "val_soundscape_files_auc_finished": valsoundscapes.score(sets.truth, valsoundscapes.finished(
-                prob, sets.counts, config, zero_shot=sets.zero_shot, weights=weights, mapped=mapped)),
-            "n_val_soundscape_files": len(sets.names)}
+            "val_soundscape_files_auc_finished": finished, "n_val_soundscape_files": len(sets.names)}
 
 
 def run_training(*, config: Config, progress: bool = True) -> TrainResult:
@@ -563,12 +559,7 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
 
     def finished_auc(mix_prob: np.ndarray, m_meta: HeadMeta) -> tuple[float, np.ndarray | None]:
         """(the validation soundscapes' score after the submission's post-processing, the blend weights used)."""
-        from birdclef.postprocess import zero_shot_weights
-
-        chosen_w = None if zero_shot is None else zero_shot_weights(config, [m_meta], zero_shot.mapped)
-        return valsoundscapes.score(val_mix.truth, valsoundscapes.finished(
-            mix_prob, val_mix.counts, config, zero_shot=val_mix.zero_shot, weights=chosen_w,
-            mapped=None if zero_shot is None else zero_shot.mapped)), chosen_w
+        return val_mix.finished_score(mix_prob, m_meta, config, None if zero_shot is None else zero_shot.mapped)
 
     def judge(m: MLPHead) -> tuple[HeadMeta, float | None]:
         """Head ``m``'s metadata with the blend the submission would use, and its ``val_mix_auc_finished``

@@ -32,12 +32,12 @@ from birdclef.data import mixing
 from birdclef.data.competition import n_windows
 from birdclef.data.metric import masked_auc_columns
 from birdclef.errors import BirdclefError
-from birdclef.features.embeddings import Embedded, EmbeddingCache, extract
+from birdclef.features.embeddings import Embedded, EmbeddingCache, extract, require_cached
 from birdclef.features.soundscapes import window_labels
 from birdclef.features.zeroshot import ZeroShot
 from birdclef.io import write_json, write_npz, write_ogg
 from birdclef.models.head import HeadMeta, MLPHead, predict_windows
-from birdclef.postprocess import finish_windows, rank_reference
+from birdclef.postprocess import finish_windows, rank_reference, zero_shot_weights
 from birdclef.workdir import RunLayout
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,15 @@ class ValSoundscapes:
         """(n_windows in all, n_classes) the head's window probabilities, no post-processing."""
         return np.concatenate([predict_windows(e, model, meta, window_s=config.window_s, pool=config.window_pool)
                                for e in self.embedded])
+
+    def finished_score(self, prob: np.ndarray, meta: HeadMeta, config: Config,
+                       mapped: np.ndarray | None) -> tuple[float, np.ndarray | None]:
+        """(the head's probabilities ``prob`` on these soundscapes scored after the submission's
+        post-processing (:func:`finished`) with head ``meta``'s blend weights, those weights: None without a
+        backbone, ``mapped`` None)."""
+        weights = None if mapped is None else zero_shot_weights(config, [meta], mapped)
+        return score(self.truth, finished(prob, self.counts, config, zero_shot=self.zero_shot, weights=weights,
+                                          mapped=mapped)), weights
 
 
 def score(truth: np.ndarray, prob: np.ndarray) -> float:
@@ -160,9 +169,7 @@ def labelled(windows: pd.DataFrame, cache: EmbeddingCache, labels: list[str], co
     columns = None if zero_shot is None else zero_shot.score_columns
     order, names, truth = [], [], []
     for (filename, path), rows in windows.groupby(["filename", "path"], sort=True):
-        e = cache.load(path, score_columns=columns)
-        if e is None:
-            raise BirdclefError(f"{path}: no cached embedding; run the preprocess stage with the same config first")
+        e = require_cached(cache, path, score_columns=columns)
         y = np.full((n_windows(e.duration_s, config.window_s), len(labels)), np.nan, np.float32)
         for w in rows.itertuples(index=False):
             row = int(round(float(w.start_s) / config.window_s))
