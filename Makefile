@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUN_DIR ?= runs/demo
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test env env-test env-kaggle benchmark clean
+.PHONY: demo test test-fast env env-test env-kaggle benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ demo: env  ## demo data → the five notebooks (papermill) → $(RUN_DIR)/submis
 
 test: env-test  ## the test suite (what CI runs)
 	$(BIN)/python -m pytest -q
+
+# before each commit: every module's unit behaviour in ~3 min; leaves out the `slow` tier (notebook runs,
+# trained demo runs, Kaggle's image, SED training, kill-and-resume, clusters), which `make test` runs too
+test-fast: env-test
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Kaggle's image (Python 3.12 and its versions: tests/kaggle_image.py) for the kernel tests in tests/test_kaggle.py,
 # built once (~3 min, ~10 GB) into ~/.cache/birdclef/kaggle-image; `make test` builds it on first use too.

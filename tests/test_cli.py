@@ -69,6 +69,7 @@ def test_the_notebooks_route_refuses_a_config_field_none_of_its_notebooks_sets(t
     one_error(["notebooks", "--data-dir", str(tmp_path), "--work-dir", str(tmp_path / "run"), "--only", "06_magic"],
               capsys, "unknown notebook(s) ['06_magic']")
     one_error(["demo", "--run-dir", str(tmp_path / "demo"), "-p", "epoch=5"], capsys, "unknown parameter(s) ['epoch']")
+    assert not (tmp_path / "demo").exists()  # refused before the demo data is written
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -129,6 +130,7 @@ def test_the_installed_command_prints_one_line_and_fails(scored):
     assert proc.stderr.splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("birdclef: error: solution column")
 
 
+@pytest.mark.slow
 def test_stage_commands_inherit_the_previous_stage_and_take_paths_from_where_they_run(tiny_demo, tmp_path, monkeypatch):
     import json
 
@@ -139,7 +141,7 @@ def test_stage_commands_inherit_the_previous_stage_and_take_paths_from_where_the
     where = ["--data-dir", data, "--work-dir", "runs/real"]
     assert main(["preprocess", *where, "-p", "backbone=melstats", "-p", "loss=ce"]) == 0
     # train and submit name neither: both inherit them from preprocess/config.json, then model/config.json
-    assert main(["train", *where, "-p", "epochs=2"]) == 0
+    assert main(["train", *where, "-p", "epochs=2", "-p", "val_soundscapes=2"]) == 0  # 2 validation minutes, not 30
     assert main(["submit", *where, "-p", "output_path=out/sub.csv", "-p", "smoothing_kernel=1.0"]) == 0
     work = here / "runs" / "real"
     model = json.loads((work / "model" / "config.json").read_text())

@@ -35,6 +35,7 @@ def _auc(truth, prob) -> float:
     return float(np.nanmean(masked_auc_columns(np.concatenate(truth), np.concatenate(prob).astype(np.float64))))
 
 
+@pytest.mark.slow
 def test_the_context_model_learns_that_a_calls_neighbours_hold_it_too():
     train_x, train_y = _toy(40, seed=0)
     test_x, test_y = _toy(20, seed=1)
@@ -74,6 +75,7 @@ def test_a_missing_context_model_is_refused_naming_the_fix(tmp_path):
         context.train_context(ModelFolder(tmp_path), build_config(postprocess=CHAIN))
 
 
+@pytest.mark.slow
 def test_train_context_fits_on_the_saved_validation_soundscapes_and_reuses_a_matching_model(tmp_path):
     x, y = _toy(16, seed=4)
     prob, truth = np.concatenate(x), np.concatenate(y)
@@ -91,6 +93,7 @@ def test_train_context_fits_on_the_saved_validation_soundscapes_and_reuses_a_mat
     assert folder.context.stat().st_mtime_ns != stamp  # other settings: refitted
 
 
+@pytest.mark.slow
 def test_train_context_learns_from_held_out_labelled_soundscapes_alone_or_beside_the_mixed_ones(tmp_path):
     def save(name, x, y):
         valsoundscapes.save(tmp_path / name, valsoundscapes.ValSoundscapes(

@@ -12,7 +12,7 @@ def _frames(seed=0, n=40, labels=("a", "1139490", "c")):
     rng = np.random.default_rng(seed)
     truth = (rng.random((n, len(labels))) < 0.3).astype(int)
     truth[:, 2] = 0  # a class with no positive: not scored
-    pred = np.clip(truth * 0.5 + rng.random(truth.shape) * 0.6, 0, 1)
+    pred = np.clip(truth * 0.3 + rng.random(truth.shape) * 0.8, 0, 1)  # overlapping: each class's AUC its own
     ids = [f"s_{5 * (i + 1)}" for i in range(n)]
     sol = pd.DataFrame(truth, columns=list(labels)).assign(row_id=ids)
     sub = pd.DataFrame(pred, columns=list(labels)).assign(row_id=ids)
@@ -22,6 +22,8 @@ def _frames(seed=0, n=40, labels=("a", "1139490", "c")):
 def test_score_is_macro_auc_over_classes_with_positives():
     sol, sub, truth, pred = _frames()
     expected = np.mean([roc_auc_score(truth[:, j], pred[:, j]) for j in (0, 1)])
+    pooled = roc_auc_score(truth[:, :2].ravel(), pred[:, :2].ravel())
+    assert expected < 1 and pooled != pytest.approx(expected)  # the data tell a macro mean from a pooled AUC
     assert score(sol, sub, row_id_column_name="row_id") == pytest.approx(expected)
 
 

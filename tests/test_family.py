@@ -78,13 +78,13 @@ class ToyFamily(ModelFamily):
 
 
 @pytest.fixture(scope="module")
-def toy_run(tiny_demo, tmp_path_factory):
-    from birdclef.features.preprocess import run_preprocess
+def toy_run(tiny_demo, embedded_demo, tmp_path_factory):
     from birdclef.models.train import run_training
 
-    config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path_factory.mktemp("toy")), backbone="melstats",
+    work = tmp_path_factory.mktemp("toy")
+    RunLayout(work).link_caches(RunLayout(embedded_demo))  # the session's preprocessed tiny demo
+    config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="melstats",
                           model_family="toy", smoothing_kernel=(0.25, 0.5, 0.25), postprocess=CHAIN)
-    run_preprocess(config=config)
     result = run_training(config=config, progress=False)  # 03_train's entry point
     assert result.out_dir == RunLayout.of(config).model.root
     return config
@@ -99,12 +99,14 @@ def test_a_registered_family_is_a_config_choice_and_unknown_ones_are_refused():
         register_family(type("Other", (ToyFamily,), {}))
 
 
+@pytest.mark.slow
 def test_a_folder_is_claimed_by_the_family_that_holds_it(toy_run, tmp_path):
     assert family_of(RunLayout.of(toy_run).model) is FAMILIES["toy"]
     with pytest.raises(BirdclefError, match="holds no trained model"):
         family_of(ModelFolder(tmp_path))
 
 
+@pytest.mark.slow
 def test_the_toy_family_submits_through_04_submits_entry_point(toy_run, tiny_demo, tmp_path):
     from birdclef.submission.submit import run_submission
 
@@ -124,16 +126,12 @@ def test_the_toy_family_submits_through_04_submits_entry_point(toy_run, tiny_dem
     assert result.fallbacks["reason"].str.startswith("toy:").all() and len(result.fallbacks) == 1
 
 
-def test_the_toy_family_joins_an_mlp_head_in_an_ensemble(toy_run, tiny_demo, tmp_path):
-    from birdclef.features.preprocess import run_preprocess
-    from birdclef.models.train import run_training
+@pytest.mark.slow
+def test_the_toy_family_joins_an_mlp_head_in_an_ensemble(toy_run, demo_run, tiny_demo, tmp_path):
     from birdclef.submission.submit import run_submission
 
     labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
-    mlp = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path / "mlp"), backbone="melstats", epochs=2,
-                       smoothing_kernel=(1.0,), postprocess=CHAIN)
-    run_preprocess(config=mlp)
-    run_training(config=mlp, progress=False)
+    mlp = demo_run(into=tmp_path / "mlp", epochs=2, smoothing_kernel=(1.0,), postprocess=CHAIN)
     alone = run_submission(config=mlp, out_path=tmp_path / "mlp.csv").submission[labels].to_numpy()
     toy_dir = str(RunLayout.of(toy_run).model.root)
     both = build_config(**{**mlp.to_dict(), "ensemble_model_dirs": [toy_dir], "ensemble_weights": [3.0, 1.0]})
@@ -142,6 +140,7 @@ def test_the_toy_family_joins_an_mlp_head_in_an_ensemble(toy_run, tiny_demo, tmp
     np.testing.assert_allclose(mixed, 0.75 * alone + 0.25 * prior[None] * 0.5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_toy_family_bundles_for_kaggle(toy_run, tmp_path, monkeypatch):
     from test_kaggle import USER, offline_wheel_cache
 
@@ -188,6 +187,7 @@ class SlowToyFamily(ToyFamily):
         return super().predict(members, files, config, zero_shot=zero_shot)
 
 
+@pytest.mark.slow
 def test_a_short_time_budget_leaves_the_last_files_to_the_fastest_member(toy_run, tiny_demo, tmp_path):
     """40 files, a slow member (0.1 s per file) and the fast toy, 3 s allowed: after the first chunk
     of 16 (~1.6 s) the rest would take ~2.4 s more, so they go to the fast member alone; with no time

@@ -30,6 +30,7 @@ def task(tiny_demo, tmp_path_factory):
 DENSE = TaskSettings(holdout="file", construction="dense", n_mixtures=3, soundscape_s=20.0)
 
 
+@pytest.mark.slow
 def test_dense_file_task_holds_one_recording_per_species_is_held_out_and_kept_out_of_training(task, tiny_demo):
     source = pd.read_csv(tiny_demo / "train.csv", dtype=str, keep_default_na=False)
     train = pd.read_csv(task.data_dir / "train.csv", dtype=str, keep_default_na=False)
@@ -40,6 +41,7 @@ def test_dense_file_task_holds_one_recording_per_species_is_held_out_and_kept_ou
     assert (task.data_dir / "train_audio").resolve() == (tiny_demo / "train_audio").resolve()  # read in place
 
 
+@pytest.mark.slow
 def test_soundscapes_and_truth_match_the_events_placed(task):
     files = list_audio(task.data_dir / "test_soundscapes")
     assert len(files) == len(task.held_out) + 3
@@ -58,6 +60,7 @@ def test_soundscapes_and_truth_match_the_events_placed(task):
     assert kinds["single"] == len(task.held_out) and kinds["mixture"] == 3
 
 
+@pytest.mark.slow
 def test_a_finished_task_is_reused_not_rebuilt(task, tiny_demo):
     before = {f.name: f.stat().st_mtime_ns for f in list_audio(task.data_dir / "test_soundscapes")}
     again = make_heldout_task(tiny_demo, task.data_dir, split=0, settings=DENSE)
@@ -75,6 +78,7 @@ def test_subset_scores_split_mapped_and_unmapped_classes():
     assert np.isnan(subset_scores(solution, sub, {"c": True})["mapped"])
 
 
+@pytest.mark.slow
 def test_real_benchmark_runs_variants_through_the_stages_and_reuses_heads(tiny_demo, tmp_path):
     from birdclef_bench.realbench import RealBenchmark, real_table
 
@@ -120,6 +124,7 @@ def test_no_held_out_recording_shares_a_session_with_a_training_one(tmp_path):
         ("b/XC101.ogg" in lockbox | set(session_holdout(meta, 0, lockbox_share=0.5)))  # the session moves whole
 
 
+@pytest.mark.slow
 def test_sparse_task_looks_like_a_competition_test(sparse):
     st = sparse.stats
     assert st["n_soundscapes"] == 12 and st["positive_share"] <= 0.35 and st["empty_file_share"] > 0
@@ -128,6 +133,7 @@ def test_sparse_task_looks_like_a_competition_test(sparse):
     assert len(files) == 12 and all(sf.info(str(f)).duration == pytest.approx(30.0, abs=0.01) for f in files)
 
 
+@pytest.mark.slow
 def test_sparse_truth_matches_the_audio_it_wrote(sparse):
     solution, ignore = read_solution(sparse.data_dir / "solution.csv")
     labels = list(solution.columns[1:])
@@ -153,6 +159,7 @@ def test_sparse_truth_matches_the_audio_it_wrote(sparse):
     assert not ((ignore[labels].to_numpy() > 0) & (solution[labels].to_numpy() > 0)).any()
 
 
+@pytest.mark.slow
 def test_no_background_from_a_training_recording(sparse):
     train = set(pd.read_csv(sparse.data_dir / "train.csv", dtype=str)["filename"])
     bed = sparse.soundscapes[sparse.soundscapes["kind"] == "bed"]
@@ -160,6 +167,7 @@ def test_no_background_from_a_training_recording(sparse):
     assert not set(bed["filename"]) & train
 
 
+@pytest.mark.slow
 def test_a_task_is_rebuilt_when_its_settings_change(sparse, tiny_demo):
     again = make_heldout_task(tiny_demo, sparse.data_dir, split=0, settings=SPARSE)
     assert again.stats == sparse.stats  # same settings: reused
@@ -196,6 +204,7 @@ def pooled(tiny_demo, tmp_path_factory):
     return make_heldout_task(tiny_demo, tmp_path_factory.mktemp("pooled") / "s0", split=0, settings=POOLED)
 
 
+@pytest.mark.slow
 def test_the_pool_is_in_neither_training_nor_test_and_is_unlabelled(pooled, tiny_demo, tmp_path):
     from birdclef.data.competition import load_taxonomy, load_train_metadata
 
@@ -225,6 +234,7 @@ def test_the_pool_is_in_neither_training_nor_test_and_is_unlabelled(pooled, tiny
         TaskSettings(holdout="file", construction="dense", pool_share=0.3)
 
 
+@pytest.mark.slow
 def test_real_benchmark_noisy_student_on_the_pool(tiny_demo, tmp_path):
     from birdclef_bench.realbench import REAL_VARIANTS, RealBenchmark
 

@@ -592,17 +592,10 @@ def _mirror(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_demo, tmp_path_factory):
-    """A tiny melstats run, bundled by the CLI as a user would."""
-    from birdclef.config import build_config
-    from birdclef.features.preprocess import run_preprocess
-    from birdclef.models.train import run_training
-
+def bundle(demo_run, tmp_path_factory):
+    """A tiny melstats run (the session's), bundled by the CLI as a user would."""
     root = tmp_path_factory.mktemp("kaggle")
-    work = root / "runs" / "tiny"
-    config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="melstats", epochs=3)
-    run_preprocess(config=config)
-    run_training(config=config, progress=False)
+    work = demo_run(epochs=3).work_dir
     t0 = time.perf_counter()
     assert cli_main(["kaggle", "build", "--run", str(work), "--out", str(root / "build"), "--user", USER,
                      "--competition", "birdclef-2025"]) == 0

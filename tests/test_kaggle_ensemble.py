@@ -25,16 +25,15 @@ COMPETITION = "birdclef-2025"
 
 
 @pytest.fixture(scope="module")
-def members(tiny_demo, tmp_path_factory):
-    """Three trained runs on the tiny demo: a melstats head, a SED model, a Perch v2 (stand-in ONNX) head."""
+def members(tiny_demo, demo_run, tmp_path_factory):
+    """Three trained runs on the tiny demo: a melstats head (the session's), a SED model, a Perch v2 (stand-in
+    ONNX) head."""
     pytest.importorskip("timm")
     from test_backbone_perch_v2 import _perch_labels, _save_onnx
     from test_sed_stage import SED
 
     root = tmp_path_factory.mktemp("ensembles")
-    mlp = build_config(data_dir=str(tiny_demo), work_dir=str(root / "mlp"), backbone="melstats", epochs=3)
-    run_preprocess(config=mlp)
-    run_training(config=mlp, progress=False)
+    mlp = demo_run(epochs=3, into=root / "mlp")  # a copy: its local submissions write into the run folder
     RunLayout(root / "sed").link_caches(RunLayout.of(mlp))  # the MLP run's embeddings and preprocess folder
     sed = mlp.replace(work_dir=str(root / "sed"), **SED)  # the MLP's values inherited, its head settings unread
     run_training(config=sed, progress=False)
@@ -85,6 +84,7 @@ def _same(kernel: pd.DataFrame, local: pd.DataFrame) -> None:
     np.testing.assert_allclose(kernel[labels].to_numpy(float), local[labels].to_numpy(float), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_an_mlp_and_sed_rank_ensemble_from_p_values_bundles_and_reproduces_locally(members, tiny_demo, tmp_path,
                                                                                  monkeypatch):
     mlp, sed = members["mlp"], members["sed"]
@@ -103,6 +103,7 @@ def test_an_mlp_and_sed_rank_ensemble_from_p_values_bundles_and_reproduces_local
     _same(kernel_here(built, tiny_demo, tmp_path / "kaggle", monkeypatch), local)
 
 
+@pytest.mark.slow
 def test_a_two_backbone_mean_ensemble_carries_each_members_backbone(members, tiny_demo, tmp_path, monkeypatch):
     mlp, perch = members["mlp"], members["perch"]
     perch_model = str(RunLayout.of(perch).model_dir)
@@ -119,6 +120,7 @@ def test_a_two_backbone_mean_ensemble_carries_each_members_backbone(members, tin
     assert not np.allclose(alone.iloc[:, 1:].to_numpy(float), local.iloc[:, 1:].to_numpy(float), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_kaggle_build_takes_submission_settings_only_and_every_member_must_be_trained(members, tmp_path, monkeypatch):
     mlp = members["mlp"]
     with pytest.raises(BirdclefError, match=r"submission settings only; \['epochs'\]"):
@@ -165,6 +167,7 @@ def test_an_ensemble_kernel_matches_the_local_submission_in_kaggles_image(setup,
     _same(kernel, local)
 
 
+@pytest.mark.slow
 def test_kaggle_build_estimates_the_kernels_time_and_refuses_past_the_limit(members, tmp_path, monkeypatch):
     mlp = members["mlp"]
     _local(mlp, tmp_path / "local.csv", ensemble_model_dirs=[])  # measures this setup's speed

@@ -24,6 +24,7 @@ def trained(tiny_demo, tmp_path_factory):
     return config, pre, result
 
 
+@pytest.mark.slow
 def test_preprocess_embeds_every_recording_and_finds_speech(trained, tiny_demo):
     config, pre, _ = trained
     n = len(pd.read_csv(tiny_demo / "train.csv"))
@@ -34,6 +35,7 @@ def test_preprocess_embeds_every_recording_and_finds_speech(trained, tiny_demo):
     assert (pre.manifest[~pre.manifest["filename"].isin(spoken)]["speech_frames"] == 0).mean() >= 0.8
 
 
+@pytest.mark.slow
 def test_training_learns_and_saves_artefacts(trained):
     config, _, result = trained
     assert result.metrics["val_auc"] > 0.7
@@ -42,6 +44,7 @@ def test_training_learns_and_saves_artefacts(trained):
     assert len(result.history) == config.epochs
 
 
+@pytest.mark.slow
 def test_submission_is_complete_valid_and_scored(trained, tiny_demo):
     config, _, _ = trained
     result = run_submission(config=config)
@@ -55,6 +58,7 @@ def test_submission_is_complete_valid_and_scored(trained, tiny_demo):
     assert result.score is not None and result.score > 0.5
 
 
+@pytest.mark.slow
 def test_rerun_reuses_the_cache(trained, tiny_demo):
     config, _, _ = trained
     files = list_audio(competition_paths(tiny_demo).test_soundscapes)
@@ -62,6 +66,7 @@ def test_rerun_reuses_the_cache(trained, tiny_demo):
     assert set(report["status"]) == {"cached"}
 
 
+@pytest.mark.slow
 def test_cache_built_under_another_config_is_refused(trained):
     config, _, _ = trained
     cache = EmbeddingCache(config.work_dir, config)
@@ -71,6 +76,7 @@ def test_cache_built_under_another_config_is_refused(trained):
         EmbeddingCache(config.work_dir, config)
 
 
+@pytest.mark.slow
 def test_parallel_extraction_matches_serial(tiny_demo, tmp_path):
     files = sorted((tiny_demo / "train_audio").rglob("*.ogg"))[:8]
     serial, _ = extract(files, config=build_config(work_dir=str(tmp_path / "a"), backbone="melstats", n_workers=1),

@@ -45,6 +45,7 @@ def with_extras(tiny_demo, tmp_path_factory):
     return config, result, trained, taxonomy, old, own
 
 
+@pytest.mark.slow
 def test_extra_recordings_join_the_manifest_with_their_source(with_extras):
     config, result, _, taxonomy, old, own = with_extras
     manifest = pd.read_csv(Path(config.work_dir) / "preprocess" / "manifest.csv", dtype=str, keep_default_na=False)
@@ -64,6 +65,7 @@ def test_extra_recordings_join_the_manifest_with_their_source(with_extras):
     assert names[from_old["primary_label"]].notna().all()
 
 
+@pytest.mark.slow
 def test_the_manifest_names_each_recordings_session(with_extras):
     from birdclef.models.examples import load_manifest
 
@@ -76,6 +78,7 @@ def test_the_manifest_names_each_recordings_session(with_extras):
     assert manifest["session"].tolist() == result.manifest["session"].tolist()
 
 
+@pytest.mark.slow
 def test_extra_recordings_have_their_own_cache_entries(with_extras):
     config, result, *_ = with_extras
     cache = EmbeddingCache(config.work_dir, config)
@@ -84,6 +87,7 @@ def test_extra_recordings_have_their_own_cache_entries(with_extras):
     assert all(cache.load(p, need_speech=True) is not None for p in result.manifest["path"])
 
 
+@pytest.mark.slow
 def test_skipped_extras_are_logged_with_reasons(with_extras):
     config, *_ = with_extras
     skipped = pd.read_csv(Path(config.work_dir) / "preprocess" / "skipped.csv", dtype=str, keep_default_na=False)
@@ -93,6 +97,7 @@ def test_skipped_extras_are_logged_with_reasons(with_extras):
     assert len(dropped) == 4 and all(f.startswith("birdclef-2023/old") for f in dropped)
 
 
+@pytest.mark.slow
 def test_training_keeps_one_recording_per_group(with_extras):
     config, result, trained, *_ = with_extras
     metrics = json.loads((Path(config.work_dir) / "model" / "metrics.json").read_text())

@@ -44,6 +44,7 @@ def test_pseudo_targets_are_soft_for_multi_label_and_hard_for_ce():
     np.testing.assert_allclose(hard.targets[0], [1.0, 0.0, 0.0])
 
 
+@pytest.mark.slow
 def test_rounds_are_reported_and_only_non_decreasing_rounds_kept(improved):
     config, result = improved
     rounds = result.pseudo_rounds
@@ -60,6 +61,7 @@ def test_rounds_are_reported_and_only_non_decreasing_rounds_kept(improved):
     assert sorted(round_heads(result.out_dir)) == list(range(len(rounds)))
 
 
+@pytest.mark.slow
 def test_training_writes_calibration_inputs_and_a_runs_row(improved):
     config, result = improved
     val = np.load(result.out_dir / "val_predictions.npz")
@@ -70,6 +72,7 @@ def test_training_writes_calibration_inputs_and_a_runs_row(improved):
     assert "soundscape_score" in runs.columns
 
 
+@pytest.mark.slow
 def test_fold_ensemble_submission_is_valid_scored_and_recorded(improved, tiny_demo):
     config, result = improved
     single = run_submission(config=config)
@@ -92,6 +95,7 @@ def test_fold_ensemble_submission_is_valid_scored_and_recorded(improved, tiny_de
     assert submits["n_models"].tolist()[-3:] == [1, 2, 2] and submits["local_score"].notna().all()
 
 
+@pytest.mark.slow
 def test_improved_training_cleans_half_of_each_recording_and_writes_the_table(improved):
     import matplotlib
 
@@ -111,6 +115,7 @@ def test_improved_training_cleans_half_of_each_recording_and_writes_the_table(im
     assert len(fig.axes) == 3
 
 
+@pytest.mark.slow
 def test_training_without_cleaning_removes_a_stale_cleaning_table(improved, tmp_path):
     config, result = improved
     plain = build_config(**{**config.to_dict(), "segment_cleaning": 0.0, "pseudo_rounds": 0})
@@ -159,6 +164,7 @@ def test_noisy_student_options_are_refused_where_they_would_do_nothing():
             defaults.pseudo_share, defaults.pseudo_mixup) == (0, "confident", 1.0, None, None, 0.0)
 
 
+@pytest.mark.slow
 def test_soft_rounds_stop_on_a_falling_guard_and_discard_that_head(improved):
     """The guard is the judge's validation-soundscape score: up in round 1 (kept), down in round 2
     (dropped, its head discarded, the loop ends)."""

@@ -46,6 +46,7 @@ def test_corpus_covers_the_required_kinds(bad_root):
     assert len(kinds) + len(test_kinds) + 3 >= 20  # + schema, 3-hour and unreadable-strict kinds below
 
 
+@pytest.mark.slow
 def test_training_skips_unusable_recordings_with_reasons_and_uses_odd_ones(bad_run, bad_root, capsys):
     config, pre = bad_run
     _, kinds, _ = bad_root
@@ -62,6 +63,7 @@ def test_training_skips_unusable_recordings_with_reasons_and_uses_odd_ones(bad_r
             assert name in used and (skipped["filename"] == name).sum() == 1, kind
 
 
+@pytest.mark.slow
 def test_every_train_row_is_used_or_reported(bad_run, bad_root):
     config, pre = bad_run
     root, _, _ = bad_root
@@ -78,6 +80,7 @@ def test_eda_skips_the_same_files(bad_root):
             assert name in set(skipped["filename"]) and name not in set(recordings["filename"]), kind
 
 
+@pytest.mark.slow
 def test_submission_never_drops_a_window(bad_run, bad_root):
     config, _ = bad_run
     root, _, test_kinds = bad_root
@@ -93,6 +96,7 @@ def test_submission_never_drops_a_window(bad_run, bad_root):
     assert np.allclose(prior_rows.sum(1), 1.0)  # the training prior, a distribution over classes
 
 
+@pytest.mark.slow
 def test_strict_submission_raises_on_unreadable_soundscape(bad_run):
     config, _ = bad_run
     with pytest.raises(BirdclefError, match="strict"):

@@ -253,6 +253,7 @@ def test_loader_workers_do_not_change_batches(table):
 # ---------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_training_reduces_loss(table):
     rec, labels = table
     cfg = tiny_config(epochs=8, batch_size=3, mixup_alpha=0.0, time_masks=0, freq_masks=0, learning_rate=5e-3)
@@ -268,6 +269,7 @@ def test_training_reduces_loss(table):
     assert not result.model.training
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(table):
     rec, labels = table
     cfg = tiny_config(epochs=1, mixup_prob=1.0, ema_decay=0.9)  # mixup, SpecAugment and EMA all on
@@ -296,6 +298,7 @@ def test_distillation_losses_are_zero_when_matched():
     assert torch.allclose(sed.logit_loss(z, unmapped, mask), torch.zeros(4), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_teacher_targets_and_distilled_training(table):
     rec, labels = table
     starts = np.arange(0.0, 6.0, 2.5)  # BirdNET-like: 3-s frames every 2.5 s
@@ -322,6 +325,7 @@ def test_teacher_targets_and_distilled_training(table):
 # ---------------------------------------------------------------- noisy student
 
 
+@pytest.mark.slow
 def test_noisy_student_round_table(demo, table):
     rec, labels = table
     cfg = tiny_config(epochs=1, student_rounds=2)

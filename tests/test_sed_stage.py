@@ -15,7 +15,6 @@ pytest.importorskip("onnxruntime")
 
 from birdclef.config import build_config, load_config  # noqa: E402
 from birdclef.data.competition import load_taxonomy  # noqa: E402
-from birdclef.features.preprocess import run_preprocess  # noqa: E402
 from birdclef.models.train import run_training  # noqa: E402
 from birdclef.submission.submit import run_submission  # noqa: E402
 from birdclef.workdir import RunLayout  # noqa: E402
@@ -25,19 +24,18 @@ SED = dict(model_family="sed", sed_backbone="test_efficientnet", sed_epochs=2, s
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_demo, tmp_path_factory):
-    """An MLP run and a SED run on the same preprocessed data (melstats embeddings, shared)."""
+def runs(demo_run, tmp_path_factory):
+    """An MLP run and a SED run on the same preprocessed data (the session's melstats embeddings, shared)."""
     root = tmp_path_factory.mktemp("sedstage")
-    mlp = build_config(data_dir=str(tiny_demo), work_dir=str(root / "mlp"), backbone="melstats", epochs=5, loss="ce",
-                       smoothing_kernel=(1.0,), postprocess=("blend", "site_prior", "smoothing"))  # no file boost
-    run_preprocess(config=mlp)
-    run_training(config=mlp, progress=False)
+    mlp = demo_run(into=root / "mlp", epochs=5, loss="ce", smoothing_kernel=(1.0,),
+                   postprocess=("blend", "site_prior", "smoothing"))  # no file boost
     RunLayout(root / "sed").link_caches(RunLayout.of(mlp))  # the MLP run's embeddings and preprocess folder
     sed = mlp.replace(work_dir=str(root / "sed"), **SED)  # the MLP's values inherited, its head settings unread
     result = run_training(config=sed, progress=False)
     return mlp, sed, result
 
 
+@pytest.mark.slow
 def test_the_training_stage_trains_a_sed_model_and_leaves_a_pipeline_model_folder(runs):
     _, sed, result = runs
     out = Path(sed.work_dir) / "model"
@@ -54,6 +52,7 @@ def test_the_training_stage_trains_a_sed_model_and_leaves_a_pipeline_model_folde
     assert len(per_class) == len(result.per_class) == 4
 
 
+@pytest.mark.slow
 def test_a_sed_run_submits_on_its_own_with_onnx_as_torch_does(runs, tiny_demo, tmp_path):
     _, sed, _ = runs
     labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
@@ -66,6 +65,7 @@ def test_a_sed_run_submits_on_its_own_with_onnx_as_torch_does(runs, tiny_demo, t
     np.testing.assert_allclose(torch_sub[labels].to_numpy(), values, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_an_ensemble_mixes_mlp_and_sed_runs_with_weights_and_rank_blending(runs, tiny_demo, tmp_path):
     mlp, sed, _ = runs
     labels = load_taxonomy(tiny_demo / "taxonomy.csv")["primary_label"].tolist()
@@ -92,6 +92,7 @@ def test_an_ensemble_mixes_mlp_and_sed_runs_with_weights_and_rank_blending(runs,
         build_config(**{**mlp.to_dict(), "ensemble_model_dirs": [sed_dir], "ensemble_weights": [1.0]})
 
 
+@pytest.mark.slow
 def test_a_kaggle_bundle_carries_the_onnx_model_and_onnxruntime(runs, tmp_path, monkeypatch):
     from test_kaggle import USER, offline_wheel_cache
 
@@ -113,6 +114,7 @@ def test_a_kaggle_bundle_carries_the_onnx_model_and_onnxruntime(runs, tmp_path, 
     assert exported.labels == json.loads((Path(sed.work_dir) / "model" / "sed" / "labels.json").read_text())["labels"]
 
 
+@pytest.mark.slow
 def test_sed_members_run_in_worker_processes_as_they_run_here(runs, tiny_demo):
     from birdclef.data.competition import list_audio
     from birdclef.family import load_members

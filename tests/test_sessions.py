@@ -68,3 +68,10 @@ def test_catalogue_ids_tell_collections_apart():
     assert catalogue_id(pd.Series({"url": "https://www.inaturalist.org/observations/33703"})) == "inat:33703"
     assert catalogue_id(pd.Series({"url": "", "filename": "612806/CSA33703.ogg"})) == "csa:33703"
     assert catalogue_id(pd.Series({"url": "", "filename": "a/recording.ogg"})) is None
+
+
+def test_catalogue_numbers_link_up_to_adjacent_apart_and_no_further():
+    rows = [("a/XC10.ogg", "A", "", "", ""), ("b/XC13.ogg", "A", "", "", ""), ("c/XC17.ogg", "A", "", "", "")]
+    s = recording_sessions(_meta(rows))
+    assert s[0] == s[1] != s[2]  # 3 apart links (adjacent=3 by default), 4 apart does not
+    assert len(set(recording_sessions(_meta(rows), adjacent=4))) == 1

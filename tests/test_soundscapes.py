@@ -199,6 +199,7 @@ def trained_2026(demo_2026, tmp_path_factory):
     return _run(root, tmp_path_factory.mktemp("w2026"))
 
 
+@pytest.mark.slow
 def test_preprocess_lists_labelled_windows_and_skips_bad_rows_with_reasons(trained_2026, demo_2026):
     root, _ = demo_2026
     config, pre, _ = trained_2026
@@ -213,6 +214,7 @@ def test_preprocess_lists_labelled_windows_and_skips_bad_rows_with_reasons(train
         assert reason in text
 
 
+@pytest.mark.slow
 def test_training_validates_on_held_out_soundscape_windows(trained_2026):
     config, _, result = trained_2026
     m = result.metrics
@@ -227,6 +229,7 @@ def test_training_validates_on_held_out_soundscape_windows(trained_2026):
     assert "val_soundscape_auc" in runs.columns
 
 
+@pytest.mark.slow
 def test_the_held_out_labelled_soundscapes_are_saved_whole_with_unlabelled_windows_unscored(trained_2026):
     from birdclef.features.embeddings import EmbeddingCache
     from birdclef.features.soundscapes import load_windows
@@ -270,6 +273,7 @@ def _no_audio_scores(result, config, summary):
     return predict(result.model, result.meta, ex.x)[:, cols], ex.targets[:, cols]
 
 
+@pytest.mark.slow
 def test_classes_without_train_audio_are_learned_from_soundscape_windows(trained_2026, demo_2026, tmp_path):
     from birdclef.data.metric import macro_auc
 
@@ -286,6 +290,7 @@ def test_classes_without_train_audio_are_learned_from_soundscape_windows(trained
     assert prob[truth > 0].mean() > 3 * off_prob[truth > 0].mean()
 
 
+@pytest.mark.slow
 def test_2026_submission_has_every_taxonomy_column(trained_2026, demo_2026):
     from birdclef.data.competition import load_taxonomy
     from birdclef.submission.submit import run_submission
@@ -299,6 +304,7 @@ def test_2026_submission_has_every_taxonomy_column(trained_2026, demo_2026):
     assert result.score is not None and result.score > 0.6
 
 
+@pytest.mark.slow
 def test_site_prior_is_saved_from_the_windows_and_moves_the_submission_only_when_asked(trained_2026, demo_2026,
                                                                                         tmp_path, caplog):
     import dataclasses

@@ -56,6 +56,14 @@ def test_validate_rejects(breakage):
         validate_submission(breakage(sub), labels, expected)
 
 
+def test_the_written_csv_reads_back_as_the_submission_to_six_significant_digits(tmp_path):
+    rng = np.random.default_rng(0)
+    sub = build_submission({"s": rng.random((12, 2)) / 7}, ["a", "b"])
+    back = pd.read_csv(write_submission(sub, tmp_path / "submission.csv"), dtype={"row_id": str})
+    assert list(back.columns) == ["row_id", "a", "b"] and back["row_id"].tolist() == row_ids("s", 12)
+    np.testing.assert_allclose(back[["a", "b"]].to_numpy(), sub[["a", "b"]].to_numpy(), rtol=1e-5)
+
+
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
     sub, *_ = _valid()
     out = write_submission(sub, tmp_path / "submission.csv")

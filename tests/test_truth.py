@@ -139,6 +139,7 @@ def _soundscape_score(config, model, meta, truth) -> float:
     return score(truth[truth["row_id"].isin(set(sub["row_id"]))], sub)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("right", [False, True], ids=["wrong-pseudo-labels", "true-pseudo-labels"])
 def test_pseudo_round_is_kept_by_the_soundscape_score_even_when_val_auc_says_otherwise(prepared, tmp_path,
                                                                                      monkeypatch, right):
@@ -183,6 +184,7 @@ def test_pseudo_round_is_kept_by_the_soundscape_score_even_when_val_auc_says_oth
 
 # --- 3. head.pt is the refit head ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_saved_head_is_the_refit_on_every_example_not_the_fold_model(prepared, tmp_path):
     from birdclef.models.train import run_training, split_folds, train_head
 
@@ -227,6 +229,7 @@ def trained_2026(tmp_path_factory):
     return config, summary, run_training(config=config, progress=False)
 
 
+@pytest.mark.slow
 def test_soundscape_only_classes_are_scored_on_validation_windows_the_fold_head_never_trained_on(trained_2026):
     from birdclef.models.train import pool_windows, split_folds, train_head, validation_set
 

@@ -27,6 +27,7 @@ def trained(tiny_demo, tmp_path_factory):
     return config, run_training(config=config, progress=False)
 
 
+@pytest.mark.slow
 def test_validation_soundscapes_are_mixed_from_the_validation_fold_only(trained):
     from birdclef.features.embeddings import EmbeddingCache
     from birdclef.models.examples import FOCAL, build_examples, load_manifest
@@ -41,6 +42,7 @@ def test_validation_soundscapes_are_mixed_from_the_validation_fold_only(trained)
     assert len(list(folder.glob("val_*.ogg"))) == config.val_soundscapes
 
 
+@pytest.mark.slow
 def test_the_validation_soundscapes_pick_the_epoch_and_score_like_the_test(trained):
     config, result = trained
     hist, m = result.history, result.metrics

@@ -134,15 +134,21 @@ def test_choose_weights_follows_the_validation_evidence():
     assert w2[1] == w2[0] == 1.0
 
 
-@pytest.fixture
-def trained(tiny_demo, standin, tmp_path):
-    config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path), backbone="standin", n_workers=1,
-                          epochs=3, smoothing_kernel=(1.0,), postprocess=CHAIN)  # blended scores stay as they are
-    run_preprocess(config=config)
-    run_training(config=config, progress=False)
+@pytest.fixture(scope="module")
+def trained(tiny_demo, tmp_path_factory):
+    """One stand-in run for the module (read only: a test that writes into its folder copies it first)."""
+    with pytest.MonkeyPatch.context() as mp:
+        TARGET["name"] = load_taxonomy(tiny_demo / "taxonomy.csv")["scientific_name"].iloc[1]
+        mp.setitem(backbones.BACKBONES, "standin", __name__)
+        config = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path_factory.mktemp("zs_run")),
+                              backbone="standin", n_workers=1, epochs=3, smoothing_kernel=(1.0,),
+                              postprocess=CHAIN)  # blended scores stay as they are
+        run_preprocess(config=config)
+        run_training(config=config, progress=False)
     return config
 
 
+@pytest.mark.slow
 def test_training_chooses_blend_weights_for_mapped_classes_only(trained):
     _, meta = load_head(f"{trained.work_dir}/model/head.pt")
     assert len(meta.zero_shot_weights) == 4
@@ -152,6 +158,7 @@ def test_training_chooses_blend_weights_for_mapped_classes_only(trained):
     assert table["mapped"].tolist() == [False, True, False, False]
 
 
+@pytest.mark.slow
 def test_the_head_that_submits_is_refit_on_every_recording(trained):
     import json
 
@@ -162,13 +169,14 @@ def test_the_head_that_submits_is_refit_on_every_recording(trained):
     assert metrics["refit_epochs"] == metrics["best_epoch"]
 
 
-def test_submission_blends_from_the_cache_without_a_second_pass(trained, tiny_demo, standin):
+@pytest.mark.slow
+def test_submission_blends_from_the_cache_without_a_second_pass(trained, tiny_demo, standin, tmp_path):
     labels = standin["primary_label"].tolist()
     plain = run_submission(config=build_config(**{**trained.to_dict(), "zero_shot_weight": 0.0}),
-                           out_path=f"{trained.work_dir}/plain.csv").submission
+                           out_path=tmp_path / "plain.csv").submission
     full = build_config(**{**trained.to_dict(), "zero_shot_weight": 1.0})
     CALLS["n"] = 0
-    blended = run_submission(config=full, out_path=f"{trained.work_dir}/blended.csv").submission
+    blended = run_submission(config=full, out_path=tmp_path / "blended.csv").submission
     assert CALLS["n"] == 0  # the test soundscapes' logits came from the embedding cache
     zs = load_zero_shot(full, standin)
     cache = EmbeddingCache(full.work_dir, full)
@@ -238,14 +246,12 @@ def test_perch_v2_labels_only_match_the_loaded_models(tmp_path, tiny_demo):
     assert load_zero_shot(config, taxonomy).class_columns.tolist() == [-1, 5, 3, -1]
 
 
-def test_each_ensemble_member_blends_with_its_own_backbone(trained, tiny_demo, standin, tmp_path):
+@pytest.mark.slow
+def test_each_ensemble_member_blends_with_its_own_backbone(trained, demo_run, standin, tmp_path):
     """A stand-in head behind a melstats head (no species scores) still blends with the stand-in's
     logits, and the melstats head is never blended with them."""
     labels = standin["primary_label"].tolist()
-    mel = build_config(data_dir=str(tiny_demo), work_dir=str(tmp_path / "mel"), backbone="melstats", epochs=2,
-                       smoothing_kernel=(1.0,), zero_shot_weight=1.0, postprocess=CHAIN)
-    run_preprocess(config=mel)
-    run_training(config=mel, progress=False)
+    mel = demo_run(into=tmp_path / "mel", epochs=2, smoothing_kernel=(1.0,), postprocess=CHAIN).replace(zero_shot_weight=1.0)
     mel_alone = run_submission(config=mel, out_path=tmp_path / "mel.csv").submission[labels].to_numpy()
     full = build_config(**{**trained.to_dict(), "zero_shot_weight": 1.0})
     standin_alone = run_submission(config=full, out_path=tmp_path / "standin.csv").submission[labels].to_numpy()
@@ -261,6 +267,7 @@ def test_each_ensemble_member_blends_with_its_own_backbone(trained, tiny_demo, s
     np.testing.assert_allclose(ensemble("both", [1.0, 1.0]), (mel_alone + standin_alone) / 2, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_rank_blend_of_a_submission_ranks_over_every_test_window(trained, standin, tmp_path):
     """rank_blend at weight 1: the mapped class in the backbone's order over all files (as the logit blend at
     weight 1 keeps it), on the head's own values; unmapped classes as the head alone gives them."""
@@ -281,11 +288,16 @@ def test_the_rank_blend_of_a_submission_ranks_over_every_test_window(trained, st
     np.testing.assert_allclose(ranked[:, [0, 2, 3]], head[:, [0, 2, 3]], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_submission_with_the_context_step_needs_the_folders_context_model(trained, standin, tmp_path):
+    import shutil
+
     from birdclef.errors import BirdclefError
     from birdclef.models.context import train_context
     from birdclef.workdir import ModelFolder
 
+    # the context model is written into the run's model folder: a copy, so the module's run stays as trained
+    trained = build_config(**{**trained.to_dict(), "work_dir": str(shutil.copytree(trained.work_dir, tmp_path / "run"))})
     config = build_config(**{**trained.to_dict(), "postprocess": (*CHAIN, "context"), "context_epochs": 2})
     with pytest.raises(BirdclefError, match="no context.pt: train the head with 'context' in postprocess"):
         run_submission(config=config, out_path=tmp_path / "no.csv")

