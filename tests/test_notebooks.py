@@ -140,7 +140,7 @@ def test_notebooks_from_another_folder_give_a_scored_submission_and_the_clis_con
     monkeypatch.chdir(tmp_path)
     data = os.path.relpath(tiny_demo, tmp_path)  # relative paths, taken from here (the notebooks run in notebooks/)
     params = ["-p", "backbone=melstats", "-p", "epochs=5", "-p", "dropout=0.2", "-p", "hidden_sizes=64,32",
-              "-p", "max_speech_fraction=0.1"]
+              "-p", "max_speech_fraction=0.1", "-p", "val_soundscapes=2"]  # 2 validation minutes mixed, not 30
     assert main(["notebooks", "--data-dir", data, "--work-dir", "nb", *params, "-p", "vad_sample=4"]) == 0
     work = tmp_path / "nb"
     sub = pd.read_csv(work / "submission.csv", dtype={"row_id": str})
@@ -183,7 +183,7 @@ def test_a_2026_folder_runs_every_notebook_to_a_submission_with_its_soundscape_v
     work = tmp_path / "nb"
     # the chain given once reaches 03_train, which fits the context model it ends with, and 04_submit, which runs it
     assert main(["notebooks", "--data-dir", str(data), "--work-dir", str(work), "-p", "backbone=melstats",
-                 "-p", "epochs=3", "-p", "val_fraction=0.5", "-p", "vad_sample=2",
+                 "-p", "epochs=3", "-p", "val_fraction=0.5", "-p", "vad_sample=2", "-p", "val_soundscapes=2",
                  "-p", "postprocess=blend,site_prior,smoothing,file_boost,context", "-p", "context_epochs=2"]) == 0
     labels = pd.read_csv(data / "taxonomy.csv", dtype=str)["primary_label"].tolist()
     sub = pd.read_csv(work / "submission.csv", dtype={"row_id": str})
