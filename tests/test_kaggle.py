@@ -595,7 +595,8 @@ def _mirror(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> Path:
 def bundle(demo_run, tmp_path_factory):
     """A tiny melstats run (the session's), bundled by the CLI as a user would."""
     root = tmp_path_factory.mktemp("kaggle")
-    work = demo_run(epochs=3).work_dir
+    work = root / "runs" / "tiny"
+    demo_run(epochs=3, into=work)  # a copy of the session's run, where a user's run would be
     t0 = time.perf_counter()
     assert cli_main(["kaggle", "build", "--run", str(work), "--out", str(root / "build"), "--user", USER,
                      "--competition", "birdclef-2025"]) == 0
