@@ -99,7 +99,7 @@ def backbone_weights(mapped: np.ndarray) -> np.ndarray:
 
 def check(val: ValSoundscapes, prob: np.ndarray, weights: np.ndarray, mapped: np.ndarray, config: Config, *,
           choose: Callable[[np.ndarray], np.ndarray] | None = None, seed: int = 0,
-          n_boot: int = BOOTSTRAP) -> GuardResult | None:
+          n_boot: int | None = None) -> GuardResult | None:
     """The guard on validation soundscapes ``val`` → :class:`GuardResult`; None (logged) where it cannot
     measure (no backbone logits, no mapped class with a scored positive) or ``config.blend_guard`` is off.
 
@@ -110,15 +110,18 @@ def check(val: ValSoundscapes, prob: np.ndarray, weights: np.ndarray, mapped: np
     of the files. None: ``weights`` were chosen elsewhere, and every file is finished with them."""
     if not config.blend_guard:
         return None
+    n_boot = BOOTSTRAP if n_boot is None else n_boot
     mapped = np.asarray(mapped, bool)
     truth = np.asarray(val.truth, np.float64)
     if val.zero_shot is None or not mapped.any():
         log.info("blend guard: no backbone logits on the validation soundscapes; not run")
         return None
-    has_pos = (np.nan_to_num(truth) > 0.5).any(axis=0) & mapped
-    cols = np.flatnonzero(has_pos)
+    scored = ~np.isnan(truth)
+    both = (scored & (truth > 0.5)).any(axis=0) & (scored & (truth <= 0.5)).any(axis=0)  # an AUC is defined
+    cols = np.flatnonzero(both & mapped)
     if not len(cols):
-        log.warning("blend guard: no mapped class has a positive in the validation soundscapes; not run")
+        log.warning("blend guard: no mapped class has both a positive and a negative window in the validation "
+                    "soundscapes; not run")
         return None
     counts = np.asarray(val.counts, int)
     edges = np.cumsum([0, *counts])
