@@ -193,7 +193,7 @@ def load_train_metadata(path: str | Path, taxonomy: pd.DataFrame) -> tuple[pd.Da
     if n_dropped_secondary:
         log.warning("%s: %d secondary label(s) not in the taxonomy were ignored", path, n_dropped_secondary)
     df["secondary_list"] = secondary
-    used = df[keep].reset_index(drop=True)
+    used = df[np.asarray(keep, bool)].reset_index(drop=True)  # a list would select columns when empty
     return used, pd.DataFrame(skipped, columns=["filename", "reason"])
 
 

@@ -24,6 +24,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from birdclef.config import Config, same_training
 from birdclef.data.competition import competition_paths, load_taxonomy
 from birdclef.data.metric import macro_auc, masked_auc_columns, per_class_auc
+from birdclef.errors import BirdclefError
 from birdclef.family import TrainResult, family
 from birdclef.features.embeddings import EmbeddingCache
 from birdclef.features.zeroshot import ZeroShot, choose_weights, load_zero_shot
@@ -555,13 +556,19 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     n = len(labels)
     cache = EmbeddingCache(config.work_dir, config)
     zero_shot = load_zero_shot(config, taxonomy)
-    ex, skipped = build_examples(load_manifest(config), cache, labels, config, zero_shot)
-    windows = load_windows(config)
+    manifest, windows = load_manifest(config), load_windows(config)
+    parts, skipped = [], pd.DataFrame(columns=["filename", "reason"])
+    if len(manifest) or not len(windows):  # labelled soundscape windows alone may train a head
+        focal, skipped = build_examples(manifest, cache, labels, config, zero_shot)
+        parts.append(focal)
     if len(windows):
         sc_ex, sc_skipped = soundscape_examples(windows, cache, labels, config, zero_shot)
-        if sc_ex is not None:
-            ex = concat_examples([ex, sc_ex])
+        parts += [sc_ex] if sc_ex is not None else []
         skipped = pd.concat([skipped, sc_skipped.rename(columns={"row_id": "filename"})], ignore_index=True)
+    if not parts:
+        raise BirdclefError("no training examples: no train recording and no labelled soundscape window gave one "
+                            f"(see {RunLayout.of(config).preprocess})")
+    ex = concat_examples(parts)
     model_folder = RunLayout.of(config).model
     out = model_folder.root
     meta = head_meta(ex, labels, config)
