@@ -241,3 +241,130 @@ def test_real_benchmark_noisy_student_on_the_pool(tiny_demo, tmp_path):
 
 def bench_held(bench):
     return pd.read_csv(bench.tasks[0] / "heldout_recordings.csv", dtype=str)
+
+
+def _occupancy(tmp_path, rows):
+    path = tmp_path / "occupancy.csv"
+    pd.DataFrame(rows, columns=["set", "chunk", "species", "occupancy"]).to_csv(path, index=False)
+    return path
+
+
+DENSITY_ROWS = [("A", "0", "", ""), ("A", "1", "7", "111100000000"), ("A", "1", "8", "000000000011"),
+                ("B", "0", "3", "010101010101")]
+
+
+@pytest.fixture(scope="module")
+def density(tiny_demo, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("density")
+    settings = TaskSettings(construction="density", occupancy=str(_occupancy(tmp, DENSITY_ROWS)), n_soundscapes=8,
+                            lockbox_share=0.5)
+    return make_heldout_task(tiny_demo, tmp / "s0", split=0, settings=settings)
+
+
+def test_density_minutes_carry_the_real_presence_patterns_they_drew(density):
+    from birdclef_bench.density import load_occupancy
+
+    chunks = {c.key: c for c in load_occupancy(density.data_dir.parent / "occupancy.csv")}
+    solution, ignore = read_solution(density.data_dir / "solution.csv")
+    labels = list(solution.columns[1:])
+    drawn = density.soundscapes.groupby("soundscape")["chunk"].first()
+    assert len(drawn) == 8 and set(drawn) <= set(chunks)
+    assert len(set(drawn)) > 1  # several real chunks drawn
+    for name, g in solution.groupby(solution["row_id"].str.rsplit("_", n=1).str[0]):
+        y = g[labels].to_numpy().T  # (classes, 12)
+        got = sorted(map(tuple, y[y.any(1)].astype(bool)))
+        want = sorted(tuple(p) for p in chunks[drawn[name]].patterns)
+        assert got == want  # each drawn species' pattern, on some held-out species, exactly
+        present = set(np.asarray(labels)[y.any(1)])
+        calls = density.soundscapes[(density.soundscapes["soundscape"] == name) & (density.soundscapes["kind"] == "call")]
+        assert present == set(calls["primary_label"]) and present <= set(density.held_out["primary_label"])
+    assert not ((ignore[labels].to_numpy() > 0) & (solution[labels].to_numpy() > 0)).any()
+    st = density.stats
+    assert st["n_soundscapes"] == 8 and 0 < st["positive_share"] < 1 and st["median_windows"] >= 2
+    assert st["empty_file_share"] == pytest.approx((drawn == "A/0").mean())
+
+
+def test_density_needs_one_minute_minutes_and_a_valid_table(tiny_demo, tmp_path):
+    from birdclef.errors import BirdclefError
+    from birdclef_bench.density import load_occupancy
+
+    bad = _occupancy(tmp_path, [("A", "0", "1", "1101")])
+    with pytest.raises(BirdclefError, match="12 characters"):
+        load_occupancy(bad)
+    with pytest.raises(BirdclefError, match="no occupancy table"):
+        load_occupancy(tmp_path / "missing.csv")
+    good = _occupancy(tmp_path, DENSITY_ROWS)
+    with pytest.raises(BirdclefError, match="60-s soundscapes"):
+        make_heldout_task(tiny_demo, tmp_path / "t", split=0, settings=TaskSettings(
+            construction="density", occupancy=str(good), n_soundscapes=2, soundscape_s=30.0, lockbox_share=0.5))
+    with pytest.raises(ValueError, match="occupancy"):
+        TaskSettings(occupancy=str(good))  # the sparse construction reads no table
+
+
+def test_density_and_occupancy_stats_count_windows_per_present_species():
+    from birdclef_bench.density import Chunk, density_stats, occupancy_stats
+
+    y = np.zeros((24, 3), np.int8)  # file 0: class 0 in windows 0-3, class 1 in window 11; file 1 empty
+    y[0:4, 0] = 1
+    y[11, 1] = 1
+    st = density_stats(y)
+    assert st["positive_share"] == 5 / 24 and st["empty_file_share"] == 0.5 and st["median_windows"] == 2.5
+    ref = occupancy_stats([Chunk("a/0", (np.arange(12) < 4, np.arange(12) == 11)), Chunk("a/1", ())])
+    assert ref == st
+
+
+def test_few_recording_regimes_keep_whole_sessions_and_every_species(tmp_path):
+    from birdclef_bench.heldout import training_subsample
+
+    rows = []  # species a: 5 sessions of one recording; b: one session of 3 (adjacent numbers) + 2 single ones
+    for i, (label, author, lat) in enumerate([("a", "p", "1"), ("a", "q", "2"), ("a", "r", "3"), ("a", "s", "4"),
+                                              ("a", "t", "5"), ("b", "u", "6"), ("b", "u", "6"), ("b", "u", "6"),
+                                              ("b", "v", "7"), ("b", "w", "8")]):
+        rows.append({"primary_label": label, "filename": f"{label}/XC{100 + i}.ogg", "url": "", "latitude": lat,
+                     "longitude": lat, "author": author, "date": ""})
+    meta = pd.DataFrame(rows)
+    session = dict(zip(meta["filename"], recording_sessions(meta)))
+    for k, b in ((1, 1), (2, 2), (4, 5)):
+        kept = training_subsample(meta, k, split=0)
+        counts = meta[meta["filename"].isin(kept)]["primary_label"].value_counts()
+        assert counts["a"] == k  # one recording per session: exactly k
+        assert counts["b"] == b  # the small sessions first; the session of three only when they are not enough
+        sessions = {session[f] for f in kept}
+        assert {f for f in meta["filename"] if session[f] in sessions} == set(kept)  # whole sessions only
+    assert len(training_subsample(meta, 10, split=0)) == len(meta)
+    with pytest.raises(ValueError, match="per_class"):
+        training_subsample(meta, 0, split=0)
+
+
+def test_a_regime_task_trains_on_fewer_recordings_and_tests_on_the_same_files(sparse, tmp_path):
+    from birdclef_bench.heldout import make_regime_task
+
+    regime = make_regime_task(sparse, tmp_path / "s0-r1", per_class=1, split=0)
+    full = pd.read_csv(sparse.data_dir / "train.csv", dtype=str)
+    few = pd.read_csv(regime.data_dir / "train.csv", dtype=str)
+    assert set(few["filename"]) < set(full["filename"]) and set(few["primary_label"]) == set(full["primary_label"])
+    assert (regime.data_dir / "test_soundscapes").resolve() == (sparse.data_dir / "test_soundscapes").resolve()
+    assert [f.name for f in list_audio(regime.data_dir / "test_soundscapes")] == \
+        [f.name for f in list_audio(sparse.data_dir / "test_soundscapes")]
+    pd.testing.assert_frame_equal(read_solution(regime.data_dir / "solution.csv")[0],
+                                  read_solution(sparse.data_dir / "solution.csv")[0])
+    assert regime.stats["n_train_recordings"] == len(few) and regime.stats["per_class"] == 1
+    mtime = (regime.data_dir / "train.csv").stat().st_mtime_ns
+    again = make_regime_task(sparse, tmp_path / "s0-r1", per_class=1, split=0)
+    assert (again.data_dir / "train.csv").stat().st_mtime_ns == mtime and again.stats == regime.stats
+
+
+def test_the_regime_table_says_where_the_default_falls_below_zero_shot():
+    from birdclef_bench.realbench import regime_table
+
+    rows = [{"variant": "zero-shot", "construction": "density-session", "regime": "–", "split": s, "seed": -1,
+             "all": 0.7, "mapped": 0.9, "unmapped": 0.5} for s in (0, 1)]
+    rows += [{"variant": "zero-shot-smoothed", "construction": "density-session", "regime": "–", "split": s,
+              "seed": -1, "all": 0.7, "mapped": 0.91, "unmapped": 0.5} for s in (0, 1)]
+    for regime, m in (("1", 0.80), ("all", 0.92)):
+        rows += [{"variant": "default", "construction": "density-session", "regime": regime, "split": s, "seed": seed,
+                  "all": m - 0.05, "mapped": m + 0.001 * seed, "unmapped": 0.6} for s in (0, 1) for seed in (0, 1)]
+    table = regime_table(pd.DataFrame(rows))
+    lines = table.splitlines()
+    assert lines[2].startswith("| density-session | 1 | 2 splits × 2 seeds |") and "| -0.099 ± 0.001 | **no** (-0.099) |" in lines[2]
+    assert lines[3].startswith("| density-session | all |") and lines[3].endswith("| yes |")
