@@ -368,3 +368,65 @@ def test_the_regime_table_says_where_the_default_falls_below_zero_shot():
     lines = table.splitlines()
     assert lines[2].startswith("| density-session | 1 | 2 splits × 2 seeds |") and "| -0.099 ± 0.001 | **no** (-0.099) |" in lines[2]
     assert lines[3].startswith("| density-session | all |") and lines[3].endswith("| yes |")
+
+
+def test_grid_boosts_match_the_products_file_boost_and_the_evidence_boost_rises_with_the_file():
+    from birdclef.postprocess.steps import file_boost, smooth_windows
+    from birdclef_bench.postgrid import finish
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, (12, 3)) * np.array([1.0, 0.5, 0.05])  # a sure class, a middling one, a faint one
+    np.testing.assert_allclose(finish(p, "none", "mult-1"), file_boost(p, power=1.0), rtol=1e-5)
+    np.testing.assert_allclose(finish(p, "k3", "add-0.3"), file_boost(smooth_windows(p, (0.25, 0.5, 0.25)), alpha=0.3),
+                               rtol=1e-5)
+    np.testing.assert_allclose(finish(p, "none", "none"), p)
+    lift = finish(p, "none", "evidence") - p
+    assert (lift >= -1e-6).all() and (finish(p, "none", "evidence") <= p.max(0) + 1e-6).all()
+    assert lift[:, 0].mean() > lift[:, 1].mean() > lift[:, 2].mean()  # the surer the file, the stronger the lift
+    with pytest.raises(ValueError, match="unknown grid point"):
+        finish(p, "k7", "none")
+
+
+def test_the_grid_scores_every_point_from_one_submission():
+    from birdclef_bench.postgrid import BOOSTS, SMOOTHING, files_of, test_grid
+    from birdclef_bench.realbench import subset_scores
+
+    rng = np.random.default_rng(1)
+    ids = [f"f{i}_{5 * (w + 1)}" for i in range(4) for w in range(12)]
+    y = np.zeros((48, 2), int)
+    y[0:12:2, 0] = 1  # class a in every other window of file 0 only
+    y[24:30, 1] = 1
+    solution = pd.DataFrame({"row_id": ids, "a": y[:, 0], "b": y[:, 1]})
+    noisy = np.clip(y * 0.3 + rng.uniform(0, 0.6, y.shape), 0, 1)
+    sub = pd.DataFrame({"row_id": ids[::-1], "a": noisy[::-1, 0], "b": noisy[::-1, 1]})  # any row order
+    assert list(files_of(sub)["f0"]["row_id"]) == ids[:12]
+    rows = pd.DataFrame(test_grid(sub, solution, None, {"a": True, "b": False}))
+    assert len(rows) == len(SMOOTHING) * len(BOOSTS)
+    raw = rows[(rows["smoothing"] == "none") & (rows["boost"] == "none")].iloc[0]
+    assert raw["all"] == pytest.approx(subset_scores(solution, sub, {"a": True, "b": False})["all"])
+    boosted = rows[(rows["smoothing"] == "none") & (rows["boost"] == "mult-1")].iloc[0]
+    assert boosted["all"] > raw["all"]  # the files without a class are pushed down in every window
+
+
+@pytest.mark.slow  # two trainings and three task builds: ~1 min on a shared machine
+def test_constructions_of_one_split_share_a_head_and_the_grid_scores_its_saved_submission(tiny_demo, tmp_path):
+    from birdclef_bench.postgrid import BOOSTS, SMOOTHING, run_grid
+    from birdclef_bench.realbench import REAL_VARIANTS, RealBenchmark
+
+    occupancy = _occupancy(tmp_path, DENSITY_ROWS)
+    base = dict(backbone="melstats", epochs=2, n_workers=1, val_soundscapes=2)
+    trained: dict = {}
+    few = RealBenchmark(tmp_path, tiny_demo, splits=[0], base=base, settings=SPARSE, per_class=2, trained=trained)
+    dense = RealBenchmark(tmp_path, tiny_demo, splits=[0], base=base, per_class=2, trained=trained,
+                          settings=TaskSettings(construction="density", occupancy=str(occupancy), n_soundscapes=3,
+                                                lockbox_share=0.5))
+    rows = [b.run("pre-smooth", REAL_VARIANTS["pre-smooth"][1], 0, 0) for b in (few, dense)]
+    assert len(trained) == 1  # the same training recordings: one head, scored on both constructions' minutes
+    assert [r["regime"] for r in rows] == ["2", "2"] and rows[0]["construction"] == "sparse-session"
+    full = RealBenchmark(tmp_path, tiny_demo, splits=[0], base=base, settings=SPARSE, trained=trained)
+    assert full.training_key(0) != few.training_key(0)  # every recording: another head
+    grid = run_grid(tmp_path, pd.DataFrame(rows))
+    assert len(grid) == 2 * len(SMOOTHING) * len(BOOSTS) and set(grid["source"]) == {"trained"}
+    assert grid["all"].between(0, 1).all() and (tmp_path / "postprocess_grid.csv").exists()
+    raw = grid[(grid["construction"] == "sparse-session") & (grid["smoothing"] == "none") & (grid["boost"] == "none")]
+    assert raw["all"].iloc[0] == pytest.approx(rows[0]["all"])  # the grid's origin is the run's own submission

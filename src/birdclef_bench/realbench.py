@@ -31,6 +31,7 @@ from birdclef.data.metric import read_solution, score
 from birdclef.errors import SchemaError
 from birdclef.features.embeddings import extract
 from birdclef.features.zeroshot import load_zero_shot
+from birdclef.io import write_csv
 from birdclef.models import valsoundscapes
 from birdclef.postprocess import smooth_windows
 from birdclef.submission.submit import build_submission
@@ -55,6 +56,8 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "clean-relative": ("cleaning relative to each recording's best segment (below 0.5 × its highest probability)",
                        dict(cleaning_mode="relative", segment_cleaning=0.5)),
     "no-smooth": ("no smoothing across windows", dict(smoothing_kernel=(1.0,))),
+    # the chain up to smoothing: the post-processing grid (birdclef_bench.postgrid) starts from its submission
+    "pre-smooth": ("blend and site prior only (no smoothing, no file boost)", dict(postprocess=("blend", "site_prior"))),
     "smooth5": ("wider smoothing (0.1, 0.2, 0.4, 0.2, 0.1)", dict(smoothing_kernel=(0.1, 0.2, 0.4, 0.2, 0.1))),
     "backbone-only": ("the backbone's logits alone on mapped classes (blend weight 1), smoothed", dict(zero_shot_weight=1.0)),
     "max-pool": ("a window's segment probabilities pooled by max, not mean", dict(window_pool="max")),
@@ -221,10 +224,7 @@ class RealBenchmark:
 
     def mapped(self, split: int) -> dict[str, bool]:
         """{label: the default backbone knows it}, the same for every variant (YAMNet's runs included)."""
-        taxonomy = load_taxonomy(competition_paths(self.tasks[split]).taxonomy)
-        zs = load_zero_shot(build_config(**{**self.base, "data_dir": str(self.tasks[split])}), taxonomy)
-        flags = np.zeros(len(taxonomy), bool) if zs is None else zs.mapped
-        return dict(zip(taxonomy["primary_label"], flags))
+        return mapped_classes(self.tasks[split], self.base)
 
     def run(self, name: str, params: dict[str, Any], split: int, seed: int) -> dict[str, Any]:
         from birdclef.submission.submit import run_submission
@@ -245,7 +245,9 @@ class RealBenchmark:
                 "val_blend": metrics.get("val_auc_blend", np.nan),
                 "val_mix_head": metrics.get("val_mix_auc_head", np.nan),
                 "val_mix": valsoundscapes.saved_score(model_dir, config),
-                "seconds": time.perf_counter() - t0}
+                "blend_fallback": metrics.get("blend_fallback", np.nan),
+                "seconds": time.perf_counter() - t0, "model_dir": str(model_dir), "data_dir": str(config.data_dir),
+                "submission": str(RunLayout.of(config).submission)}
 
     def zero_shot_rows(self, split: int) -> list[dict[str, Any]]:
         """The backbone's own logits on raw audio (no cleaning), max over each window's frames; and the
@@ -267,9 +269,19 @@ class RealBenchmark:
         solution, ignore = read_solution(paths.solution)
         mapped = dict(zip(labels, zs.mapped))
         smoothed = {stem: smooth_windows(p, build_config().smoothing_kernel) for stem, p in probs.items()}
+        write_csv(build_submission(probs, labels, config.window_s),  # the post-processing grid's raw reference
+                  self.out / "zero_shot" / f"{self.tag}-{split_name(split)}.csv")
         return [{"variant": name, "construction": self.tag, "regime": "–", "split": split, "seed": -1,
                  **subset_scores(solution, build_submission(p, labels, config.window_s), mapped, ignore)}
                 for name, p in (("zero-shot", probs), ("zero-shot-smoothed", smoothed))]
+
+
+def mapped_classes(data_dir: str | Path, base: dict[str, Any] | None = None) -> dict[str, bool]:
+    """{label: the backbone of ``base`` (default: the default recipe's) knows it} for a task folder."""
+    taxonomy = load_taxonomy(competition_paths(data_dir).taxonomy)
+    zs = load_zero_shot(build_config(**{**(base or {}), "data_dir": str(data_dir)}), taxonomy)
+    flags = np.zeros(len(taxonomy), bool) if zs is None else zs.mapped
+    return dict(zip(taxonomy["primary_label"], flags))
 
 
 def fit_context(config: Config, model_dir: Path) -> None:
@@ -497,6 +509,15 @@ def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], na
              "Per split (the default recipe, mean ± sd over seeds):", "", split_table(results), "",
              "How well each validation score ranks the variants as the held-out test does (Spearman's ρ):", "",
              spearman_table(results)]
+    if "pre-smooth" in names:
+        from birdclef_bench.postgrid import grid_spearman, grid_table, run_grid
+
+        grid = run_grid(out, pd.DataFrame(rows))
+        text += ["", "Post-processing grid (smoothing × file boost on each run's blended scores and on raw zero-shot; "
+                 "`postprocess_grid.csv`), mapped classes:", "", grid_table(grid), "",
+                 "All classes:", "", grid_table(grid, key="all"), "",
+                 "How well the validation soundscapes rank the grid points as the held-out test does (Spearman's ρ):", "",
+                 grid_spearman(grid)]
     if len(lock):
         text += ["", "**Lockbox** (sessions no other split holds out; no default was chosen on it; the default "
                  "recipe only):", "", real_table(lock)]
