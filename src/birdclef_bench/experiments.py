@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                          "by recording session), density-session (presence drawn from real labelled minutes, "
                          "../shared/reference/occupancy_1min.csv), dense-file (the earlier task), or other pairings")
     ap.add_argument("--n-soundscapes", type=int, default=150, help="realdev: test minutes per split (sparse, density)")
+    ap.add_argument("--val-soundscapes", type=int, default=None,
+                    help="realdev: validation soundscapes per training (default: the recipe's); fewer saves time")
     ap.add_argument("--regimes", type=int, nargs="+", default=[0],
                     help="realdev: training regimes, recordings per species (whole sessions subsampled; the test "
                          "minutes unchanged); 0 = every recording")
@@ -320,7 +322,8 @@ def _main_real(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise SystemExit(f"--construction: {err}") from None
     print(run_real(Path(args.out), source, splits=args.splits, seeds=args.seeds, names=names, epochs=args.epochs,
-                   settings=settings, lockbox=args.lockbox, regimes=args.regimes))
+                   settings=settings, lockbox=args.lockbox, regimes=args.regimes,
+                   params={} if args.val_soundscapes is None else {"val_soundscapes": args.val_soundscapes}))
     return 0
 
 

@@ -73,6 +73,7 @@ LOCKBOX = -1  # the split that holds out the lockbox sessions; no default is cho
 HOLDOUTS = ("session", "file")
 CONSTRUCTIONS = ("sparse", "dense", "density")
 TASK_VERSION = 2  # bump when the construction changes: finished tasks are rebuilt
+REGIME_VERSION = 2  # likewise for the few-recording regimes (2: k recordings per species, not whole sessions)
 
 
 @dataclass(frozen=True)
@@ -456,42 +457,43 @@ def _dense(source, out: Path, held: pd.DataFrame, train_rows: pd.DataFrame, labe
 
 
 def training_subsample(meta: pd.DataFrame, per_class: int, split: int) -> list[str]:
-    """Filenames of a few-recording regime of ``meta`` (a task's training side): whole recording sessions
-    (:func:`birdclef.data.sessions.recording_sessions`), taken per species in a seeded order until the
-    species has ``per_class`` recordings (or all it has), the sessions with fewest of its recordings first
-    (ties in a seeded order), so a species mostly keeps ``per_class`` recordings from as many sessions.
-    A session taken for one species brings its other species' recordings too (whole sessions), so a
-    species may keep more than ``per_class``; every species keeps at least one."""
+    """Filenames of a few-recording regime of ``meta`` (a task's training side): ``per_class`` recordings of
+    each species (all it has when fewer), spread over its recording sessions
+    (:func:`birdclef.data.sessions.recording_sessions`): one recording from each session in a seeded order
+    before a second from any, so k recordings come from k sessions where the species has them.
+
+    Whole sessions are not kept: in realdev one session holds many species (a recordist's morning), so a
+    session taken for one species would bring others' recordings along (1.9 recordings per species at
+    ``per_class=1``)."""
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")
     meta = meta.reset_index(drop=True)
     session = pd.Series(recording_sessions(meta), index=meta.index)
     labels = meta["primary_label"].astype(str)
     rng = np.random.default_rng(5000 + split)
-    kept: set = set()
-    for sp in rng.permutation(sorted(labels.unique())):
-        mine = session[labels == sp]
-        have = int((labels[session.isin(kept)] == sp).sum())
-        sizes = mine.value_counts()
-        tie = dict(zip(sorted(sizes.index), rng.random(len(sizes))))
-        for s in sorted(sizes.index, key=lambda s: (sizes[s], tie[s])):
-            if have >= per_class:
-                break
-            if s in kept:
-                continue
-            kept.add(s)
-            have += int(sizes[s])
-    return sorted(meta["filename"][session.isin(kept)])
+    kept: list[str] = []
+    for sp in sorted(labels.unique()):
+        mine = meta.index[labels == sp]
+        queues = {s: list(rng.permutation(sorted(meta.loc[mine[session[mine] == s], "filename"])))
+                  for s in rng.permutation(sorted(set(session[mine])))}
+        take: list[str] = []
+        while len(take) < per_class and any(queues.values()):
+            for q in queues.values():
+                if q and len(take) < per_class:
+                    take.append(q.pop(0))
+        kept += take
+    return sorted(kept)
 
 
 def make_regime_task(task: HeldOutTask, out_dir: str | Path, *, per_class: int, split: int) -> HeldOutTask:
-    """A few-recording regime of ``task``: ``out_dir`` holds its ``train.csv`` cut to about ``per_class``
+    """A few-recording regime of ``task``: ``out_dir`` holds its ``train.csv`` cut to ``per_class``
     recordings per species (:func:`training_subsample`) and links to the task's own test soundscapes,
     truth and audio (the same files: their cached embeddings are shared). Reused while the task and
     ``per_class`` are the same."""
     src = Path(task.data_dir)
     out = Path(out_dir)
-    key = {"task": json.loads((src / "task.json").read_text()), "per_class": per_class, "split": split}
+    key = {"task": json.loads((src / "task.json").read_text()), "per_class": per_class, "split": split,
+           "version": REGIME_VERSION}
     marker = out / "regime.json"
     if marker.exists() and json.loads(marker.read_text()).get("key") == key:
         return HeldOutTask(out, task.held_out, task.soundscapes, json.loads(marker.read_text())["stats"])

@@ -451,12 +451,14 @@ def regime_table(results: pd.DataFrame, variant: str = "default") -> str:
 
 
 def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], names: list[str], epochs: int,
-             settings: list[TaskSettings] | None = None, lockbox: bool = False, regimes: list[int] | None = None) -> str:
+             settings: list[TaskSettings] | None = None, lockbox: bool = False, regimes: list[int] | None = None,
+             params: dict[str, Any] | None = None) -> str:
     """Every construction of ``settings`` (default: the sparse session task) × training regime (``regimes``:
     recordings per species, 0 = all; default all) × split × seed × variant, then, with ``lockbox``, the lockbox
     split of the first construction (the default variant only, every recording): its table comes last and
     no choice is made on it. Constructions of one split train on the same recordings: each head is trained
-    once and scored on every construction's test minutes."""
+    once and scored on every construction's test minutes. ``params``: settings every run takes over its
+    recipe's (e.g. fewer validation soundscapes to save time), said in the output."""
     settings = settings or [TaskSettings()]
     regimes = regimes or [0]
     rows, stats, n_test = [], {}, 0
@@ -465,7 +467,7 @@ def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], na
     benches = {}
     for task in settings:
         for k in regimes:
-            benches[task.tag, k] = RealBenchmark(out, source, splits=splits, base=dict(epochs=epochs, n_workers=0),
+            benches[task.tag, k] = RealBenchmark(out, source, splits=splits, base=dict(epochs=epochs, n_workers=0, **(params or {})),
                                                  settings=task, per_class=k, trained=trained)
         bench = benches[task.tag, regimes[0]]
         stats[bench.tag] = bench.stats
@@ -486,7 +488,7 @@ def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], na
     results = pd.DataFrame(rows)
     lock_rows = []
     if lockbox:
-        bench = RealBenchmark(out, source, splits=[LOCKBOX], base=dict(epochs=epochs, n_workers=0), settings=settings[0])
+        bench = RealBenchmark(out, source, splits=[LOCKBOX], base=dict(epochs=epochs, n_workers=0, **(params or {})), settings=settings[0])
         stats[bench.tag] |= bench.stats
         lock_rows = bench.zero_shot_rows(LOCKBOX) + [bench.run("default", {}, LOCKBOX, seed) for seed in seeds]
     lock = pd.DataFrame(lock_rows)
@@ -496,7 +498,8 @@ def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], na
     if density:
         chunks = load_occupancy(density[0].occupancy_path())
         reference = {**occupancy_stats(chunks), "n_chunks": len(chunks)}
-    text = [f"Real-audio benchmark ({source}): splits {splits}, seeds {seeds}, {epochs} epochs; {n_test} test "
+    text = [f"Real-audio benchmark ({source}): splits {splits}, seeds {seeds}, {epochs} epochs"
+            f"{''.join(f', {k}={v}' for k, v in (params or {}).items())}; {n_test} test "
             "soundscapes in all; mean ± sd over splits × seeds; gains paired with the same split's zero-shot score.",
             "", "Test soundscapes:", "", task_table(stats, reference), ""]
     if len(regimes) > 1 or regimes != [0]:
