@@ -26,9 +26,9 @@ from birdclef.data.competition import competition_paths, load_taxonomy
 from birdclef.data.metric import macro_auc, masked_auc_columns, per_class_auc
 from birdclef.family import TrainResult, family
 from birdclef.features.embeddings import EmbeddingCache
-from birdclef.features.zeroshot import ZeroShot, choose_weights, load_zero_shot
+from birdclef.features.zeroshot import BlendPrior, ZeroShot, choose_weights, load_zero_shot
 from birdclef.io import atomic_path, write_csv, write_json, write_npz
-from birdclef.models import valsoundscapes
+from birdclef.models import blendguard, valsoundscapes
 from birdclef.models.examples import (FOCAL, SOUNDSCAPE, Examples, build_examples, concat_examples, load_manifest,
                                       soundscape_examples)
 from birdclef.models.head import HeadMeta, MLPHead, predict, save_head
@@ -397,14 +397,16 @@ def head_meta(ex: Examples, labels: list[str], config: Config) -> HeadMeta:
 
 
 def blend_weights(prob: np.ndarray, zs: np.ndarray, y: np.ndarray, groups: np.ndarray, train_recordings: np.ndarray,
-                  zero_shot: ZeroShot, labels: list[str], *, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+                  zero_shot: ZeroShot, labels: list[str], *, seed: int = 0, prior: BlendPrior = BlendPrior(),
+                  head_recordings: np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """Zero-shot blend weight per class chosen on validation rows (focal examples, labelled or
-    validation soundscape windows; see :func:`birdclef.features.zeroshot.choose_weights`) → (weights, one
-    row per class: label, mapped, train/validation recordings, weight, validation AUC of the head,
-    of the backbone, of the blend).
+    validation soundscape windows; see :func:`birdclef.features.zeroshot.choose_weights`, with ``prior``
+    and ``head_recordings``) → (weights, one row per class: label, mapped, train/validation recordings,
+    weight, whether its own curve counted (``measured``), validation AUC of the head, of the backbone, of
+    the blend). The table's ``attrs`` hold the shared weight and the pairs behind it.
 
     The weights are chosen on every row; a mapped class with no training recording in the fold
-    takes the shared weight (its curve measures a head that never saw it, not the refit head that
+    takes the prior (its curve measures a head that never saw it, not the refit head that
     will). The blend's AUC is cross-fitted: the rows are dealt by ``groups`` into two halves in a
     seeded order, each half blended with the weights chosen on the other, so no row scores the
     weights it chose.
@@ -415,27 +417,55 @@ def blend_weights(prob: np.ndarray, zs: np.ndarray, y: np.ndarray, groups: np.nd
 
     y = np.asarray(y, np.float64)
     positive = np.nan_to_num(y) > 0.5
-    learned = np.asarray(train_recordings) > 0
     val_rec = recordings_per_class(groups, positive, len(labels))
-    weights, _ = choose_weights(prob, zs, y, zero_shot.mapped, val_rec, learned=learned)
+    kw = dict(train_recordings=train_recordings, head_recordings=head_recordings, prior=prior)
+    chosen = choose_weights(prob, zs, y, zero_shot.mapped, val_rec, **kw)
     names = np.unique(np.asarray(groups).astype(str))
     half = dict(zip(names[np.random.default_rng(seed).permutation(len(names))], np.arange(len(names)) % 2))
     side = np.array([half[str(g)] for g in groups])
     crossed = np.zeros_like(np.asarray(prob, np.float64))
     for h in (0, 1):
         fit, out = side != h, side == h
-        w_other, _ = choose_weights(prob[fit], zs[fit], y[fit], zero_shot.mapped,
-                                    recordings_per_class(np.asarray(groups)[fit], positive[fit], len(labels)),
-                                    learned=learned)
-        crossed[out] = blend_logits(prob[out], zs[out], w_other)
+        other = choose_weights(prob[fit], zs[fit], y[fit], zero_shot.mapped,
+                               recordings_per_class(np.asarray(groups)[fit], positive[fit], len(labels)), **kw)
+        crossed[out] = blend_logits(prob[out], zs[out], other.weights)
     sig = 1 / (1 + np.exp(-np.clip(zs, -30, 30)))
     table = pd.DataFrame({
         "label": labels, "mapped": zero_shot.mapped, "train_recordings": train_recordings, "val_recordings": val_rec,
-        "weight": weights, "val_auc_head": masked_auc_columns(y, prob),
+        "weight": chosen.weights, "measured": chosen.measured, "val_auc_head": masked_auc_columns(y, prob),
         "val_auc_zero_shot": np.where(zero_shot.mapped, masked_auc_columns(y, sig), np.nan),
         "val_auc_blend": masked_auc_columns(y, crossed),
     })
-    return weights, table
+    table.attrs |= {"shared_weight": chosen.shared, "pairs": chosen.pairs}
+    return chosen.weights, table
+
+
+def guard_blend(val_mix: ValSoundscapes, mix_prob: np.ndarray, weights: np.ndarray, table: pd.DataFrame,
+                train_recordings: np.ndarray, zero_shot: ZeroShot, config: Config, blend_kw: dict
+                ) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """The chosen blend ``weights`` through :func:`birdclef.models.blendguard.check` on the validation
+    soundscapes (cross-fitted when ``val_select="soundscapes"`` chose them there, with the same evidence
+    settings ``blend_kw``) → (the weights that submit: the backbone's where the guard fell back, the blend
+    table with ``weight_chosen`` beside them, the guard's metrics; empty where it did not run)."""
+    table = table.assign(weight_chosen=weights)
+    choose = None
+    if config.val_select == "soundscapes":
+        files = np.repeat(np.asarray(val_mix.names, dtype=object), val_mix.counts)
+        positive = np.nan_to_num(val_mix.truth) > 0.5
+
+        def choose(fit: np.ndarray) -> np.ndarray:
+            return choose_weights(mix_prob[fit], val_mix.zero_shot[fit], val_mix.truth[fit], zero_shot.mapped,
+                                  recordings_per_class(files[fit], positive[fit], len(weights)),
+                                  train_recordings=train_recordings, head_recordings=blend_kw["head_recordings"],
+                                  prior=blend_kw["prior"]).weights
+
+    guard = blendguard.check(val_mix, mix_prob, weights, zero_shot.mapped, config, choose=choose, seed=config.seed)
+    if guard is None:
+        return weights, table, {}
+    if guard.fallback:
+        weights = blendguard.backbone_weights(zero_shot.mapped)
+        table = table.assign(weight=weights)
+    return weights, table, guard.metrics()
 
 
 def recordings_per_class(groups: np.ndarray, positive: np.ndarray, n_classes: int) -> np.ndarray:
@@ -531,6 +561,9 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     tr, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
     val = validation_set(ex, va, n)
     train_rec = recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n)
+    # the blend's evidence (issue 31): how far a weight may move from the prior, and which head it leans for
+    blend_kw = dict(seed=config.seed, prior=BlendPrior.of(config),
+                    head_recordings=recordings_per_class(ex.groups, ex.targets >= 1.0, n) if config.refit else train_rec)
 
     def blend_for(m: MLPHead) -> tuple[np.ndarray | None, pd.DataFrame | None, np.ndarray | None]:
         """(zero-shot blend weights per class chosen for head ``m``, their table, its probabilities on the
@@ -539,7 +572,7 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
         if zero_shot is not None and val_mix is not None and config.val_select == "soundscapes":
             window_files = np.repeat(np.asarray(val_mix.names, dtype=object), val_mix.counts)
             return (*blend_weights(mix_prob, val_mix.zero_shot, val_mix.truth, window_files, train_rec,
-                                   zero_shot, labels, seed=config.seed), mix_prob)
+                                   zero_shot, labels, **blend_kw), mix_prob)
         if zero_shot is not None and ex.zero_shot is not None and len(val.examples):
             p_focal = predict(m, meta, ex.x[val.focal])
             p_windows = (pool_windows(predict(m, meta, ex.x[val.windows]), val.owner, len(val.window_ids),
@@ -551,7 +584,7 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
             return (*blend_weights(
                 np.concatenate([p_focal, p_windows]), np.concatenate([ex.zero_shot[val.focal], window_zs]),
                 np.concatenate([val.y_focal, val.y_windows]), np.concatenate([ex.groups[val.focal], window_groups]),
-                train_rec, zero_shot, labels, seed=config.seed), mix_prob)
+                train_rec, zero_shot, labels, **blend_kw), mix_prob)
         return None, None, mix_prob
 
     def with_blend(weights: np.ndarray | None) -> HeadMeta:
@@ -583,11 +616,18 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
                                     config.window_pool)
         sc_per_class = per_class_auc(val.y_windows, prob_windows, labels)
     weights, blend_table, mix_prob = blend_for(model)
+    if blend_table is not None and val_mix is not None:  # never knowingly below the backbone (issue 31)
+        weights, blend_table, guard_metrics = guard_blend(val_mix, mix_prob, weights, blend_table, train_rec,
+                                                          zero_shot, config, blend_kw)
+        metrics |= guard_metrics
     if blend_table is not None:
         meta = with_blend(weights)
         mapped = blend_table[blend_table["mapped"]]
         metrics |= {"zero_shot_classes": int(zero_shot.mapped.sum()),
                     "mean_zero_shot_weight": float(mapped["weight"].mean()),
+                    "blend_shared_weight": float(blend_table.attrs["shared_weight"]),
+                    "blend_shared_pairs": int(blend_table.attrs["pairs"]),
+                    "blend_measured_classes": int(mapped["measured"].sum()),
                     "val_auc_head_mapped": float(mapped["val_auc_head"].mean()),
                     "val_auc_zero_shot": float(mapped["val_auc_zero_shot"].mean()),
                     "val_auc_blend": float(mapped["val_auc_blend"].mean())}
@@ -643,6 +683,8 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
           + (f"; on the {metrics['zero_shot_classes']} classes the backbone knows: head {metrics['val_auc_head_mapped']:.3f}, "
              f"backbone {metrics['val_auc_zero_shot']:.3f}, blend {metrics['val_auc_blend']:.3f}"
              if "val_auc_blend" in metrics else "")
+          + (f"; blend guard: finished {metrics['guard_finished_auc']:.3f} vs backbone {metrics['guard_backbone_auc']:.3f}"
+             + (" → FELL BACK to the backbone" if metrics["guard_fallback"] else " (kept)") if "guard_fallback" in metrics else "")
           + (f"; {metrics['n_val_mix_soundscapes']} validation soundscapes {metrics['val_mix_auc_head']:.3f} "
              f"(post-processed {metrics['val_mix_auc_finished']:.3f})" if "val_mix_auc_head" in metrics else "")
           + (f"; {metrics['n_val_soundscape_files']} held-out labelled soundscapes, whole files "
