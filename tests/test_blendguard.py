@@ -101,9 +101,40 @@ def test_the_guard_says_when_it_cannot_measure():
     assert check(val, prob, np.zeros(6), mapped, config(blend_guard=False)) is None
     no_pos = ValSoundscapes([], val.names, np.zeros_like(val.truth), val.zero_shot, val.counts)
     assert check(no_pos, prob, np.zeros(6), mapped, config()) is None
+    only_pos = np.where(np.isnan(val.truth) | (val.truth > 0.5), val.truth, np.nan)  # no scored negative: no AUC
+    assert check(ValSoundscapes([], val.names, only_pos, val.zero_shot, val.counts), prob, np.zeros(6), mapped,
+                 config()) is None
     one = ValSoundscapes([], val.names[:1], val.truth[:12], val.zero_shot[:12], val.counts[:1])
     single = check(one, prob[:12], np.where(mapped, 0.0, 0.0), mapped, config())
     assert single.finished_auc < single.backbone_auc and single.noise == float("inf")
     assert not single.fallback and single.metrics()["guard_noise"] is None  # one file: no noise estimate, no verdict
     with pytest.raises(ValueError, match="blend_guard_sd"):
         config(blend_guard_sd=-1.0)
+
+
+@pytest.mark.parametrize("val_select", ["labelled", "soundscapes"])
+def test_training_submits_the_backbones_weights_where_the_guard_falls_back(val_select, monkeypatch):
+    import pandas as pd
+
+    from birdclef.features.zeroshot import BlendPrior, ZeroShot
+    from birdclef.models.train import guard_blend
+
+    monkeypatch.setattr(blendguard, "BOOTSTRAP", 60)
+    val, prob, mapped = soundscapes(head_skill=0.0, seed=2)
+    zero_shot = ZeroShot(np.where(mapped, 0, -1))
+    chosen = np.where(mapped, 0.1, 0.0)
+    table = pd.DataFrame({"label": [f"c{j}" for j in range(6)], "mapped": mapped, "weight": chosen})
+    # the weights the halves choose on the soundscapes' windows, with these settings: the head is noise, so the
+    # backbone's side; the weights given (0.1) are what a labelled choice elsewhere would hand over
+    kw = {"seed": 0, "prior": BlendPrior(), "head_recordings": np.full(6, 5)}
+    cfg = config(val_select=val_select)
+    weights, out, metrics = guard_blend(val, prob, chosen, table, np.full(6, 5), zero_shot, cfg, kw)
+    assert metrics["guard_crossfit"] is (val_select == "soundscapes")
+    assert out["weight_chosen"].tolist() == chosen.tolist()
+    if val_select == "labelled":  # the chosen 0.1 finishes far below the backbone: the backbone's weights submit
+        assert metrics["guard_fallback"] and weights.tolist() == [1, 1, 1, 1, 1, 0]
+        assert out["weight"].tolist() == weights.tolist()
+    else:  # cross-fitted, the halves choose backbone-leaning weights themselves: nothing to fall back from
+        assert not metrics["guard_fallback"] and weights is chosen
+    off = guard_blend(val, prob, chosen, table, np.full(6, 5), zero_shot, config(blend_guard=False), kw)
+    assert off[0] is chosen and off[2] == {}

@@ -183,6 +183,11 @@ def test_training_chooses_blend_weights_for_mapped_classes_only(trained):
     assert 0.0 <= meta.zero_shot_weights[1] <= 1.0
     table = pd.read_csv(f"{trained.work_dir}/model/zero_shot.csv")
     assert table["mapped"].tolist() == [False, True, False, False]
+    assert table["weight"].tolist() == pytest.approx(list(meta.zero_shot_weights))
+    import json
+
+    metrics = json.loads(open(f"{trained.work_dir}/model/metrics.json").read())
+    assert 0 <= metrics["blend_shared_weight"] <= 1 and metrics["blend_measured_classes"] == int(table["measured"].sum())
 
 
 def test_the_head_that_submits_is_refit_on_every_recording(trained):

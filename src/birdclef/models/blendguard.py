@@ -1,16 +1,15 @@
 """The blend's guard: the finished default is not knowingly below the backbone it starts from (issue 31).
 
 After training, the validation soundscapes (:mod:`birdclef.models.valsoundscapes`, mixed from the
-validation fold's recordings like the test's) are scored twice on the classes the backbone knows
-(mapped, with a scored positive): the backbone's own logits alone, nothing else; and the finished
-default, the head blended with the backbone by the chosen weights and then the submission's
-post-processing chain. Where the weights were chosen on these very windows (``val_select="soundscapes"``)
+validation fold's recordings like the test's) are scored three ways on the classes the backbone knows
+(mapped, with a scored positive and negative window): the backbone's own logits alone, nothing else;
+the finished default, the head blended with the backbone by the chosen weights and then the
+submission's post-processing chain; and the backbone's weights (1) through that same chain. Where the weights were chosen on these very windows (``val_select="soundscapes"``)
 the finished score is cross-fitted: the files are dealt into two seeded halves and each half is
 finished with the weights the other half chose. With ``val_select="labelled"`` the weights were chosen on
 the focal recordings and labelled windows; the validation soundscapes are mixed from those same
 recordings (other stretches, over a bed, faint), so that check is out of those rows but not of those
-recordings. The noise of the paired difference is its standard
-deviation over bootstrap resamples of the files (a file's windows stay together: neighbouring windows
+recordings. The noise of each paired difference is its standard deviation over bootstrap resamples of the files (a file's windows stay together: neighbouring windows
 share calls). Where the finished default is below the backbone by more than ``blend_guard_sd`` such
 standard deviations and the same chain with the backbone's weights (1 for every mapped class) finishes
 higher, or where those weights through the chain beat the chosen ones by more than their own noise, the
@@ -73,7 +72,7 @@ def describe(metrics: dict) -> str:
     m = metrics
 
     def sd(key: str) -> str:
-        return "n/a: one file" if m[key] is None else f"{m[key]:.3f}"
+        return "n/a" if m[key] is None else f"{m[key]:.3f}"
 
     head = (f"blend guard on {m['guard_classes']} mapped classes of {m['guard_files']} validation soundscapes: finished "
             f"default {m['guard_finished_auc']:.3f}{' (cross-fitted)' if m['guard_crossfit'] else ''} vs the backbone "
@@ -99,7 +98,7 @@ def backbone_weights(mapped: np.ndarray) -> np.ndarray:
 
 def check(val: ValSoundscapes, prob: np.ndarray, weights: np.ndarray, mapped: np.ndarray, config: Config, *,
           choose: Callable[[np.ndarray], np.ndarray] | None = None, seed: int = 0,
-          n_boot: int = BOOTSTRAP) -> GuardResult | None:
+          n_boot: int | None = None) -> GuardResult | None:
     """The guard on validation soundscapes ``val`` → :class:`GuardResult`; None (logged) where it cannot
     measure (no backbone logits, no mapped class with a scored positive) or ``config.blend_guard`` is off.
 
@@ -110,15 +109,18 @@ def check(val: ValSoundscapes, prob: np.ndarray, weights: np.ndarray, mapped: np
     of the files. None: ``weights`` were chosen elsewhere, and every file is finished with them."""
     if not config.blend_guard:
         return None
+    n_boot = BOOTSTRAP if n_boot is None else n_boot
     mapped = np.asarray(mapped, bool)
     truth = np.asarray(val.truth, np.float64)
     if val.zero_shot is None or not mapped.any():
         log.info("blend guard: no backbone logits on the validation soundscapes; not run")
         return None
-    has_pos = (np.nan_to_num(truth) > 0.5).any(axis=0) & mapped
-    cols = np.flatnonzero(has_pos)
+    scored = ~np.isnan(truth)
+    both = (scored & (truth > 0.5)).any(axis=0) & (scored & (truth <= 0.5)).any(axis=0)  # an AUC is defined
+    cols = np.flatnonzero(both & mapped)
     if not len(cols):
-        log.warning("blend guard: no mapped class has a positive in the validation soundscapes; not run")
+        log.warning("blend guard: no mapped class has both a positive and a negative window in the validation "
+                    "soundscapes; not run")
         return None
     counts = np.asarray(val.counts, int)
     edges = np.cumsum([0, *counts])
