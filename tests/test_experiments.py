@@ -69,3 +69,23 @@ def test_every_variant_by_default_leaves_out_those_the_backbone_cannot_run(tmp_p
     with pytest.raises(Stop):  # no SystemExit: BirdNET's run goes on without the 1-s shifts
         main(["--backbone", "birdnet", "--out", str(tmp_path / "q")])
     assert "left out" in capsys.readouterr().out
+
+
+def test_realdev_flags_reach_the_run_and_regimes_are_refused_elsewhere(tmp_path, monkeypatch):
+    import birdclef_bench.realbench as realbench
+
+    seen = {}
+
+    def fake_run_real(out, source, **kw):
+        seen.update(kw)
+        return "ok"
+
+    monkeypatch.setattr(realbench, "run_real", fake_run_real)
+    (tmp_path / "taxonomy.csv").write_text("primary_label\n")
+    main(["--dataset", "realdev", "--realdev", str(tmp_path), "--out", str(tmp_path / "o"), "--variants",
+          "default,pre-smooth", "--construction", "sparse-session", "density-session", "--n-soundscapes", "40",
+          "--val-soundscapes", "10", "--regimes", "1", "4", "0"])
+    assert seen["regimes"] == [1, 4, 0] and seen["params"] == {"val_soundscapes": 10}
+    assert [(t.construction, t.n_soundscapes) for t in seen["settings"]] == [("sparse", 40), ("density", 40)]
+    with pytest.raises(SystemExit, match="--regimes is for --dataset realdev"):
+        main(["--regimes", "1", "--out", str(tmp_path / "q")])

@@ -252,3 +252,192 @@ def test_real_benchmark_noisy_student_on_the_pool(tiny_demo, tmp_path):
 
 def bench_held(bench):
     return pd.read_csv(bench.tasks[0] / "heldout_recordings.csv", dtype=str)
+
+
+def _occupancy(tmp_path, rows):
+    path = tmp_path / "occupancy.csv"
+    pd.DataFrame(rows, columns=["set", "chunk", "species", "occupancy"]).to_csv(path, index=False)
+    return path
+
+
+DENSITY_ROWS = [("A", "0", "", ""), ("A", "1", "7", "111100000000"), ("A", "1", "8", "000000000011"),
+                ("B", "0", "3", "010101010101")]
+
+
+@pytest.fixture(scope="module")
+def density(tiny_demo, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("density")
+    settings = TaskSettings(construction="density", occupancy=str(_occupancy(tmp, DENSITY_ROWS)), n_soundscapes=8,
+                            lockbox_share=0.5)
+    return make_heldout_task(tiny_demo, tmp / "s0", split=0, settings=settings)
+
+
+def test_density_minutes_carry_the_real_presence_patterns_they_drew(density):
+    from birdclef_bench.density import load_occupancy
+
+    chunks = {c.key: c for c in load_occupancy(density.data_dir.parent / "occupancy.csv")}
+    solution, ignore = read_solution(density.data_dir / "solution.csv")
+    labels = list(solution.columns[1:])
+    drawn = density.soundscapes.groupby("soundscape")["chunk"].first()
+    assert len(drawn) == 8 and set(drawn) <= set(chunks)
+    assert len(set(drawn)) > 1  # several real chunks drawn
+    for name, g in solution.groupby(solution["row_id"].str.rsplit("_", n=1).str[0]):
+        y = g[labels].to_numpy().T  # (classes, 12)
+        got = sorted(map(tuple, y[y.any(1)].astype(bool)))
+        want = sorted(tuple(p) for p in chunks[drawn[name]].patterns)
+        assert got == want  # each drawn species' pattern, on some held-out species, exactly
+        present = set(np.asarray(labels)[y.any(1)])
+        calls = density.soundscapes[(density.soundscapes["soundscape"] == name) & (density.soundscapes["kind"] == "call")]
+        assert present == set(calls["primary_label"]) and present <= set(density.held_out["primary_label"])
+    assert not ((ignore[labels].to_numpy() > 0) & (solution[labels].to_numpy() > 0)).any()
+    st = density.stats
+    assert st["n_soundscapes"] == 8 and 0 < st["positive_share"] < 1 and st["median_windows"] >= 2
+    assert st["empty_file_share"] == pytest.approx((drawn == "A/0").mean())
+
+
+def test_density_needs_one_minute_minutes_and_a_valid_table(tiny_demo, tmp_path):
+    from birdclef.errors import BirdclefError
+    from birdclef_bench.density import load_occupancy
+
+    bad = _occupancy(tmp_path, [("A", "0", "1", "1101")])
+    with pytest.raises(BirdclefError, match="12 characters"):
+        load_occupancy(bad)
+    with pytest.raises(BirdclefError, match="no occupancy table"):
+        load_occupancy(tmp_path / "missing.csv")
+    good = _occupancy(tmp_path, DENSITY_ROWS)
+    with pytest.raises(BirdclefError, match="60-s soundscapes"):
+        make_heldout_task(tiny_demo, tmp_path / "t", split=0, settings=TaskSettings(
+            construction="density", occupancy=str(good), n_soundscapes=2, soundscape_s=30.0, lockbox_share=0.5))
+    with pytest.raises(ValueError, match="occupancy"):
+        TaskSettings(occupancy=str(good))  # the sparse construction reads no table
+
+
+def test_density_and_occupancy_stats_count_windows_per_present_species():
+    from birdclef_bench.density import Chunk, density_stats, occupancy_stats
+
+    y = np.zeros((24, 3), np.int8)  # file 0: class 0 in windows 0-3, class 1 in window 11; file 1 empty
+    y[0:4, 0] = 1
+    y[11, 1] = 1
+    st = density_stats(y)
+    assert st["positive_share"] == 5 / 24 and st["empty_file_share"] == 0.5 and st["median_windows"] == 2.5
+    ref = occupancy_stats([Chunk("a/0", (np.arange(12) < 4, np.arange(12) == 11)), Chunk("a/1", ())])
+    assert ref == st
+
+
+def test_few_recording_regimes_keep_k_recordings_per_species_from_as_many_sessions():
+    from birdclef_bench.heldout import training_subsample
+
+    rows = []  # species a: 5 sessions of one recording; b: one session of 3 (adjacent numbers) + 2 single ones
+    for i, (label, author, lat) in enumerate([("a", "p", "1"), ("a", "q", "2"), ("a", "r", "3"), ("a", "s", "4"),
+                                              ("a", "t", "5"), ("b", "u", "6"), ("b", "u", "6"), ("b", "u", "6"),
+                                              ("b", "v", "7"), ("b", "w", "8"), ("c", "x", "9")]):
+        rows.append({"primary_label": label, "filename": f"{label}/XC{100 + i}.ogg", "url": "", "latitude": lat,
+                     "longitude": lat, "author": author, "date": ""})
+    meta = pd.DataFrame(rows)
+    session = dict(zip(meta["filename"], recording_sessions(meta)))
+    for k in (1, 2, 3, 4):
+        kept = training_subsample(meta, k, split=0)
+        counts = meta[meta["filename"].isin(kept)]["primary_label"].value_counts()
+        assert counts["a"] == k and counts["b"] == k and counts["c"] == 1  # c has only one
+        b_sessions = [session[f] for f in kept if f.startswith("b/")]
+        assert len(set(b_sessions)) == min(k, 3)  # a second recording of a session only once all three gave one
+    assert len(training_subsample(meta, 10, split=0)) == len(meta)
+    assert training_subsample(meta, 1, split=0) == training_subsample(meta, 1, split=0)  # seeded
+    with pytest.raises(ValueError, match="per_class"):
+        training_subsample(meta, 0, split=0)
+
+
+def test_a_regime_task_trains_on_fewer_recordings_and_tests_on_the_same_files(sparse, tmp_path):
+    from birdclef_bench.heldout import make_regime_task
+
+    regime = make_regime_task(sparse, tmp_path / "s0-r1", per_class=1, split=0)
+    full = pd.read_csv(sparse.data_dir / "train.csv", dtype=str)
+    few = pd.read_csv(regime.data_dir / "train.csv", dtype=str)
+    assert set(few["filename"]) < set(full["filename"]) and set(few["primary_label"]) == set(full["primary_label"])
+    assert (regime.data_dir / "test_soundscapes").resolve() == (sparse.data_dir / "test_soundscapes").resolve()
+    assert [f.name for f in list_audio(regime.data_dir / "test_soundscapes")] == \
+        [f.name for f in list_audio(sparse.data_dir / "test_soundscapes")]
+    pd.testing.assert_frame_equal(read_solution(regime.data_dir / "solution.csv")[0],
+                                  read_solution(sparse.data_dir / "solution.csv")[0])
+    assert regime.stats["n_train_recordings"] == len(few) and regime.stats["per_class"] == 1
+    mtime = (regime.data_dir / "train.csv").stat().st_mtime_ns
+    again = make_regime_task(sparse, tmp_path / "s0-r1", per_class=1, split=0)
+    assert (again.data_dir / "train.csv").stat().st_mtime_ns == mtime and again.stats == regime.stats
+
+
+def test_the_regime_table_says_where_the_default_falls_below_zero_shot():
+    from birdclef_bench.realbench import regime_table
+
+    rows = [{"variant": "zero-shot", "construction": "density-session", "regime": "–", "split": s, "seed": -1,
+             "all": 0.7, "mapped": 0.9, "unmapped": 0.5} for s in (0, 1)]
+    rows += [{"variant": "zero-shot-smoothed", "construction": "density-session", "regime": "–", "split": s,
+              "seed": -1, "all": 0.7, "mapped": 0.91, "unmapped": 0.5} for s in (0, 1)]
+    for regime, m in (("1", 0.80), ("all", 0.92)):
+        rows += [{"variant": "default", "construction": "density-session", "regime": regime, "split": s, "seed": seed,
+                  "all": m - 0.05, "mapped": m + 0.001 * seed, "unmapped": 0.6} for s in (0, 1) for seed in (0, 1)]
+    table = regime_table(pd.DataFrame(rows))
+    lines = table.splitlines()
+    assert lines[2].startswith("| density-session | 1 | 2 splits × 2 seeds |") and "| -0.099 ± 0.001 | **no** (-0.099) |" in lines[2]
+    assert lines[3].startswith("| density-session | all |") and lines[3].endswith("| yes |")
+
+
+def test_grid_boosts_match_the_products_file_boost_and_the_evidence_boost_rises_with_the_file():
+    from birdclef.postprocess.steps import file_boost, smooth_windows
+    from birdclef_bench.postgrid import finish
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, (12, 3)) * np.array([1.0, 0.5, 0.05])  # a sure class, a middling one, a faint one
+    np.testing.assert_allclose(finish(p, "none", "mult-1"), file_boost(p, power=1.0), rtol=1e-5)
+    np.testing.assert_allclose(finish(p, "k3", "add-0.3"), file_boost(smooth_windows(p, (0.25, 0.5, 0.25)), alpha=0.3),
+                               rtol=1e-5)
+    np.testing.assert_allclose(finish(p, "none", "none"), p)
+    lift = finish(p, "none", "evidence") - p
+    assert (lift >= -1e-6).all() and (finish(p, "none", "evidence") <= p.max(0) + 1e-6).all()
+    assert lift[:, 0].mean() > lift[:, 1].mean() > lift[:, 2].mean()  # the surer the file, the stronger the lift
+    with pytest.raises(ValueError, match="unknown grid point"):
+        finish(p, "k7", "none")
+
+
+def test_the_grid_scores_every_point_from_one_submission():
+    from birdclef_bench.postgrid import BOOSTS, SMOOTHING, files_of, test_grid
+    from birdclef_bench.realbench import subset_scores
+
+    rng = np.random.default_rng(1)
+    ids = [f"f{i}_{5 * (w + 1)}" for i in range(4) for w in range(12)]
+    y = np.zeros((48, 2), int)
+    y[0:12:2, 0] = 1  # class a in every other window of file 0 only
+    y[24:30, 1] = 1
+    solution = pd.DataFrame({"row_id": ids, "a": y[:, 0], "b": y[:, 1]})
+    noisy = np.clip(y * 0.3 + rng.uniform(0, 0.6, y.shape), 0, 1)
+    sub = pd.DataFrame({"row_id": ids[::-1], "a": noisy[::-1, 0], "b": noisy[::-1, 1]})  # any row order
+    assert list(files_of(sub)["f0"]["row_id"]) == ids[:12]
+    rows = pd.DataFrame(test_grid(sub, solution, None, {"a": True, "b": False}))
+    assert len(rows) == len(SMOOTHING) * len(BOOSTS)
+    raw = rows[(rows["smoothing"] == "none") & (rows["boost"] == "none")].iloc[0]
+    assert raw["all"] == pytest.approx(subset_scores(solution, sub, {"a": True, "b": False})["all"])
+    boosted = rows[(rows["smoothing"] == "none") & (rows["boost"] == "mult-1")].iloc[0]
+    assert boosted["all"] > raw["all"]  # the files without a class are pushed down in every window
+
+
+@pytest.mark.slow  # two trainings and three task builds: ~1 min on a shared machine
+def test_constructions_of_one_split_share_a_head_and_the_grid_scores_its_saved_submission(tiny_demo, tmp_path):
+    from birdclef_bench.postgrid import BOOSTS, SMOOTHING, run_grid
+    from birdclef_bench.realbench import REAL_VARIANTS, RealBenchmark
+
+    occupancy = _occupancy(tmp_path, DENSITY_ROWS)
+    base = dict(backbone="melstats", epochs=2, n_workers=1, val_soundscapes=2)
+    trained: dict = {}
+    few = RealBenchmark(tmp_path, tiny_demo, splits=[0], base=base, settings=SPARSE, per_class=2, trained=trained)
+    dense = RealBenchmark(tmp_path, tiny_demo, splits=[0], base=base, per_class=2, trained=trained,
+                          settings=TaskSettings(construction="density", occupancy=str(occupancy), n_soundscapes=3,
+                                                lockbox_share=0.5))
+    rows = [b.run("pre-smooth", REAL_VARIANTS["pre-smooth"][1], 0, 0) for b in (few, dense)]
+    assert len(trained) == 1  # the same training recordings: one head, scored on both constructions' minutes
+    assert [r["regime"] for r in rows] == ["2", "2"] and rows[0]["construction"] == "sparse-session"
+    full = RealBenchmark(tmp_path, tiny_demo, splits=[0], base=base, settings=SPARSE, trained=trained)
+    assert full.training_key(0) != few.training_key(0)  # every recording: another head
+    grid = run_grid(tmp_path, pd.DataFrame(rows))
+    assert len(grid) == 2 * len(SMOOTHING) * len(BOOSTS) and set(grid["source"]) == {"trained"}
+    assert grid["all"].between(0, 1).all() and (tmp_path / "postprocess_grid.csv").exists()
+    raw = grid[(grid["construction"] == "sparse-session") & (grid["smoothing"] == "none") & (grid["boost"] == "none")]
+    assert raw["all"].iloc[0] == pytest.approx(rows[0]["all"])  # the grid's origin is the run's own submission

@@ -243,7 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2], help="held-out splits (realdev)")
     ap.add_argument("--construction", nargs="+", default=["sparse-session"],
                     help="realdev test tasks, each <construction>-<holdout>: sparse-session (like the competition's, "
-                         "by recording session), dense-file (the earlier task), or the other two pairings")
+                         "by recording session), density-session (presence drawn from real labelled minutes, "
+                         "../shared/reference/occupancy_1min.csv), dense-file (the earlier task), or other pairings")
+    ap.add_argument("--n-soundscapes", type=int, default=150, help="realdev: test minutes per split (sparse, density)")
+    ap.add_argument("--val-soundscapes", type=int, default=None,
+                    help="realdev: validation soundscapes per training (default: the recipe's); fewer saves time")
+    ap.add_argument("--regimes", type=int, nargs="+", default=[0],
+                    help="realdev: training regimes, recordings per species (whole sessions subsampled; the test "
+                         "minutes unchanged); 0 = every recording")
     ap.add_argument("--lockbox", action="store_true", help="realdev: also score the default on the lockbox split, last")
     ap.add_argument("--pool-share", type=float, default=0.0,
                     help="realdev: share of the training side's sessions set aside as unlabelled train soundscapes "
@@ -251,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.dataset == "realdev":
         return _main_real(args)
+    if args.regimes != [0]:
+        raise SystemExit("--regimes is for --dataset realdev")
     names = [v for v in (args.variants if args.variants is not None else ",".join(VARIANTS)).split(",") if v]
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
@@ -308,12 +317,13 @@ def _main_real(args: argparse.Namespace) -> int:
     from birdclef_bench.heldout import TaskSettings
 
     try:
-        settings = [TaskSettings(construction=c.split("-")[0], holdout=c.split("-")[-1], pool_share=args.pool_share)
-                    for c in args.construction]
+        settings = [TaskSettings(construction=c.split("-")[0], holdout=c.split("-")[-1], pool_share=args.pool_share,
+                                 n_soundscapes=args.n_soundscapes) for c in args.construction]
     except ValueError as err:
         raise SystemExit(f"--construction: {err}") from None
     print(run_real(Path(args.out), source, splits=args.splits, seeds=args.seeds, names=names, epochs=args.epochs,
-                   settings=settings, lockbox=args.lockbox))
+                   settings=settings, lockbox=args.lockbox, regimes=args.regimes,
+                   params={} if args.val_soundscapes is None else {"val_soundscapes": args.val_soundscapes}))
     return 0
 
 

@@ -60,6 +60,7 @@ from birdclef.data.sessions import recording_sessions
 from birdclef.errors import AudioError, BirdclefError
 from birdclef.io import write_csv, write_json, write_ogg
 from birdclef.submission.submit import row_ids
+from birdclef_bench.density import default_occupancy, density_soundscapes, density_stats, load_occupancy
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,9 @@ FADE_S = 0.05
 
 LOCKBOX = -1  # the split that holds out the lockbox sessions; no default is chosen on it
 HOLDOUTS = ("session", "file")
-CONSTRUCTIONS = ("sparse", "dense")
+CONSTRUCTIONS = ("sparse", "dense", "density")
 TASK_VERSION = 2  # bump when the construction changes: finished tasks are rebuilt
+REGIME_VERSION = 2  # likewise for the few-recording regimes (2: k recordings per species, not whole sessions)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ class TaskSettings:
     """How a held-out task is built (saved as ``task.json``; a task built otherwise is rebuilt)."""
 
     holdout: str = "session"  # "session": whole recording sessions; "file": one recording per species (earlier)
-    construction: str = "sparse"  # "sparse": like the competition's; "dense": singles + mixtures (earlier)
+    construction: str = "sparse"  # "sparse": like the competition's; "density": real presence patterns;
+    # "dense": singles + mixtures (earlier)
     min_recordings: int = 2
     lockbox_share: float = 0.4  # share of the species whose lockbox session is set aside ("session" only)
     soundscape_s: float = 60.0
@@ -90,6 +93,8 @@ class TaskSettings:
     species_mean: float = 1.5  # species in a file that has any (zero-truncated Poisson mean)
     snr_db: tuple[float, float] = (-5.0, 15.0)  # band SNR of a call over the bed
     background_dbfs: float = -45.0
+    # density: the occupancy table the presence patterns are drawn from ("": ../shared/reference's)
+    occupancy: str = ""
     # dense
     n_mixtures: int = 20
     dense_background_dbfs: float = -40.0
@@ -107,6 +112,8 @@ class TaskSettings:
         if not 0 <= self.pool_share < 1 or self.pool_soundscapes < 1:
             raise ValueError(f"pool_share must be in [0, 1) and pool_soundscapes >= 1, got {self.pool_share}, "
                              f"{self.pool_soundscapes}")
+        if self.occupancy and self.construction != "density":
+            raise ValueError(f"occupancy is read by construction='density' only, got {self.construction!r}")
         if self.pool_share and (self.holdout != "session" or self.construction != "sparse"):
             raise ValueError("pool_share needs holdout='session' and construction='sparse' (the pool is built like "
                              "their test soundscapes)")
@@ -120,7 +127,19 @@ class TaskSettings:
         d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         if not self.pool_share:  # tasks built before the pool existed keep matching
             d.pop("pool_share"), d.pop("pool_soundscapes")
+        if self.construction != "density":  # likewise those built before the real-density construction
+            d.pop("occupancy")
+        else:
+            d["occupancy"] = str(self.occupancy_path())
         return d
+
+    def occupancy_path(self) -> Path:
+        """The occupancy table the density construction reads: ``occupancy``, else the shared reference's."""
+        path = Path(self.occupancy) if self.occupancy else default_occupancy()
+        if path is None:
+            raise BirdclefError("no occupancy table: pass occupancy= (or set BIRDCLEF_OCCUPANCY) to the "
+                                "real-density construction's occupancy_1min.csv")
+        return path
 
     def mixing_kwargs(self) -> dict:
         """The sparse construction's settings as :func:`birdclef.data.mixing.sparse_soundscapes` takes them."""
@@ -321,6 +340,9 @@ def make_heldout_task(source_dir: str | Path, out_dir: str | Path, *, split: int
         os.symlink(source.train_audio.resolve(), link, target_is_directory=True)
     if settings.construction == "dense":
         table, solution, ignore = _dense(source, out, held, train_rows, labels, rng, split, settings)
+    elif settings.construction == "density":
+        secondary = dict(zip(meta["filename"], meta["secondary_list"]))
+        table, solution, ignore = _density(source, out, held, secondary, labels, rng, split, settings)
     else:
         secondary = dict(zip(meta["filename"], meta["secondary_list"]))
         table, solution, ignore = _sparse(source, out, held, secondary, labels, rng, split, settings)
@@ -332,7 +354,7 @@ def make_heldout_task(source_dir: str | Path, out_dir: str | Path, *, split: int
         write_csv(ignore, out / IGNORE_FILE)
     y = solution[labels].to_numpy()
     n_win = int(round(settings.soundscape_s / 5.0))
-    stats = {**mixing.window_stats(y, per_file=n_win), "n_soundscapes": int(len(y) // n_win),
+    stats = {**density_stats(y, per_file=n_win), "n_soundscapes": int(len(y) // n_win),
              "n_held_out": int(len(held)), "n_species": int(held["primary_label"].nunique()),
              **({"n_pool_recordings": int(len(pool)), "n_pool_soundscapes": settings.pool_soundscapes}
                 if len(pool) else {}),
@@ -358,6 +380,26 @@ def _sparse(source, out: Path, held: pd.DataFrame, secondary: dict, labels: list
                                                **s.mixing_kwargs(), where=str(source.root)):
         write_ogg(out / "test_soundscapes" / f"{name}.ogg", np.clip(mix.audio, -1, 1), SAMPLE_RATE_HZ)
         rows += [{"soundscape": name, **p} for p in mix.parts]
+        solution.append(_solution_frame(name, mix.truth, labels))
+        ignore.append(_solution_frame(name, mix.ignore, labels))
+    table = pd.DataFrame(rows).rename(columns={"label": "primary_label"})
+    return table, pd.concat(solution, ignore_index=True), pd.concat(ignore, ignore_index=True)
+
+
+def _density(source, out: Path, held: pd.DataFrame, secondary: dict, labels: list[str], rng: np.random.Generator,
+             split: int, s: TaskSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The real-density construction (:mod:`birdclef_bench.density`): the sparse one's bed and calls, the
+    presence of each minute drawn from a real labelled minute."""
+    chunks = load_occupancy(s.occupancy_path())
+    sources = mixing.load_sources([(source.train_audio / rec.filename, rec.filename, rec.primary_label,
+                                    tuple(secondary.get(rec.filename, ()))) for rec in held.itertuples(index=False)])
+    prefix = f"heldout_{'lockbox' if split == LOCKBOX else f's{split}'}_"
+    rows, solution, ignore = [], [], []
+    kw = {k: v for k, v in s.mixing_kwargs().items() if k not in ("empty_share", "species_mean")}
+    for name, mix, chunk in density_soundscapes(sources, labels, chunks, rng, n=s.n_soundscapes, prefix=prefix, **kw,
+                                                where=str(source.root)):
+        write_ogg(out / "test_soundscapes" / f"{name}.ogg", np.clip(mix.audio, -1, 1), SAMPLE_RATE_HZ)
+        rows += [{"soundscape": name, "chunk": chunk, **p} for p in mix.parts] or [{"soundscape": name, "chunk": chunk}]
         solution.append(_solution_frame(name, mix.truth, labels))
         ignore.append(_solution_frame(name, mix.ignore, labels))
     table = pd.DataFrame(rows).rename(columns={"label": "primary_label"})
@@ -412,3 +454,67 @@ def _dense(source, out: Path, held: pd.DataFrame, train_rows: pd.DataFrame, labe
         write_ogg(out / "test_soundscapes" / f"{name}.ogg", np.clip(x, -1, 1), SAMPLE_RATE_HZ)
         solution.append(_solution_frame(name, window_truth(events, labels, n_win, min_overlap_s=s.min_overlap_s), labels))
     return pd.DataFrame(rows), pd.concat(solution, ignore_index=True), None
+
+
+def training_subsample(meta: pd.DataFrame, per_class: int, split: int) -> list[str]:
+    """Filenames of a few-recording regime of ``meta`` (a task's training side): ``per_class`` recordings of
+    each species (all it has when fewer), spread over its recording sessions
+    (:func:`birdclef.data.sessions.recording_sessions`): one recording from each session in a seeded order
+    before a second from any, so k recordings come from k sessions where the species has them.
+
+    Whole sessions are not kept: in realdev one session holds many species (a recordist's morning), so a
+    session taken for one species would bring others' recordings along (1.9 recordings per species at
+    ``per_class=1``)."""
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    meta = meta.reset_index(drop=True)
+    session = pd.Series(recording_sessions(meta), index=meta.index)
+    labels = meta["primary_label"].astype(str)
+    rng = np.random.default_rng(5000 + split)
+    kept: list[str] = []
+    for sp in sorted(labels.unique()):
+        mine = meta.index[labels == sp]
+        queues = {s: list(rng.permutation(sorted(meta.loc[mine[session[mine] == s], "filename"])))
+                  for s in rng.permutation(sorted(set(session[mine])))}
+        take: list[str] = []
+        while len(take) < per_class and any(queues.values()):
+            for q in queues.values():
+                if q and len(take) < per_class:
+                    take.append(q.pop(0))
+        kept += take
+    return sorted(kept)
+
+
+def make_regime_task(task: HeldOutTask, out_dir: str | Path, *, per_class: int, split: int) -> HeldOutTask:
+    """A few-recording regime of ``task``: ``out_dir`` holds its ``train.csv`` cut to ``per_class``
+    recordings per species (:func:`training_subsample`) and links to the task's own test soundscapes,
+    truth and audio (the same files: their cached embeddings are shared). Reused while the task and
+    ``per_class`` are the same."""
+    src = Path(task.data_dir)
+    out = Path(out_dir)
+    key = {"task": json.loads((src / "task.json").read_text()), "per_class": per_class, "split": split,
+           "version": REGIME_VERSION}
+    marker = out / "regime.json"
+    if marker.exists() and json.loads(marker.read_text()).get("key") == key:
+        return HeldOutTask(out, task.held_out, task.soundscapes, json.loads(marker.read_text())["stats"])
+    marker.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    raw = pd.read_csv(src / "train.csv", dtype=str, keep_default_na=False)
+    taxonomy = load_taxonomy(src / "taxonomy.csv")
+    meta, _ = load_train_metadata(src / "train.csv", taxonomy)
+    keep = set(training_subsample(meta, per_class, split))
+    rows = raw[raw["filename"].isin(keep)]
+    write_csv(rows, out / "train.csv")
+    for name in ("taxonomy.csv", "heldout_recordings.csv", "heldout.csv", "solution.csv", IGNORE_FILE):
+        if (src / name).exists():
+            shutil.copyfile(src / name, out / name)
+    for name in ("train_audio", "test_soundscapes"):
+        link = out / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink((src / name).resolve(), link, target_is_directory=True)
+    counts = rows["primary_label"].value_counts()
+    stats = {**task.stats, "per_class": per_class, "n_train_recordings": int(len(rows)),
+             "train_recordings_per_class": float(counts.mean()), "train_recordings_per_class_max": int(counts.max())}
+    write_json({"key": key, "stats": stats}, marker)  # last: marks it done
+    return HeldOutTask(out, task.held_out, task.soundscapes, stats)

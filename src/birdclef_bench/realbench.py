@@ -15,6 +15,7 @@ highest frame of each 5-s window; unmapped classes constant, i.e. AUC 0.5).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -30,11 +31,13 @@ from birdclef.data.metric import read_solution, score
 from birdclef.errors import SchemaError
 from birdclef.features.embeddings import extract
 from birdclef.features.zeroshot import load_zero_shot
+from birdclef.io import write_csv
 from birdclef.models import valsoundscapes
 from birdclef.postprocess import smooth_windows
 from birdclef.submission.submit import build_submission
 from birdclef.workdir import ModelFolder, RunLayout
-from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task
+from birdclef_bench.density import load_occupancy, occupancy_stats
+from birdclef_bench.heldout import LOCKBOX, TaskSettings, make_heldout_task, make_regime_task
 
 CHAIN_BEFORE_BOOST = ("blend", "site_prior", "smoothing")  # the post-processing chain before the file boost
 # per-taxon smoothing as the top teams used it: narrow for birds (and mammals), wide for frogs and insects
@@ -53,6 +56,8 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "clean-relative": ("cleaning relative to each recording's best segment (below 0.5 × its highest probability)",
                        dict(cleaning_mode="relative", segment_cleaning=0.5)),
     "no-smooth": ("no smoothing across windows", dict(smoothing_kernel=(1.0,))),
+    # the chain up to smoothing: the post-processing grid (birdclef_bench.postgrid) starts from its submission
+    "pre-smooth": ("blend and site prior only (no smoothing, no file boost)", dict(postprocess=("blend", "site_prior"))),
     "smooth5": ("wider smoothing (0.1, 0.2, 0.4, 0.2, 0.1)", dict(smoothing_kernel=(0.1, 0.2, 0.4, 0.2, 0.1))),
     "backbone-only": ("the backbone's logits alone on mapped classes (blend weight 1), smoothed", dict(zero_shot_weight=1.0)),
     "max-pool": ("a window's segment probabilities pooled by max, not mean", dict(window_pool="max")),
@@ -176,17 +181,27 @@ class RealBenchmark:
     """Held-out tasks of one source folder, one shared embedding cache, many runs."""
 
     def __init__(self, out: Path, source: Path, *, splits: list[int], base: dict[str, Any],
-                 settings: TaskSettings | None = None) -> None:
+                 settings: TaskSettings | None = None, per_class: int = 0, trained: dict[str, Path] | None = None
+                 ) -> None:
+        """``per_class`` > 0: the few-recording regime (:func:`birdclef_bench.heldout.make_regime_task`) of each
+        split's task, trained on about that many recordings per species, tested on the same minutes.
+        ``trained``: a head folder per (split, training recordings, training settings) shared with other
+        benchmarks (another construction of the same splits trains on the same recordings: its heads are reused)."""
         self.out, self.base = out, base
         self.settings = settings or TaskSettings()
         self.tag = self.settings.tag
         built = {s: make_heldout_task(source, out / "tasks" / self.tag / split_name(s), split=s, settings=self.settings)
                  for s in splits}
-        self.tasks = {s: t.data_dir for s, t in built.items()}
         self.stats = {s: t.stats for s, t in built.items()}
+        self.regime = str(per_class) if per_class else "all"
+        if per_class:
+            built = {s: make_regime_task(t, out / "tasks" / self.tag / f"{split_name(s)}-r{per_class}",
+                                         per_class=per_class, split=s) for s, t in built.items()}
+        self.regime_stats = {s: t.stats for s, t in built.items()}
+        self.tasks = {s: t.data_dir for s, t in built.items()}
         self.cache = RunLayout(out)  # its embeddings, shared by every split: train_audio links resolve to one place
         self.cache.embeddings.mkdir(parents=True, exist_ok=True)
-        self.trained: dict[str, Path] = {}  # (split, training settings) → model folder
+        self.trained: dict[str, Path] = {} if trained is None else trained  # (split, recordings, settings) → model folder
         self._preprocessed: set[Path] = set()  # shared folders preprocessed by this benchmark
 
     def _shared(self, split: int, config: Config) -> RunLayout:
@@ -195,7 +210,7 @@ class RealBenchmark:
         copied afresh with new modification times, is embedded again rather than missing from a stale manifest)."""
         from birdclef.features.preprocess import run_preprocess
 
-        shared = RunLayout(self.out / "shared" / f"{self.tag}-{split_name(split)}-{config.embedding_key()}")
+        shared = RunLayout(self.out / "shared" / f"{self.label}-{split_name(split)}-{config.embedding_key()}")
         if shared.root not in self._preprocessed:
             if not shared.embeddings.exists():
                 shared.link_caches(self.cache, preprocess=False)
@@ -203,8 +218,18 @@ class RealBenchmark:
             self._preprocessed.add(shared.root)
         return shared
 
+    @property
+    def label(self) -> str:
+        """The construction's tag, and ``-r<k>`` in a few-recording regime: names its run folders."""
+        return self.tag + ("" if self.regime == "all" else f"-r{self.regime}")
+
+    def training_key(self, split: int) -> str:
+        """A hash of the split's ``train.csv``: constructions and regimes that train on the same recordings
+        share a head."""
+        return hashlib.sha1((self.tasks[split] / "train.csv").read_bytes()).hexdigest()[:12]
+
     def config(self, name: str, params: dict[str, Any], split: int, seed: int) -> Config:
-        work = self.out / "runs" / f"{name}-{self.tag}-{split_name(split)}-s{seed}"
+        work = self.out / "runs" / f"{name}-{self.label}-{split_name(split)}-s{seed}"
         if params.get("recipe") == "seed":
             params = {**params, "backbone_path": yamnet_path()}
         config = build_config(**{**self.base, **params, "data_dir": str(self.tasks[split]), "seed": seed,
@@ -214,10 +239,7 @@ class RealBenchmark:
 
     def mapped(self, split: int) -> dict[str, bool]:
         """{label: the default backbone knows it}, the same for every variant (YAMNet's runs included)."""
-        taxonomy = load_taxonomy(competition_paths(self.tasks[split]).taxonomy)
-        zs = load_zero_shot(build_config(**{**self.base, "data_dir": str(self.tasks[split])}), taxonomy)
-        flags = np.zeros(len(taxonomy), bool) if zs is None else zs.mapped
-        return dict(zip(taxonomy["primary_label"], flags))
+        return mapped_classes(self.tasks[split], self.base)
 
     def run(self, name: str, params: dict[str, Any], split: int, seed: int) -> dict[str, Any]:
         from birdclef.submission.submit import run_submission
@@ -225,12 +247,12 @@ class RealBenchmark:
         t0 = time.perf_counter()
         config = self.config(name, params, split, seed)
         # variants that differ only in post-processing (blend weight, smoothing) reuse the trained head
-        model_dir = trained_model(config, self.trained, scope=split)
+        model_dir = trained_model(config, self.trained, scope=[split, self.training_key(split)])
         fit_context(config, model_dir)
         result = run_submission(config=config, model_dir=model_dir)
         solution, ignore = read_solution(competition_paths(config.data_dir).solution)
         metrics = json.loads(ModelFolder(model_dir).metrics.read_text())
-        return {"variant": name, "construction": self.tag, "split": split, "seed": seed,
+        return {"variant": name, "construction": self.tag, "regime": self.regime, "split": split, "seed": seed,
                 **subset_scores(solution, result.submission, self.mapped(split), ignore),
                 "val_auc": metrics.get("val_auc", np.nan),
                 # the validation scores a choice could be made on (see spearman_table)
@@ -243,7 +265,8 @@ class RealBenchmark:
                 "guard_finished": metrics.get("guard_finished_auc", np.nan),
                 "guard_backbone": metrics.get("guard_backbone_auc", np.nan),
                 "guard_fallback": metrics.get("guard_fallback", np.nan),
-                "seconds": time.perf_counter() - t0}
+                "seconds": time.perf_counter() - t0, "model_dir": str(model_dir), "data_dir": str(config.data_dir),
+                "submission": str(RunLayout.of(config).submission)}
 
     def zero_shot_rows(self, split: int) -> list[dict[str, Any]]:
         """The backbone's own logits on raw audio (no cleaning), max over each window's frames; and the
@@ -265,9 +288,19 @@ class RealBenchmark:
         solution, ignore = read_solution(paths.solution)
         mapped = dict(zip(labels, zs.mapped))
         smoothed = {stem: smooth_windows(p, build_config().smoothing_kernel) for stem, p in probs.items()}
-        return [{"variant": name, "construction": self.tag, "split": split, "seed": -1,
+        write_csv(build_submission(probs, labels, config.window_s),  # the post-processing grid's raw reference
+                  self.out / "zero_shot" / f"{self.tag}-{split_name(split)}.csv")
+        return [{"variant": name, "construction": self.tag, "regime": "–", "split": split, "seed": -1,
                  **subset_scores(solution, build_submission(p, labels, config.window_s), mapped, ignore)}
                 for name, p in (("zero-shot", probs), ("zero-shot-smoothed", smoothed))]
+
+
+def mapped_classes(data_dir: str | Path, base: dict[str, Any] | None = None) -> dict[str, bool]:
+    """{label: the backbone of ``base`` (default: the default recipe's) knows it} for a task folder."""
+    taxonomy = load_taxonomy(competition_paths(data_dir).taxonomy)
+    zs = load_zero_shot(build_config(**{**(base or {}), "data_dir": str(data_dir)}), taxonomy)
+    flags = np.zeros(len(taxonomy), bool) if zs is None else zs.mapped
+    return dict(zip(taxonomy["primary_label"], flags))
 
 
 def fit_context(config: Config, model_dir: Path) -> None:
@@ -391,53 +424,122 @@ def spearman_table(results: pd.DataFrame, target: str = "all") -> str:
     return "\n".join(lines)
 
 
-def task_table(stats: dict[str, dict[int, dict]]) -> str:
-    """Markdown: what each construction's test soundscapes look like, per split."""
+def task_table(stats: dict[str, dict[int, dict]], reference: dict[str, float] | None = None) -> str:
+    """Markdown: what each construction's test soundscapes look like, per split; with ``reference``
+    (:func:`birdclef_bench.density.occupancy_stats`) the real labelled minutes' own figures last."""
     lines = ["| construction | split | soundscapes | held-out recordings | species | positive windows | files without "
-             "a target | median positive run (windows) |", "|---|---|---|---|---|---|---|---|"]
+             "a target | windows per present species (median) | median positive run (windows) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for tag, per_split in stats.items():
         for split, st in per_split.items():
             lines.append(f"| {tag} | {split_name(split)} | {st['n_soundscapes']} | {st['n_held_out']} | {st['n_species']} | "
-                         f"{st['positive_share']:.0%} | {st['empty_file_share']:.0%} | {st['median_run']:.1f} |")
+                         f"{st['positive_share']:.0%} | {st['empty_file_share']:.0%} | "
+                         f"{st.get('median_windows', float('nan')):.1f} | {st['median_run']:.1f} |")
+    if reference:
+        lines.append(f"| real labelled minutes (`occupancy_1min.csv`, pooled) | – | {reference.get('n_chunks', '–')} | – | – | "
+                     f"{reference['positive_share']:.0%} | {reference['empty_file_share']:.0%} | "
+                     f"{reference['median_windows']:.1f} | {reference['median_run']:.1f} |")
+    return "\n".join(lines)
+
+
+def regime_table(results: pd.DataFrame, variant: str = "default") -> str:
+    """Markdown: per construction and training regime (recordings per species), ``variant`` beside the raw
+    zero-shot score of the same construction (and its smoothed form) on all / mapped / unmapped classes,
+    mean ± sd over splits × seeds, and the mapped gain paired by split: it *holds* where the mean gain is
+    at least minus its sd."""
+    lines = [f"| construction | recordings per species | runs | {variant}: all | {variant}: mapped | {variant}: unmapped | "
+             "zero-shot: all | zero-shot: mapped | zero-shot smoothed: mapped | "
+             f"{variant} − zero-shot: mapped | holds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = {"1": 0, "2": 1, "4": 2, "all": 9}
+    runs = results[results["variant"] == variant]
+    for construction, c in results.groupby("construction", sort=False):
+        z = c[c["variant"] == "zero-shot"].set_index("split")
+        zs = c[c["variant"] == "zero-shot-smoothed"]
+        d_all = runs[runs["construction"] == construction]
+        for regime in sorted(d_all["regime"].astype(str).unique(), key=lambda r: order.get(r, int(r) if r.isdigit() else 99)):
+            g = d_all[d_all["regime"].astype(str) == regime]
+            zz = z.loc[z.index.intersection(g["split"].unique())]
+            gain = pd.Series(g["mapped"].to_numpy() - z.loc[g["split"], "mapped"].to_numpy()) if len(z) else pd.Series([], dtype=float)
+            sd = gain.std(ddof=1) if len(gain) > 1 else 0.0
+            holds = "–" if gain.empty else ("yes" if gain.mean() >= -sd else f"**no** ({gain.mean():+.3f})")
+            lines.append(f"| {construction} | {regime} | {g['split'].nunique()} splits × {g['seed'].nunique()} seeds | "
+                         f"{mean_sd(g['all'])} | {mean_sd(g['mapped'])} | {mean_sd(g['unmapped'])} | {mean_sd(zz['all'])} | "
+                         f"{mean_sd(zz['mapped'])} | {mean_sd(zs[zs['split'].isin(g['split'])]['mapped'])} | "
+                         f"{mean_sd(gain, signed=True)} | {holds} |")
     return "\n".join(lines)
 
 
 def run_real(out: Path, source: Path, *, splits: list[int], seeds: list[int], names: list[str], epochs: int,
-             settings: list[TaskSettings] | None = None, lockbox: bool = False) -> str:
-    """Every construction of ``settings`` (default: the sparse session task) × split × seed × variant,
-    then, with ``lockbox``, the lockbox split of the first construction (the default variant only):
-    its table comes last and no choice is made on it."""
+             settings: list[TaskSettings] | None = None, lockbox: bool = False, regimes: list[int] | None = None,
+             params: dict[str, Any] | None = None) -> str:
+    """Every construction of ``settings`` (default: the sparse session task) × training regime (``regimes``:
+    recordings per species, 0 = all; default all) × split × seed × variant, then, with ``lockbox``, the lockbox
+    split of the first construction (the default variant only, every recording): its table comes last and
+    no choice is made on it. Constructions of one split train on the same recordings: each head is trained
+    once and scored on every construction's test minutes. ``params``: settings every run takes over its
+    recipe's (e.g. fewer validation soundscapes to save time), said in the output."""
     settings = settings or [TaskSettings()]
+    regimes = regimes or [0]
     rows, stats, n_test = [], {}, 0
     csv = out / "comparison.csv"
+    trained: dict[str, Path] = {}
+    benches = {}
     for task in settings:
-        bench = RealBenchmark(out, source, splits=splits, base=dict(epochs=epochs, n_workers=0), settings=task)
+        for k in regimes:
+            benches[task.tag, k] = RealBenchmark(out, source, splits=splits, base=dict(epochs=epochs, n_workers=0, **(params or {})),
+                                                 settings=task, per_class=k, trained=trained)
+        bench = benches[task.tag, regimes[0]]
         stats[bench.tag] = bench.stats
         n_test += sum(st["n_soundscapes"] for st in bench.stats.values())
         rows += [row for s in splits for row in bench.zero_shot_rows(s)]
-        for seed in seeds:  # every variant and split of one seed before the next seed
+        pd.DataFrame(rows).to_csv(csv, index=False)
+    for seed in seeds:  # every regime, split and variant of one seed before the next seed
+        for k in regimes:
             for split in splits:
                 for name in names:
-                    row = bench.run(name, REAL_VARIANTS[name][1], split, seed)
-                    rows.append(row)
-                    pd.DataFrame(rows).to_csv(csv, index=False)  # partial results survive a stop
-                    print(f"{bench.tag} {name:>18} split {split} seed {seed}: all {row['all']:.4f} mapped "
-                          f"{row['mapped']:.4f} unmapped {row['unmapped']:.4f} ({row['seconds']:.0f} s)", flush=True)
+                    for task in settings:
+                        bench = benches[task.tag, k]
+                        row = bench.run(name, REAL_VARIANTS[name][1], split, seed)
+                        rows.append(row)
+                        pd.DataFrame(rows).to_csv(csv, index=False)  # partial results survive a stop
+                        print(f"{bench.label} {name:>18} split {split} seed {seed}: all {row['all']:.4f} mapped "
+                              f"{row['mapped']:.4f} unmapped {row['unmapped']:.4f} ({row['seconds']:.0f} s)", flush=True)
     results = pd.DataFrame(rows)
     lock_rows = []
     if lockbox:
-        bench = RealBenchmark(out, source, splits=[LOCKBOX], base=dict(epochs=epochs, n_workers=0), settings=settings[0])
+        bench = RealBenchmark(out, source, splits=[LOCKBOX], base=dict(epochs=epochs, n_workers=0, **(params or {})), settings=settings[0])
         stats[bench.tag] |= bench.stats
         lock_rows = bench.zero_shot_rows(LOCKBOX) + [bench.run("default", {}, LOCKBOX, seed) for seed in seeds]
     lock = pd.DataFrame(lock_rows)
     pd.concat([results, lock], ignore_index=True).to_csv(csv, index=False)
-    text = [f"Real-audio benchmark ({source}): splits {splits}, seeds {seeds}, {epochs} epochs; {n_test} test "
+    reference = None
+    density = [t for t in settings if t.construction == "density"]
+    if density:
+        chunks = load_occupancy(density[0].occupancy_path())
+        reference = {**occupancy_stats(chunks), "n_chunks": len(chunks)}
+    text = [f"Real-audio benchmark ({source}): splits {splits}, seeds {seeds}, {epochs} epochs"
+            f"{''.join(f', {k}={v}' for k, v in (params or {}).items())}; {n_test} test "
             "soundscapes in all; mean ± sd over splits × seeds; gains paired with the same split's zero-shot score.",
-            "", "Test soundscapes:", "", task_table(stats), "", real_table(results), "",
-            "Paired with the default recipe (same split × seed):", "", paired_table(results), "",
-            "Per split (the default recipe, mean ± sd over seeds):", "", split_table(results), "",
-            "How well each validation score ranks the variants as the held-out test does (Spearman's ρ):", "",
-            spearman_table(results)]
+            "", "Test soundscapes:", "", task_table(stats, reference), ""]
+    if len(regimes) > 1 or regimes != [0]:
+        text += ["Per training regime (recordings per species), the default beside raw zero-shot:", "",
+                 regime_table(results), ""]
+    if len(regimes) > 1:  # the tables below: one regime (every recording when it ran)
+        results = results[results["regime"].isin(["all" if 0 in regimes else str(regimes[-1]), "–"])]
+    text += [real_table(results), "",
+             "Paired with the default recipe (same split × seed):", "", paired_table(results), "",
+             "Per split (the default recipe, mean ± sd over seeds):", "", split_table(results), "",
+             "How well each validation score ranks the variants as the held-out test does (Spearman's ρ):", "",
+             spearman_table(results)]
+    if "pre-smooth" in names:
+        from birdclef_bench.postgrid import grid_spearman, grid_table, run_grid
+
+        grid = run_grid(out, pd.DataFrame(rows))
+        text += ["", "Post-processing grid (smoothing × file boost on each run's blended scores and on raw zero-shot; "
+                 "`postprocess_grid.csv`), mapped classes:", "", grid_table(grid), "",
+                 "All classes:", "", grid_table(grid, key="all"), "",
+                 "How well the validation soundscapes rank the grid points as the held-out test does (Spearman's ρ):", "",
+                 grid_spearman(grid)]
     if len(lock):
         text += ["", "**Lockbox** (sessions no other split holds out; no default was chosen on it; the default "
                  "recipe only):", "", real_table(lock)]
