@@ -288,7 +288,7 @@ def _worker_embed(path: str, need_speech: bool, score_columns: np.ndarray | None
 
 def extract(
     paths: Iterable[str | Path], *, config: Config, backbone: Backbone | None = None, desc: str = "embedding",
-    progress: bool = True, need_speech: bool = True, score_columns: np.ndarray | None = None,
+    progress: bool = True, need_speech: bool = True, score_columns: np.ndarray | None = None, client=None,
 ) -> tuple[dict[str, Embedded], pd.DataFrame]:
     """Embed every path (reusing the cache) → ({str(path): Embedded}, report).
 
@@ -298,7 +298,9 @@ def extract(
     interpreters, one torch thread each); each finished file is cached at once, so an
     interrupted run resumes where it stopped. ``need_speech=False`` skips the VAD pass for
     files whose speech mask is not used (test soundscapes). ``score_columns``: the backbone's
-    species columns to store with the embeddings (an entry lacking one is recomputed).
+    species columns to store with the embeddings (an entry lacking one is recomputed). With a Dask
+    ``client`` (:func:`birdclef.features.distributed.cluster_client`) uncached files are embedded on
+    its workers instead, into the same cache (:func:`birdclef.features.distributed.embed_on_cluster`).
 
     The cache is keyed by the weights ``config.backbone`` and ``config.backbone_path`` resolve to
     (:class:`EmbeddingCache`); a ``backbone`` passed in must be the one they build.
@@ -317,7 +319,14 @@ def extract(
             todo.append(p)
     bar = tqdm(total=len(todo), desc=desc, unit="file", mininterval=1.0, disable=not progress or not todo)
     workers = min(config.n_workers or os.cpu_count() or 1, len(todo) // MIN_FILES_PER_WORKER)
-    if workers > 1:
+    if client is not None and todo:
+        from birdclef.features.distributed import embed_on_cluster
+
+        for key, result in embed_on_cluster(todo, client=client, config=config, cache=cache, need_speech=need_speech,
+                                            score_columns=score_columns):
+            _collect(key, result, results, status)
+            bar.update()
+    elif workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
