@@ -44,6 +44,7 @@ CACHE_VERSION = 2  # 2: backbone logits (score_columns) stored beside the embedd
 CHUNK_S = 60.0  # long recordings are decoded and cleaned in chunks of this length
 BATCH = 64
 MIN_FILES_PER_WORKER = 4  # below this, spawning interpreters costs more than it saves
+SCAN_BAR_MIN = 500  # files from which reading their cache entries shows a progress bar
 
 
 @dataclass(frozen=True)
@@ -310,14 +311,17 @@ def extract(
     results: dict[str, Embedded] = {}
     status: dict[str, tuple[str, str]] = {}
     todo = []
-    for p in paths:
+    # reading tens of thousands of entries takes minutes: a bar of its own (a few hundred, no bar)
+    for p in tqdm(paths, desc=f"{desc}: reading the cache", unit="file", mininterval=1.0,
+                  disable=not progress or len(paths) < SCAN_BAR_MIN):
         hit = cache.load(p, need_speech=need_speech, score_columns=score_columns)
         if hit is not None:
             results[str(p)] = hit
             status[str(p)] = ("cached", "")
         else:
             todo.append(p)
-    bar = tqdm(total=len(todo), desc=desc, unit="file", mininterval=1.0, disable=not progress or not todo)
+    bar = tqdm(total=len(todo), desc=desc if client is None else f"{desc} (Dask cluster)", unit="file",
+               mininterval=1.0, disable=not progress or not todo)
     workers = min(config.n_workers or os.cpu_count() or 1, len(todo) // MIN_FILES_PER_WORKER)
     if client is not None and todo:
         from birdclef.features.distributed import embed_on_cluster

@@ -509,7 +509,7 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     n = len(labels)
     cache = EmbeddingCache(config.work_dir, config)
     zero_shot = load_zero_shot(config, taxonomy)
-    ex, skipped = build_examples(load_manifest(config), cache, labels, config, zero_shot)
+    ex, skipped = build_examples(load_manifest(config), cache, labels, config, zero_shot, progress=progress)
     windows = load_windows(config)
     if len(windows):
         sc_ex, sc_skipped = soundscape_examples(windows, cache, labels, config, zero_shot)
