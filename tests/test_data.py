@@ -54,6 +54,37 @@ def test_train_rows_with_unknown_labels_or_duplicates_are_skipped_with_reasons(t
     assert "list" in reasons["1139490/c.ogg"]
 
 
+@pytest.mark.parametrize("name,why", [
+    ("/etc/passwd", "absolute"), ("../outside.ogg", "climbs out"), ("amakin1/../../outside.ogg", "climbs out"),
+    ("C:\\data\\a.ogg", "absolute"), ("..\\outside.ogg", "climbs out"), ("", "empty filename"),
+])
+def test_a_file_name_leaving_the_data_folder_is_refused_with_its_row(tmp_path, caplog, name, why):
+    tax = load_taxonomy(FIXTURES / "taxonomy_2025.csv")
+    (tmp_path / "outside.ogg").write_bytes(b"")  # what '../outside.ogg' would reach from train_audio/
+    data = tmp_path / "data"
+    data.mkdir()
+    path = _train_csv(data, [{"primary_label": "amakin1", "secondary_labels": "[]", "filename": "amakin1/a.ogg"},
+                             {"primary_label": "amakin1", "secondary_labels": "[]", "filename": name}])
+    with caplog.at_level("WARNING", logger="birdclef.data.competition"):
+        used, skipped = load_train_metadata(path, tax)
+    assert used["filename"].tolist() == ["amakin1/a.ogg"]
+    assert skipped["filename"].tolist() == [name]
+    assert why in skipped["reason"].item() and "line 3 of train.csv" in skipped["reason"].item()
+    assert any("line 3" in r.getMessage() and why in r.getMessage() for r in caplog.records)
+
+
+def test_a_soundscape_label_row_leaving_the_data_folder_is_refused_with_its_line(tmp_path):
+    tax = load_taxonomy(FIXTURES / "taxonomy_2025.csv")
+    pd.DataFrame({"filename": ["BC2026_Train_0001_S22_20211231_201500.ogg", "../../etc/x.ogg", "/abs/y.ogg"],
+                  "start": ["00:00:00"] * 3, "end": ["00:00:05"] * 3, "primary_label": ["amakin1"] * 3}
+                 ).to_csv(tmp_path / "labels.csv", index=False)
+    parsed = load_soundscape_labels(tmp_path / "labels.csv", tax)
+    assert parsed.windows["filename"].tolist() == ["BC2026_Train_0001_S22_20211231_201500.ogg"]
+    reasons = parsed.skipped.set_index("filename")["reason"]
+    assert "climbs out" in reasons["../../etc/x.ogg"] and "line 3 of labels.csv" in reasons["../../etc/x.ogg"]
+    assert "absolute" in reasons["/abs/y.ogg"] and "line 4 of labels.csv" in reasons["/abs/y.ogg"]
+
+
 def test_missing_column_names_file_column_and_fix(tmp_path):
     tax = load_taxonomy(FIXTURES / "taxonomy_2025.csv")
     cols = [c if c != "filename" else "file_name" for c in TRAIN_COLUMNS]

@@ -180,7 +180,7 @@ def test_kill_during_training_then_rerun_resumes(tiny_demo, tmp_path):
     _kill_when(proc, ckpt.exists)
     import torch
 
-    finished = len(torch.load(ckpt, weights_only=False)["history"])
+    finished = len(torch.load(ckpt, weights_only=True)["history"])
     assert 1 <= finished < 400
     result = run_training(config=config, progress=False)
     assert len(result.history) == 400

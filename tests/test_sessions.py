@@ -68,3 +68,20 @@ def test_catalogue_ids_tell_collections_apart():
     assert catalogue_id(pd.Series({"url": "https://www.inaturalist.org/observations/33703"})) == "inat:33703"
     assert catalogue_id(pd.Series({"url": "", "filename": "612806/CSA33703.ogg"})) == "csa:33703"
     assert catalogue_id(pd.Series({"url": "", "filename": "a/recording.ogg"})) is None
+
+
+def test_placeholder_recordists_link_nothing_and_names_compare_without_case_or_spacing():
+    from birdclef.data.sessions import recordist
+
+    for placeholder in ("unknown", " Unknown ", "UNKNOWN", "anonymous", "Anonymous", "", "nan", "N/A", "(unknown)",
+                        "unknown  recordist", None, float("nan")):
+        assert recordist(placeholder) == "", placeholder
+    assert recordist(" Daniel   Lane ") == recordist("daniel lane") == "daniel lane"
+    s = recording_sessions(_meta([
+        ("a/XC100.ogg", "unknown", "17.97", "-67.05", "https://xeno-canto.org/100"),
+        ("b/XC101.ogg", "Unknown ", "17.97", "-67.05", "https://xeno-canto.org/101"),  # same place, next number
+        ("c/XC102.ogg", "anonymous", "17.97", "-67.05", "https://xeno-canto.org/102"),
+        ("d/XC200.ogg", "Daniel Lane", "17.97", "-67.05", ""),
+        ("e/XC300.ogg", "daniel  LANE", "17.97", "-67.05", ""),  # the same recordist, spelled otherwise
+    ]))
+    assert len({s[0], s[1], s[2], s[3]}) == 4 and s[3] == s[4]

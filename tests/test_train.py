@@ -404,3 +404,39 @@ def test_the_labelled_only_path_is_unchanged_by_the_pseudo_options():
     pd.testing.assert_frame_equal(plain[1], optioned[1])
     for a, b in zip(plain[0].state_dict().values(), optioned[0].state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, "w")``: what an arbitrary pickled object in a checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_training_checkpoint_is_plain_data_and_one_holding_another_object_is_never_unpickled(tmp_path, caplog):
+    from birdclef.models.train import _load_checkpoint
+
+    ex = _examples()
+    config = cfg(epochs=2, batch_size=16, refit=False)
+    ckpt = tmp_path / "checkpoint.pt"
+    _, hist, _ = train_head(ex, LABELS, config, progress=False, checkpoint=ckpt)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # what training saves loads as plain data
+    assert [h["epoch"] for h in state["history"]] == [1, 2]
+    fingerprint = state["fingerprint"]
+    assert _load_checkpoint(ckpt, fingerprint)["history"] == state["history"]
+    marker = tmp_path / "unpickled"
+    torch.save({**state, "history": [_Payload(marker)]}, ckpt)
+    with caplog.at_level("WARNING", logger="birdclef.models.train"):
+        assert _load_checkpoint(ckpt, fingerprint) is None
+        _, again, _ = train_head(ex, LABELS, config, progress=False, checkpoint=ckpt)  # trains from the start
+    assert not marker.exists()
+    assert any("object other than tensors and plain data" in r.getMessage() and "open" in r.getMessage()
+               for r in caplog.records)
+    pd.testing.assert_frame_equal(again, hist)
+    ckpt.write_bytes(b"not a checkpoint")
+    with caplog.at_level("WARNING", logger="birdclef.models.train"):
+        assert _load_checkpoint(ckpt, fingerprint) is None
+    assert any("unreadable checkpoint" in r.getMessage() for r in caplog.records)

@@ -9,7 +9,7 @@ import pytest
 
 from birdclef.config import build_config
 from birdclef.errors import BirdclefError
-from birdclef.features.zeroshot import ZeroShot, choose_weights
+from birdclef.features.zeroshot import BlendPrior, ZeroShot, choose_weights
 from birdclef.models import valsoundscapes
 from birdclef.models.examples import Examples, focal_fold_group, soundscape_fold_group
 from birdclef.models.train import blend_weights, run_training, split_folds
@@ -83,7 +83,7 @@ def test_blend_auc_is_cross_fitted_not_measured_on_the_rows_that_chose_the_weigh
     assert crossed < in_sample - 0.04  # each half blended with the weights the other half chose
 
 
-def test_a_class_the_fold_head_never_learned_takes_the_shared_weight():
+def test_a_class_the_fold_head_never_learned_takes_the_prior():
     rng = np.random.default_rng(1)
     n = 300
     y = (rng.random((n, 3)) < 0.3).astype(np.float64)
@@ -91,10 +91,16 @@ def test_a_class_the_fold_head_never_learned_takes_the_shared_weight():
     head[:, 0] = rng.random(n)  # class 0: the fold's head never saw it, so it is noise on validation
     zs = 0.6 * y + rng.standard_normal((n, 3))  # the backbone: weakly informative everywhere
     counts = np.full(3, 10)
-    w_all, _ = choose_weights(head, zs, y, np.ones(3, bool), counts)
-    w_learned, _ = choose_weights(head, zs, y, np.ones(3, bool), counts, learned=np.array([False, True, True]))
-    assert w_all[0] == 1.0  # its own curve: the backbone alone, discarding what the refit head will learn
-    assert w_learned[0] < 0.5  # the weight shared by the classes the head learned
+    prior = BlendPrior(weight=0.6)
+    trained = np.array([0, 8, 8])
+    chosen = choose_weights(head, zs, y, np.ones(3, bool), counts, train_recordings=trained, prior=prior)
+    assert not chosen.measured[0]  # its curve measures a head that never saw it, not the refit head that will
+    # the prior, leaning on the backbone by the recordings the submitting head trains on (here none)
+    assert chosen.weights[0] == 1.0
+    refit = choose_weights(head, zs, y, np.ones(3, bool), counts, train_recordings=trained, prior=prior,
+                           head_recordings=trained + counts)
+    assert refit.weights[0] == pytest.approx(prior.lean(0.6, 10))
+    assert (refit.weights[1:] < 0.5).all()  # the classes it learned: their own curves, the head's side
 
 
 def test_folds_keep_recording_sessions_together():

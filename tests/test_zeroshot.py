@@ -15,7 +15,7 @@ from birdclef.config import build_config
 from birdclef.data.competition import competition_paths, list_audio, load_taxonomy
 from birdclef.features.embeddings import EmbeddingCache, embed_recording
 from birdclef.features.preprocess import run_preprocess
-from birdclef.features.zeroshot import choose_weights, load_zero_shot, map_taxonomy
+from birdclef.features.zeroshot import BlendPrior, choose_weights, load_zero_shot, map_taxonomy
 from birdclef.models.head import load_head
 from birdclef.models.train import run_training
 from birdclef.submission.submit import run_submission
@@ -124,14 +124,47 @@ def test_choose_weights_follows_the_validation_evidence():
     prob = 1 / (1 + np.exp(-np.column_stack([bad[:, 0], good[:, 1], bad[:, 2]])))
     logits = np.column_stack([good[:, 0], bad[:, 1], good[:, 2]])
     mapped = np.array([True, True, False])
-    w, table = choose_weights(prob, logits, y, mapped, np.array([20, 20, 0]), shrink=0.0)
+    # no pull toward the prior or the shared weight: each class takes its own optimum
+    w, table, *_ = choose_weights(prob, logits, y, mapped, np.array([20, 20, 0]),
+                                  prior=BlendPrior(pairs=0.0, class_recordings=0.0))
     assert w[0] == 1.0 and w[1] == 0.0 and w[2] == 0.0
     assert set(table["class_index"]) == {0, 1}
-    # a class without validation positives takes the shared weight of the all-class curve
+    # a class without validation positives takes the prior, not the measured class's optimum
     y2 = y.copy()
     y2[:, 1] = 0
-    w2, _ = choose_weights(prob, logits, y2, mapped, np.array([20, 0, 0]))
-    assert w2[1] == w2[0] == 1.0
+    chosen = choose_weights(prob, logits, y2, mapped, np.array([20, 0, 0]), prior=BlendPrior(weight=0.7))
+    assert chosen.weights[1] == pytest.approx(0.7)
+    # the shared weight: class 0's optimum (1) shrunk toward 0.7 by its 20 recordings against 10
+    assert chosen.pairs == 20 and chosen.shared == pytest.approx((20 * 1.0 + 10 * 0.7) / 30)
+    # class 0's own optimum (1) shrunk toward that by its 20 recordings against 2
+    assert chosen.weights[0] == pytest.approx((20 * 1.0 + 2 * chosen.shared) / 22)
+    assert chosen.measured.tolist() == [True, False, False]
+
+
+def test_blend_weights_lean_on_the_backbone_as_evidence_thins():
+    rng = np.random.default_rng(3)
+    n = 300
+    y = np.zeros((n, 2))
+    y[:60, 0] = y[60:120, 1] = 1
+    prob = 1 / (1 + np.exp(-(3 * y + rng.standard_normal((n, 2)))))  # the head is right …
+    logits = rng.standard_normal((n, 2))  # … the backbone is noise: every curve's optimum is weight 0
+    mapped = np.ones(2, bool)
+    prior = BlendPrior(weight=0.8, pairs=10.0, class_recordings=2.0, train_recordings=2.0)
+    few = choose_weights(prob, logits, y, mapped, np.array([1, 1]), prior=prior)
+    many = choose_weights(prob, logits, y, mapped, np.array([40, 40]), prior=prior)
+    assert few.shared == pytest.approx(0.8 * 10 / 12)  # two pairs barely move the shared weight …
+    assert many.shared == pytest.approx(0.8 * 10 / 90)  # … eighty move it most of the way
+    assert (few.weights > many.weights).all()
+    # the same evidence, a head trained on fewer recordings: its share shrinks by t / (t + 2)
+    trained = choose_weights(prob, logits, y, mapped, np.array([1, 1]), prior=prior, train_recordings=np.array([1, 50]))
+    base = 1 - (1 - few.shared) * np.array([1 / 3, 50 / 52])
+    assert trained.weights == pytest.approx((1 * 0.0 + 2 * base) / 3)
+    # a class the fold's head never trained on takes the prior, leaning by what the submitting head saw
+    unseen = choose_weights(prob, logits, y, mapped, np.array([40, 40]), prior=prior,
+                            train_recordings=np.array([0, 50]), head_recordings=np.array([6, 60]))
+    assert not unseen.measured[0] and unseen.weights[0] == pytest.approx(1 - 0.2 * 6 / 8)
+    with pytest.raises(ValueError, match="prior weight"):
+        BlendPrior(weight=1.5)
 
 
 @pytest.fixture
@@ -150,6 +183,11 @@ def test_training_chooses_blend_weights_for_mapped_classes_only(trained):
     assert 0.0 <= meta.zero_shot_weights[1] <= 1.0
     table = pd.read_csv(f"{trained.work_dir}/model/zero_shot.csv")
     assert table["mapped"].tolist() == [False, True, False, False]
+    assert table["weight"].tolist() == pytest.approx(list(meta.zero_shot_weights))
+    import json
+
+    metrics = json.loads(open(f"{trained.work_dir}/model/metrics.json").read())
+    assert 0 <= metrics["blend_shared_weight"] <= 1 and metrics["blend_measured_classes"] == int(table["measured"].sum())
 
 
 def test_the_head_that_submits_is_refit_on_every_recording(trained):
@@ -294,3 +332,50 @@ def test_a_submission_with_the_context_step_needs_the_folders_context_model(trai
     plain = run_submission(config=trained, out_path=tmp_path / "plain.csv").submission[labels].to_numpy()
     with_context = run_submission(config=config, out_path=tmp_path / "ctx.csv").submission[labels].to_numpy()
     assert with_context.shape == plain.shape and np.abs(with_context - plain).max() > 1e-4
+
+
+def reported_case(seed: int = 0):
+    """Issue 31's failure rebuilt: 145 mapped classes (and 5 unmapped); one (class 0) with one validation
+    recording, on which the head beats the backbone; five more with validation positives that the fold's
+    head never trained on, where the backbone is far better; the other 139 with no validation positive,
+    each trained on 1–3 recordings. → (prob, zs, y, groups, train_recordings, zero_shot, labels)."""
+    from birdclef.features.zeroshot import ZeroShot
+
+    rng = np.random.default_rng(seed)
+    n_groups, per_group, c = 12, 30, 150
+    groups = np.repeat([f"rec{g}" for g in range(n_groups)], per_group).astype(object)
+    y = np.zeros((n_groups * per_group, c))
+    y[rng.choice(per_group, 10, replace=False), 0] = 1  # class 0: calls in recording 0 only
+    for k in range(1, 6):  # classes 1–5: calls in two recordings each
+        for g in (2 * k, 2 * k + 1):
+            y[g * per_group + rng.choice(per_group, 8, replace=False), k] = 1
+    noise = rng.standard_normal(y.shape)
+    head = rng.standard_normal(y.shape)  # a head that knows nothing of a class …
+    head[:, 0] = 3.0 * y[:, 0] + noise[:, 0]  # … except class 0, which it knows better than the backbone
+    zs = 2.0 * y + rng.standard_normal(y.shape)
+    zs[:, 0] = 0.8 * y[:, 0] + 1.5 * rng.standard_normal(len(y))
+    train = rng.integers(1, 4, c)
+    train[1:6] = 0  # the fold's head never trained on classes 1–5
+    zero_shot = ZeroShot(np.where(np.arange(c) < 145, 0, -1))
+    return 1 / (1 + np.exp(-head)), zs, y, groups, train, zero_shot, [f"c{j}" for j in range(c)]
+
+
+def test_one_measured_class_does_not_set_the_weight_of_every_mapped_class():
+    """Issue 31: one class with one validation recording, where the head happened to win, set the blend
+    weight of all 145 mapped classes to 0.1 while the backbone was far better over the six classes with
+    validation positives, and the finished blend fell below the backbone on the rows that chose it."""
+    from birdclef.models.train import blend_weights
+
+    prob, zs, y, groups, train, zero_shot, labels = reported_case()
+    weights, table = blend_weights(prob, zs, y, groups, train, zero_shot, labels)
+    scored = table[table["mapped"] & table["val_auc_zero_shot"].notna()]
+    assert len(scored) == 6 and scored["val_recordings"].tolist() == [1, 2, 2, 2, 2, 2]
+    # the case as reported: the backbone far ahead of the head over the six, the head ahead on class 0
+    assert scored["val_auc_zero_shot"].mean() > scored["val_auc_head"].mean() + 0.2
+    assert scored.loc[0, "val_auc_head"] > scored.loc[0, "val_auc_zero_shot"]
+    unmeasured = table["mapped"] & table["val_auc_zero_shot"].isna()
+    assert unmeasured.sum() == 139
+    assert (weights[unmeasured.to_numpy()] >= 0.5).all()  # backbone-leaning, not class 0's optimum
+    assert (weights[~zero_shot.mapped] == 0).all()
+    # the blend (cross-fitted) is not below the backbone on the rows the weights were chosen on
+    assert scored["val_auc_blend"].mean() >= scored["val_auc_zero_shot"].mean() - 0.005

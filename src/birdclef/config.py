@@ -178,6 +178,22 @@ class Config:
     # which validation score picks the epoch and the blend weights: "labelled" (focal recordings and
     # labelled soundscape windows, combined) or "soundscapes" (the validation soundscapes)
     val_select: Literal["labelled", "soundscapes"] = _stage("training", "labelled", section="head")
+    # blend weights that know how much evidence they stand on (birdclef.features.zeroshot.BlendPrior, issue 31): the
+    # backbone's weight where the fold measured nothing (0.8: on real recordings the backbone alone was never far below
+    # the best blend, the head alone far below both); the (class, validation recording) pairs at which the pooled
+    # optimum counts as much as that prior; the validation recordings at which a class's own optimum counts as much as
+    # the shared weight; the training recordings at which the head keeps half its share; whether the classes the
+    # fold's head never trained on join the pooled curve
+    blend_prior_weight: float = _stage("training", 0.8, section="head")
+    blend_prior_pairs: float = _stage("training", 10.0, section="head")
+    blend_class_recordings: float = _stage("training", 2.0, section="head")
+    blend_train_recordings: float = _stage("training", 2.0, section="head")
+    blend_pool_untrained: bool = _stage("training", True, section="head")
+    # the guard (birdclef.models.blendguard): where the finished default (blend and post-processing, cross-fitted) scores
+    # below the backbone on the validation soundscapes' mapped classes by more than blend_guard_sd bootstrap sd, the
+    # blend falls back to the backbone's weights (1); False: off
+    blend_guard: bool = _stage("training", True, section="head")
+    blend_guard_sd: float = _stage("training", 1.0, section="head")
     fold: int = _stage("training", 0, section="head")  # which fold is validation (different folds → different heads to ensemble)
     seed: int = _stage("training", 0, sed="seed")
     # labelled train-soundscape windows (2026 layout: train_soundscapes_labels.csv)
@@ -372,6 +388,13 @@ class Config:
             raise ValueError(f"zero_shot_weight must be in [0, 1], got {self.zero_shot_weight}")
         if self.cluster is not None and not CLUSTER_PATTERN.fullmatch(self.cluster):
             raise ValueError(f"cluster={self.cluster!r} is not valid: expected {CLUSTER_FORMS}")
+        if not 0 <= self.blend_prior_weight <= 1:
+            raise ValueError(f"blend_prior_weight must be in [0, 1], got {self.blend_prior_weight}")
+        for name in ("blend_prior_pairs", "blend_class_recordings", "blend_train_recordings"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not (self.blend_guard_sd >= 0 and math.isfinite(self.blend_guard_sd)):
+            raise ValueError(f"blend_guard_sd must be a finite number >= 0, got {self.blend_guard_sd}")
 
     def _check_postprocess_settings(self) -> None:
         """The settings of the off-by-default post-processing steps (file_boost, taxon_smoothing, genus_smoothing,

@@ -110,6 +110,21 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "noisy-student-mixup": ("the noisy student with a pool window mixed into each focal crop (λ 0.3, target union)",
                             dict(NOISY_STUDENT, pseudo_mixup=0.3)),
 }
+# the blend's evidence settings and its guard (issue 31; birdclef.features.zeroshot.BlendPrior): training fields, so
+# each trains its own head
+BLEND_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "blend-prior-1": ("unmeasured classes and the shrinkage target: the backbone alone (blend_prior_weight 1)",
+                      dict(blend_prior_weight=1.0)),
+    "blend-prior-0.5": ("a prior halfway between head and backbone (blend_prior_weight 0.5)", dict(blend_prior_weight=0.5)),
+    "blend-pairs-0": ("the shared weight is the pooled optimum, not shrunk toward the prior", dict(blend_prior_pairs=0.0)),
+    "blend-pairs-30": ("the pooled optimum counts as much as the prior at 30 (class, recording) pairs",
+                       dict(blend_prior_pairs=30.0)),
+    "blend-no-lean": ("no lean on the backbone for classes the head trained on few recordings of",
+                      dict(blend_train_recordings=0.0)),
+    "blend-pool-trained": ("the pooled curve only over classes the fold's head trained on", dict(blend_pool_untrained=False)),
+    "no-blend-guard": ("no guard against a finished blend below the backbone", dict(blend_guard=False)),
+}
+REAL_VARIANTS |= BLEND_VARIANTS
 
 
 def yamnet_path() -> str | None:
@@ -223,6 +238,11 @@ class RealBenchmark:
                 "val_blend": metrics.get("val_auc_blend", np.nan),
                 "val_mix_head": metrics.get("val_mix_auc_head", np.nan),
                 "val_mix": valsoundscapes.saved_score(model_dir, config),
+                # the blend's evidence and its guard (issue 31)
+                "blend_shared_weight": metrics.get("blend_shared_weight", np.nan),
+                "guard_finished": metrics.get("guard_finished_auc", np.nan),
+                "guard_backbone": metrics.get("guard_backbone_auc", np.nan),
+                "guard_fallback": metrics.get("guard_fallback", np.nan),
                 "seconds": time.perf_counter() - t0}
 
     def zero_shot_rows(self, split: int) -> list[dict[str, Any]]:

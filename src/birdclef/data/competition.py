@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date, time
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -133,6 +133,20 @@ def parse_label_list(value: object) -> list[str]:
     return [str(x).strip() for x in items if str(x).strip()]
 
 
+def unsafe_filename(name: object) -> str | None:
+    """Why a metadata file's ``filename`` cell may not be joined to its audio folder, or None when it may:
+    an empty name, an absolute one (``/etc/passwd``, ``C:\\x``) or one climbing out with ``..`` would
+    read a file outside the data folder."""
+    text = str(name)
+    if not text.strip():
+        return "empty filename"
+    if PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute() or PureWindowsPath(text).drive:
+        return f"filename {text!r} is absolute: it must be relative to the data folder"
+    if ".." in PurePosixPath(text.replace("\\", "/")).parts:
+        return f"filename {text!r} climbs out of the data folder ('..')"
+    return None
+
+
 def load_train_metadata(path: str | Path, taxonomy: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """train.csv → (rows to use, rows skipped with a ``reason``).
 
@@ -151,10 +165,14 @@ def load_train_metadata(path: str | Path, taxonomy: pd.DataFrame) -> tuple[pd.Da
     seen: set[str] = set()
     secondary: list[list[str]] = []
     n_dropped_secondary = 0
-    for row in df.itertuples(index=False):
+    for line, row in enumerate(df.itertuples(index=False), start=2):  # line 1 is the header
         reason = None
         sec: list[str] = []
-        if row.primary_label not in known:
+        unsafe = unsafe_filename(row.filename)
+        if unsafe is not None:
+            reason = f"{unsafe} (line {line} of {path.name})"
+            log.warning("%s, line %d: %s; row refused", path, line, unsafe)
+        elif row.primary_label not in known:
             reason = f"primary_label {row.primary_label!r} not in taxonomy"
         elif row.filename in seen:
             reason = "duplicated filename in train.csv"
@@ -175,7 +193,7 @@ def load_train_metadata(path: str | Path, taxonomy: pd.DataFrame) -> tuple[pd.Da
     if n_dropped_secondary:
         log.warning("%s: %d secondary label(s) not in the taxonomy were ignored", path, n_dropped_secondary)
     df["secondary_list"] = secondary
-    used = df[keep].reset_index(drop=True)
+    used = df[np.asarray(keep, bool)].reset_index(drop=True)  # a list would select columns when empty
     return used, pd.DataFrame(skipped, columns=["filename", "reason"])
 
 
@@ -284,7 +302,9 @@ def load_soundscape_labels(path: str | Path, taxonomy: pd.DataFrame, audio_dir: 
     _require_columns(df, SOUNDSCAPE_LABEL_COLUMNS, path)
     df = df.apply(lambda col: col.str.strip())
     n_rows = len(df)
-    df = df.drop_duplicates(subset=list(SOUNDSCAPE_LABEL_COLUMNS)).reset_index(drop=True)
+    df = df.drop_duplicates(subset=list(SOUNDSCAPE_LABEL_COLUMNS))
+    lines = df.index.to_numpy() + 2  # each kept row's line in the file (line 1 is the header)
+    df = df.reset_index(drop=True)
     n_duplicates = n_rows - len(df)
     known = set(taxonomy["primary_label"])
     durations: dict[str, float | None] = {}
@@ -303,7 +323,7 @@ def load_soundscape_labels(path: str | Path, taxonomy: pd.DataFrame, audio_dir: 
 
     windows: dict[tuple[str, int], list[str]] = {}
     skipped = []
-    for row in df.itertuples(index=False):
+    for line, row in zip(lines, df.itertuples(index=False)):
         labels = [x.strip() for x in row.primary_label.split(";") if x.strip()]
         reason = None
         try:
@@ -320,8 +340,9 @@ def load_soundscape_labels(path: str | Path, taxonomy: pd.DataFrame, audio_dir: 
                 reason = "no label"
             elif unknown:
                 reason = f"label(s) {unknown} not in taxonomy"
-            elif not row.filename:
-                reason = "no filename"
+            elif unsafe_filename(row.filename) is not None:
+                reason = f"{unsafe_filename(row.filename)} (line {line} of {path.name})"
+                log.warning("%s, line %d: %s; row refused", path, line, unsafe_filename(row.filename))
             elif audio_dir is not None and duration(row.filename) is None:
                 reason = f"audio file missing or unreadable in {audio_dir}"
             elif audio_dir is not None and end_s > duration(row.filename) + 0.5:

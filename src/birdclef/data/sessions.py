@@ -12,7 +12,9 @@ recordings linked by either rule:
   places are known and differ (the place of such uploads is often left empty; a trip's uploads
   run on through many places).
 
-A recording without a recordist is a session of its own.
+A recording without a recordist is a session of its own, and so is one whose recordist is a
+placeholder (``unknown``, ``anonymous``, empty, NaN, ``n/a``, in any case and spacing:
+:func:`recordist`): a placeholder names nobody, so it links nothing.
 """
 from __future__ import annotations
 
@@ -20,6 +22,28 @@ import re
 
 import numpy as np
 import pandas as pd
+
+# what metadata writes where it does not know the recordist (compared after :func:`_name_key`)
+PLACEHOLDER_RECORDISTS = frozenset({
+    "", "unknown", "unknow", "unkown", "anonymous", "anon", "anonym", "nan", "none", "null", "nil", "na", "n a",
+    "not available", "not known", "not specified", "unspecified", "undefined", "missing", "no name", "no author",
+    "unknown author", "author unknown", "unknown recordist", "recordist unknown", "unknown user", "anonymous user",
+})
+
+
+def _name_key(value: object) -> str:
+    """A name compared across rows: case, spacing and punctuation ignored ('' for None or NaN)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return " ".join(re.sub(r"[^\w]+", " ", str(value).casefold()).split())
+
+
+def recordist(value: object) -> str:
+    """The recordist an ``author`` cell names, as compared between rows (case, spacing and punctuation
+    ignored), or '' where it names nobody: empty, NaN or a placeholder (:data:`PLACEHOLDER_RECORDISTS`)."""
+    key = _name_key(value)
+    return "" if key in PLACEHOLDER_RECORDISTS else key
+
 
 _CATALOGUE = re.compile(r"(?:xeno-canto\.org/|\bXC|inaturalist\.org/observations/|iNat|CSA)(\d+)", re.IGNORECASE)
 
@@ -82,7 +106,7 @@ def recording_sessions(meta: pd.DataFrame, *, place_deg: float = 0.01, adjacent:
     meta = meta.reset_index(drop=True)
     n = len(meta)
     union = _Union(n)
-    author = meta.get("author", pd.Series([""] * n)).fillna("").astype(str).str.strip()
+    author = [recordist(a) for a in meta.get("author", pd.Series([""] * n))]
     date = meta["date"].fillna("").astype(str).str.strip() if "date" in meta else pd.Series([""] * n)
     collection = meta.get("collection", pd.Series([""] * n)).fillna("").astype(str)
     lat = meta.get("latitude", pd.Series([None] * n))

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -152,7 +153,7 @@ class EmbeddingCache:
                 e = Embedded(z["embeddings"].astype(np.float32), z["starts_s"], z["speech"], float(z["duration_s"]),
                              z["logits"].astype(np.float32) if scored else None,
                              z["score_columns"].astype(np.int64) if scored else None)
-        except (OSError, ValueError, KeyError) as err:  # a damaged entry is recomputed, not trusted
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # damaged: recomputed, not trusted
             log.warning("cache entry %s unreadable (%s); recomputing", f, err)
             return None
         if need_speech and not e.has_speech_mask:

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 WINDOWS_SKIPPED = "soundscape_skipped.csv"  # label rows and soundscape files that gave no labelled window
 
 
+MANIFEST_COLUMNS = ("filename", "primary_label", "secondary_labels", "author", "session", "path", "source",
+                    "duration_s", "n_frames", "speech_frames", "status")
+
+
 @dataclass(frozen=True)
 class PreprocessResult:
     manifest: pd.DataFrame  # filename, primary_label, secondary_labels, author, session, path, source, duration_s, n_frames, speech_frames, status
@@ -70,7 +74,7 @@ def _preprocess(config: Config, client) -> PreprocessResult:
             "duration_s": round(e.duration_s, 3), "n_frames": len(e.starts_s),
             "speech_frames": int((e.speech > config.max_speech_fraction).sum()), "status": rep["status"],
         })
-    manifest = pd.DataFrame(rows)
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)  # the columns even without a row (labelled soundscapes only)
     skipped_df = pd.concat(skipped, ignore_index=True)
     layout = RunLayout.of(config)
     out = layout.preprocess

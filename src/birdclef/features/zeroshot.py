@@ -11,7 +11,8 @@ second decode.
 
 For a mapped class the head's probability is blended with the backbone's logit in logit space
 (:func:`birdclef.postprocess.blend_logits`); the weight per class is chosen on the validation
-fold (:func:`choose_weights`), or fixed by ``zero_shot_weight``. Weight 1 is the backbone alone,
+fold (:func:`choose_weights`, each weight as far from a backbone-leaning prior as its evidence
+carries it: :class:`BlendPrior`), or fixed by ``zero_shot_weight``. Weight 1 is the backbone alone,
 so a class the head cannot improve keeps the backbone's ranking. Unmapped classes (most
 insects and frogs, the demo's synthetic species) keep the head's probability.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,7 +35,6 @@ from birdclef.features.embeddings import Embedded, frames_in
 log = logging.getLogger(__name__)
 
 WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
-SHRINK_RECORDINGS = 2.0  # a class's own validation evidence counts as much as the all-class curve at this many recordings
 
 
 def _norm(name: object) -> str:
@@ -136,47 +137,124 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+@dataclass(frozen=True)
+class BlendPrior:
+    """How much evidence a blend weight needs before it moves away from the backbone (issue 31).
+
+    ``weight``: the backbone's weight where the fold measured nothing (backbone-leaning: on real
+    recordings the backbone alone was never far below the best blend, and far above the head alone);
+    ``pairs``: the (class, validation recording) pairs at which the pooled curve's optimum counts as
+    much as ``weight``; ``class_recordings``: the validation recordings at which a class's own optimum
+    counts as much as the shared weight; ``train_recordings``: the training recordings at which the
+    head keeps half of the share it would otherwise get (fewer: the weight leans on the backbone);
+    ``pool_untrained``: the pooled curve also averages the classes the fold's head never trained on
+    (their curves compare the backbone with a head that knows nothing of them: the floor of what a head
+    trained on a handful of recordings brings)."""
+
+    weight: float = 0.8
+    pairs: float = 10.0
+    class_recordings: float = 2.0
+    train_recordings: float = 2.0
+    pool_untrained: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 1:
+            raise ValueError(f"blend prior weight must be in [0, 1], got {self.weight}")
+        for name in ("pairs", "class_recordings", "train_recordings"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"blend prior {name} must be >= 0, got {getattr(self, name)}")
+
+    @classmethod
+    def of(cls, config: Config) -> BlendPrior:
+        """The prior ``config``'s ``blend_*`` fields give."""
+        return cls(config.blend_prior_weight, config.blend_prior_pairs, config.blend_class_recordings,
+                   config.blend_train_recordings, config.blend_pool_untrained)
+
+    def lean(self, weight: np.ndarray | float, train_recordings: np.ndarray | float) -> np.ndarray:
+        """``weight`` with the head's share ``1 − weight`` scaled by ``t / (t + train_recordings)``
+        (``t``: the head's training recordings of the class; inf: no lean)."""
+        t = np.asarray(train_recordings, np.float64)
+        with np.errstate(invalid="ignore"):
+            keep = np.where(np.isinf(t), 1.0, t / (t + self.train_recordings)) if self.train_recordings > 0 \
+                else np.where(t > 0, 1.0, 0.0)
+        return 1.0 - (1.0 - np.asarray(weight, np.float64)) * np.nan_to_num(keep, nan=1.0)
+
+
+class ChosenWeights(NamedTuple):
+    weights: np.ndarray  # (n_classes,) in [0, 1]; 0 for unmapped classes
+    curves: pd.DataFrame  # one row per (weight, class_index) measured: the blend's validation AUC
+    shared: float  # the shared weight: the pooled optimum shrunk toward the prior
+    pairs: int  # (class, validation recording) pairs behind the pooled curve
+    measured: np.ndarray  # (n_classes,) bool: the classes that took their own curve into account
+
+
+def _largest_argmax(curves: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The grid weight maximising each column of ``curves`` (grid, ...); ties → the larger (the backbone's side)."""
+    return grid[len(grid) - 1 - np.argmax(curves[::-1], axis=0)]
+
+
 def choose_weights(prob: np.ndarray, logits: np.ndarray, y: np.ndarray, mapped: np.ndarray,
-                   val_recordings: np.ndarray, *, grid=WEIGHT_GRID, shrink: float = SHRINK_RECORDINGS,
-                   learned: np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
-    """Blend weight per class from validation examples → ((n_classes,) weights, curve table).
+                   val_recordings: np.ndarray, *, train_recordings: np.ndarray | None = None,
+                   head_recordings: np.ndarray | None = None, prior: BlendPrior = BlendPrior(),
+                   grid=WEIGHT_GRID) -> ChosenWeights:
+    """Blend weight per class from validation examples, each weighed by the evidence behind it.
 
     ``prob``: (n, C) head probabilities; ``logits``: (n, C) the backbone's logits; ``y``: (n, C)
-    0/1 truth (NaN: a cell not scored); ``val_recordings``: (C,) validation recordings per class.
-    For every weight of ``grid`` the blend's ROC-AUC per mapped class is measured; the all-class
-    curve (mean over mapped classes with validation positives that the head ``learned``) picks a
-    shared weight, and each class takes the weight that maximises its own curve shrunk toward the
-    shared one, ``(n_c · auc_c(w) + shrink · auc_all(w)) / (n_c + shrink)`` (ties go to the larger
-    weight, the backbone's side). Classes without validation recordings, and mapped classes the
-    head did not learn (``learned`` False: no training recording in the fold, so its validation
-    curve says nothing of the refit head that will), take the shared weight. Unmapped classes get
-    weight 0. The table has one row per (weight, class) measured.
+    0/1 truth (NaN: a cell not scored); ``val_recordings``: (C,) validation recordings with a
+    positive per class; ``train_recordings``: (C,) the fold head's training recordings per class
+    (None: every class learned, no lean); ``head_recordings``: (C,) the recordings the head that
+    submits trains on per class, which set the lean (None: ``train_recordings``; with a refit, every
+    recording). For every weight of ``grid`` the blend's ROC-AUC per mapped
+    class with validation positives is measured (its curve).
+
+    - The shared weight: the optimum of the mean curve of those classes (those the head trained on,
+      and with ``prior.pool_untrained`` the others too) shrunk toward ``prior.weight`` by the
+      (class, validation recording) pairs behind it: ``(N · w_pool + prior.pairs · prior.weight) /
+      (N + prior.pairs)``. One class with one recording moves it by 1 / (1 + prior.pairs) of the way.
+    - A class the fold measured (validation positives and a training recording) takes its own
+      optimum shrunk toward the shared weight by its validation recordings n:
+      ``(n · w_own + prior.class_recordings · w_base) / (n + prior.class_recordings)``, where ``w_base`` is
+      the shared weight leaning on the backbone by its training recordings (:meth:`BlendPrior.lean`).
+    - A mapped class the fold could not measure (no validation positive, or no training recording: its
+      curve describes a head that never saw it) takes ``prior.weight``, leaning the same way.
+    - Unmapped classes get weight 0. Ties on a curve go to the larger weight (the backbone's side).
     """
     y = np.asarray(y, np.float64)
     prob, logits, y = np.asarray(prob), np.asarray(logits), np.where(np.isnan(y), np.nan, y > 0.5)
     mapped = np.asarray(mapped, bool)
-    learned = np.ones(len(mapped), bool) if learned is None else np.asarray(learned, bool)
+    trained = (np.full(len(mapped), np.inf) if train_recordings is None
+               else np.asarray(train_recordings, np.float64))
+    if trained.shape != mapped.shape or np.asarray(val_recordings).shape != mapped.shape:
+        raise ValueError(f"per-class counts must have {len(mapped)} entries: train {trained.shape}, "
+                         f"validation {np.asarray(val_recordings).shape}")
     weights = np.zeros(len(mapped), np.float64)
+    empty = pd.DataFrame(columns=["weight", "class_index", "auc"])
     if not mapped.any():
-        return weights, pd.DataFrame(columns=["weight", "class_index", "auc"])
+        return ChosenWeights(weights, empty, float(prior.weight), 0, np.zeros(len(mapped), bool))
+    g = np.asarray(grid, np.float64)
     head = _logit(prob[:, mapped])
     zs = np.asarray(logits, np.float64)[:, mapped]
-    curves = np.stack([masked_auc_columns(y[:, mapped], (1 - w) * head + w * zs) for w in grid])  # (grid, mapped)
+    curves = np.stack([masked_auc_columns(y[:, mapped], (1 - w) * head + w * zs) for w in g])  # (grid, mapped)
     counts = np.asarray(val_recordings, np.float64)[mapped]
+    t = trained[mapped]
+    t_head = t if head_recordings is None else np.asarray(head_recordings, np.float64)[mapped]
     scored = ~np.isnan(curves).any(axis=0)
-    if not scored.any():  # no validation positive among mapped classes: trust the backbone
-        weights[mapped] = 1.0
-        return weights, pd.DataFrame(columns=["weight", "class_index", "auc"])
-    pooled = scored & learned[mapped] if (scored & learned[mapped]).any() else scored
-    overall = curves[:, pooled].mean(axis=1)  # (grid,)
-    g = np.asarray(grid, np.float64)
-    shared = g[len(g) - 1 - np.argmax(overall[::-1])]  # ties → the larger weight
-    own = np.where(np.isnan(curves), overall[:, None], curves)
-    n = np.where(scored, counts, 0.0)
-    shrunk = (n * own + shrink * overall[:, None]) / (n + shrink)
-    picked = g[len(g) - 1 - np.argmax(shrunk[::-1], axis=0)]
-    weights[mapped] = np.where(scored & learned[mapped], picked, shared)
+    measured = scored & (t > 0)
+    pool = scored if prior.pool_untrained else measured
+    pairs = int(counts[pool].sum())
+    pooled = _largest_argmax(curves[:, pool].mean(axis=1), g) if pool.any() else prior.weight
+    total = pairs + prior.pairs
+    shared = float((pairs * pooled + prior.pairs * prior.weight) / total) if total > 0 else float(prior.weight)
+    n = np.where(measured, counts, 0.0)
+    own = _largest_argmax(np.where(np.isnan(curves), 0.0, curves), g)
+    base = prior.lean(shared, t_head)
+    with np.errstate(invalid="ignore"):
+        own_shrunk = np.where(n + prior.class_recordings > 0,
+                              (n * own + prior.class_recordings * base) / (n + prior.class_recordings), own)
+    weights[mapped] = np.clip(np.where(measured, own_shrunk, prior.lean(prior.weight, t_head)), 0.0, 1.0)
     idx = np.flatnonzero(mapped)
-    table = pd.DataFrame([(float(w), int(idx[j]), float(curves[i, j])) for i, w in enumerate(grid)
+    table = pd.DataFrame([(float(w), int(idx[j]), float(curves[i, j])) for i, w in enumerate(g)
                           for j in range(len(idx)) if scored[j]], columns=["weight", "class_index", "auc"])
-    return weights, table
+    out_measured = np.zeros(len(mapped), bool)
+    out_measured[idx] = measured
+    return ChosenWeights(weights, table if len(table) else empty, shared, pairs, out_measured)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from birdclef.config import GROUPS, SOUNDSCAPE_GROUPS, Config
 from birdclef.data.competition import parse_soundscape_name
+from birdclef.data.sessions import recordist
 from birdclef.errors import BirdclefError
 from birdclef.features.embeddings import Embedded, EmbeddingCache, frames_in, require_cached
 from birdclef.features.soundscapes import window_labels
@@ -110,11 +111,14 @@ def crop_examples(e: Embedded, idx: np.ndarray, target: np.ndarray, primary: int
 def focal_fold_group(rec, group_by: str) -> str:
     """What a focal recording's validation fold keeps it with (``rec``: a manifest row): its session
     (``session:<name>``, the manifest's ``session`` column), its author (``author:<name>``), or itself
-    (its filename: also where the row has no session or author, as in a manifest of an older run)."""
+    (its filename: also where the row has no session or author, as in a manifest of an older run, or its
+    author is a placeholder such as ``unknown``: :func:`birdclef.data.sessions.recordist`)."""
     if group_by not in GROUPS:
         raise ValueError(f"unknown group_by {group_by!r}; known: {', '.join(map(repr, GROUPS))}")
     key = group_by if group_by in ("session", "author") else None  # the manifest column it reads
     value = str(getattr(rec, key, "") or "").strip() if key else ""
+    if key == "author":  # one recordist however the rows spell them; a placeholder ("unknown") names nobody
+        value = recordist(value)
     if not value:
         return str(rec.filename)
     return value if value.startswith(f"{key}:") else f"{key}:{value}"

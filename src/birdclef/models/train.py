@@ -10,7 +10,8 @@ confidently predicted train-soundscape windows (:mod:`birdclef.models.pseudo`).
 from __future__ import annotations
 
 import logging
-import warnings
+import pickle
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,19 +19,20 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_class_weight
 
 from birdclef.config import Config, same_training
 from birdclef.data.competition import competition_paths, load_taxonomy
 from birdclef.data.metric import macro_auc, masked_auc_columns, per_class_auc
+from birdclef.errors import BirdclefError
 from birdclef.family import TrainResult, family
 from birdclef.features.embeddings import EmbeddingCache
-from birdclef.features.zeroshot import ZeroShot, choose_weights, load_zero_shot
+from birdclef.features.zeroshot import BlendPrior, ZeroShot, choose_weights, load_zero_shot
 from birdclef.io import atomic_path, write_csv, write_json, write_npz
-from birdclef.models import valsoundscapes
+from birdclef.models import blendguard, valsoundscapes
 from birdclef.models.examples import (FOCAL, SOUNDSCAPE, Examples, build_examples, concat_examples, load_manifest,
                                       soundscape_examples)
+from birdclef.models.folds import FoldPlan, deal_groups, fold_plan, group_folds
 from birdclef.models.head import HeadMeta, MLPHead, predict, save_head
 from birdclef.models.valsoundscapes import ValSoundscapes
 from birdclef.postprocess.priors import PRIOR_FILE, fit_site_prior
@@ -41,31 +43,57 @@ log = logging.getLogger(__name__)
 
 
 def split_folds(ex: Examples, *, n_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train/validation example indices of fold ``fold``: no group on both sides.
+    """Train/validation example indices of fold ``fold``: no group on both sides (:func:`fold_split`)."""
+    tr, va, _ = fold_split(ex, n_folds=n_folds, fold=fold, seed=seed)
+    return tr, va
+
+
+_GROUP_WORDS = {"session": "recording sessions", "author": "authors", "site_day": "soundscape site-days",
+                "site": "soundscape sites", "soundscape": "soundscape files"}
+
+
+def _group_words(groups: np.ndarray) -> str:
+    """What the fold groups are, in words (from their ``<kind>:`` prefixes; plain names are recordings)."""
+    kinds = {_GROUP_WORDS.get(str(g).split(":", 1)[0], "recordings") if ":" in str(g) else "recordings"
+             for g in np.unique(np.asarray(groups).astype(str))}
+    return " and ".join(sorted(kinds)) or "groups"
+
+
+def fold_split(ex: Examples, *, n_folds: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray, FoldPlan]:
+    """(train indices, validation indices, the :class:`~birdclef.models.folds.FoldPlan` used) of fold ``fold``.
 
     Focal recordings: stratified by primary label, grouped by their fold group (a recording
     session, the recording itself or its author: ``group_by``). Labelled soundscape windows: their
     fold groups (site and day, soundscape file or site: ``soundscape_group_by``) dealt to the folds in
     a seeded random order, so the validation fold holds whole site-days (files, sites) next to whole
-    sessions.
+    sessions. With fewer groups than folds, as many folds as there are groups (fold ``fold`` modulo
+    that many); with fewer focal groups than folds, focal and soundscape groups are dealt together;
+    with fewer than two groups, no validation (:mod:`birdclef.models.folds`).
     """
     kinds = ex.kinds
     focal = np.flatnonzero(kinds != SOUNDSCAPE)
-    tr, va = np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if len(focal):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # classes with fewer groups than folds
-            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-            folds = list(splitter.split(np.zeros(len(focal)), ex.primary[focal], ex.fold_groups[focal]))
-        tr, va = focal[folds[fold][0]], focal[folds[fold][1]]
     windows = np.flatnonzero(kinds == SOUNDSCAPE)
-    if len(windows):
-        groups = ex.fold_groups[windows].astype(str)
-        names = np.unique(groups)
-        fold_of = dict(zip(names[np.random.default_rng(seed).permutation(len(names))], np.arange(len(names)) % n_folds))
-        held = np.array([fold_of[g] == fold for g in groups])
-        tr, va = np.concatenate([tr, windows[~held]]), np.concatenate([va, windows[held]])
-    return tr, va
+    f_groups, w_groups = ex.fold_groups[focal].astype(str), ex.fold_groups[windows].astype(str)
+    n_focal = len(np.unique(f_groups))
+    plan = fold_plan(n_folds, n_focal + len(np.unique(w_groups)), what=_group_words(ex.fold_groups))
+    if not plan.validates:
+        return np.arange(len(ex)), np.zeros(0, np.int64), plan
+    k, notes = plan.n_folds, [plan.note]
+    if fold >= k:
+        notes.append(f"fold {fold} is fold {fold % k} of {k}")
+        fold %= k
+    fold_of = np.zeros(len(ex), np.int64)
+    if n_focal >= k:
+        fold_of[focal], note = group_folds(ex.primary[focal], f_groups, k, seed)
+        notes.append(note)
+        if len(windows):
+            fold_of[windows] = deal_groups(w_groups, k, seed)
+    else:  # too few focal groups to give every fold one: deal them with the soundscapes' (every fold gets a group)
+        both = np.concatenate([focal, windows])
+        fold_of[both] = deal_groups(np.concatenate([f_groups, w_groups]), k, seed)
+    tr = np.concatenate([focal[fold_of[focal] != fold], windows[fold_of[windows] != fold]])
+    va = np.concatenate([focal[fold_of[focal] == fold], windows[fold_of[windows] == fold]])
+    return tr, va, FoldPlan(k, "; ".join(n for n in notes if n))
 
 
 @dataclass(frozen=True)
@@ -327,6 +355,8 @@ def train_head(
         "best_epoch": int(best["epoch"]), "val_auc": float(best["val_auc"]),
         "final_val_auc": float(hist["val_auc"].iloc[-1]),
     }
+    if not len(va) and refit_epochs is None:  # nothing held out: the last epoch, nothing measured
+        metrics["validation"] = "none"
     if "val_mix_auc" in hist:  # val_auc is the score that chose the epoch; both at that epoch
         metrics |= {"val_labelled_auc": float(best["val_labelled_auc"]), "val_mix_auc": float(best["val_mix_auc"]),
                     "val_select": config.val_select}
@@ -374,10 +404,25 @@ def clean_segments(ex: Examples, model: MLPHead, meta: HeadMeta, config: Config
 
 
 def _load_checkpoint(path: Path, fingerprint: dict) -> dict | None:
+    """The training state saved at ``path`` when it matches ``fingerprint``, else None (logged). Read with
+    ``weights_only=True`` like every model file: tensors and plain data only, so a checkpoint holding any
+    other pickled object (which unpickling would run) is refused, and training starts from the first epoch."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # an object weights_only does not allow: never unpickled
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found is None:  # not a refused object: a damaged file
+            detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+            log.warning("ignoring unreadable checkpoint %s (%s)", path, detail.group(1) if detail else type(err).__name__)
+            return None
+        log.warning("ignoring checkpoint %s: it holds an object other than tensors and plain data (%s), which is "
+                    "never unpickled; training from the start", path, found.group(1))
+        return None
     except Exception as err:  # a damaged checkpoint is not trusted: train from the start
         log.warning("ignoring unreadable checkpoint %s (%s)", path, err)
+        return None
+    if not isinstance(state, dict):
+        log.warning("ignoring checkpoint %s: it holds a %s, not a training state", path, type(state).__name__)
         return None
     saved = state.get("fingerprint")
     # an older version's fingerprint held two fields that change no result (config.RETIRED_TRAINING_FIELDS)
@@ -397,14 +442,16 @@ def head_meta(ex: Examples, labels: list[str], config: Config) -> HeadMeta:
 
 
 def blend_weights(prob: np.ndarray, zs: np.ndarray, y: np.ndarray, groups: np.ndarray, train_recordings: np.ndarray,
-                  zero_shot: ZeroShot, labels: list[str], *, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+                  zero_shot: ZeroShot, labels: list[str], *, seed: int = 0, prior: BlendPrior = BlendPrior(),
+                  head_recordings: np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """Zero-shot blend weight per class chosen on validation rows (focal examples, labelled or
-    validation soundscape windows; see :func:`birdclef.features.zeroshot.choose_weights`) → (weights, one
-    row per class: label, mapped, train/validation recordings, weight, validation AUC of the head,
-    of the backbone, of the blend).
+    validation soundscape windows; see :func:`birdclef.features.zeroshot.choose_weights`, with ``prior``
+    and ``head_recordings``) → (weights, one row per class: label, mapped, train/validation recordings,
+    weight, whether its own curve counted (``measured``), validation AUC of the head, of the backbone, of
+    the blend). The table's ``attrs`` hold the shared weight and the pairs behind it.
 
     The weights are chosen on every row; a mapped class with no training recording in the fold
-    takes the shared weight (its curve measures a head that never saw it, not the refit head that
+    takes the prior (its curve measures a head that never saw it, not the refit head that
     will). The blend's AUC is cross-fitted: the rows are dealt by ``groups`` into two halves in a
     seeded order, each half blended with the weights chosen on the other, so no row scores the
     weights it chose.
@@ -415,27 +462,55 @@ def blend_weights(prob: np.ndarray, zs: np.ndarray, y: np.ndarray, groups: np.nd
 
     y = np.asarray(y, np.float64)
     positive = np.nan_to_num(y) > 0.5
-    learned = np.asarray(train_recordings) > 0
     val_rec = recordings_per_class(groups, positive, len(labels))
-    weights, _ = choose_weights(prob, zs, y, zero_shot.mapped, val_rec, learned=learned)
+    kw = dict(train_recordings=train_recordings, head_recordings=head_recordings, prior=prior)
+    chosen = choose_weights(prob, zs, y, zero_shot.mapped, val_rec, **kw)
     names = np.unique(np.asarray(groups).astype(str))
     half = dict(zip(names[np.random.default_rng(seed).permutation(len(names))], np.arange(len(names)) % 2))
     side = np.array([half[str(g)] for g in groups])
     crossed = np.zeros_like(np.asarray(prob, np.float64))
     for h in (0, 1):
         fit, out = side != h, side == h
-        w_other, _ = choose_weights(prob[fit], zs[fit], y[fit], zero_shot.mapped,
-                                    recordings_per_class(np.asarray(groups)[fit], positive[fit], len(labels)),
-                                    learned=learned)
-        crossed[out] = blend_logits(prob[out], zs[out], w_other)
+        other = choose_weights(prob[fit], zs[fit], y[fit], zero_shot.mapped,
+                               recordings_per_class(np.asarray(groups)[fit], positive[fit], len(labels)), **kw)
+        crossed[out] = blend_logits(prob[out], zs[out], other.weights)
     sig = 1 / (1 + np.exp(-np.clip(zs, -30, 30)))
     table = pd.DataFrame({
         "label": labels, "mapped": zero_shot.mapped, "train_recordings": train_recordings, "val_recordings": val_rec,
-        "weight": weights, "val_auc_head": masked_auc_columns(y, prob),
+        "weight": chosen.weights, "measured": chosen.measured, "val_auc_head": masked_auc_columns(y, prob),
         "val_auc_zero_shot": np.where(zero_shot.mapped, masked_auc_columns(y, sig), np.nan),
         "val_auc_blend": masked_auc_columns(y, crossed),
     })
-    return weights, table
+    table.attrs |= {"shared_weight": chosen.shared, "pairs": chosen.pairs}
+    return chosen.weights, table
+
+
+def guard_blend(val_mix: ValSoundscapes, mix_prob: np.ndarray, weights: np.ndarray, table: pd.DataFrame,
+                train_recordings: np.ndarray, zero_shot: ZeroShot, config: Config, blend_kw: dict
+                ) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """The chosen blend ``weights`` through :func:`birdclef.models.blendguard.check` on the validation
+    soundscapes (cross-fitted when ``val_select="soundscapes"`` chose them there, with the same evidence
+    settings ``blend_kw``) → (the weights that submit: the backbone's where the guard fell back, the blend
+    table with ``weight_chosen`` beside them, the guard's metrics; empty where it did not run)."""
+    table = table.assign(weight_chosen=weights)
+    choose = None
+    if config.val_select == "soundscapes":
+        files = np.repeat(np.asarray(val_mix.names, dtype=object), val_mix.counts)
+        positive = np.nan_to_num(val_mix.truth) > 0.5
+
+        def choose(fit: np.ndarray) -> np.ndarray:
+            return choose_weights(mix_prob[fit], val_mix.zero_shot[fit], val_mix.truth[fit], zero_shot.mapped,
+                                  recordings_per_class(files[fit], positive[fit], len(weights)),
+                                  train_recordings=train_recordings, head_recordings=blend_kw["head_recordings"],
+                                  prior=blend_kw["prior"]).weights
+
+    guard = blendguard.check(val_mix, mix_prob, weights, zero_shot.mapped, config, choose=choose, seed=config.seed)
+    if guard is None:
+        return weights, table, {}
+    if guard.fallback:
+        weights = blendguard.backbone_weights(zero_shot.mapped)
+        table = table.assign(weight=weights)
+    return weights, table, guard.metrics()
 
 
 def recordings_per_class(groups: np.ndarray, positive: np.ndarray, n_classes: int) -> np.ndarray:
@@ -453,6 +528,8 @@ def validation_soundscapes(ex: Examples, manifest: pd.DataFrame, labels: list[st
     if config.val_soundscapes <= 0:
         return None
     _, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
+    if not len(va):  # no validation fold (fewer than two groups): nothing to mix
+        return None
     held = set(ex.groups[va][ex.kinds[va] == FOCAL])
     return valsoundscapes.build(manifest[manifest["filename"].isin(held)], labels, config, zero_shot, progress=progress)
 
@@ -509,16 +586,25 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     n = len(labels)
     cache = EmbeddingCache(config.work_dir, config)
     zero_shot = load_zero_shot(config, taxonomy)
-    ex, skipped = build_examples(load_manifest(config), cache, labels, config, zero_shot, progress=progress)
-    windows = load_windows(config)
+    manifest, windows = load_manifest(config), load_windows(config)
+    parts, skipped = [], pd.DataFrame(columns=["filename", "reason"])
+    if len(manifest) or not len(windows):  # labelled soundscape windows alone may train a head
+        focal, skipped = build_examples(manifest, cache, labels, config, zero_shot, progress=progress)
+        parts.append(focal)
     if len(windows):
         sc_ex, sc_skipped = soundscape_examples(windows, cache, labels, config, zero_shot)
-        if sc_ex is not None:
-            ex = concat_examples([ex, sc_ex])
+        parts += [sc_ex] if sc_ex is not None else []
         skipped = pd.concat([skipped, sc_skipped.rename(columns={"row_id": "filename"})], ignore_index=True)
+    if not parts:
+        raise BirdclefError("no training examples: no train recording and no labelled soundscape window gave one "
+                            f"(see {RunLayout.of(config).preprocess})")
+    ex = concat_examples(parts)
     model_folder = RunLayout.of(config).model
     out = model_folder.root
     meta = head_meta(ex, labels, config)
+    folds = fold_split(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)[2]
+    if folds.note:  # small or uniform metadata (one recordist, one session): fewer folds, or none
+        log.warning("validation folds: %s", folds.note)
     val_mix = validation_soundscapes(ex, load_manifest(config), labels, config, zero_shot, progress=progress)
 
     def fit(examples: Examples, **kwargs) -> tuple[MLPHead, pd.DataFrame, dict]:
@@ -531,6 +617,9 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     tr, va = split_folds(ex, n_folds=config.n_folds, fold=config.fold, seed=config.seed)
     val = validation_set(ex, va, n)
     train_rec = recordings_per_class(ex.groups[tr], ex.targets[tr] >= 1.0, n)
+    # the blend's evidence (issue 31): how far a weight may move from the prior, and which head it leans for
+    blend_kw = dict(seed=config.seed, prior=BlendPrior.of(config),
+                    head_recordings=recordings_per_class(ex.groups, ex.targets >= 1.0, n) if config.refit else train_rec)
 
     def blend_for(m: MLPHead) -> tuple[np.ndarray | None, pd.DataFrame | None, np.ndarray | None]:
         """(zero-shot blend weights per class chosen for head ``m``, their table, its probabilities on the
@@ -539,7 +628,7 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
         if zero_shot is not None and val_mix is not None and config.val_select == "soundscapes":
             window_files = np.repeat(np.asarray(val_mix.names, dtype=object), val_mix.counts)
             return (*blend_weights(mix_prob, val_mix.zero_shot, val_mix.truth, window_files, train_rec,
-                                   zero_shot, labels, seed=config.seed), mix_prob)
+                                   zero_shot, labels, **blend_kw), mix_prob)
         if zero_shot is not None and ex.zero_shot is not None and len(val.examples):
             p_focal = predict(m, meta, ex.x[val.focal])
             p_windows = (pool_windows(predict(m, meta, ex.x[val.windows]), val.owner, len(val.window_ids),
@@ -551,7 +640,7 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
             return (*blend_weights(
                 np.concatenate([p_focal, p_windows]), np.concatenate([ex.zero_shot[val.focal], window_zs]),
                 np.concatenate([val.y_focal, val.y_windows]), np.concatenate([ex.groups[val.focal], window_groups]),
-                train_rec, zero_shot, labels, seed=config.seed), mix_prob)
+                train_rec, zero_shot, labels, **blend_kw), mix_prob)
         return None, None, mix_prob
 
     def with_blend(weights: np.ndarray | None) -> HeadMeta:
@@ -574,7 +663,7 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
         model, hist, metrics, rounds, pseudo_extra = pseudo.pseudo_label(ex, labels, config, model, hist, metrics, fit=fit,
                                                            meta=meta, progress=progress, out_dir=out, judge=judge,
                                                            zero_shot=zero_shot)
-    metrics |= cleaning
+    metrics |= cleaning | {"n_folds": folds.n_folds} | ({"folds_note": folds.note} if folds.note else {})
     prob_focal = predict(model, meta, ex.x[val.focal])
     per_class = per_class_auc(val.y_focal, prob_focal, labels)
     sc_per_class, prob_windows = None, np.zeros((0, n), np.float32)
@@ -583,11 +672,18 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
                                     config.window_pool)
         sc_per_class = per_class_auc(val.y_windows, prob_windows, labels)
     weights, blend_table, mix_prob = blend_for(model)
+    if blend_table is not None and val_mix is not None:  # never knowingly below the backbone (issue 31)
+        weights, blend_table, guard_metrics = guard_blend(val_mix, mix_prob, weights, blend_table, train_rec,
+                                                          zero_shot, config, blend_kw)
+        metrics |= guard_metrics
     if blend_table is not None:
         meta = with_blend(weights)
         mapped = blend_table[blend_table["mapped"]]
         metrics |= {"zero_shot_classes": int(zero_shot.mapped.sum()),
                     "mean_zero_shot_weight": float(mapped["weight"].mean()),
+                    "blend_shared_weight": float(blend_table.attrs["shared_weight"]),
+                    "blend_shared_pairs": int(blend_table.attrs["pairs"]),
+                    "blend_measured_classes": int(mapped["measured"].sum()),
                     "val_auc_head_mapped": float(mapped["val_auc_head"].mean()),
                     "val_auc_zero_shot": float(mapped["val_auc_zero_shot"].mean()),
                     "val_auc_blend": float(mapped["val_auc_blend"].mean())}
@@ -610,7 +706,9 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     refit_extra = pseudo_extra if kept_pseudo and config.pseudo_targets == "soft" else None
     if config.refit and kept_pseudo and refit_extra is None:
         log.warning("refit skipped: the kept head trained on pseudo-labelled windows, which a refit would drop")
-    if config.refit and (not kept_pseudo or refit_extra is not None):
+    if config.refit and not folds.validates:
+        log.info("refit skipped: without validation the head trained on every example already")
+    elif config.refit and (not kept_pseudo or refit_extra is not None):
         model, _, _ = fit(ex, checkpoint=out / "checkpoint_refit.pt", refit_epochs=metrics["best_epoch"],
                           extra=refit_extra)
         metrics |= {"refit_epochs": metrics["best_epoch"], "n_refit_recordings": int(len(set(ex.groups)))}
@@ -636,13 +734,18 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     runs.record_run(config, stage="train", metrics=metrics)
     if len(skipped):
         print(f"train: {len(skipped)} recording(s) or window(s) gave no example (see {out / 'skipped.csv'})")
+    if folds.note:
+        print(f"train: validation folds: {folds.note}")
     print(f"train: {metrics['n_train_examples']} train / {metrics['n_val_examples']} val segments, "
-          f"best val macro AUC {metrics['val_auc']:.3f} at epoch {metrics['best_epoch']}"
+          + (f"best val macro AUC {metrics['val_auc']:.3f} at epoch {metrics['best_epoch']}" if folds.validates
+             else f"no validation: the last epoch ({metrics['best_epoch']}) is kept")
           + (f" (focal recordings {metrics['val_focal_auc']:.3f}, {metrics['n_val_soundscape_windows']} soundscape "
              f"windows {metrics['val_soundscape_auc']:.3f})" if "val_soundscape_auc" in metrics else "")
           + (f"; on the {metrics['zero_shot_classes']} classes the backbone knows: head {metrics['val_auc_head_mapped']:.3f}, "
              f"backbone {metrics['val_auc_zero_shot']:.3f}, blend {metrics['val_auc_blend']:.3f}"
              if "val_auc_blend" in metrics else "")
+          + (f"; blend guard: finished {metrics['guard_finished_auc']:.3f} vs backbone {metrics['guard_backbone_auc']:.3f}"
+             + (" → FELL BACK to the backbone" if metrics["guard_fallback"] else " (kept)") if "guard_fallback" in metrics else "")
           + (f"; {metrics['n_val_mix_soundscapes']} validation soundscapes {metrics['val_mix_auc_head']:.3f} "
              f"(post-processed {metrics['val_mix_auc_finished']:.3f})" if "val_mix_auc_head" in metrics else "")
           + (f"; {metrics['n_val_soundscape_files']} held-out labelled soundscapes, whole files "

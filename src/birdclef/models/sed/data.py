@@ -31,19 +31,18 @@ file that fails later gives silence with loss weight 0 (logged).
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import StratifiedGroupKFold
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from birdclef.data import audio
 from birdclef.errors import AudioError, BirdclefError
+from birdclef.models.folds import FoldPlan, fold_plan, group_folds
 from birdclef.models.sed.config import SedConfig
 
 log = logging.getLogger(__name__)
@@ -335,23 +334,33 @@ def soundscape_windows(windows: pd.DataFrame, audio_dir: str | Path) -> pd.DataF
 
 def split_recordings(recordings: pd.DataFrame, *, val_fraction: float, seed: int,
                      groups: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, validation) recordings: about ``val_fraction`` of each primary label's recordings held
-    out, whole ``groups`` (n,) at a time (a recording session: no session on both sides; default each
-    recording its own group), stratified by primary label and seeded. A label left with no training
-    recording gets its held-out groups back."""
+    """(train, validation) recordings of :func:`recording_split`."""
+    train, val, _ = recording_split(recordings, val_fraction=val_fraction, seed=seed, groups=groups)
+    return train, val
+
+
+def recording_split(recordings: pd.DataFrame, *, val_fraction: float, seed: int, groups: np.ndarray | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, FoldPlan]:
+    """(train, validation recordings, the :class:`~birdclef.models.folds.FoldPlan` used): about
+    ``val_fraction`` of each primary label's recordings held out, whole ``groups`` (n,) at a time (a
+    recording session: no session on both sides; default each recording its own group), stratified by
+    primary label and seeded. A label left with no training recording gets its held-out groups back.
+    Fewer groups than ``round(1 / val_fraction)`` folds, or classes too small to stratify, follow the
+    head's rule (:mod:`birdclef.models.folds`, logged); with fewer than two groups the validation side
+    is empty."""
     groups = recordings["filename"].astype(str).to_numpy() if groups is None else np.asarray(groups, str)
     if len(groups) != len(recordings):
         raise ValueError(f"{len(groups)} groups for {len(recordings)} recordings")
-    n_splits = max(2, int(round(1 / val_fraction)))
     is_val = np.zeros(len(recordings), bool)
-    if len(np.unique(groups)) >= n_splits:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # labels with fewer groups than splits
-            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-            _, va = next(splitter.split(np.zeros(len(recordings)), recordings["primary_label"].astype(str), groups))
-        is_val[va] = True
+    plan = fold_plan(max(2, int(round(1 / val_fraction))), len(np.unique(groups)), what="recording groups")
     label = recordings["primary_label"].astype(str).to_numpy()
+    if plan.validates:
+        fold_of, stratified = group_folds(label, groups, plan.n_folds, seed)
+        is_val = fold_of == 0
+        plan = FoldPlan(plan.n_folds, "; ".join(n for n in (plan.note, stratified) if n))
+    if plan.note:
+        log.warning("SED validation split: %s", plan.note)
     for name in np.unique(label[is_val]):
         if not (~is_val & (label == name)).any():  # every recording of the label held out: keep it in training
             is_val &= ~np.isin(groups, groups[is_val & (label == name)])
-    return recordings[~is_val].reset_index(drop=True), recordings[is_val].reset_index(drop=True)
+    return recordings[~is_val].reset_index(drop=True), recordings[is_val].reset_index(drop=True), plan

@@ -51,7 +51,7 @@ def run_sed_training(*, config: Config, progress: bool = True) -> TrainResult:
     from birdclef.features.soundscapes import load_windows, soundscape_files, soundscape_truth
     from birdclef.features.zeroshot import load_zero_shot
     from birdclef.models.examples import focal_fold_groups, load_manifest
-    from birdclef.models.sed.data import SedClips, split_recordings
+    from birdclef.models.sed.data import SedClips, recording_split
     from birdclef.models.sed.distill import Teacher
     from birdclef.models.sed.noisy_student import noisy_student, soundscape_guard, val_auc_guard
     from birdclef.models.sed.run import SED_DIR, save_run
@@ -73,8 +73,8 @@ def run_sed_training(*, config: Config, progress: bool = True) -> TrainResult:
         teacher = Teacher.from_cache(recordings["path"], EmbeddingCache(config.work_dir, config),
                                      frame_s=backbone_spec(config.backbone).window_s, n_classes=len(labels),
                                      zero_shot=zero_shot)
-    train_rec, val_rec = split_recordings(recordings, val_fraction=cfg.val_fraction, seed=cfg.seed,
-                                        groups=focal_fold_groups(manifest, config.group_by))
+    train_rec, val_rec, folds = recording_split(recordings, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                                                groups=focal_fold_groups(manifest, config.group_by))
     train = SedClips(train_rec, labels, cfg, windows=windows, teacher=teacher)
     val = SedClips(val_rec, labels, cfg, train=False) if len(val_rec) else None
     result = train_sed(train, cfg, val=val, progress=progress, desc="SED epochs")
@@ -103,7 +103,9 @@ def run_sed_training(*, config: Config, progress: bool = True) -> TrainResult:
              onnx=True, openvino=openvino_available(),
              tables={} if rounds is None else {"student_rounds.csv": rounds})
     metrics = {**result.metrics, "model_family": "sed", "sed_backbone": cfg.backbone,
-               "n_val_recordings": int(len(val_rec)), "n_train_recordings": int(len(train_rec))}
+               "n_val_recordings": int(len(val_rec)), "n_train_recordings": int(len(train_rec)),
+               "n_folds": folds.n_folds, **({"folds_note": folds.note} if folds.note else {}),
+               **({} if len(val_rec) else {"validation": "none"})}
     if len(y_val) and not np.isnan(result.metrics["val_auc"]):
         metrics["val_auc"] = float(result.metrics["val_auc"])
     for name in MLP_ONLY:
@@ -116,7 +118,11 @@ def run_sed_training(*, config: Config, progress: bool = True) -> TrainResult:
     write_npz(out / "val_predictions.npz", y_true=y_val, y_score=prob)
     write_csv(pd.DataFrame(columns=["filename", "reason"]), out / "skipped.csv")
     runs.record_run(config, stage="train", metrics=metrics)
+    if folds.note:
+        print(f"train (SED): validation folds: {folds.note}")
     print(f"train (SED {cfg.backbone}, {cfg.init} init, {metrics['device']}): {len(train)} training items, "
-          f"best val macro AUC {metrics['val_auc']:.3f} at epoch {metrics['best_epoch']}"
+          + (f"best val macro AUC {metrics['val_auc']:.3f} at epoch {metrics['best_epoch']}" if len(val_rec) else
+             f"no validation (no recording could be held out without taking a label's last one out of training): "
+             f"the last epoch ({metrics['best_epoch']}) is kept")
           + (f"; {int(rounds['kept'].sum()) - 1} noisy-student round(s) kept" if rounds is not None else ""))
     return TrainResult(result.model, None, result.history, metrics, per_class, out, student_rounds=rounds)
