@@ -208,7 +208,7 @@ def test_training_dict_leaves_out_paths_submission_and_resources_fields():
     for name in (*SUBMISSION_FIELDS, *fields_of("paths"), *fields_of("resources")):
         assert name not in base.training_dict()
     assert set(base.training_dict()) == {*EMBEDDING_FIELDS, *TRAINING_FIELDS}
-    assert fields_of("resources") == ("n_workers",) and "extra" not in FIELD_TYPES
+    assert fields_of("resources") == ("n_workers", "cluster") and "extra" not in FIELD_TYPES
     assert build_config(backbone="melstats", n_workers=3).training_dict() == base.training_dict()  # changes no result
 
 
@@ -273,7 +273,7 @@ def test_a_section_reads_as_a_dict_and_config_diff_names_it():
     c = build_config(model_family="sed", sed_epochs=3, sed_params="{'n_mels': 64}")
     assert c.section("sed") == {**{k: getattr(Config(), k) for k in section_fields("sed")}, "sed_epochs": 3,
                                 "sed_params": {"n_mels": 64}}
-    assert list(c.section("resources")) == ["n_workers"]
+    assert list(c.section("resources")) == ["n_workers", "cluster"]
     table = config_diff(c)
     assert table.loc["sed_epochs", "section"] == "sed" and table.loc["model_family", "section"] == "training"
     assert table.loc["smoothing_kernel", "section"] == "postprocess"  # the default recipe's

@@ -50,6 +50,20 @@ def test_standardisation_is_fitted_on_frames_for_attention_and_on_pooled_feature
     np.testing.assert_allclose(mean.std.numpy(), x.mean(axis=1).std(0) + 1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("pool", ["mean", "attention"])
+def test_standardisation_on_some_rows_reads_them_in_chunks_without_a_copy(pool, monkeypatch):
+    from birdclef.models import head as head_module
+
+    monkeypatch.setattr(head_module, "STANDARDISE_ROWS", 7)  # several chunks, the last one short
+    x = np.random.default_rng(1).standard_normal((50, 5, 6)).astype(np.float32) * 3 + 2
+    rows = np.random.default_rng(2).permutation(50)[:37]
+    picked = x[rows].mean(axis=1) if pool == "mean" else x[rows].reshape(-1, 6)
+    model = MLPHead(6, 3, pool=pool)
+    model.set_standardisation(x, rows=rows)
+    np.testing.assert_allclose(model.mean.numpy(), picked.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.std.numpy(), picked.std(0) + 1e-6, rtol=1e-5)
+
+
 def test_unknown_pool_is_refused_by_head_and_config():
     with pytest.raises(ValueError, match="head pool"):
         MLPHead(6, 3, pool="max")

@@ -152,3 +152,20 @@ def test_labelled_soundscapes_are_read_whole_their_unlabelled_or_unknown_windows
     missing = pd.DataFrame([{"filename": "s9.ogg", "path": "/x/s9.ogg", "start_s": 0, "labels": "a"}])
     with pytest.raises(BirdclefError, match="no cached embedding"):
         valsoundscapes.labelled(missing, Cache(), ["a"], config, None)
+
+
+def test_the_sources_of_the_validation_soundscapes_are_bounded_and_spread_over_the_classes():
+    from birdclef.models.valsoundscapes import source_sample
+
+    counts = {"a": 50, "b": 3, "c": 1, "d": 20}
+    fold = pd.DataFrame({"primary_label": [c for c, n in counts.items() for _ in range(n)]}).assign(
+        filename=lambda d: [f"{c}/{i}.ogg" for i, c in enumerate(d["primary_label"])])
+    fold.index = fold.index * 7  # a filtered manifest's index
+    picked = source_sample(fold, seed=0, limit=10)
+    assert len(picked) == 10 and picked["filename"].is_unique and picked.index.isin(fold.index).all()
+    assert list(picked.index) == sorted(picked.index)  # in the fold's order
+    per_class = picked["primary_label"].value_counts()
+    assert set(per_class.index) == set(counts) and per_class["c"] == 1 and per_class["b"] == 3  # round-robin
+    assert per_class.max() - per_class[per_class.index.isin(["a", "d"])].min() <= 1
+    assert source_sample(fold, seed=0, limit=10).equals(picked) and not source_sample(fold, seed=1, limit=10).equals(picked)
+    assert source_sample(fold, seed=0, limit=len(fold)) is fold  # a small fold: every recording

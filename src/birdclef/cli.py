@@ -80,7 +80,11 @@ def _main(argv: list[str]) -> int:
     d.add_argument("--n-train-soundscapes", type=int, help="default: the preset's")
     d.add_argument("--seed", type=int, default=0)
 
-    _stage_parser(sub, "preprocess", "embed train recordings (cached)")
+    pre = _stage_parser(sub, "preprocess", "embed train recordings (cached)")
+    pre.add_argument("--cluster", metavar="WHERE",
+                     help='embed on a Dask cluster (same as -p cluster=...): "local:N" (N worker processes here) or a '
+                          'running scheduler\'s address, e.g. tcp://10.0.0.5:8786, whose workers see --data-dir and '
+                          '--work-dir at the same paths (README: more than one machine); default: this machine')
     _stage_parser(sub, "train", "train the head")
     _stage_parser(sub, "submit", "write submission.csv")
 
@@ -153,6 +157,10 @@ def _main(argv: list[str]) -> int:
     from birdclef.pipeline import STAGE_PATHS, absolute_paths, run_notebooks
 
     params = _params(args.param)
+    if getattr(args, "cluster", None) is not None:
+        if params.get("cluster", args.cluster) != args.cluster:
+            raise ParameterError(f"--cluster {args.cluster} and -p cluster={params['cluster']} disagree: give one")
+        params["cluster"] = args.cluster
     if args.command == "notebooks":
         run_notebooks(data_dir=args.data_dir, work_dir=args.work_dir, parameters=params,
                       notebooks=tuple(args.only) if args.only else NOTEBOOKS)

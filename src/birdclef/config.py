@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 LOSSES = ("ce", "bce", "focal")
+# Config.cluster: "local:N" (N >= 1) or a Dask scheduler's address (distributed's comm schemes)
+CLUSTER_PATTERN = re.compile(r"local:[1-9][0-9]*|(tcp|tls|ws|wss)://(\[[0-9a-fA-F:.]+\]|[^\s/:\[\]]+)(:[0-9]+)?")
+CLUSTER_FORMS = ('none (this machine), "local:N" (a Dask LocalCluster of N worker processes) or a running '
+                 'scheduler\'s address, e.g. "tcp://10.0.0.5:8786"')
 VAL_SELECT = ("labelled", "soundscapes")
 SOUNDSCAPE_GROUPS = ("site_day", "file", "site")
 GROUPS = ("session", "recording", "author")
@@ -134,6 +139,10 @@ class Config:
     extra_data_dirs: tuple[str, ...] = _stage("training", (), path=True, section="data")
     # processes for embedding (and for a submission's SED members); 0 = one per core. Changes no result
     n_workers: int = _stage("resources", 0)
+    # where 02_preprocess embeds: None (this machine, n_workers processes), "local:N" (a Dask LocalCluster of N
+    # worker processes here) or "tcp://host:port" (a running Dask scheduler whose workers see data_dir and work_dir
+    # at the same paths: birdclef.features.distributed). The same cache either way. Changes no result
+    cluster: str | None = _stage("resources", None)
     # training
     recipe: str = _stage("training", "default")
     # length of one training example (its frames pooled by head_pool), in whole backbone frames of hop_s:
@@ -377,6 +386,8 @@ class Config:
                              f"{', '.join(map(repr, SOUNDSCAPE_GROUPS))}")
         if self.zero_shot_weight is not None and not 0 <= self.zero_shot_weight <= 1:
             raise ValueError(f"zero_shot_weight must be in [0, 1], got {self.zero_shot_weight}")
+        if self.cluster is not None and not CLUSTER_PATTERN.fullmatch(self.cluster):
+            raise ValueError(f"cluster={self.cluster!r} is not valid: expected {CLUSTER_FORMS}")
         if not 0 <= self.blend_prior_weight <= 1:
             raise ValueError(f"blend_prior_weight must be in [0, 1], got {self.blend_prior_weight}")
         for name in ("blend_prior_pairs", "blend_class_recordings", "blend_train_recordings"):

@@ -236,14 +236,17 @@ def compose(species: list[list[Source]], bed_sources: list[Source], labels: list
     return Mix(audio, truth, ignore, parts)
 
 
-def load_sources(recordings: Iterable[tuple[Path, str, str, tuple[str, ...]]], *, max_s: float = 120.0
-                 ) -> list[Source]:
+def load_sources(recordings: Iterable[tuple[Path, str, str, tuple[str, ...]]], *, max_s: float = 120.0,
+                 progress: bool = False) -> list[Source]:
     """(path, name, primary label, secondary labels) per recording → their :class:`Source` (the first
     ``max_s`` seconds at SAMPLE_RATE_HZ, calls and call-free stretches detected). An unreadable
     recording is left out with a logged warning. When no recording has a call-free stretch of 2 s
-    (short, busy recordings), stretches of 0.5 s are taken instead."""
+    (short, busy recordings), stretches of 0.5 s are taken instead. ``progress``: a bar over the recordings."""
+    from birdclef.progress import tqdm
+
     sources = []
-    for path, name, label, secondary in recordings:
+    for path, name, label, secondary in tqdm(recordings, desc="soundscape sources", unit="recording",
+                                             mininterval=1.0, disable=not progress):
         try:
             x, sr = audio_io.read_audio(path, duration_s=max_s)
         except AudioError as err:

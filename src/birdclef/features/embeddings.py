@@ -45,6 +45,7 @@ CACHE_VERSION = 2  # 2: backbone logits (score_columns) stored beside the embedd
 CHUNK_S = 60.0  # long recordings are decoded and cleaned in chunks of this length
 BATCH = 64
 MIN_FILES_PER_WORKER = 4  # below this, spawning interpreters costs more than it saves
+SCAN_BAR_MIN = 500  # files from which reading their cache entries shows a progress bar
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ def _worker_embed(path: str, need_speech: bool, score_columns: np.ndarray | None
 
 def extract(
     paths: Iterable[str | Path], *, config: Config, backbone: Backbone | None = None, desc: str = "embedding",
-    progress: bool = True, need_speech: bool = True, score_columns: np.ndarray | None = None,
+    progress: bool = True, need_speech: bool = True, score_columns: np.ndarray | None = None, client=None,
 ) -> tuple[dict[str, Embedded], pd.DataFrame]:
     """Embed every path (reusing the cache) → ({str(path): Embedded}, report).
 
@@ -299,7 +300,9 @@ def extract(
     interpreters, one torch thread each); each finished file is cached at once, so an
     interrupted run resumes where it stopped. ``need_speech=False`` skips the VAD pass for
     files whose speech mask is not used (test soundscapes). ``score_columns``: the backbone's
-    species columns to store with the embeddings (an entry lacking one is recomputed).
+    species columns to store with the embeddings (an entry lacking one is recomputed). With a Dask
+    ``client`` (:func:`birdclef.features.distributed.cluster_client`) uncached files are embedded on
+    its workers instead, into the same cache (:func:`birdclef.features.distributed.embed_on_cluster`).
 
     The cache is keyed by the weights ``config.backbone`` and ``config.backbone_path`` resolve to
     (:class:`EmbeddingCache`); a ``backbone`` passed in must be the one they build.
@@ -309,16 +312,26 @@ def extract(
     results: dict[str, Embedded] = {}
     status: dict[str, tuple[str, str]] = {}
     todo = []
-    for p in paths:
+    # reading tens of thousands of entries takes minutes: a bar of its own (a few hundred, no bar)
+    for p in tqdm(paths, desc=f"{desc}: reading the cache", unit="file", mininterval=1.0,
+                  disable=not progress or len(paths) < SCAN_BAR_MIN):
         hit = cache.load(p, need_speech=need_speech, score_columns=score_columns)
         if hit is not None:
             results[str(p)] = hit
             status[str(p)] = ("cached", "")
         else:
             todo.append(p)
-    bar = tqdm(total=len(todo), desc=desc, unit="file", mininterval=1.0, disable=not progress or not todo)
+    bar = tqdm(total=len(todo), desc=desc if client is None else f"{desc} (Dask cluster)", unit="file",
+               mininterval=1.0, disable=not progress or not todo)
     workers = min(config.n_workers or os.cpu_count() or 1, len(todo) // MIN_FILES_PER_WORKER)
-    if workers > 1:
+    if client is not None and todo:
+        from birdclef.features.distributed import embed_on_cluster
+
+        for key, result in embed_on_cluster(todo, client=client, config=config, cache=cache, need_speech=need_speech,
+                                            score_columns=score_columns):
+            _collect(key, result, results, status)
+            bar.update()
+    elif workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 

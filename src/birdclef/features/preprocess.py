@@ -15,6 +15,7 @@ from birdclef.config import Config
 from birdclef.data.competition import (competition_paths, load_extra_data, load_taxonomy, load_train_metadata,
                                        select_recordings)
 from birdclef.data.sessions import recording_sessions
+from birdclef.features.distributed import cluster_client
 from birdclef.features.embeddings import extract
 from birdclef.features.soundscapes import SOLUTION_FILE, labelled_windows, soundscape_files
 from birdclef.features.zeroshot import load_zero_shot
@@ -38,7 +39,13 @@ class PreprocessResult:
 
 
 def run_preprocess(*, config: Config) -> PreprocessResult:
-    """Embed the selected train recordings (cached) and write the manifest."""
+    """Embed the selected train recordings (cached) and write the manifest; on ``config.cluster``'s Dask
+    workers when it names one (:mod:`birdclef.features.distributed`: the same cache and outputs)."""
+    with cluster_client(config.cluster) as client:
+        return _preprocess(config, client)
+
+
+def _preprocess(config: Config, client) -> PreprocessResult:
     paths = competition_paths(config.data_dir)
     taxonomy = load_taxonomy(paths.taxonomy)
     meta, skipped_meta = load_train_metadata(paths.train_csv, taxonomy)
@@ -52,7 +59,7 @@ def run_preprocess(*, config: Config) -> PreprocessResult:
     meta = meta.reset_index(drop=True).assign(session=lambda m: recording_sessions(m))
     files = [Path(p) for p in meta["path"]]
     zero_shot = load_zero_shot(config, taxonomy)  # its logits are cached with the embeddings, for the blend weights
-    embedded, report = extract(files, config=config, desc="train recordings",
+    embedded, report = extract(files, config=config, desc="train recordings", client=client,
                                score_columns=None if zero_shot is None else zero_shot.score_columns)
     rows, skipped = [], [skipped_meta]
     for rec, f, (_, rep) in zip(meta.itertuples(index=False), files, report.iterrows()):
@@ -74,8 +81,11 @@ def run_preprocess(*, config: Config) -> PreprocessResult:
     write_csv(manifest, layout.manifest)
     write_csv(skipped_df, out / "skipped.csv")
     write_json(config.to_dict(), layout.preprocess_config)
-    windows, n_window_skips = _embed_labelled_windows(config, taxonomy, zero_shot, out)
-    soundscapes = _embed_train_soundscapes(config)
+    windows, n_window_skips = _embed_labelled_windows(config, taxonomy, zero_shot, out, client)
+    soundscapes, skipped_soundscapes = _embed_train_soundscapes(config, client)
+    if len(skipped_soundscapes):  # a train soundscape that failed to embed (locally or on a worker) is listed too
+        skipped_df = pd.concat([skipped_df, skipped_soundscapes], ignore_index=True)
+        write_csv(skipped_df, out / "skipped.csv")
     n_cached = int((manifest["status"] == "cached").sum()) if len(manifest) else 0
     n_extra = int((manifest["source"] != "competition").sum()) if len(manifest) else 0
     print(f"preprocess: {len(manifest)} recordings embedded ({n_cached} from cache"
@@ -87,7 +97,8 @@ def run_preprocess(*, config: Config) -> PreprocessResult:
     return PreprocessResult(manifest, skipped_df, out)
 
 
-def _embed_labelled_windows(config: Config, taxonomy: pd.DataFrame, zero_shot, out: Path) -> tuple[pd.DataFrame, int]:
+def _embed_labelled_windows(config: Config, taxonomy: pd.DataFrame, zero_shot, out: Path,
+                            client=None) -> tuple[pd.DataFrame, int]:
     """Embed the train soundscapes with labelled windows (2026 layout) with the backbone's scores,
     and write ``soundscape_windows.csv`` (the windows of the files that embedded) and
     ``soundscape_skipped.csv`` (label rows that failed validation, files that failed to embed:
@@ -95,7 +106,7 @@ def _embed_labelled_windows(config: Config, taxonomy: pd.DataFrame, zero_shot, o
     windows, skipped, n_duplicates = labelled_windows(config, taxonomy)
     if len(windows):
         files = sorted(set(windows["path"]))
-        embedded, report = extract(files, config=config, desc="labelled train soundscapes",
+        embedded, report = extract(files, config=config, desc="labelled train soundscapes", client=client,
                                    score_columns=None if zero_shot is None else zero_shot.score_columns)
         lost = windows[~windows["path"].isin(set(embedded))]
         if len(lost):
@@ -117,10 +128,14 @@ def _text(value: object) -> str:
     return "" if value is None or value != value else str(value)
 
 
-def _embed_train_soundscapes(config: Config) -> int:
+def _embed_train_soundscapes(config: Config, client=None) -> tuple[int, pd.DataFrame]:
     """Embed the train soundscapes when training will read them: for pseudo-labelling, or to be
-    scored when their truth is known (the demo). Returns how many were embedded (or cached)."""
+    scored when their truth is known (the demo). Returns how many were embedded (or cached), and
+    those skipped (filename ``train_soundscapes/<name>``, reason)."""
+    none = pd.DataFrame(columns=["filename", "reason"])
     if not config.pseudo_rounds and not (Path(config.data_dir) / SOLUTION_FILE).exists():
-        return 0
-    embedded, _ = extract(soundscape_files(config), config=config, desc="train soundscapes")
-    return len(embedded)
+        return 0, none
+    embedded, report = extract(soundscape_files(config), config=config, desc="train soundscapes", client=client)
+    lost = report[report["status"] == "skipped"]
+    return len(embedded), pd.DataFrame({"filename": [f"train_soundscapes/{Path(p).name}" for p in lost["path"]],
+                                        "reason": lost["reason"].tolist()}) if len(lost) else none

@@ -20,6 +20,7 @@ from birdclef.errors import BirdclefError
 from birdclef.features.embeddings import Embedded, EmbeddingCache, frames_in, require_cached
 from birdclef.features.soundscapes import window_labels
 from birdclef.features.zeroshot import ZeroShot
+from birdclef.progress import tqdm
 from birdclef.workdir import RunLayout
 
 log = logging.getLogger(__name__)
@@ -150,17 +151,20 @@ def soundscape_fold_group(filename: str, site: object, how: str) -> str:
 
 def build_examples(
     manifest: pd.DataFrame, cache: EmbeddingCache, labels: list[str], config: Config,
-    zero_shot: ZeroShot | None = None,
+    zero_shot: ZeroShot | None = None, *, progress: bool = False,
 ) -> tuple[Examples, pd.DataFrame]:
     """Crops of each recording's speech-free frames (see :func:`crop_frames`), with their targets
-    (and, with ``zero_shot``, the backbone's logits of each crop: max over its frames).
+    (and, with ``zero_shot``, the backbone's logits of each crop: max over its frames); ``progress``: a
+    bar over the recordings (reading 30k cache entries takes minutes).
 
     Returns the examples and the recordings that gave none (filename, reason).
     """
     index = {label: i for i, label in enumerate(labels)}
     columns = None if zero_shot is None else zero_shot.score_columns
     parts, skipped = [], []
-    for rec, fold_group in zip(manifest.itertuples(index=False), focal_fold_groups(manifest, config.group_by)):
+    rows = zip(manifest.itertuples(index=False), focal_fold_groups(manifest, config.group_by))
+    for rec, fold_group in tqdm(rows, total=len(manifest), desc="training examples", unit="recording",
+                                mininterval=1.0, disable=not progress):
         e = require_cached(cache, rec.path, need_speech=True, score_columns=columns)
         target = np.zeros(len(labels), np.float32)
         if config.multi_label:

@@ -271,7 +271,7 @@ def train_head(
     share = config.pseudo_share if len(pseudo) else None
     n_classes = len(labels)
     model = MLPHead(ex.x.shape[-1], n_classes, config.hidden_sizes, config.dropout, pool=config.head_pool)
-    model.set_standardisation(ex.x[tr])
+    model.set_standardisation(ex.x, rows=tr)  # no copy of the training rows (memory at competition scale)
     # with separate samplers the class weights are the labelled rows' (a pseudo row's argmax is no count)
     w = torch.from_numpy(_class_weights(ex, tr if share is None else labelled, n_classes, config))
     criterion = _loss(config, w)
@@ -589,7 +589,7 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
     manifest, windows = load_manifest(config), load_windows(config)
     parts, skipped = [], pd.DataFrame(columns=["filename", "reason"])
     if len(manifest) or not len(windows):  # labelled soundscape windows alone may train a head
-        focal, skipped = build_examples(manifest, cache, labels, config, zero_shot)
+        focal, skipped = build_examples(manifest, cache, labels, config, zero_shot, progress=progress)
         parts.append(focal)
     if len(windows):
         sc_ex, sc_skipped = soundscape_examples(windows, cache, labels, config, zero_shot)

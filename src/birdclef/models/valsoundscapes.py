@@ -42,6 +42,21 @@ from birdclef.workdir import RunLayout
 
 log = logging.getLogger(__name__)
 BUILD_VERSION = 1  # bump when the construction changes: sets are rebuilt
+# validation-fold recordings decoded to mix the soundscapes from (all are held in memory at once: at 30k
+# recordings the whole fold is ~6,000 files, ~20 GB). A few dozen species fill 30 minutes, so more only cost memory
+MAX_SOURCES = 256
+
+
+def source_sample(recordings: pd.DataFrame, seed: int, limit: int = MAX_SOURCES) -> pd.DataFrame:
+    """At most ``limit`` of ``recordings`` (rows with ``primary_label``), dealt round-robin over the
+    classes in a seeded order (one of each class first, then a second, ...), in their given order;
+    all of them when there are no more."""
+    if len(recordings) <= limit:
+        return recordings
+    shuffled = recordings.reset_index(drop=True).sample(frac=1.0, random_state=seed)
+    turn = shuffled.groupby("primary_label", sort=False).cumcount().to_numpy()
+    keep = np.sort(shuffled.index.to_numpy()[np.argsort(turn, kind="stable")[:limit]])
+    return recordings.iloc[keep]
 FILE = "val_soundscapes.npz"  # in the model folder: what the chosen head scored on them
 LABELLED_FILE = "val_labelled_soundscapes.npz"  # in the model folder: the same for the held-out labelled soundscapes
 
@@ -116,12 +131,13 @@ def build(recordings: pd.DataFrame, labels: list[str], config: Config, zero_shot
     are off, or the recordings give no call or no call-free stretch."""
     if config.val_soundscapes <= 0 or recordings.empty:
         return None
+    recordings = source_sample(recordings, config.seed)
     folder = RunLayout.of(config).val_soundscapes / _key(recordings, config)
     done = folder / "truth.npz"
     if not done.exists():
         sources = mixing.load_sources(
-            (Path(r.path), r.filename, r.primary_label, tuple(x for x in str(r.secondary_labels or "").split("|") if x))
-            for r in recordings.itertuples(index=False))
+            [(Path(r.path), r.filename, r.primary_label, tuple(x for x in str(r.secondary_labels or "").split("|") if x))
+             for r in recordings.itertuples(index=False)], progress=progress)
         rng = np.random.default_rng(10_000 + config.seed)
         names, truth, ignore = [], [], []
         try:
