@@ -10,6 +10,7 @@ times, then it is skipped with the reason). Optional: ``pip install birdclef[das
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -134,10 +135,17 @@ def embed_on_cluster(paths: list[Path], *, client, config: Config, cache: Embedd
         fut.release()  # its result leaves the worker's memory
 
 
+def cluster_embedder(client, config: Config):
+    """What :func:`birdclef.features.embeddings.extract` takes as ``remote`` to embed on ``client``'s
+    workers (:func:`embed_on_cluster`); None for no client (this machine)."""
+    return None if client is None else functools.partial(embed_on_cluster, client=client, config=config)
+
+
 def extract_on_cluster(paths: Iterable[str | Path], *, config: Config, client, progress: bool = True) -> pd.DataFrame:
     """Embed every path on ``client``'s cluster → report (path, status, reason), in input order
     (:func:`birdclef.features.embeddings.extract` with ``client``)."""
     from birdclef.features.embeddings import extract
 
-    _, report = extract(paths, config=config, client=client, progress=progress, desc="cluster embedding")
+    _, report = extract(paths, config=config, remote=cluster_embedder(client, config), progress=progress,
+                        desc="cluster embedding")
     return report

@@ -25,7 +25,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -290,7 +290,8 @@ def _worker_embed(path: str, need_speech: bool, score_columns: np.ndarray | None
 
 def extract(
     paths: Iterable[str | Path], *, config: Config, backbone: Backbone | None = None, desc: str = "embedding",
-    progress: bool = True, need_speech: bool = True, score_columns: np.ndarray | None = None, client=None,
+    progress: bool = True, need_speech: bool = True, score_columns: np.ndarray | None = None,
+    remote: Callable[..., Iterator[tuple[str, Embedded | str]]] | None = None,
 ) -> tuple[dict[str, Embedded], pd.DataFrame]:
     """Embed every path (reusing the cache) → ({str(path): Embedded}, report).
 
@@ -300,9 +301,10 @@ def extract(
     interpreters, one torch thread each); each finished file is cached at once, so an
     interrupted run resumes where it stopped. ``need_speech=False`` skips the VAD pass for
     files whose speech mask is not used (test soundscapes). ``score_columns``: the backbone's
-    species columns to store with the embeddings (an entry lacking one is recomputed). With a Dask
-    ``client`` (:func:`birdclef.features.distributed.cluster_client`) uncached files are embedded on
-    its workers instead, into the same cache (:func:`birdclef.features.distributed.embed_on_cluster`).
+    species columns to store with the embeddings (an entry lacking one is recomputed). With ``remote``
+    (a Dask cluster's: :func:`birdclef.features.distributed.cluster_embedder`) uncached files are embedded
+    by it instead, into the same cache: called as ``remote(files, cache=, need_speech=, score_columns=)``,
+    it yields (path, Embedded or the reason it was skipped) as files finish.
 
     The cache is keyed by the weights ``config.backbone`` and ``config.backbone_path`` resolve to
     (:class:`EmbeddingCache`); a ``backbone`` passed in must be the one they build.
@@ -321,14 +323,11 @@ def extract(
             status[str(p)] = ("cached", "")
         else:
             todo.append(p)
-    bar = tqdm(total=len(todo), desc=desc if client is None else f"{desc} (Dask cluster)", unit="file",
+    bar = tqdm(total=len(todo), desc=desc if remote is None else f"{desc} (Dask cluster)", unit="file",
                mininterval=1.0, disable=not progress or not todo)
     workers = min(config.n_workers or os.cpu_count() or 1, len(todo) // MIN_FILES_PER_WORKER)
-    if client is not None and todo:
-        from birdclef.features.distributed import embed_on_cluster
-
-        for key, result in embed_on_cluster(todo, client=client, config=config, cache=cache, need_speech=need_speech,
-                                            score_columns=score_columns):
+    if remote is not None and todo:
+        for key, result in remote(todo, cache=cache, need_speech=need_speech, score_columns=score_columns):
             _collect(key, result, results, status)
             bar.update()
     elif workers > 1:

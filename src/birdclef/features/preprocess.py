@@ -15,7 +15,7 @@ from birdclef.config import Config
 from birdclef.data.competition import (competition_paths, load_extra_data, load_taxonomy, load_train_metadata,
                                        select_recordings)
 from birdclef.data.sessions import recording_sessions
-from birdclef.features.distributed import cluster_client
+from birdclef.features.distributed import cluster_client, cluster_embedder
 from birdclef.features.embeddings import extract
 from birdclef.features.soundscapes import SOLUTION_FILE, labelled_windows, soundscape_files
 from birdclef.features.zeroshot import load_zero_shot
@@ -59,7 +59,8 @@ def _preprocess(config: Config, client) -> PreprocessResult:
     meta = meta.reset_index(drop=True).assign(session=lambda m: recording_sessions(m))
     files = [Path(p) for p in meta["path"]]
     zero_shot = load_zero_shot(config, taxonomy)  # its logits are cached with the embeddings, for the blend weights
-    embedded, report = extract(files, config=config, desc="train recordings", client=client,
+    embedded, report = extract(files, config=config, desc="train recordings",
+                               remote=cluster_embedder(client, config),
                                score_columns=None if zero_shot is None else zero_shot.score_columns)
     rows, skipped = [], [skipped_meta]
     for rec, f, (_, rep) in zip(meta.itertuples(index=False), files, report.iterrows()):
@@ -106,7 +107,8 @@ def _embed_labelled_windows(config: Config, taxonomy: pd.DataFrame, zero_shot, o
     windows, skipped, n_duplicates = labelled_windows(config, taxonomy)
     if len(windows):
         files = sorted(set(windows["path"]))
-        embedded, report = extract(files, config=config, desc="labelled train soundscapes", client=client,
+        embedded, report = extract(files, config=config, desc="labelled train soundscapes",
+                                   remote=cluster_embedder(client, config),
                                    score_columns=None if zero_shot is None else zero_shot.score_columns)
         lost = windows[~windows["path"].isin(set(embedded))]
         if len(lost):
@@ -135,7 +137,8 @@ def _embed_train_soundscapes(config: Config, client=None) -> tuple[int, pd.DataF
     none = pd.DataFrame(columns=["filename", "reason"])
     if not config.pseudo_rounds and not (Path(config.data_dir) / SOLUTION_FILE).exists():
         return 0, none
-    embedded, report = extract(soundscape_files(config), config=config, desc="train soundscapes", client=client)
+    embedded, report = extract(soundscape_files(config), config=config, desc="train soundscapes",
+                               remote=cluster_embedder(client, config))
     lost = report[report["status"] == "skipped"]
     return len(embedded), pd.DataFrame({"filename": [f"train_soundscapes/{Path(p).name}" for p in lost["path"]],
                                         "reason": lost["reason"].tolist()}) if len(lost) else none
