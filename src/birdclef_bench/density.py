@@ -172,27 +172,14 @@ def density_soundscapes(sources: list[Source], labels: list[str], chunks: list[C
     if int(round(soundscape_s / 5.0)) != WINDOWS:
         raise BirdclefError(f"the real-density construction needs {WINDOWS * 5}-s soundscapes (one occupancy "
                             f"pattern), got {soundscape_s} s")
-    if not any(src.quiet for src in sources):
-        raise BirdclefError(f"{where}: no call-free stretch in the recordings to build a bed from")
-    by_species: dict[str, list[Source]] = {}
-    for src in sources:
-        if src.events:
-            by_species.setdefault(src.label, []).append(src)
-    if not by_species:
-        raise BirdclefError(f"{where}: no call detected in any recording")
-    deck: list[str] = []
+    by_species = mixing.callers(sources, where=where)
+    deck = mixing.SpeciesDeck(by_species, rng)
     for i in range(n):
         chunk = chunks[int(rng.integers(len(chunks)))]
         patterns = list(chunk.patterns)
         if len(patterns) > len(by_species):  # more species than held out: a random subset of the patterns
             patterns = [patterns[j] for j in sorted(rng.choice(len(patterns), len(by_species), replace=False))]
-        picked: list[str] = []
-        while len(picked) < len(patterns):
-            if not deck:
-                deck = list(rng.permutation(sorted(by_species)))
-            sp = deck.pop()
-            if sp not in picked:
-                picked.append(sp)
+        picked = deck.deal(len(patterns))
         mix = place_patterns([(by_species[sp], p) for sp, p in zip(picked, patterns)], sources, labels, rng,
                              soundscape_s=soundscape_s, background_dbfs=background_dbfs, snr_db=tuple(snr_db),
                              min_overlap_s=min_overlap_s)

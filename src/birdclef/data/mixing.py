@@ -260,6 +260,39 @@ def load_sources(recordings: Iterable[tuple[Path, str, str, tuple[str, ...]]], *
     return sources
 
 
+def callers(sources: list[Source], *, where: str = "the recordings") -> dict[str, list[Source]]:
+    """The sources with a detected call, by species label. Raises :class:`BirdclefError` when no
+    source has a call-free stretch (nothing to build a bed from) or none has a detected call."""
+    if not any(src.quiet for src in sources):
+        raise BirdclefError(f"{where}: no call-free stretch in the recordings to build a bed from")
+    by_species: dict[str, list[Source]] = {}
+    for src in sources:
+        if src.events:
+            by_species.setdefault(src.label, []).append(src)
+    if not by_species:
+        raise BirdclefError(f"{where}: no call detected in any recording")
+    return by_species
+
+
+class SpeciesDeck:
+    """Deals species from a shuffled deck of every species in ``species``, shuffled anew when it runs
+    out, so each species' recordings spread over several files."""
+
+    def __init__(self, species: Iterable[str], rng: np.random.Generator) -> None:
+        self._species, self._rng, self._deck = sorted(species), rng, []
+
+    def deal(self, k: int) -> list[str]:
+        """``k`` distinct species (``k`` at most the number of species)."""
+        picked: list[str] = []
+        while len(picked) < k:
+            if not self._deck:
+                self._deck = list(self._rng.permutation(self._species))
+            sp = self._deck.pop()
+            if sp not in picked:
+                picked.append(sp)
+        return picked
+
+
 def sparse_soundscapes(sources: list[Source], labels: list[str], rng: np.random.Generator, *, n: int, prefix: str,
                        soundscape_s: float = 60.0, background_dbfs: float = -45.0,
                        snr_db: tuple[float, float] = (-5.0, 15.0), min_overlap_s: float = 1.0,
@@ -270,24 +303,10 @@ def sparse_soundscapes(sources: list[Source], labels: list[str], rng: np.random.
     so each recording spreads over several files, composed by :func:`compose`.
 
     Raises :class:`BirdclefError` when no source has a call-free stretch or a detected call."""
-    if not any(src.quiet for src in sources):
-        raise BirdclefError(f"{where}: no call-free stretch in the recordings to build a bed from")
-    by_species: dict[str, list[Source]] = {}
-    for src in sources:
-        if src.events:
-            by_species.setdefault(src.label, []).append(src)
-    if not by_species:
-        raise BirdclefError(f"{where}: no call detected in any recording")
-    deck: list[str] = []
+    by_species = callers(sources, where=where)
+    deck = SpeciesDeck(by_species, rng)
     for i in range(n):
-        k = min(len(by_species), n_species(rng, empty_share=empty_share, species_mean=species_mean))
-        picked: list[str] = []
-        while len(picked) < k:
-            if not deck:
-                deck = list(rng.permutation(sorted(by_species)))
-            sp = deck.pop()
-            if sp not in picked:
-                picked.append(sp)
+        picked = deck.deal(min(len(by_species), n_species(rng, empty_share=empty_share, species_mean=species_mean)))
         yield f"{prefix}{i:03d}", compose([by_species[sp] for sp in picked], sources, labels, rng,
                                           soundscape_s=soundscape_s, background_dbfs=background_dbfs,
                                           snr_db=tuple(snr_db), min_overlap_s=min_overlap_s)
