@@ -465,9 +465,7 @@ def blend_weights(prob: np.ndarray, zs: np.ndarray, y: np.ndarray, groups: np.nd
     val_rec = recordings_per_class(groups, positive, len(labels))
     kw = dict(train_recordings=train_recordings, head_recordings=head_recordings, prior=prior)
     chosen = choose_weights(prob, zs, y, zero_shot.mapped, val_rec, **kw)
-    names = np.unique(np.asarray(groups).astype(str))
-    half = dict(zip(names[np.random.default_rng(seed).permutation(len(names))], np.arange(len(names)) % 2))
-    side = np.array([half[str(g)] for g in groups])
+    side = deal_groups(groups, 2, seed)  # the two cross-fitting halves, whole groups each
     crossed = np.zeros_like(np.asarray(prob, np.float64))
     for h in (0, 1):
         fit, out = side != h, side == h
