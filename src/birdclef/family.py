@@ -26,14 +26,12 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
+from birdclef.contracts import Settings, ZeroShotMapping
 from birdclef.errors import BirdclefError
 from birdclef.workdir import ModelFolder
 
-if TYPE_CHECKING:  # only for annotations: this module sits below config in the import graph
+if TYPE_CHECKING:
     import pandas as pd
-
-    from birdclef.config import Config
-    from birdclef.features.zeroshot import ZeroShot
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ class Member:
         """Whether the chain's zero-shot blend applies to this member's probabilities."""
         return False
 
-    def zero_shot(self, taxonomy: pd.DataFrame) -> ZeroShot | None:
+    def zero_shot(self, taxonomy: pd.DataFrame) -> ZeroShotMapping | None:
         """Its backbone's own species scores for ``taxonomy``'s classes, when it blends with them."""
         return None
 
@@ -110,7 +108,7 @@ class ModelFamily:
     # while another family is chosen, they are refused by name
     config_sections: ClassVar[tuple[str, ...]] = ()
 
-    def train(self, *, config: Config, progress: bool = True) -> TrainResult:
+    def train(self, *, config: Settings, progress: bool = True) -> TrainResult:
         """Train on the preprocess stage's artefacts and write ``RunLayout.of(config).model``."""
         raise NotImplementedError
 
@@ -118,14 +116,14 @@ class ModelFamily:
         """Whether ``folder`` holds a trained run of this family."""
         raise NotImplementedError
 
-    def load(self, folder: ModelFolder, config: Config, labels: Sequence[str], *, first: bool) -> Member:
+    def load(self, folder: ModelFolder, config: Settings, labels: Sequence[str], *, first: bool) -> Member:
         """The run in ``folder`` as a member of a submission under ``config`` (``first``: the run the
         submission was configured from, not an extra ``ensemble_model_dirs`` one). Refuses a run
         trained on other classes than ``labels``."""
         raise NotImplementedError
 
-    def predict(self, members: Sequence[Member], files: Sequence[Path], config: Config, *,
-                zero_shot: Sequence[ZeroShot | None]) -> list[Prediction]:
+    def predict(self, members: Sequence[Member], files: Sequence[Path], config: Settings, *,
+                zero_shot: Sequence[ZeroShotMapping | None]) -> list[Prediction]:
         """Every file for each of ``members`` (all of this family) → one {str(file): Output or reason}
         per member. ``zero_shot[i]``: the backbone scores member ``i`` should report with its
         probabilities (None: none)."""
@@ -176,7 +174,7 @@ def family_of(folder: str | Path | ModelFolder) -> ModelFamily:
                         "run the training stage first")
 
 
-def load_members(config: Config, model_dirs: Sequence[str | Path], labels: Sequence[str]) -> list[Member]:
+def load_members(config: Settings, model_dirs: Sequence[str | Path], labels: Sequence[str]) -> list[Member]:
     """Each model folder of ``model_dirs`` (the first: the one ``config`` came with) as a member."""
     members = []
     for i, d in enumerate(model_dirs):

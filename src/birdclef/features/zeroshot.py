@@ -27,6 +27,7 @@ import pandas as pd
 
 from birdclef.backbones import backbone_spec, labels_reader
 from birdclef.config import Config
+from birdclef.contracts import ZeroShotMapping
 from birdclef.data.competition import n_windows
 from birdclef.data.metric import masked_auc_columns
 from birdclef.errors import BirdclefError
@@ -78,20 +79,9 @@ def map_taxonomy(taxonomy: pd.DataFrame, species: list[tuple]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ZeroShot:
-    """A backbone's species logits for one taxonomy, read from cached embeddings."""
-
-    class_columns: np.ndarray  # (n_classes,) backbone column per taxonomy class, -1: unmapped
-
-    @property
-    def mapped(self) -> np.ndarray:
-        """(n_classes,) bool: classes the backbone scores."""
-        return self.class_columns >= 0
-
-    @property
-    def score_columns(self) -> np.ndarray:
-        """Sorted backbone columns the embedding stage must store."""
-        return np.unique(self.class_columns[self.mapped])
+class ZeroShot(ZeroShotMapping):
+    """A backbone's species logits for one taxonomy, read from cached embeddings (its mapping:
+    :class:`birdclef.contracts.ZeroShotMapping`)."""
 
     def frame_logits(self, e: Embedded) -> np.ndarray:
         """(n_frames, n_classes) float32: the backbone's logit per frame, 0 for unmapped classes."""

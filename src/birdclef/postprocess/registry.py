@@ -1,48 +1,23 @@
 """The post-processing chain: the registry of named steps (:func:`step`, :data:`STEPS`), what a step may
-draw on (:class:`Evidence`), and running a config's chain on a soundscape's window probabilities
+draw on (:class:`birdclef.contracts.Evidence`, re-exported here), and running a config's chain on a soundscape's window probabilities
 (:func:`run_chain`, :func:`finish_windows`; an ensemble's per-member half, :func:`split_chain`).
 The steps themselves are in :mod:`birdclef.postprocess.steps`."""
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from birdclef.contracts import Evidence, RankReference, Settings
 from birdclef.data.competition import competition_paths, load_taxonomy
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from birdclef.config import Config
 
-
-@dataclass(frozen=True)
-class Evidence:
-    """What post-processing steps may draw on for one soundscape besides its window probabilities."""
-
-    zero_shot_logits: np.ndarray | None = None  # (n_windows, n_classes) the backbone's own logits
-    zero_shot_weights: np.ndarray | None = None  # (n_classes,) their blend weights in [0, 1]
-    prior_shift: np.ndarray | None = None  # (n_classes,) logit shift of the file's site and hour (birdclef.postprocess.priors)
-    # one row per class in the submission's label order: columns primary_label, scientific_name,
-    # class_name and, where the taxonomy has one, family (birdclef.data.competition.load_taxonomy, reindexed)
-    taxonomy: pd.DataFrame | None = None
-    rank_reference: RankReference | None = None  # every window of the set, for rank_blend (:func:`rank_reference`)
-    context: Any = None  # a trained context model (birdclef.models.context.ContextModel), for the context step
-
-
-@dataclass(frozen=True)
-class RankReference:
-    """Every window of a submission set (all its files), sorted per class: what ``rank_blend`` ranks a
-    file's windows against, so a step that sees one file at a time ranks within the whole set."""
-
-    head: np.ndarray  # (n_rows, n_classes) float64 the member's scores where rank_blend runs, each column sorted
-    backbone: np.ndarray  # (n_rows, n_classes) float64 its backbone's logits, each column sorted
-    mapped: np.ndarray  # (n_classes,) bool: the classes the backbone knows (the others are left alone)
-
-
-StepFunction = Callable[[np.ndarray, Any, Evidence], np.ndarray]
+StepFunction = Callable[[np.ndarray, Settings, Evidence], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -82,12 +57,12 @@ def chain(names: Sequence[str]) -> list[Step]:
     return [STEPS[n] for n in names]
 
 
-def needs(config: Any, name: str) -> bool:
+def needs(config: Settings, name: str) -> bool:
     """Whether a step of ``config.postprocess`` needs the :class:`Evidence` field ``name``."""
     return any(name in s.evidence for s in chain(config.postprocess))
 
 
-def run_chain(prob: np.ndarray, config: Any, evidence: Evidence = Evidence(),
+def run_chain(prob: np.ndarray, config: Settings, evidence: Evidence = Evidence(),
               names: Sequence[str] | None = None) -> np.ndarray:
     """One soundscape's (n_windows, n_classes) probabilities through ``config.postprocess`` in order
     (``names``: only those steps, in that order)."""
@@ -100,7 +75,7 @@ def run_chain(prob: np.ndarray, config: Any, evidence: Evidence = Evidence(),
 MEMBER_STEPS = ("blend", "rank_blend")  # the steps an ensemble member runs alone, with its own backbone's scores
 
 
-def split_chain(config: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def split_chain(config: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``config.postprocess`` → (the steps each ensemble member runs alone: up to and including the
     last zero-shot blend (``blend``, ``rank_blend``), so each blends with its own backbone's scores;
     the steps run on the ensemble mean). Without a blend step every step runs on the mean. Run one
@@ -110,13 +85,13 @@ def split_chain(config: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return names[:cut], names[cut:]
 
 
-def chain_table(config: Any) -> list[dict[str, str]]:
+def chain_table(config: Settings) -> list[dict[str, str]]:
     """One row per step of ``config.postprocess``: order, step, settings (``field=value``), what it does."""
     return [{"order": str(i + 1), "step": s.name, "settings": ", ".join(f"{f}={getattr(config, f)!r}" for f in s.fields),
              "does": s.summary} for i, s in enumerate(chain(config.postprocess))]
 
 
-def finish_windows(prob: np.ndarray, config: Config, *, zero_shot: tuple[np.ndarray, np.ndarray] | None = None,
+def finish_windows(prob: np.ndarray, config: Settings, *, zero_shot: tuple[np.ndarray, np.ndarray] | None = None,
                    prior: np.ndarray | None = None, taxonomy: pd.DataFrame | None = None,
                    steps: Sequence[str] | None = None, rank_reference: RankReference | None = None,
                    context: object = None) -> np.ndarray:

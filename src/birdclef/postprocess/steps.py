@@ -7,17 +7,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from birdclef.contracts import ChosenWeights, Evidence, RankReference, Settings
 from birdclef.postprocess.priors import apply_shift
-from birdclef.postprocess.registry import Evidence, RankReference, step
+from birdclef.postprocess.registry import step
 
-if TYPE_CHECKING:
-    from birdclef.config import Config
-    from birdclef.family import Member
-    from birdclef.models.head import HeadMeta
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +146,7 @@ def rank_blend(prob: np.ndarray, logits: np.ndarray, reference: RankReference, w
 
 @step("blend", fields=("zero_shot_weight",),
       summary="head probabilities blended with the backbone's own logits in logit space, per mapped class")
-def _blend_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+def _blend_step(prob: np.ndarray, config: Settings, evidence: Evidence) -> np.ndarray:
     if evidence.zero_shot_logits is None or evidence.zero_shot_weights is None:
         return prob  # a member without backbone logits (SED), or the blend off
     return blend_logits(prob, evidence.zero_shot_logits, evidence.zero_shot_weights)
@@ -158,7 +155,7 @@ def _blend_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray
 @step("rank_blend", fields=("rank_blend_weight",), evidence=("rank_reference",),
       summary="per mapped class, the head's and the backbone's ranks over every window of the set, weighted "
               "(rank_blend_weight: the backbone's share), mapped back onto the head's scores")
-def _rank_blend_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+def _rank_blend_step(prob: np.ndarray, config: Settings, evidence: Evidence) -> np.ndarray:
     if evidence.zero_shot_logits is None:
         return prob  # a member without backbone logits (SED)
     if evidence.rank_reference is None:
@@ -171,7 +168,7 @@ def _rank_blend_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.nd
 @step("context", fields=("context_epochs", "context_hidden"), evidence=("context",),
       summary="a small bidirectional GRU over the file's windows corrects each window's logit from its "
               "neighbours (birdclef.models.context; trained in 03_train on the validation soundscapes)")
-def _context_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+def _context_step(prob: np.ndarray, config: Settings, evidence: Evidence) -> np.ndarray:
     if evidence.context is None:
         raise ValueError("post-processing step 'context' needs a trained context model (Evidence.context); none "
                          "was given: train one with 'context' in postprocess (03_train, birdclef.models.context.train_context)")
@@ -180,7 +177,7 @@ def _context_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarr
 
 @step("site_prior", fields=("site_prior_weight",),
       summary="the site and hour prior of the labelled train soundscapes, weighted, in logit space")
-def _site_prior_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+def _site_prior_step(prob: np.ndarray, config: Settings, evidence: Evidence) -> np.ndarray:
     if evidence.prior_shift is None:
         return prob
     return apply_shift(prob, evidence.prior_shift, config.site_prior_weight)
@@ -188,13 +185,13 @@ def _site_prior_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.nd
 
 @step("smoothing", fields=("smoothing_kernel",),
       summary="each window a weighted mean of its neighbours (the kernel, centred)")
-def _smoothing_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+def _smoothing_step(prob: np.ndarray, config: Settings, evidence: Evidence) -> np.ndarray:
     return smooth_windows(prob, config.smoothing_kernel)
 
 
 @step("file_boost", fields=("file_boost_alpha", "file_boost_power"),
       summary="each window raised toward the file's maximum for its class (additive: α; multiplicative: max^β)")
-def _file_boost_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+def _file_boost_step(prob: np.ndarray, config: Settings, evidence: Evidence) -> np.ndarray:
     return file_boost(prob, alpha=config.file_boost_alpha, power=config.file_boost_power)
 
 
@@ -283,7 +280,7 @@ def _taxon_groups(class_names: tuple[str, ...], entries: tuple[str, ...]
 @step("taxon_smoothing", fields=("taxon_smoothing_kernels",),
       summary="each window a weighted mean of its neighbours with a kernel per taxonomy class_name "
               "(wider for frogs and insects); other classes left as they are", evidence=("taxonomy",))
-def _taxon_smoothing_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+def _taxon_smoothing_step(prob: np.ndarray, config: Settings, evidence: Evidence) -> np.ndarray:
     prob = np.asarray(prob, np.float32)
     class_names = _column(evidence.taxonomy, "class_name", "taxon_smoothing", prob.shape[1])
     return taxon_smoothing(prob, class_names, config.taxon_smoothing_kernels)
@@ -326,7 +323,7 @@ def _warn_once(message: str) -> None:
 @step("genus_smoothing", fields=("genus_weight", "family_weight"),
       summary="each class takes a share of the mean of its genus-mates (and of its family-mates where the "
               "taxonomy has a family column); a class alone in its genus keeps its value", evidence=("taxonomy",))
-def _genus_smoothing_step(prob: np.ndarray, config: Any, evidence: Evidence) -> np.ndarray:
+def _genus_smoothing_step(prob: np.ndarray, config: Settings, evidence: Evidence) -> np.ndarray:
     prob = np.asarray(prob, np.float32)
     n = prob.shape[1]
     genera = tuple(name.split()[0] if name else "" for name in _column(evidence.taxonomy, "scientific_name",
@@ -366,7 +363,7 @@ def genus_smoothing(prob: np.ndarray, genera: Sequence[str], genus_weight: float
     return out.astype(np.float32)
 
 
-def zero_shot_weights(config: Config, metas: Sequence[HeadMeta | Member], mapped: np.ndarray) -> np.ndarray:
+def zero_shot_weights(config: Settings, metas: Sequence[ChosenWeights], mapped: np.ndarray) -> np.ndarray:
     """(n_classes,) blend weights: ``config.zero_shot_weight`` for every mapped class when it is a
     number, else the mean of the weights the heads (``metas``: their metadata or the members)
     chose on validation (members without zero-shot weights are left out; with none, the blend is
