@@ -24,7 +24,8 @@ def test_improved_recipe_is_the_seed_plus_the_measured_improvements():
 def test_default_recipe_is_birdnet_with_the_steps_that_helped_it():
     c = build_config()
     assert c.recipe == "default" and c.backbone == "birdnet" and c.multi_label
-    assert (c.segment_cleaning, c.cleaned_as, c.smoothing_kernel) == (0.0, "background", (0.25, 0.5, 0.25))
+    assert (c.segment_cleaning, c.cleaned_as, c.smoothing_kernel) == (0.0, "background", (0.1, 0.8, 0.1))
+    assert c.postprocess == ("blend", "site_prior", "smoothing", "file_boost") and c.file_boost_power == 1.0
     assert (c.denoise, c.rms_normalise, c.zero_shot_weight, c.refit) == (False, False, None, True)
     assert (c.vad_threshold, c.vad_min_speech_s) == (0.9, 0.5)
     assert c.pseudo_rounds == 0 and c.tta_shifts_s == (0.0,) and c.window_pool == "mean"

@@ -26,7 +26,9 @@ import pandas as pd
 from birdclef.data.metric import read_solution
 from birdclef.postprocess import smooth_windows
 
-SMOOTHING: dict[str, tuple[float, ...]] = {"none": (1.0,), "k3": (0.25, 0.5, 0.25), "k5": (0.1, 0.2, 0.4, 0.2, 0.1)}
+SMOOTHING: dict[str, tuple[float, ...]] = {"none": (1.0,), "k3-soft": (0.1, 0.8, 0.1), "k3-mid": (0.15, 0.7, 0.15),
+                                           "k3": (0.25, 0.5, 0.25), "k5": (0.1, 0.2, 0.4, 0.2, 0.1),
+                                           "k3-sustained": (0.25, 0.5, 0.25)}  # the kernel ADAPTIVE's step mixes in
 
 
 def _mult(beta: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -47,12 +49,27 @@ BOOSTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "evidence": _evidence, "evidence-mult": lambda p: _evidence(p) * p.max(0, keepdims=True)}
 
 
+def sustained(p: np.ndarray, kernel: tuple[float, ...] = (0.25, 0.5, 0.25)) -> np.ndarray:
+    """Smoothing as strong as the file shows a class sustained: per class, ``s`` = the share of the file's
+    windows scoring at least half its maximum; the smoothed and raw scores mixed with weight min(1, 2·s) (a
+    lone call, 1 window of 12: 0.17; a class filling half the minute or more: 1, full smoothing)."""
+    p = np.asarray(p, np.float64)
+    share = (p >= 0.5 * p.max(0, keepdims=True)).mean(0, keepdims=True)
+    a = np.minimum(1.0, 2 * share)
+    return p + a * (smooth_windows(p, kernel).astype(np.float64) - p)
+
+
+ADAPTIVE: dict[str, Callable[[np.ndarray], np.ndarray]] = {"k3-sustained": sustained}
+
+
 def finish(prob: np.ndarray, smoothing: str, boost: str) -> np.ndarray:
-    """One file's (n_windows, n_classes) probabilities → smoothed by ``SMOOTHING[smoothing]``, then boosted
-    by ``BOOSTS[boost]``; the same shape."""
+    """One file's (n_windows, n_classes) probabilities → smoothed by ``SMOOTHING[smoothing]`` (a kernel) or
+    ``ADAPTIVE[smoothing]`` (a function of the file), then boosted by ``BOOSTS[boost]``; the same shape."""
     if smoothing not in SMOOTHING or boost not in BOOSTS:
         raise ValueError(f"unknown grid point {smoothing!r}/{boost!r}; known: {list(SMOOTHING)} × {list(BOOSTS)}")
-    return BOOSTS[boost](smooth_windows(np.asarray(prob, np.float64), SMOOTHING[smoothing]).astype(np.float64))
+    p = np.asarray(prob, np.float64)
+    smoothed = ADAPTIVE[smoothing](p) if smoothing in ADAPTIVE else smooth_windows(p, SMOOTHING[smoothing])
+    return BOOSTS[boost](np.asarray(smoothed, np.float64))
 
 
 def files_of(submission: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -58,6 +58,8 @@ REAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "no-smooth": ("no smoothing across windows", dict(smoothing_kernel=(1.0,))),
     # the chain up to smoothing: the post-processing grid (birdclef_bench.postgrid) starts from its submission
     "pre-smooth": ("blend and site prior only (no smoothing, no file boost)", dict(postprocess=("blend", "site_prior"))),
+    "smooth-soft": ("gentle smoothing (0.1, 0.8, 0.1), the default since issue 31", dict(smoothing_kernel=(0.1, 0.8, 0.1))),
+    "smooth-k3": ("smoothing (0.25, 0.5, 0.25), the default before issue 31", dict(smoothing_kernel=(0.25, 0.5, 0.25))),
     "smooth5": ("wider smoothing (0.1, 0.2, 0.4, 0.2, 0.1)", dict(smoothing_kernel=(0.1, 0.2, 0.4, 0.2, 0.1))),
     "backbone-only": ("the backbone's logits alone on mapped classes (blend weight 1), smoothed", dict(zero_shot_weight=1.0)),
     "max-pool": ("a window's segment probabilities pooled by max, not mean", dict(window_pool="max")),

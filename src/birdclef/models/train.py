@@ -742,8 +742,9 @@ def train_embedding_head(*, config: Config, progress: bool = True) -> TrainResul
           + (f"; on the {metrics['zero_shot_classes']} classes the backbone knows: head {metrics['val_auc_head_mapped']:.3f}, "
              f"backbone {metrics['val_auc_zero_shot']:.3f}, blend {metrics['val_auc_blend']:.3f}"
              if "val_auc_blend" in metrics else "")
-          + (f"; blend guard: finished {metrics['guard_finished_auc']:.3f} vs backbone {metrics['guard_backbone_auc']:.3f}"
-             + (" → FELL BACK to the backbone" if metrics["guard_fallback"] else " (kept)") if "guard_fallback" in metrics else "")
+          + (f"; blend guard: finished {metrics['guard_finished_auc']:.3f} vs backbone alone {metrics['guard_backbone_auc']:.3f}"
+             f" and through the same post-processing {metrics['guard_backbone_finished_auc']:.3f}"
+             + (" → FELL BACK to the backbone's weights" if metrics["guard_fallback"] else " (kept)") if "guard_fallback" in metrics else "")
           + (f"; {metrics['n_val_mix_soundscapes']} validation soundscapes {metrics['val_mix_auc_head']:.3f} "
              f"(post-processed {metrics['val_mix_auc_finished']:.3f})" if "val_mix_auc_head" in metrics else "")
           + (f"; {metrics['n_val_soundscape_files']} held-out labelled soundscapes, whole files "
