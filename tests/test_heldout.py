@@ -195,6 +195,11 @@ def test_the_paired_table_gives_each_variants_gain_over_the_default_run_by_run()
     table = paired_table(pd.DataFrame(rows))
     assert "| sparse" not in table and "| `x` | 2 | +0.0050 ± 0.0212 |" in table and "| 1/2 |" in table
     assert "`default`" not in table and "zero-shot" not in table
+    # with training regimes a run is (regime, split, seed): each variant is paired within its own regime
+    both = pd.DataFrame([{**r, "regime": k, "all": r["all"] + (0.1 if k == "1" and r["variant"] == "x" else 0)}
+                         for r in rows for k in ("1", "all")])
+    table = paired_table(both)
+    assert "| `x` | 4 | +0.0550 ± 0.0603 |" in table and "| 3/4 |" in table
 
 
 POOLED = TaskSettings(n_soundscapes=12, soundscape_s=30.0, lockbox_share=0.5, pool_share=0.8, pool_soundscapes=4)

@@ -368,14 +368,15 @@ def paired_table(results: pd.DataFrame, base: str = "default") -> str:
     if "construction" not in results:
         results = results.assign(construction="dense-file")
     runs = results[results["seed"] >= 0]
+    ids = ["regime", "split", "seed"] if "regime" in runs else ["split", "seed"]  # a run: its regime, split and seed
     lines = [f"| construction | variant | runs | vs {base}: all | vs {base}: mapped | vs {base}: unmapped | better (all) |",
              "|---|---|---|---|---|---|---|"]
     for construction, c in runs.groupby("construction", sort=False):
-        ref = c[c["variant"] == base].set_index(["split", "seed"])
+        ref = c[c["variant"] == base].set_index(ids)
         for name, g in c.groupby("variant", sort=False):
             if name == base or ref.empty:
                 continue
-            g = g.set_index(["split", "seed"])
+            g = g.set_index(ids)
             both = g.index.intersection(ref.index)
             diff = {k: pd.Series(g.loc[both, k].to_numpy() - ref.loc[both, k].to_numpy()) for k in ("all", "mapped",
                                                                                                  "unmapped")}
