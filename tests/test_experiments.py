@@ -89,3 +89,16 @@ def test_realdev_flags_reach_the_run_and_regimes_are_refused_elsewhere(tmp_path,
     assert [(t.construction, t.n_soundscapes) for t in seen["settings"]] == [("sparse", 40), ("density", 40)]
     with pytest.raises(SystemExit, match="--regimes is for --dataset realdev"):
         main(["--regimes", "1", "--out", str(tmp_path / "q")])
+
+
+def test_realdev_runs_take_the_settings_given_with_param_and_refuse_a_malformed_one():
+    import argparse
+
+    from birdclef_bench.experiments import real_params
+
+    args = argparse.Namespace(val_soundscapes=10, param=["val_density=real", " epochs = 3"])
+    assert real_params(args) == {"val_soundscapes": 10, "val_density": "real", "epochs": "3"}
+    assert real_params(argparse.Namespace(val_soundscapes=None, param=[])) == {}
+    for bad in ("val_density", "=real"):
+        with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+            real_params(argparse.Namespace(val_soundscapes=None, param=[bad]))

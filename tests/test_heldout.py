@@ -310,7 +310,7 @@ def test_density_needs_one_minute_minutes_and_a_valid_table(tiny_demo, tmp_path)
     with pytest.raises(BirdclefError, match="no occupancy table"):
         load_occupancy(tmp_path / "missing.csv")
     good = _occupancy(tmp_path, DENSITY_ROWS)
-    with pytest.raises(BirdclefError, match="60-s soundscapes"):
+    with pytest.raises(BirdclefError, match="are 60 s long"):
         make_heldout_task(tiny_demo, tmp_path / "t", split=0, settings=TaskSettings(
             construction="density", occupancy=str(good), n_soundscapes=2, soundscape_s=30.0, lockbox_share=0.5))
     with pytest.raises(ValueError, match="occupancy"):

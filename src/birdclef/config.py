@@ -71,6 +71,7 @@ CLUSTER_PATTERN = re.compile(r"local:[1-9][0-9]*|(tcp|tls|ws|wss)://(\[[0-9a-fA-
 CLUSTER_FORMS = ('none (this machine), "local:N" (a Dask LocalCluster of N worker processes) or a running '
                  'scheduler\'s address, e.g. "tcp://10.0.0.5:8786"')
 VAL_SELECT = ("labelled", "soundscapes")
+VAL_DENSITIES = ("sparse", "real")
 SOUNDSCAPE_GROUPS = ("site_day", "file", "site")
 GROUPS = ("session", "recording", "author")
 POOLS = ("mean", "max")
@@ -177,6 +178,9 @@ class Config:
     # validation soundscapes (birdclef.models.valsoundscapes): this many minutes mixed from the validation fold's
     # recordings like the test's (sparse faint calls over a bed), scored every epoch; 0: off
     val_soundscapes: int = _stage("training", 30, section="head")
+    # how dense those minutes are: "sparse" (1–4 calls per species, 30 % of the minutes empty: the sparse end of
+    # real data) or "real" (presence drawn from the pooled figures of eight real labelled sets: birdclef.data.density)
+    val_density: Literal["sparse", "real"] = _stage("training", "sparse", section="head")
     # which validation score picks the epoch and the blend weights: "labelled" (focal recordings and
     # labelled soundscape windows, combined) or "soundscapes" (the validation soundscapes)
     val_select: Literal["labelled", "soundscapes"] = _stage("training", "labelled", section="head")
@@ -379,6 +383,8 @@ class Config:
             raise ValueError(f"site_prior_weight must be >= 0, got {self.site_prior_weight}")
         if self.val_soundscapes < 0:
             raise ValueError(f"val_soundscapes must be >= 0, got {self.val_soundscapes}")
+        if self.val_density not in VAL_DENSITIES:
+            raise ValueError(f"unknown val_density {self.val_density!r}; known: {', '.join(map(repr, VAL_DENSITIES))}")
         if self.val_select not in VAL_SELECT:
             raise ValueError(f"unknown val_select {self.val_select!r}; known: {', '.join(map(repr, VAL_SELECT))}")
         if self.soundscape_weight < 0:

@@ -26,11 +26,9 @@ import numpy as np
 import pandas as pd
 
 from birdclef.data import mixing
-from birdclef.data.mixing import SAMPLE_RATE_HZ, Mix, Source
+from birdclef.data.density import WINDOWS, patterned_soundscapes
+from birdclef.data.mixing import Mix, Source
 from birdclef.errors import BirdclefError
-
-WINDOWS = 12  # an occupancy pattern covers one minute of 5-s windows
-CALL_JITTER_DB = 3.0  # a call's level around its species' level in the file
 
 
 def default_occupancy() -> Path | None:
@@ -103,84 +101,20 @@ def occupancy_stats(chunks: list[Chunk]) -> dict[str, float]:
     return density_stats(y)
 
 
-def place_patterns(patterns: list[tuple[list[Source], np.ndarray]], bed_sources: list[Source], labels: list[str],
-                   rng: np.random.Generator, *, soundscape_s: float = 60.0, window_s: float = 5.0,
-                   background_dbfs: float = -45.0, snr_db: tuple[float, float] = (-5.0, 15.0),
-                   min_overlap_s: float = 1.0) -> Mix:
-    """One soundscape: the bed (:func:`birdclef.data.mixing.make_bed`), then for each (recordings of one
-    species, its (n_windows,) pattern) one recording's detected calls, in order from a random one, one
-    wholly inside each window the pattern marks. The species' level is drawn from ``snr_db`` (band SNR over
-    the bed), each call ±``CALL_JITTER_DB`` around it."""
-    length = int(soundscape_s * SAMPLE_RATE_HZ)
-    n_win = int(round(soundscape_s / window_s))
-    index = {label: j for j, label in enumerate(labels)}
-    audio, parts = mixing.make_bed(bed_sources, rng, length, background_dbfs)
-    bed_level = mixing._band_rms(audio)
-    truth = np.zeros((n_win, len(labels)), np.int8)
-    ignore = np.zeros((n_win, len(labels)), bool)
-    lo = np.arange(n_win) * window_s
-
-    def cover(a: float, b: float) -> np.ndarray:
-        return np.clip(np.minimum(b, lo + window_s) - np.maximum(a, lo), 0, None)
-
-    for p in parts:  # a bed stretch may hold faint calls of its own recording's species: not judged there
-        if p["label"] in index:
-            ignore[cover(p["start_s"], p["end_s"]) > 0, index[p["label"]]] = True
-    for candidates, pattern in patterns:
-        src = candidates[int(rng.integers(len(candidates)))]
-        if not src.events:
-            continue
-        level = float(rng.uniform(*snr_db))
-        k = int(rng.integers(len(src.events)))
-        j = index[src.label]
-        for w in np.flatnonzero(pattern[:n_win]):
-            a_s, b_s = src.events[k % len(src.events)]
-            k += 1
-            dur = min(b_s - a_s, window_s)
-            start_s = lo[w] + float(rng.uniform(0, window_s - dur))
-            start = int(round(start_s * SAMPLE_RATE_HZ))
-            clip = mixing._faded(mixing._cut(src, (a_s, a_s + dur)))[: max(0, length - start)]
-            if len(clip) < int(0.1 * SAMPLE_RATE_HZ):
-                continue
-            snr = level + float(rng.uniform(-CALL_JITTER_DB, CALL_JITTER_DB))
-            clip = clip * np.float32(bed_level * 10 ** (snr / 20) / max(mixing._band_rms(clip), 1e-12))
-            audio[start:start + len(clip)] += clip
-            a, b = start / SAMPLE_RATE_HZ, (start + len(clip)) / SAMPLE_RATE_HZ
-            c = cover(a, b)
-            truth[c >= min(min_overlap_s, 0.5 * (b - a)), j] = 1
-            for s in src.secondary:
-                if s in index and s != src.label:
-                    ignore[c > 0, index[s]] = True
-            parts.append({"kind": "call", "filename": src.name, "label": src.label, "start_s": round(a, 3),
-                          "end_s": round(b, 3), "snr_db": round(snr, 2)})
-    ignore &= truth == 0
-    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
-    if peak > 0.99:
-        audio = audio * np.float32(0.99 / peak)
-    return Mix(audio, truth, ignore, parts)
-
-
 def density_soundscapes(sources: list[Source], labels: list[str], chunks: list[Chunk], rng: np.random.Generator, *,
                         n: int, prefix: str, soundscape_s: float = 60.0, background_dbfs: float = -45.0,
                         snr_db: tuple[float, float] = (-5.0, 15.0), min_overlap_s: float = 1.0,
                         where: str = "the recordings") -> Iterator[tuple[str, Mix, str]]:
     """``n`` soundscapes ``<prefix><i:03d>``, each with the presence of a real chunk drawn at random from
-    ``chunks`` (see the module docstring) → (name, mix, the chunk's key).
+    ``chunks`` (see the module docstring; :func:`birdclef.data.density.patterned_soundscapes` places the
+    calls) → (name, mix, the chunk's key).
 
     Raises :class:`BirdclefError` when no source has a call-free stretch or a detected call, or
     ``soundscape_s`` is not one pattern's minute."""
-    if int(round(soundscape_s / 5.0)) != WINDOWS:
-        raise BirdclefError(f"the real-density construction needs {WINDOWS * 5}-s soundscapes (one occupancy "
-                            f"pattern), got {soundscape_s} s")
-    by_species = mixing.callers(sources, where=where)
-    deck = mixing.SpeciesDeck(by_species, rng)
-    for i in range(n):
-        chunk = chunks[int(rng.integers(len(chunks)))]
-        patterns = list(chunk.patterns)
-        if len(patterns) > len(by_species):  # more species than held out: a random subset of the patterns
-            patterns = [patterns[j] for j in sorted(rng.choice(len(patterns), len(by_species), replace=False))]
-        picked = deck.deal(len(patterns))
-        mix = place_patterns([(by_species[sp], p) for sp, p in zip(picked, patterns)], sources, labels, rng,
-                             soundscape_s=soundscape_s, background_dbfs=background_dbfs, snr_db=tuple(snr_db),
-                             min_overlap_s=min_overlap_s)
-        yield f"{prefix}{i:03d}", mix, chunk.key
+    def draw(r: np.random.Generator) -> tuple[list[np.ndarray], str]:
+        chunk = chunks[int(r.integers(len(chunks)))]
+        return list(chunk.patterns), chunk.key
+
+    yield from patterned_soundscapes(sources, labels, rng, n=n, prefix=prefix, draw=draw, soundscape_s=soundscape_s,
+                                     background_dbfs=background_dbfs, snr_db=snr_db, min_overlap_s=min_overlap_s,
+                                     where=where)

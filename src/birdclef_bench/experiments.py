@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="realdev: training regimes, recordings per species (whole sessions subsampled; the test "
                          "minutes unchanged); 0 = every recording")
     ap.add_argument("--lockbox", action="store_true", help="realdev: also score the default on the lockbox split, last")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="realdev: a setting every run takes over its recipe's (repeatable), e.g. val_density=real")
     ap.add_argument("--pool-share", type=float, default=0.0,
                     help="realdev: share of the training side's sessions set aside as unlabelled train soundscapes "
                          "(the noisy student's pool; its own task folders); 0: none")
@@ -300,6 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def real_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings every realdev run takes over its recipe's: ``--val-soundscapes`` and each ``--param KEY=VALUE``
+    (converted and checked by the run's own ``build_config``); a malformed pair is refused."""
+    params: dict[str, Any] = {} if args.val_soundscapes is None else {"val_soundscapes": args.val_soundscapes}
+    for pair in args.param:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--param {pair!r}: expected KEY=VALUE")
+        params[key.strip()] = value.strip()
+    return params
+
+
 def _main_real(args: argparse.Namespace) -> int:
     from birdclef_bench.realbench import REAL_VARIANTS, default_realdev, run_real
 
@@ -323,7 +337,7 @@ def _main_real(args: argparse.Namespace) -> int:
         raise SystemExit(f"--construction: {err}") from None
     print(run_real(Path(args.out), source, splits=args.splits, seeds=args.seeds, names=names, epochs=args.epochs,
                    settings=settings, lockbox=args.lockbox, regimes=args.regimes,
-                   params={} if args.val_soundscapes is None else {"val_soundscapes": args.val_soundscapes}))
+                   params=real_params(args)))
     return 0
 
 

@@ -4,7 +4,8 @@ A focal validation recording scores a head on clear, loud, whole-file calls; the
 minutes of background with a few faint calls. Inside training, :func:`build` takes the
 validation fold's recordings (never trained on by the fold's head) and composes
 ``val_soundscapes`` minutes from them with :func:`birdclef.data.mixing.sparse_soundscapes`, the
-construction the real-audio benchmark's test soundscapes use; they are embedded like test
+construction the real-audio benchmark's sparse test soundscapes use (``val_density="real"``:
+:func:`birdclef.data.density.real_density_soundscapes`, as dense as real labelled minutes); they are embedded like test
 soundscapes and scored window by window (ignored cells left out), so a validation score can be
 measured the way the test is, after every post-processing step.
 
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from birdclef.config import Config
-from birdclef.data import mixing
+from birdclef.data import density, mixing
 from birdclef.data.competition import n_windows
 from birdclef.data.metric import masked_auc_columns
 from birdclef.errors import BirdclefError
@@ -121,6 +122,8 @@ def finished(prob: np.ndarray, counts: np.ndarray, config: Config, *, zero_shot:
 def _key(recordings: pd.DataFrame, config: Config) -> str:
     spec = {"version": BUILD_VERSION, "n": config.val_soundscapes, "seed": config.seed,
             "recordings": sorted(map(str, recordings["path"]))}
+    if config.val_density != "sparse":  # the sparse sets keep the keys they had before there was a choice
+        spec["density"] = config.val_density
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -141,8 +144,9 @@ def build(recordings: pd.DataFrame, labels: list[str], config: Config, zero_shot
         rng = np.random.default_rng(10_000 + config.seed)
         names, truth, ignore = [], [], []
         try:
-            for name, mix in mixing.sparse_soundscapes(sources, labels, rng, n=config.val_soundscapes, prefix="val_",
-                                                       where="validation fold"):
+            construct = density.real_density_soundscapes if config.val_density == "real" else mixing.sparse_soundscapes
+            for name, mix in construct(sources, labels, rng, n=config.val_soundscapes, prefix="val_",
+                                       where="validation fold"):
                 write_ogg(folder / f"{name}.ogg", np.clip(mix.audio, -1, 1), mixing.SAMPLE_RATE_HZ)
                 names.append(name)
                 truth.append(mix.truth)
@@ -152,7 +156,7 @@ def build(recordings: pd.DataFrame, labels: list[str], config: Config, zero_shot
             return None
         write_npz(done, names=np.asarray(names), truth=np.concatenate(truth), ignore=np.concatenate(ignore))
         write_json({"recordings": sorted(map(str, recordings["filename"])), "n": config.val_soundscapes,
-                    "seed": config.seed, "version": BUILD_VERSION}, folder / "build.json")
+                    "density": config.val_density, "seed": config.seed, "version": BUILD_VERSION}, folder / "build.json")
     with np.load(done) as z:
         names, truth, ignore = [str(n) for n in z["names"]], z["truth"].astype(np.float32), z["ignore"]
     truth[ignore] = np.nan
