@@ -42,7 +42,7 @@ def members(tiny_demo, demo_run, tmp_path_factory):
     _save_onnx(conversion / "perch_v2.onnx")
     _perch_labels(conversion / "labels.csv", load_taxonomy(tiny_demo / "taxonomy.csv"))
     perch = build_config(data_dir=str(tiny_demo), work_dir=str(root / "perch2"), backbone="perch_v2",
-                         backbone_path=str(conversion), epochs=3)
+                         backbone_path=str(conversion), epochs=3, val_soundscapes=2)  # 2 validation minutes, not 30
     run_preprocess(config=perch)
     run_training(config=perch, progress=False)
     return {"mlp": mlp, "sed": sed, "perch": perch}

@@ -15,6 +15,7 @@ from birdclef.cli import main
 from birdclef.config import EMBEDDING_FIELDS, FIELD_TYPES, previous_config_path
 from birdclef.pipeline import (NOTEBOOKS, PARAMETERS_HEADER, NotebookParameterError, notebook_parameters,
                                notebook_params, notebooks_dir)
+from birdclef.workdir import RunLayout
 
 
 def _parameters_cell(name):
@@ -160,6 +161,9 @@ def test_notebooks_from_another_folder_give_a_scored_submission_and_the_clis_con
     assert "local score" in text
     # the CLI route, the same parameters: the same configs (each stage inherits the one before)
     where = ["--data-dir", data, "--work-dir", "cli"]
+    # the notebooks' embedding cache (not their preprocess folder: the CLI writes its own stage configs, compared
+    # below): the recordings are not embedded twice, and a CLI embedding setting that differed would be refused
+    RunLayout(tmp_path / "cli").link_caches(RunLayout(work), preprocess=False)
     for command in ("preprocess", "train"):
         assert main([command, *where, *params]) == 0
     for stage, compared in (("train", EMBEDDING_FIELDS), ("submit", FIELD_TYPES)):  # preprocess's, the model's

@@ -34,8 +34,9 @@ def bad_root(tiny_demo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def bad_run(bad_root, tmp_path_factory):
     root, kinds, test_kinds = bad_root
+    # 2 mixed validation minutes, not 30: the bad recordings are what this run is about
     config = build_config(data_dir=str(root), work_dir=str(tmp_path_factory.mktemp("badrun")), backbone="melstats",
-                          epochs=4)
+                          epochs=4, val_soundscapes=2)
     pre = run_preprocess(config=config)
     run_training(config=config, progress=False)
     return config, pre
@@ -122,22 +123,47 @@ RUNNER = textwrap.dedent("""
     import sys
     from birdclef.config import build_config
     from birdclef.{module} import {func}
-    config = build_config(data_dir=sys.argv[1], work_dir=sys.argv[2], backbone="melstats", epochs=int(sys.argv[3]))
+    config = build_config(data_dir=sys.argv[1], work_dir=sys.argv[2], backbone="melstats", epochs=int(sys.argv[3]),
+                          val_soundscapes=int(sys.argv[4]))
     {func}(config=config)
 """)
 
 
-def _start(module, func, root, work, epochs=3):
+def _start(module, func, root, work, epochs=3, val_soundscapes=30):
     code = RUNNER.format(module=module, func=func)
-    return subprocess.Popen([sys.executable, "-c", code, str(root), str(work), str(epochs)],
+    return subprocess.Popen([sys.executable, "-c", code, str(root), str(work), str(epochs), str(val_soundscapes)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _kill_when(proc, ready, timeout=120):
-    t0 = time.time()
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its living descendants (pool workers included)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += [c for c, (parent, _) in stats.items() if parent == p and c not in tree]
+    return sum(stats[p][1] for p in tree if p in stats)
+
+
+def _kill_when(proc, ready, cpu_s=120, wall_s=1800):
+    """SIGKILL ``proc`` once ``ready()`` (a file it writes) holds. It fails when the process dies first, or has
+    spent ``cpu_s`` CPU seconds without getting there: on a loaded machine it gets less of a core, not more work,
+    so its CPU time, not the clock, says it is stuck (``wall_s`` only catches one that hangs without computing)."""
+    t0 = checked = time.time()
     while not ready():
         assert proc.poll() is None, proc.stdout.read()
-        assert time.time() - t0 < timeout
+        if time.time() - checked > 1.0:  # reading /proc is not free: once a second
+            spent, checked = _tree_cpu_s(proc.pid), time.time()
+            assert spent < cpu_s, f"not ready after {spent:.0f} CPU seconds"
+            assert checked - t0 < wall_s, f"not ready after {wall_s} s with {spent:.0f} CPU seconds"
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -175,20 +201,28 @@ def test_kill_during_extraction_then_rerun_resumes(tiny_demo, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_during_training_then_rerun_resumes(tiny_demo, tmp_path):
+def test_kill_during_training_then_rerun_resumes(tiny_demo, embedded_demo, tmp_path):
+    from birdclef.workdir import RunLayout
+
     work = tmp_path / "run"
-    config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="melstats", epochs=400)
-    run_preprocess(config=config)
+    # the session's preprocessed tiny demo (training reads it, it is no part of what is killed) and 2 validation
+    # minutes, not 30: mixing them before the first epoch was most of the time before the kill. 80 epochs, not
+    # 400: the kill comes within a 50-ms poll of the first checkpoint (an epoch takes longer than that), and
+    # the rerun's remaining epochs (0.5 s each on a loaded machine) were most of the rest
+    epochs = 80
+    RunLayout(work).link_caches(RunLayout(embedded_demo))
+    config = build_config(data_dir=str(tiny_demo), work_dir=str(work), backbone="melstats", epochs=epochs,
+                          val_soundscapes=2)
     ckpt = work / "model" / "checkpoint.pt"
-    proc = _start("models.train", "run_training", tiny_demo, work, epochs=400)
+    proc = _start("models.train", "run_training", tiny_demo, work, epochs=epochs, val_soundscapes=2)
     _kill_when(proc, ckpt.exists)
     import torch
 
     finished = len(torch.load(ckpt, weights_only=True)["history"])
-    assert 1 <= finished < 400
+    assert 1 <= finished < epochs
     result = run_training(config=config, progress=False)
-    assert len(result.history) == 400
-    assert list(result.history["epoch"]) == list(range(1, 401))
+    assert len(result.history) == epochs
+    assert list(result.history["epoch"]) == list(range(1, epochs + 1))
 
 
 @pytest.mark.slow

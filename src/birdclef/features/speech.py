@@ -57,6 +57,10 @@ def speech_probabilities(x16: np.ndarray) -> np.ndarray:
     The signal is cut into up to 16 pieces of at least ~5 s that run side by side as one batch
     (the model is recurrent, so a sequential pass makes one call per chunk): ~4.5× faster, at
     the cost of re-warming the state at each cut (a few chunks).
+
+    Torch runs these calls on one thread (the caller's count is restored after): each is far too
+    small to share, and with every core busy elsewhere a second thread's spin-waiting made them
+    ~6× slower (benchmarks/tests.md, issue 33).
     """
     import torch
 
@@ -69,10 +73,15 @@ def speech_probabilities(x16: np.ndarray) -> np.ndarray:
     batch = torch.from_numpy(padded.reshape(pieces, per_piece * CHUNK))
     out = np.empty((pieces, per_piece), np.float32)
     with _LOCK, torch.inference_mode():
-        model.reset_states()
-        for i in range(per_piece):
-            out[:, i] = model(batch[:, i * CHUNK:(i + 1) * CHUNK], VAD_SAMPLE_RATE_HZ).numpy()[:, 0]
-        model.reset_states()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            model.reset_states()
+            for i in range(per_piece):
+                out[:, i] = model(batch[:, i * CHUNK:(i + 1) * CHUNK], VAD_SAMPLE_RATE_HZ).numpy()[:, 0]
+            model.reset_states()
+        finally:
+            torch.set_num_threads(threads)
     return out.reshape(-1)[:n_chunks]
 
 
